@@ -1,0 +1,117 @@
+"""The session store: where each device of an account is connected.
+
+Theory of operation. A login on a gateway channel makes that channel the *location* of
+its (tenant, account, device); the location record doubles as the channel's session.
+Each device has at most one location, so a new login on the same device replaces the
+old one and the caller kicks the connection it replaced; other devices of the account
+are untouched and all of them receive pushes. A logout or disconnect removes a location
+only if it still belongs to the disconnecting channel (compare-and-delete), so a stale
+logout never removes the newer login that replaced it.
+
+Implementations live beside this module: ``memory.py`` (one process) and ``redis.py``
+(Redis or Redis Cluster). ``tests/storage/test_session_contract.py`` holds the promises
+below to every one of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where one device of an account is connected; also the session of that channel.
+
+    ``login_at`` is in milliseconds since the epoch. ``channel_id`` names the connection
+    on its gateway ``gateway_id``; a push to this device goes to that gateway, addressed
+    to that channel.
+    """
+
+    tenant: str
+    account: str
+    device: str
+    channel_id: str
+    gateway_id: str
+    login_at: int
+    client_version: str = ""
+    zone: str = ""
+
+
+class SessionStore(Protocol):
+    """Locations per (tenant, account, device).
+
+    Guarantees every implementation keeps:
+
+    - **One location per device.** At any time a (tenant, account, device) has at most one
+      location. Tenants are isolated: the same account name in two tenants names two
+      accounts.
+    - **Atomic replace.** ``add_location`` reads the previous location and stores the new
+      one in one atomic step, so among concurrent logins on one device exactly one ends up
+      stored and every other one is returned as "previous" to exactly one caller.
+    - **Compare-and-delete.** A location is removed only by the channel that holds it.
+    - **Unavailability is one error.** When the backend is unreachable or times out, every
+      method raises :class:`~data_plane.storage.errors.SessionStoreUnavailable` (the
+      backend's exception chained as its cause), never a backend-specific exception.
+
+    Nothing is promised about expiry unless the implementation documents a TTL; the
+    gateway that owns a channel is responsible for removing its locations.
+    """
+
+    async def add_location(self, location: Location) -> Location | None:
+        """Make ``location`` the location of its (tenant, account, device), atomically.
+
+        Returns the location it replaced when that one had a different ``channel_id``
+        (the caller kicks that connection), else ``None`` — also when the same channel
+        logs in again, in which case the stored record is refreshed with ``location``.
+        """
+        ...
+
+    async def remove_location(
+        self, tenant: str, account: str, device: str, channel_id: str
+    ) -> bool:
+        """Remove the device's location only if it still belongs to ``channel_id``.
+
+        Atomic compare-and-delete: a stale logout (its channel already replaced by a newer
+        login) removes nothing and returns ``False``. Returns whether it removed.
+        """
+        ...
+
+    async def get_locations(self, tenant: str, account: str) -> list[Location]:
+        """All locations of the account, one per device, sorted by device."""
+        ...
+
+    async def get_locations_many(
+        self, tenant: str, accounts: Sequence[str]
+    ) -> dict[str, list[Location]]:
+        """Locations of many accounts at once, each list sorted by device.
+
+        Accounts with no location are absent from the result; duplicates in ``accounts``
+        are looked up once. Remote implementations batch the lookups (one round trip per
+        chunk of accounts), so this is the call for a group push. The result is not a
+        snapshot: each account is read atomically, the accounts not together.
+        """
+        ...
+
+    async def get_session(self, tenant: str, account: str, channel_id: str) -> Location | None:
+        """The account's location held by ``channel_id``, or ``None``."""
+        ...
+
+    async def remove_gateway(self, gateway_id: str, locations: Iterable[Location]) -> int:
+        """Remove ``locations`` of a gateway that went away; return how many were removed.
+
+        Each one is a compare-and-delete as in :meth:`remove_location`, and additionally
+        removed only while the stored location is on ``gateway_id``, so a device that has
+        since logged in elsewhere keeps its new location. The removals are independent:
+        not one atomic step.
+        """
+        ...
+
+    async def ping(self) -> None:
+        """Check that the backend answers; raise ``SessionStoreUnavailable`` otherwise."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the backend's connections. The store must not be used afterwards."""
+        ...

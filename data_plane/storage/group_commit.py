@@ -1,0 +1,186 @@
+"""Group commit: many concurrent writes, one transaction.
+
+Theory of operation: callers ``await batcher.submit(item)``. The item joins a FIFO
+queue synchronously (no await before it is queued, so one task's items keep their
+order) and the caller waits for its own result. A single writer task (``run``) takes up
+to ``max_batch`` items — after lingering up to ``linger_s`` when it was idle, so a burst
+arriving together shares one transaction — and calls ``flush(items)`` once. ``flush``
+runs one transaction for the whole batch and returns one result per item, in order: a
+value, or an exception meant for that caller only (a logical error such as a group the
+sender is not in). While a flush runs, new items queue up and form the next batch, so
+under load batches grow by themselves and the commit cost (an fsync) is shared.
+
+If ``flush`` raises, the transaction did not commit (or its outcome is unknown) and
+every caller of the batch gets ``MessageStoreUnavailable`` chained to the cause — never
+a false success. A caller cancelled while waiting only stops waiting: its item may
+still be written, exactly as if the answer had been lost on the network. The flush
+itself is shielded from cancellation, so a shutdown lets the transaction in flight
+finish and answers its callers truthfully.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+import anyio
+import anyio.lowlevel
+
+from data_plane.storage.errors import MessageStoreUnavailable
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+DEFAULT_LINGER_S = 0.001
+DEFAULT_MAX_BATCH = 256
+
+
+class _Pending(Generic[T, R]):
+    """One queued item and, once flushed, its outcome."""
+
+    __slots__ = ("done", "error", "item", "value")
+
+    def __init__(self, item: T) -> None:
+        self.item = item
+        self.done = anyio.Event()
+        self.value: R | None = None
+        self.error: BaseException | None = None
+
+    def resolve(self, outcome: R | BaseException) -> None:
+        if self.done.is_set():
+            return
+        if isinstance(outcome, BaseException):
+            self.error = outcome
+        else:
+            self.value = outcome
+        self.done.set()
+
+
+def _unavailable(message: str, cause: BaseException | None) -> MessageStoreUnavailable:
+    error = MessageStoreUnavailable(message)
+    error.__cause__ = cause
+    return error
+
+
+class GroupCommitter(Generic[T, R]):
+    """Batches ``submit``ted items into single ``flush`` calls run by ``run``.
+
+    ``flush(items)`` must return exactly one result (value or exception) per item.
+    ``flushes`` and ``flushed_items`` count what the writer did (for tests, metrics).
+    """
+
+    def __init__(
+        self,
+        flush: Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]],
+        *,
+        linger_s: float = DEFAULT_LINGER_S,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        if linger_s < 0:
+            raise ValueError("linger_s must not be negative")
+        self._flush = flush
+        self._linger_s = linger_s
+        self._max_batch = max_batch
+        self._queue: deque[_Pending[T, R]] = deque()
+        self._wakeup: anyio.Event | None = None
+        self._full: anyio.Event | None = None
+        self._closed = False
+        self._running = False
+        self._stopped = anyio.Event()
+        self.flushes = 0
+        self.flushed_items = 0
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` was called or the writer stopped."""
+        return self._closed
+
+    async def submit(self, item: T) -> R:
+        """Queue ``item`` and wait for its committed result (or its error).
+
+        Raises the item's own logical error, or ``MessageStoreUnavailable`` when the
+        batch did not commit or the batcher is closed.
+        """
+        if self._closed:
+            raise MessageStoreUnavailable("the message store is closed")
+        pending: _Pending[T, R] = _Pending(item)
+        self._queue.append(pending)
+        if self._wakeup is not None:
+            self._wakeup.set()
+        if self._full is not None and len(self._queue) >= self._max_batch:
+            self._full.set()
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.value  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Refuse new items; the writer flushes what is queued, then ``run`` returns."""
+        self._closed = True
+        if self._wakeup is not None:
+            self._wakeup.set()
+        if self._full is not None:
+            self._full.set()
+
+    async def wait_stopped(self) -> None:
+        """Wait until ``run`` returned (immediately if it never started)."""
+        if self._running:
+            await self._stopped.wait()
+
+    async def run(self) -> None:
+        """The writer loop; returns after ``close`` once the queue is drained."""
+        if self._running:
+            raise RuntimeError("the writer is already running")
+        self._running = True
+        try:
+            while True:
+                idle = not self._queue
+                while not self._queue:
+                    if self._closed:
+                        return
+                    self._wakeup = anyio.Event()
+                    await self._wakeup.wait()
+                    self._wakeup = None
+                if idle and self._linger_s > 0:
+                    await self._linger()
+                # The flush below is shielded: stop here when the writer was cancelled.
+                await anyio.lowlevel.checkpoint_if_cancelled()
+                count = min(len(self._queue), self._max_batch)
+                batch = [self._queue.popleft() for _ in range(count)]
+                with anyio.CancelScope(shield=True):
+                    await self._flush_batch(batch)
+        finally:
+            self._closed = True
+            while self._queue:
+                self._queue.popleft().resolve(_unavailable("the message store is closed", None))
+            self._stopped.set()
+
+    async def _linger(self) -> None:
+        """Give a burst up to ``linger_s`` to arrive, unless a full batch is waiting."""
+        if len(self._queue) >= self._max_batch or self._closed:
+            return
+        self._full = anyio.Event()
+        with anyio.move_on_after(self._linger_s):
+            await self._full.wait()
+        self._full = None
+
+    async def _flush_batch(self, batch: list[_Pending[T, R]]) -> None:
+        self.flushes += 1
+        self.flushed_items += len(batch)
+        try:
+            results = await self._flush([pending.item for pending in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"flush returned {len(results)} results for {len(batch)}")
+        except Exception as exc:
+            for pending in batch:
+                pending.resolve(_unavailable(f"batch of {len(batch)} not stored: {exc!r}", exc))
+            return
+        except BaseException as exc:
+            for pending in batch:
+                pending.resolve(_unavailable("the batch was interrupted", exc))
+            raise
+        for pending, outcome in zip(batch, results, strict=True):
+            pending.resolve(outcome)

@@ -1,0 +1,322 @@
+"""In-memory ``MessageStore``: the reference behaviour of the contract, no durability.
+
+Every operation mutates plain dicts without awaiting in between, so each one is atomic
+on the event loop, then yields once (as a database round trip would) before returning.
+Used by tests and by a logic node started without a database URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import anyio.lowlevel
+
+from data_plane.storage.errors import MessageStoreUnavailable
+from data_plane.storage.ids import SnowflakeIds
+from data_plane.storage.messages_base import (
+    Content,
+    Direction,
+    Group,
+    GroupNotFound,
+    IndexEntry,
+    IndexPage,
+    Member,
+    NotAMember,
+    SendResult,
+    StoredMessage,
+    UnknownMessage,
+    check_device,
+    check_group_fields,
+    check_id,
+    check_message,
+    first_occurrences,
+    unique_members,
+)
+
+
+@dataclass(slots=True)
+class _Inbox:
+    entries: list[IndexEntry] = field(default_factory=list)
+    seq_of: dict[int, int] = field(default_factory=dict)
+
+    def append(
+        self, message_id: int, direction: Direction, send_time: int, account_b: str, group: str
+    ) -> None:
+        seq = len(self.entries) + 1
+        self.entries.append(IndexEntry(message_id, direction, send_time, account_b, group, seq))
+        self.seq_of[message_id] = seq
+
+
+@dataclass(slots=True)
+class _Group:
+    group_id: str
+    name: str
+    avatar: str
+    introduction: str
+    owner: str
+    created_at: int
+    seq: int = 0
+    members: dict[str, Member] = field(default_factory=dict)
+
+    def sorted_members(self) -> list[Member]:
+        return sorted(self.members.values(), key=lambda m: (m.join_time, m.account))
+
+
+class MemoryMessageStore:
+    """A ``MessageStore`` kept in process memory (lost on exit)."""
+
+    def __init__(self, *, node_id: int = 0, ids: SnowflakeIds | None = None) -> None:
+        self._ids = ids if ids is not None else SnowflakeIds(node_id)
+        self._messages: dict[tuple[str, int], StoredMessage] = {}
+        self._client_ids: dict[tuple[str, str, str], int] = {}
+        self._inboxes: dict[tuple[str, str], _Inbox] = {}
+        self._read: dict[tuple[str, str, str], tuple[int, int]] = {}
+        self._groups: dict[tuple[str, str], _Group] = {}
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MessageStoreUnavailable("the message store is closed")
+
+    def _inbox(self, tenant: str, account: str) -> _Inbox:
+        inbox = self._inboxes.get((tenant, account))
+        if inbox is None:
+            inbox = self._inboxes[(tenant, account)] = _Inbox()
+        return inbox
+
+    def _original(self, tenant: str, sender: str, client_msg_id: str | None) -> SendResult | None:
+        if client_msg_id is None:
+            return None
+        message_id = self._client_ids.get((tenant, sender, client_msg_id))
+        if message_id is None:
+            return None
+        stored = self._messages[(tenant, message_id)]
+        return SendResult(message_id, stored.send_time, duplicate=True, seq=stored.group_seq)
+
+    def _store(
+        self,
+        tenant: str,
+        sender: str,
+        receiver: str,
+        group_id: str,
+        group_seq: int,
+        type: int,
+        body: bytes,
+        extra: str,
+        client_msg_id: str | None,
+    ) -> StoredMessage:
+        message_id = self._ids.next_id()
+        stored = StoredMessage(
+            message_id=message_id,
+            sender=sender,
+            receiver=receiver,
+            group_id=group_id,
+            group_seq=group_seq,
+            type=type,
+            body=bytes(body),
+            extra=extra,
+            client_msg_id=client_msg_id,
+            send_time=SnowflakeIds.time_of(message_id),
+        )
+        self._messages[(tenant, message_id)] = stored
+        if client_msg_id is not None:
+            self._client_ids[(tenant, sender, client_msg_id)] = message_id
+        return stored
+
+    async def send_user_message(
+        self,
+        tenant: str,
+        sender: str,
+        receiver: str,
+        type: int,
+        body: bytes,
+        extra: str,
+        client_msg_id: str | None,
+    ) -> SendResult:
+        """See ``MessageStore.send_user_message``."""
+        check_message(tenant, sender, type, body, extra, client_msg_id)
+        check_id("receiver", receiver)
+        self._check_open()
+        result = self._original(tenant, sender, client_msg_id)
+        if result is None:
+            m = self._store(tenant, sender, receiver, "", 0, type, body, extra, client_msg_id)
+            if receiver != sender:
+                self._inbox(tenant, receiver).append(
+                    m.message_id, Direction.RECEIVED, m.send_time, sender, ""
+                )
+            self._inbox(tenant, sender).append(
+                m.message_id, Direction.SENT, m.send_time, receiver, ""
+            )
+            result = SendResult(m.message_id, m.send_time, duplicate=False, seq=0)
+        await anyio.lowlevel.checkpoint()
+        return result
+
+    async def send_group_message(
+        self,
+        tenant: str,
+        sender: str,
+        group_id: str,
+        type: int,
+        body: bytes,
+        extra: str,
+        client_msg_id: str | None,
+    ) -> tuple[SendResult, list[str]]:
+        """See ``MessageStore.send_group_message``."""
+        check_message(tenant, sender, type, body, extra, client_msg_id)
+        check_id("group_id", group_id)
+        self._check_open()
+        original = self._original(tenant, sender, client_msg_id)
+        if original is not None:
+            await anyio.lowlevel.checkpoint()
+            return original, []
+        group = self._group(tenant, group_id)
+        if sender not in group.members:
+            raise NotAMember(f"{sender!r} is not a member of group {group_id!r}")
+        group.seq += 1
+        seq = group.seq
+        m = self._store(tenant, sender, "", group_id, seq, type, body, extra, client_msg_id)
+        receivers = [member.account for member in group.sorted_members()]
+        for account in receivers:
+            direction = Direction.SENT if account == sender else Direction.RECEIVED
+            self._inbox(tenant, account).append(
+                m.message_id, direction, m.send_time, sender, group_id
+            )
+        await anyio.lowlevel.checkpoint()
+        return SendResult(m.message_id, m.send_time, duplicate=False, seq=seq), receivers
+
+    async def ack(self, tenant: str, account: str, device: str, message_id: int) -> bool:
+        """See ``MessageStore.ack``."""
+        check_device(device)
+        self._check_open()
+        inbox = self._inboxes.get((tenant, account))
+        seq = inbox.seq_of.get(message_id) if inbox is not None else None
+        if seq is None:
+            raise UnknownMessage(f"message {message_id} is not in the inbox of {account!r}")
+        current = self._read.get((tenant, account, device))
+        moved = current is None or seq > current[1]
+        if moved:
+            self._read[(tenant, account, device)] = (message_id, seq)
+        await anyio.lowlevel.checkpoint()
+        return moved
+
+    async def list_index(
+        self, tenant: str, account: str, device: str, after_message_id: int, limit: int
+    ) -> IndexPage:
+        """See ``MessageStore.list_index``."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self._check_open()
+        inbox = self._inboxes.get((tenant, account), _Inbox())
+        if after_message_id:
+            after = inbox.seq_of.get(after_message_id)
+            if after is None:
+                raise UnknownMessage(
+                    f"message {after_message_id} is not in the inbox of {account!r}"
+                )
+        else:
+            after = self._read.get((tenant, account, device), (0, 0))[1]
+        # seq n sits at list position n - 1, so the rows after seq ``after`` start there.
+        entries = inbox.entries[after : after + limit + 1]
+        await anyio.lowlevel.checkpoint()
+        return IndexPage(entries[:limit], has_more=len(entries) > limit)
+
+    async def get_contents(
+        self, tenant: str, account: str, message_ids: Sequence[int]
+    ) -> list[Content]:
+        """See ``MessageStore.get_contents``."""
+        self._check_open()
+        inbox = self._inboxes.get((tenant, account), _Inbox())
+        contents = []
+        for message_id in first_occurrences(message_ids):
+            if message_id in inbox.seq_of:
+                m = self._messages[(tenant, message_id)]
+                contents.append(Content(m.message_id, m.type, m.body, m.extra))
+        await anyio.lowlevel.checkpoint()
+        return contents
+
+    def _group(self, tenant: str, group_id: str) -> _Group:
+        group = self._groups.get((tenant, group_id))
+        if group is None:
+            raise GroupNotFound(f"group {group_id!r} does not exist")
+        return group
+
+    @staticmethod
+    def _public(group: _Group) -> Group:
+        return Group(
+            group_id=group.group_id,
+            name=group.name,
+            avatar=group.avatar,
+            introduction=group.introduction,
+            owner=group.owner,
+            created_at=group.created_at,
+            members=group.sorted_members(),
+        )
+
+    async def create_group(
+        self,
+        tenant: str,
+        owner: str,
+        name: str,
+        avatar: str,
+        introduction: str,
+        members: Sequence[str],
+    ) -> Group:
+        """See ``MessageStore.create_group``."""
+        check_id("tenant", tenant)
+        check_id("owner", owner)
+        check_group_fields(name, avatar, introduction)
+        accounts = unique_members(owner, members)
+        self._check_open()
+        snowflake = self._ids.next_id()
+        created_at = SnowflakeIds.time_of(snowflake)
+        group = _Group(str(snowflake), name, avatar, introduction, owner, created_at)
+        for account in accounts:
+            group.members[account] = Member(account, "", "", created_at)
+        self._groups[(tenant, group.group_id)] = group
+        await anyio.lowlevel.checkpoint()
+        return self._public(group)
+
+    async def join_group(self, tenant: str, group_id: str, account: str) -> bool:
+        """See ``MessageStore.join_group``."""
+        check_id("account", account)
+        self._check_open()
+        group = self._group(tenant, group_id)
+        joined = account not in group.members
+        if joined:
+            group.members[account] = Member(account, "", "", self._ids.now_ms())
+        await anyio.lowlevel.checkpoint()
+        return joined
+
+    async def quit_group(self, tenant: str, group_id: str, account: str) -> bool:
+        """See ``MessageStore.quit_group``."""
+        self._check_open()
+        group = self._group(tenant, group_id)
+        left = group.members.pop(account, None) is not None
+        await anyio.lowlevel.checkpoint()
+        return left
+
+    async def get_group(self, tenant: str, group_id: str) -> Group:
+        """See ``MessageStore.get_group``."""
+        self._check_open()
+        group = self._public(self._group(tenant, group_id))
+        await anyio.lowlevel.checkpoint()
+        return group
+
+    async def members(self, tenant: str, group_id: str) -> list[Member]:
+        """See ``MessageStore.members``."""
+        self._check_open()
+        members = self._group(tenant, group_id).sorted_members()
+        await anyio.lowlevel.checkpoint()
+        return members
+
+    async def is_member(self, tenant: str, group_id: str, account: str) -> bool:
+        """See ``MessageStore.is_member``."""
+        self._check_open()
+        group = self._groups.get((tenant, group_id))
+        await anyio.lowlevel.checkpoint()
+        return group is not None and account in group.members
+
+    async def aclose(self) -> None:
+        """Refuse further operations (the data stays in memory until collected)."""
+        self._closed = True

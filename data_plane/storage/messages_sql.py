@@ -1,0 +1,1019 @@
+"""SQL ``MessageStore`` (SQLite, MySQL) with group commit, and ``open_message_store``.
+
+Theory of operation:
+
+- Sends (1:1 and group) and acks go through two ``GroupCommitter`` writers. Each batch
+  is one transaction that (1) looks up the batch's client message ids already stored,
+  (2) locks the groups it writes to (``SELECT … FOR UPDATE``) and reads their members,
+  (3) decides every item in batch order (duplicates, ``GroupNotFound``, ``NotAMember``,
+  group sequence + 1) and inserts the contents, (4) reserves each touched inbox's next
+  sequences with one upsert that adds the batch's row count to ``inbox_seq`` (which
+  locks those rows until COMMIT) and reads the results back, then (5) inserts the inbox
+  rows. Statements are batched (``executemany``), never one per message. The hot inbox
+  counters are locked last, so they are held only for the last two statements and the
+  commit. Nothing is awaited between a caller and its queue slot, and items are decided
+  in queue order, so one sender's pipelined messages keep their order.
+- Lock order is the same in every transaction: group rows, then inbox counters, each
+  sorted by (tenant, key); acks lock only read-index rows. Counters stay locked until
+  COMMIT, so inbox sequences commit in order with no gaps, across nodes too.
+- MySQL runs at READ COMMITTED (no gap locks; every statement reads the latest commit).
+  Deadlocks, lock wait timeouts and unique-key races (another node storing the same
+  client message id first) roll the batch back and run it again; the retry reads the
+  winner's row and answers ``duplicate=True``.
+- SQLite has one writer: write transactions start with ``BEGIN IMMEDIATE``; reads run
+  in autocommit. WAL mode, ``synchronous=FULL``, a busy timeout.
+- Any database or connection failure surfaces as ``MessageStoreUnavailable``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, replace
+from functools import partial
+from itertools import groupby
+from typing import Any, TypeVar
+
+import anyio
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    event,
+    func,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from data_plane.storage.errors import MessageStoreUnavailable
+from data_plane.storage.group_commit import DEFAULT_LINGER_S, DEFAULT_MAX_BATCH, GroupCommitter
+from data_plane.storage.ids import SnowflakeIds
+from data_plane.storage.messages_base import (
+    MEMORY_URL,
+    Content,
+    Direction,
+    Group,
+    GroupNotFound,
+    IndexEntry,
+    IndexPage,
+    Member,
+    MessageStore,
+    NotAMember,
+    SendResult,
+    UnknownMessage,
+    check_device,
+    check_group_fields,
+    check_id,
+    check_message,
+    first_occurrences,
+    unique_members,
+)
+from data_plane.storage.messages_memory import MemoryMessageStore
+from data_plane.storage.sql_schema import (
+    chat_groups,
+    group_members,
+    inbox,
+    inbox_seq,
+    messages,
+    read_index,
+)
+from data_plane.storage.urls import async_url, backend_of
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_WRITE_OPTION = "cirno_write"
+_ATTEMPTS = 5
+_CHUNK = 300
+"""Keys per IN list or multi-row statement (SQLite allows 32,766 parameters)."""
+_MYSQL_RETRYABLE = frozenset({1205, 1213})  # lock wait timeout, deadlock
+
+
+@dataclass(frozen=True, slots=True)
+class _Send:
+    tenant: str
+    sender: str
+    receiver: str  # '' for a group message
+    group_id: str  # '' for a 1:1 message
+    type: int
+    body: bytes
+    extra: str
+    client_msg_id: str | None
+
+    @property
+    def key(self) -> tuple[str, str, str] | None:
+        if self.client_msg_id is None:
+            return None
+        return (self.tenant, self.sender, self.client_msg_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ack:
+    tenant: str
+    account: str
+    device: str
+    message_id: int
+
+
+_SendOutcome = tuple[SendResult, list[str]]
+
+
+def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _by_tenant(keys: Iterable[tuple[str, T]]) -> Iterator[tuple[str, list[T]]]:
+    """Sorted keys grouped by tenant: (tenant, [rest of key, …]) in lock order."""
+    for tenant, group in groupby(sorted(set(keys)), key=lambda key: key[0]):
+        yield tenant, [key[1] for key in group]
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True
+    args = getattr(exc.orig, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0] in _MYSQL_RETRYABLE
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+async def _write_with(
+    write: Callable[[AsyncConnection, Sequence[T]], Awaitable[R]],
+    items: Sequence[T],
+    conn: AsyncConnection,
+) -> R:
+    """``write(conn, items)`` with the connection last, for ``partial``."""
+    return await write(conn, items)
+
+
+def _connection_failure(exc: Exception) -> bool:
+    """Whether ``exc`` means the database is unreachable (not one bad statement)."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, OSError | SQLAlchemyError)
+
+
+@contextmanager
+def _unavailable_on_db_error() -> Iterator[None]:
+    try:
+        yield
+    except (SQLAlchemyError, OSError) as exc:
+        raise MessageStoreUnavailable(f"message store failed: {exc!r}") from exc
+
+
+def create_message_engine(
+    url: str, *, pool_size: int = 10, busy_timeout_s: float = 5.0, connect_timeout_s: int = 5
+) -> AsyncEngine:
+    """An async engine for ``url`` (``sqlite:///…`` or ``mysql://…``) set up for the store."""
+    if backend_of(url) == "sqlite":
+        engine = create_async_engine(async_url(url), connect_args={"timeout": busy_timeout_s})
+        _configure_sqlite(engine, busy_timeout_s)
+        return engine
+    _repair_aiomysql_bytes()
+    return create_async_engine(
+        async_url(url),
+        isolation_level="READ COMMITTED",
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=3600,
+        connect_args={"charset": "utf8mb4", "connect_timeout": connect_timeout_s},
+    )
+
+
+def _repair_aiomysql_bytes() -> None:
+    """Give aiomysql back the bytes escaper that PyMySQL 1.2.3+ replaced by a string.
+
+    aiomysql 0.3.2 calls ``pymysql.converters.escape_bytes_prefixed`` for every bytes
+    parameter; PyMySQL 1.2.3 turned that name into a placeholder string, so message
+    bodies fail with "'str' object is not callable" (aio-libs/aiomysql#1080, fix in
+    #1081). This sets the one-line function the fix defines; it does nothing once
+    aiomysql or PyMySQL is fixed (or PyMySQL is pinned below 1.2).
+    """
+    import aiomysql.connection
+
+    if not callable(getattr(aiomysql.connection, "escape_bytes_prefixed", None)):
+
+        def escape_bytes_prefixed(value: bytes) -> str:
+            return f"_binary X'{value.hex()}'"
+
+        aiomysql.connection.escape_bytes_prefixed = escape_bytes_prefixed
+
+
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_s: float) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take over BEGIN from the driver, so write transactions can be IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Reads run in autocommit (no BEGIN, one round trip less): each is one statement
+        # or tolerates seeing a newer commit between its statements.
+        if conn.get_execution_options().get(_WRITE_OPTION, False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class SqlMessageStore:
+    """A ``MessageStore`` on SQLite or MySQL.
+
+    ``run`` must be running (in a task group) while the store is used; use
+    ``open_sql_message_store`` or ``open_message_store``, which also close it.
+    ``flushes`` counts send transactions (group commits), ``ack_flushes`` ack ones,
+    ``retries`` the write transactions run again after a transient conflict.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        node_id: int,
+        linger_s: float = DEFAULT_LINGER_S,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        ids: SnowflakeIds | None = None,
+    ) -> None:
+        self._engine = engine
+        self._write_engine = engine.execution_options(**{_WRITE_OPTION: True})
+        self._mysql = engine.dialect.name in ("mysql", "mariadb")
+        self._ids = ids if ids is not None else SnowflakeIds(node_id)
+        self._sends: GroupCommitter[_Send, _SendOutcome] = GroupCommitter(
+            self._flush_sends, linger_s=linger_s, max_batch=max_batch
+        )
+        self._acks: GroupCommitter[_Ack, bool] = GroupCommitter(
+            self._flush_acks, linger_s=linger_s, max_batch=max_batch
+        )
+        self._closed = False
+        self.retries = 0
+        """Write transactions run again after a deadlock, lock timeout or key race."""
+
+    @property
+    def flushes(self) -> int:
+        """Send batches flushed so far (one transaction each, retries aside)."""
+        return self._sends.flushes
+
+    @property
+    def ack_flushes(self) -> int:
+        """Ack batches flushed so far."""
+        return self._acks.flushes
+
+    async def run(self) -> None:
+        """Run the send and ack writers until ``aclose``."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._sends.run)
+            tg.start_soon(self._acks.run)
+
+    async def aclose(self) -> None:
+        """Let the writers flush what is queued, then release every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self._sends.close()
+        self._acks.close()
+        await self._sends.wait_stopped()
+        await self._acks.wait_stopped()
+        await self._engine.dispose()
+
+    # -- transactions ---------------------------------------------------------------
+
+    async def _transact(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run ``work`` in a write transaction, again on a transient conflict."""
+        for attempt in range(_ATTEMPTS):
+            try:
+                async with self._write_engine.begin() as conn:
+                    return await work(conn)
+            except DBAPIError as exc:
+                if attempt + 1 == _ATTEMPTS or not _retryable(exc):
+                    raise
+                self.retries += 1
+            await anyio.sleep(random.uniform(0.001, 0.005) * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _flush_isolating(
+        self,
+        items: Sequence[T],
+        write: Callable[[AsyncConnection, Sequence[T]], Awaitable[list[R | BaseException]]],
+    ) -> list[R | BaseException]:
+        """One transaction for the batch; if an item poisons it, one per item.
+
+        A connection failure fails the whole batch (the writer answers every caller
+        ``MessageStoreUnavailable``). Any other failure — a value the database refuses,
+        a key that keeps conflicting — is retried item by item in batch order, so only
+        the offending item's caller gets ``MessageStoreUnavailable``.
+        """
+        try:
+            return await self._transact(partial(_write_with, write, items))
+        except Exception as exc:
+            if len(items) == 1 or _connection_failure(exc):
+                raise
+        outcomes: list[R | BaseException] = []
+        for item in items:
+            try:
+                outcomes.extend(await self._transact(partial(_write_with, write, (item,))))
+            except Exception as exc:
+                if _connection_failure(exc):
+                    raise
+                error = MessageStoreUnavailable(f"not stored: {exc!r}")
+                error.__cause__ = exc
+                outcomes.append(error)
+        return outcomes
+
+    async def _write(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """A write outside the batchers, with database errors as unavailability."""
+        self._check_open()
+        with _unavailable_on_db_error():
+            return await self._transact(work)
+
+    async def _read(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        self._check_open()
+        with _unavailable_on_db_error():
+            async with self._engine.connect() as conn:
+                return await work(conn)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MessageStoreUnavailable("the message store is closed")
+
+    # -- sends ----------------------------------------------------------------------
+
+    async def send_user_message(
+        self,
+        tenant: str,
+        sender: str,
+        receiver: str,
+        type: int,
+        body: bytes,
+        extra: str,
+        client_msg_id: str | None,
+    ) -> SendResult:
+        """See ``MessageStore.send_user_message``."""
+        check_message(tenant, sender, type, body, extra, client_msg_id)
+        check_id("receiver", receiver)
+        item = _Send(tenant, sender, receiver, "", type, bytes(body), extra, client_msg_id)
+        result, _ = await self._sends.submit(item)
+        return result
+
+    async def send_group_message(
+        self,
+        tenant: str,
+        sender: str,
+        group_id: str,
+        type: int,
+        body: bytes,
+        extra: str,
+        client_msg_id: str | None,
+    ) -> tuple[SendResult, list[str]]:
+        """See ``MessageStore.send_group_message``."""
+        check_message(tenant, sender, type, body, extra, client_msg_id)
+        check_id("group_id", group_id)
+        item = _Send(tenant, sender, "", group_id, type, bytes(body), extra, client_msg_id)
+        return await self._sends.submit(item)
+
+    async def _flush_sends(self, items: Sequence[_Send]) -> list[_SendOutcome | BaseException]:
+        return await self._flush_isolating(items, self._write_sends)
+
+    async def _write_sends(
+        self, conn: AsyncConnection, items: Sequence[_Send]
+    ) -> list[_SendOutcome | BaseException]:
+        originals = await self._originals(conn, items)
+        wanted = {(i.tenant, i.group_id) for i in items if i.group_id and i.key not in originals}
+        group_seqs, group_accounts = await self._lock_groups(conn, wanted)
+        group_sets = {group: set(accounts) for group, accounts in group_accounts.items()}
+        outcomes: list[_SendOutcome | BaseException] = []
+        in_batch: dict[tuple[str, str, str], SendResult] = {}
+        message_rows: list[dict[str, Any]] = []
+        deliveries: list[tuple[str, str, Direction, str, int, str, int]] = []
+        for item in items:
+            key = item.key
+            if key is not None and key in originals:
+                outcomes.append((originals[key], []))
+                continue
+            if key is not None and key in in_batch:
+                outcomes.append((replace(in_batch[key], duplicate=True), []))
+                continue
+            if item.group_id:
+                group = (item.tenant, item.group_id)
+                if group not in group_seqs:
+                    outcomes.append(GroupNotFound(f"group {item.group_id!r} does not exist"))
+                    continue
+                accounts = group_accounts[group]
+                if item.sender not in group_sets[group]:
+                    outcomes.append(
+                        NotAMember(f"{item.sender!r} is not a member of group {item.group_id!r}")
+                    )
+                    continue
+                group_seqs[group] += 1
+                seq = group_seqs[group]
+                targets = [
+                    (a, Direction.SENT if a == item.sender else Direction.RECEIVED, item.sender)
+                    for a in accounts
+                ]
+                receivers = list(accounts)
+            else:
+                seq = 0
+                receivers = []
+                targets = [(item.sender, Direction.SENT, item.receiver)]
+                if item.receiver != item.sender:
+                    targets.insert(0, (item.receiver, Direction.RECEIVED, item.sender))
+            message_id = self._ids.next_id()
+            send_time = SnowflakeIds.time_of(message_id)
+            result = SendResult(message_id, send_time, duplicate=False, seq=seq)
+            if key is not None:
+                in_batch[key] = result
+            message_rows.append(_message_row(item, message_id, send_time, seq))
+            for account, direction, account_b in targets:
+                deliveries.append(
+                    (
+                        item.tenant,
+                        account,
+                        direction,
+                        account_b,
+                        message_id,
+                        item.group_id,
+                        send_time,
+                    )
+                )
+            outcomes.append((result, receivers))
+        if message_rows:
+            await self._insert_rows(conn, messages, message_rows)
+            await self._insert_inbox_rows(conn, deliveries)
+            await self._store_group_seqs(conn, group_seqs, wanted)
+        return outcomes
+
+    async def _originals(
+        self, conn: AsyncConnection, items: Sequence[_Send]
+    ) -> dict[tuple[str, str, str], SendResult]:
+        """Already stored sends among the batch's (tenant, sender, client_msg_id) keys."""
+        keys = {(i.tenant, (i.sender, i.client_msg_id)) for i in items if i.client_msg_id}
+        found: dict[tuple[str, str, str], SendResult] = {}
+        for tenant, pairs in _by_tenant(keys):
+            for chunk in _chunks(pairs):
+                rows = await conn.execute(
+                    select(
+                        messages.c.sender,
+                        messages.c.client_msg_id,
+                        messages.c.message_id,
+                        messages.c.send_time,
+                        messages.c.group_seq,
+                    ).where(
+                        messages.c.tenant == tenant,
+                        tuple_(messages.c.sender, messages.c.client_msg_id).in_(chunk),
+                    )
+                )
+                for sender, client_msg_id, message_id, send_time, group_seq in rows:
+                    found[(tenant, sender, client_msg_id)] = SendResult(
+                        message_id, send_time, duplicate=True, seq=group_seq
+                    )
+        return found
+
+    async def _lock_groups(
+        self, conn: AsyncConnection, wanted: set[tuple[str, str]]
+    ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], list[str]]]:
+        """Lock the groups' rows (sorted); their sequences and members by join order."""
+        seqs: dict[tuple[str, str], int] = {}
+        accounts: dict[tuple[str, str], list[str]] = {}
+        for tenant, group_ids in _by_tenant(wanted):
+            for chunk in _chunks(group_ids):
+                rows = await conn.execute(
+                    select(chat_groups.c.group_id, chat_groups.c.seq)
+                    .where(chat_groups.c.tenant == tenant, chat_groups.c.group_id.in_(chunk))
+                    .order_by(chat_groups.c.group_id)
+                    .with_for_update()
+                )
+                for group_id, seq in rows:
+                    seqs[(tenant, group_id)] = seq
+                    accounts[(tenant, group_id)] = []
+            found = [g for t, g in seqs if t == tenant]
+            for chunk in _chunks(found):
+                rows = await conn.execute(
+                    select(group_members.c.group_id, group_members.c.account)
+                    .where(group_members.c.tenant == tenant, group_members.c.group_id.in_(chunk))
+                    .order_by(
+                        group_members.c.group_id,
+                        group_members.c.join_time,
+                        group_members.c.account,
+                    )
+                )
+                for group_id, account in rows:
+                    accounts[(tenant, group_id)].append(account)
+        return seqs, accounts
+
+    async def _store_group_seqs(
+        self,
+        conn: AsyncConnection,
+        seqs: dict[tuple[str, str], int],
+        wanted: set[tuple[str, str]],
+    ) -> None:
+        rows = [
+            {"b_tenant": tenant, "b_group": group_id, "b_seq": seq}
+            for (tenant, group_id), seq in sorted(seqs.items())
+            if (tenant, group_id) in wanted
+        ]
+        if rows:
+            await conn.execute(
+                update(chat_groups)
+                .where(
+                    chat_groups.c.tenant == bindparam("b_tenant"),
+                    chat_groups.c.group_id == bindparam("b_group"),
+                )
+                .values(seq=bindparam("b_seq")),
+                rows,
+            )
+
+    async def _insert_inbox_rows(
+        self,
+        conn: AsyncConnection,
+        deliveries: list[tuple[str, str, Direction, str, int, str, int]],
+    ) -> None:
+        counts = Counter((tenant, account) for tenant, account, *_ in deliveries)
+        next_seq = await self._reserve_inbox_seqs(conn, counts)
+        rows = []
+        for tenant, account, direction, account_b, message_id, group_id, send_time in deliveries:
+            seq = next_seq[(tenant, account)]
+            next_seq[(tenant, account)] = seq + 1
+            rows.append(
+                {
+                    "tenant": tenant,
+                    "account": account,
+                    "seq": seq,
+                    "message_id": message_id,
+                    "direction": int(direction),
+                    "account_b": account_b,
+                    "group_id": group_id,
+                    "send_time": send_time,
+                }
+            )
+        await self._insert_rows(conn, inbox, rows)
+
+    async def _reserve_inbox_seqs(
+        self, conn: AsyncConnection, counts: Counter[tuple[str, str]]
+    ) -> dict[tuple[str, str], int]:
+        """Add ``counts`` to the inbox counters (locking them, sorted); first seq of each."""
+        first: dict[tuple[str, str], int] = {}
+        for tenant, accounts in _by_tenant(counts):
+            for chunk in _chunks(accounts):
+                rows = [{"tenant": tenant, "account": a, "seq": counts[(tenant, a)]} for a in chunk]
+                await conn.execute(self._increment_inbox_seqs(), rows)
+                result = await conn.execute(
+                    select(inbox_seq.c.account, inbox_seq.c.seq).where(
+                        inbox_seq.c.tenant == tenant, inbox_seq.c.account.in_(chunk)
+                    )
+                )
+                for account, last in result:
+                    first[(tenant, account)] = last - counts[(tenant, account)] + 1
+        return first
+
+    def _increment_inbox_seqs(self) -> Insert:
+        if self._mysql:
+            stmt = mysql.insert(inbox_seq)
+            return stmt.on_duplicate_key_update(seq=inbox_seq.c.seq + stmt.inserted.seq)
+        lite = sqlite.insert(inbox_seq)
+        return lite.on_conflict_do_update(
+            index_elements=[inbox_seq.c.tenant, inbox_seq.c.account],
+            set_={"seq": inbox_seq.c.seq + lite.excluded.seq},
+        )
+
+    @staticmethod
+    async def _insert_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
+        for chunk in _chunks(rows, 1000):
+            await conn.execute(table.insert(), list(chunk))
+
+    # -- read index -----------------------------------------------------------------
+
+    async def ack(self, tenant: str, account: str, device: str, message_id: int) -> bool:
+        """See ``MessageStore.ack``."""
+        check_device(device)
+        return await self._acks.submit(_Ack(tenant, account, device, message_id))
+
+    async def _flush_acks(self, items: Sequence[_Ack]) -> list[bool | BaseException]:
+        return await self._flush_isolating(items, self._write_acks)
+
+    async def _write_acks(
+        self, conn: AsyncConnection, items: Sequence[_Ack]
+    ) -> list[bool | BaseException]:
+        seqs: dict[tuple[str, str, int], int] = {}
+        for tenant, pairs in _by_tenant((i.tenant, (i.account, i.message_id)) for i in items):
+            for chunk in _chunks(pairs):
+                rows = await conn.execute(
+                    select(inbox.c.account, inbox.c.message_id, inbox.c.seq).where(
+                        inbox.c.tenant == tenant,
+                        tuple_(inbox.c.account, inbox.c.message_id).in_(chunk),
+                    )
+                )
+                for account, message_id, seq in rows:
+                    seqs[(tenant, account, message_id)] = seq
+        known = [i for i in items if (i.tenant, i.account, i.message_id) in seqs]
+        current: dict[tuple[str, str, str], int] = {}
+        for tenant, devices in _by_tenant((i.tenant, (i.account, i.device)) for i in known):
+            for part in _chunks(devices):
+                rows = await conn.execute(
+                    select(read_index.c.account, read_index.c.device, read_index.c.seq)
+                    .where(
+                        read_index.c.tenant == tenant,
+                        tuple_(read_index.c.account, read_index.c.device).in_(part),
+                    )
+                    .order_by(read_index.c.account, read_index.c.device)
+                    .with_for_update()
+                )
+                for account, device, seq in rows:
+                    current[(tenant, account, device)] = seq
+        existing = set(current)
+        moved_to: dict[tuple[str, str, str], tuple[int, int]] = {}
+        outcomes: list[bool | BaseException] = []
+        for item in items:
+            seq = seqs.get((item.tenant, item.account, item.message_id))
+            if seq is None:
+                outcomes.append(
+                    UnknownMessage(f"message {item.message_id} is not in {item.account!r}'s inbox")
+                )
+                continue
+            key = (item.tenant, item.account, item.device)
+            moved = key not in current or seq > current[key]
+            if moved:
+                current[key] = seq
+                moved_to[key] = (item.message_id, seq)
+            outcomes.append(moved)
+        await self._store_read_indexes(conn, moved_to, existing)
+        return outcomes
+
+    @staticmethod
+    async def _store_read_indexes(
+        conn: AsyncConnection,
+        moved_to: dict[tuple[str, str, str], tuple[int, int]],
+        existing: set[tuple[str, str, str]],
+    ) -> None:
+        changed = sorted(moved_to.items())
+        updates = [
+            {"b_tenant": t, "b_account": a, "b_device": d, "b_message_id": m, "b_seq": s}
+            for (t, a, d), (m, s) in changed
+            if (t, a, d) in existing
+        ]
+        inserts = [
+            {"tenant": t, "account": a, "device": d, "message_id": m, "seq": s}
+            for (t, a, d), (m, s) in changed
+            if (t, a, d) not in existing
+        ]
+        if updates:
+            await conn.execute(
+                update(read_index)
+                .where(
+                    read_index.c.tenant == bindparam("b_tenant"),
+                    read_index.c.account == bindparam("b_account"),
+                    read_index.c.device == bindparam("b_device"),
+                )
+                .values(message_id=bindparam("b_message_id"), seq=bindparam("b_seq")),
+                updates,
+            )
+        if inserts:
+            # A concurrent first ack of the same device fails this with a unique-key
+            # error; the batch then runs again and sees that row.
+            await conn.execute(read_index.insert(), inserts)
+
+    async def list_index(
+        self, tenant: str, account: str, device: str, after_message_id: int, limit: int
+    ) -> IndexPage:
+        """See ``MessageStore.list_index``."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+
+        anchor: ColumnElement[int]
+        if after_message_id:
+            anchor = _inbox_seq_of(tenant, account, after_message_id).scalar_subquery()
+        else:
+            anchor = func.coalesce(
+                select(read_index.c.seq)
+                .where(
+                    read_index.c.tenant == tenant,
+                    read_index.c.account == account,
+                    read_index.c.device == device,
+                )
+                .scalar_subquery(),
+                0,
+            )
+        # One statement: an unknown anchor compares as NULL and selects nothing.
+        page = (
+            select(
+                inbox.c.message_id,
+                inbox.c.direction,
+                inbox.c.send_time,
+                inbox.c.account_b,
+                inbox.c.group_id,
+                inbox.c.seq,
+            )
+            .where(inbox.c.tenant == tenant, inbox.c.account == account, inbox.c.seq > anchor)
+            .order_by(inbox.c.seq)
+            .limit(limit + 1)
+        )
+
+        async def work(conn: AsyncConnection) -> IndexPage:
+            rows = (await conn.execute(page)).fetchall()
+            if not rows and after_message_id:
+                known = await conn.scalar(_inbox_seq_of(tenant, account, after_message_id))
+                if known is None:
+                    raise UnknownMessage(
+                        f"message {after_message_id} is not in the inbox of {account!r}"
+                    )
+            entries = [IndexEntry(m, Direction(d), t, b, g, s) for m, d, t, b, g, s in rows]
+            return IndexPage(entries[:limit], has_more=len(entries) > limit)
+
+        return await self._read(work)
+
+    async def get_contents(
+        self, tenant: str, account: str, message_ids: Sequence[int]
+    ) -> list[Content]:
+        """See ``MessageStore.get_contents``."""
+        wanted = first_occurrences(message_ids)
+
+        async def work(conn: AsyncConnection) -> list[Content]:
+            found: dict[int, Content] = {}
+            joined = inbox.join(
+                messages,
+                and_(messages.c.message_id == inbox.c.message_id, messages.c.tenant == tenant),
+            )
+            for chunk in _chunks(wanted):
+                rows = await conn.execute(
+                    select(
+                        messages.c.message_id, messages.c.type, messages.c.body, messages.c.extra
+                    )
+                    .select_from(joined)
+                    .where(
+                        inbox.c.tenant == tenant,
+                        inbox.c.account == account,
+                        inbox.c.message_id.in_(chunk),
+                    )
+                )
+                for message_id, type_, body, extra in rows:
+                    found[message_id] = Content(message_id, type_, bytes(body), extra)
+            return [found[m] for m in wanted if m in found]
+
+        if not wanted:
+            return []
+        return await self._read(work)
+
+    # -- groups ---------------------------------------------------------------------
+
+    async def create_group(
+        self,
+        tenant: str,
+        owner: str,
+        name: str,
+        avatar: str,
+        introduction: str,
+        members: Sequence[str],
+    ) -> Group:
+        """See ``MessageStore.create_group``."""
+        check_id("tenant", tenant)
+        check_id("owner", owner)
+        check_group_fields(name, avatar, introduction)
+        accounts = unique_members(owner, members)
+        snowflake = self._ids.next_id()
+        group_id, created_at = str(snowflake), SnowflakeIds.time_of(snowflake)
+        member_list = sorted(
+            (Member(a, "", "", created_at) for a in accounts), key=lambda m: m.account
+        )
+
+        async def work(conn: AsyncConnection) -> None:
+            await conn.execute(
+                chat_groups.insert().values(
+                    tenant=tenant,
+                    group_id=group_id,
+                    name=name,
+                    avatar=avatar,
+                    introduction=introduction,
+                    owner=owner,
+                    created_at=created_at,
+                    seq=0,
+                )
+            )
+            rows = [_member_row(tenant, group_id, m) for m in member_list]
+            await self._insert_rows(conn, group_members, rows)
+
+        await self._write(work)
+        return Group(group_id, name, avatar, introduction, owner, created_at, member_list)
+
+    async def _lock_group(self, conn: AsyncConnection, tenant: str, group_id: str) -> None:
+        found = await conn.scalar(
+            select(chat_groups.c.seq)
+            .where(chat_groups.c.tenant == tenant, chat_groups.c.group_id == group_id)
+            .with_for_update()
+        )
+        if found is None:
+            raise GroupNotFound(f"group {group_id!r} does not exist")
+
+    async def join_group(self, tenant: str, group_id: str, account: str) -> bool:
+        """See ``MessageStore.join_group``."""
+        check_id("account", account)
+
+        async def work(conn: AsyncConnection) -> bool:
+            # The group row lock orders joins with the group's messages.
+            await self._lock_group(conn, tenant, group_id)
+            if await self._member_exists(conn, tenant, group_id, account):
+                return False
+            member = Member(account, "", "", self._ids.now_ms())
+            await conn.execute(group_members.insert(), [_member_row(tenant, group_id, member)])
+            return True
+
+        return await self._write(work)
+
+    async def quit_group(self, tenant: str, group_id: str, account: str) -> bool:
+        """See ``MessageStore.quit_group``."""
+
+        async def work(conn: AsyncConnection) -> bool:
+            await self._lock_group(conn, tenant, group_id)
+            result = await conn.execute(
+                group_members.delete().where(
+                    group_members.c.tenant == tenant,
+                    group_members.c.group_id == group_id,
+                    group_members.c.account == account,
+                )
+            )
+            return result.rowcount > 0
+
+        return await self._write(work)
+
+    async def get_group(self, tenant: str, group_id: str) -> Group:
+        """See ``MessageStore.get_group``."""
+
+        async def work(conn: AsyncConnection) -> Group:
+            row = (
+                await conn.execute(
+                    select(
+                        chat_groups.c.name,
+                        chat_groups.c.avatar,
+                        chat_groups.c.introduction,
+                        chat_groups.c.owner,
+                        chat_groups.c.created_at,
+                    ).where(chat_groups.c.tenant == tenant, chat_groups.c.group_id == group_id)
+                )
+            ).first()
+            if row is None:
+                raise GroupNotFound(f"group {group_id!r} does not exist")
+            name, avatar, introduction, owner, created_at = row
+            members = await self._members(conn, tenant, group_id)
+            return Group(group_id, name, avatar, introduction, owner, created_at, members)
+
+        return await self._read(work)
+
+    async def members(self, tenant: str, group_id: str) -> list[Member]:
+        """See ``MessageStore.members``."""
+
+        async def work(conn: AsyncConnection) -> list[Member]:
+            exists = await conn.scalar(
+                select(chat_groups.c.seq).where(
+                    chat_groups.c.tenant == tenant, chat_groups.c.group_id == group_id
+                )
+            )
+            if exists is None:
+                raise GroupNotFound(f"group {group_id!r} does not exist")
+            return await self._members(conn, tenant, group_id)
+
+        return await self._read(work)
+
+    async def is_member(self, tenant: str, group_id: str, account: str) -> bool:
+        """See ``MessageStore.is_member``."""
+
+        async def work(conn: AsyncConnection) -> bool:
+            return await self._member_exists(conn, tenant, group_id, account)
+
+        return await self._read(work)
+
+    @staticmethod
+    async def _members(conn: AsyncConnection, tenant: str, group_id: str) -> list[Member]:
+        rows = await conn.execute(
+            select(
+                group_members.c.account,
+                group_members.c.alias,
+                group_members.c.avatar,
+                group_members.c.join_time,
+            )
+            .where(group_members.c.tenant == tenant, group_members.c.group_id == group_id)
+            .order_by(group_members.c.join_time, group_members.c.account)
+        )
+        return [Member(a, alias, avatar, joined) for a, alias, avatar, joined in rows]
+
+    @staticmethod
+    async def _member_exists(
+        conn: AsyncConnection, tenant: str, group_id: str, account: str
+    ) -> bool:
+        found = await conn.scalar(
+            select(group_members.c.join_time).where(
+                group_members.c.tenant == tenant,
+                group_members.c.group_id == group_id,
+                group_members.c.account == account,
+            )
+        )
+        return found is not None
+
+
+def _inbox_seq_of(tenant: str, account: str, message_id: int) -> Select[tuple[int]]:
+    return select(inbox.c.seq).where(
+        inbox.c.tenant == tenant, inbox.c.account == account, inbox.c.message_id == message_id
+    )
+
+
+def _message_row(item: _Send, message_id: int, send_time: int, group_seq: int) -> dict[str, Any]:
+    return {
+        "message_id": message_id,
+        "tenant": item.tenant,
+        "sender": item.sender,
+        "receiver": item.receiver,
+        "group_id": item.group_id,
+        "group_seq": group_seq,
+        "type": item.type,
+        "body": item.body,
+        "extra": item.extra,
+        "client_msg_id": item.client_msg_id,
+        "send_time": send_time,
+    }
+
+
+def _member_row(tenant: str, group_id: str, member: Member) -> dict[str, Any]:
+    return {
+        "tenant": tenant,
+        "group_id": group_id,
+        "account": member.account,
+        "alias": member.alias,
+        "avatar": member.avatar,
+        "join_time": member.join_time,
+    }
+
+
+@asynccontextmanager
+async def open_sql_message_store(
+    url: str,
+    *,
+    node_id: int,
+    linger_s: float = DEFAULT_LINGER_S,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    pool_size: int = 10,
+) -> AsyncIterator[SqlMessageStore]:
+    """A ``SqlMessageStore`` on ``url`` whose writers run for the life of the context.
+
+    The tables must exist (``alembic upgrade head``, or ``metadata.create_all`` in
+    tests). Connections are opened lazily: an unreachable database shows up as
+    ``MessageStoreUnavailable`` from the operations, not here.
+    """
+    store = SqlMessageStore(
+        create_message_engine(url, pool_size=pool_size),
+        node_id=node_id,
+        linger_s=linger_s,
+        max_batch=max_batch,
+    )
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.run)
+            try:
+                yield store
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await store.aclose()
+    except BaseExceptionGroup as group:
+        # The task group wraps the body's own exception; give the caller that one back.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from group.exceptions[0].__cause__
+        raise
+
+
+@asynccontextmanager
+async def open_message_store(
+    url: str | None,
+    *,
+    node_id: int,
+    linger_s: float = DEFAULT_LINGER_S,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    pool_size: int = 10,
+) -> AsyncIterator[MessageStore]:
+    """The message store for ``url``: None or ``memory://`` → memory, else SQL."""
+    if url is None or url == MEMORY_URL:
+        memory = MemoryMessageStore(node_id=node_id)
+        try:
+            yield memory
+        finally:
+            await memory.aclose()
+        return
+    async with open_sql_message_store(
+        url, node_id=node_id, linger_s=linger_s, max_batch=max_batch, pool_size=pool_size
+    ) as store:
+        yield store

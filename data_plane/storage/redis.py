@@ -1,0 +1,282 @@
+"""Redis (and Redis Cluster) implementations of the storage Protocols.
+
+Session layout: one hash per account, ``{prefix}:loc:{<tenant>:<account>}``, field = the
+device, value = the location without the parts the key and field already say, as a
+compact JSON array ``[channel_id, gateway_id, login_at, client_version, zone]`` (trailing
+empty strings dropped). The ``{…}`` hash tag puts everything of one account in one
+Redis Cluster slot; ``%``, ``:``, ``{`` and ``}`` in tenant and account are
+percent-escaped, so the tag is never cut short and no two (tenant, account) pairs share
+a key. Every command and script touches one key, and batches are non-transactional
+pipelines, so the same code runs on a single Redis and on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeAlias
+
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ClusterDownError, ReadOnlyError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from data_plane.storage.base import Location
+from data_plane.storage.errors import SessionStoreUnavailable, UnsupportedSessionStoreURL
+
+RedisClient: TypeAlias = "Redis | RedisCluster"
+"""A single-node client or a cluster client; the stores use only what both offer."""
+
+# Errors meaning "the backend is down, unreachable or failing over", not "bad request".
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    ReadOnlyError,
+    OSError,
+)
+
+# KEYS[1] = account hash; ARGV = device, encoded location, ttl seconds (0 = keep).
+# Returns the encoded previous location of the device, or nil.
+_ADD_LUA = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+end
+return old
+"""
+
+# KEYS[1] = account hash; ARGV = device, channel id, "1" to also match the gateway
+# id in ARGV[4]. Deletes the field only if the stored location matches; returns 1 or 0.
+_REMOVE_LUA = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then
+  return 0
+end
+local loc = cjson.decode(old)
+if loc[1] ~= ARGV[2] then
+  return 0
+end
+if ARGV[3] == '1' and loc[2] ~= ARGV[4] then
+  return 0
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+@contextmanager
+def _unavailable_as_storage_error() -> Iterator[None]:
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise SessionStoreUnavailable(f"redis session store unavailable: {exc}") from exc
+
+
+def _escape(part: str) -> str:
+    return part.replace("%", "%25").replace(":", "%3A").replace("{", "%7B").replace("}", "%7D")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _encode(location: Location) -> str:
+    fields: list[str | int] = [
+        location.channel_id,
+        location.gateway_id,
+        location.login_at,
+        location.client_version,
+        location.zone,
+    ]
+    while fields[-1] == "":
+        fields.pop()
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+
+
+def _decode(tenant: str, account: str, device: bytes | str, value: bytes | str) -> Location:
+    fields: list[Any] = json.loads(value)
+    channel_id, gateway_id, login_at, *rest = fields
+    return Location(
+        tenant=tenant,
+        account=account,
+        device=_text(device),
+        channel_id=channel_id,
+        gateway_id=gateway_id,
+        login_at=int(login_at),
+        client_version=rest[0] if rest else "",
+        zone=rest[1] if len(rest) > 1 else "",
+    )
+
+
+def _decode_all(tenant: str, account: str, raw: dict[bytes | str, bytes | str]) -> list[Location]:
+    locations = [_decode(tenant, account, field, value) for field, value in raw.items()]
+    locations.sort(key=lambda location: location.device)
+    return locations
+
+
+class RedisSessionStore:
+    """A :class:`~data_plane.storage.base.SessionStore` on Redis or Redis Cluster.
+
+    ``add_location`` and ``remove_location`` are single-key Lua scripts, so the
+    read-and-replace and the compare-and-delete are atomic on the server.
+
+    ``location_ttl_s``: when set, every ``add_location`` (re)sets the expiry of the
+    account's whole hash to that many seconds, so locations of a crashed gateway that
+    never removes them disappear eventually. All devices of an account expire together,
+    ``location_ttl_s`` after the last add for any of them: a gateway that uses a TTL must
+    re-add live locations (for example on client heartbeats) more often than that. Without
+    it (the default) locations live until removed.
+
+    ``batch_size`` bounds the accounts per pipeline round trip in ``get_locations_many``
+    and the removals per round trip in ``remove_gateway``.
+
+    The store owns ``client``: :meth:`aclose` closes it. Responses may be decoded or not
+    (``decode_responses`` either way).
+    """
+
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        prefix: str = "cirno",
+        location_ttl_s: int | None = None,
+        batch_size: int = 500,
+    ) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError(f"the key prefix may not contain braces: {prefix!r}")
+        if location_ttl_s is not None and location_ttl_s <= 0:
+            raise ValueError("location_ttl_s must be a positive number of seconds")
+        if batch_size <= 0:
+            raise ValueError("batch_size must be positive")
+        self._client = client
+        self._prefix = prefix
+        self._ttl_s = location_ttl_s or 0
+        self._batch_size = batch_size
+        self._add = client.register_script(_ADD_LUA)
+        self._remove = client.register_script(_REMOVE_LUA)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "cirno",
+        location_ttl_s: int | None = None,
+        batch_size: int = 500,
+        socket_timeout: float = 2.0,
+        socket_connect_timeout: float = 2.0,
+        retries: int = 3,
+    ) -> RedisSessionStore:
+        """A store on a new client for ``url``.
+
+        ``redis://`` and ``rediss://`` (TLS) and ``unix://`` name one server;
+        ``redis+cluster://host:port`` and ``rediss+cluster://host:port`` name any node of a
+        Redis Cluster. A command that cannot reach the server is retried ``retries`` times
+        with a short jittered back-off, then raises ``SessionStoreUnavailable``.
+        """
+        scheme, sep, rest = url.partition("://")
+        retry = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries)
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_connect_timeout,
+            "retry": retry,
+        }
+        client: RedisClient
+        if sep and scheme in ("redis+cluster", "rediss+cluster"):
+            client = RedisCluster.from_url(f"{scheme.split('+', 1)[0]}://{rest}", **options)
+        elif sep and scheme in ("redis", "rediss", "unix"):
+            client = Redis.from_url(url, **options)
+        else:
+            raise UnsupportedSessionStoreURL(f"unsupported session store URL: {url!r}")
+        return cls(client, prefix=prefix, location_ttl_s=location_ttl_s, batch_size=batch_size)
+
+    def key(self, tenant: str, account: str) -> str:
+        """The Redis key of the account's locations (for operators and tests)."""
+        return f"{self._prefix}:loc:{{{_escape(tenant)}:{_escape(account)}}}"
+
+    async def add_location(self, location: Location) -> Location | None:
+        """See :meth:`SessionStore.add_location`."""
+        key = self.key(location.tenant, location.account)
+        with _unavailable_as_storage_error():
+            old = await self._add(
+                keys=[key], args=[location.device, _encode(location), self._ttl_s]
+            )
+        if old is None:
+            return None
+        previous = _decode(location.tenant, location.account, location.device, old)
+        return None if previous.channel_id == location.channel_id else previous
+
+    async def remove_location(
+        self, tenant: str, account: str, device: str, channel_id: str
+    ) -> bool:
+        """See :meth:`SessionStore.remove_location`."""
+        with _unavailable_as_storage_error():
+            removed = await self._remove(
+                keys=[self.key(tenant, account)], args=[device, channel_id, "0", ""]
+            )
+        return bool(removed)
+
+    async def get_locations(self, tenant: str, account: str) -> list[Location]:
+        """See :meth:`SessionStore.get_locations`."""
+        with _unavailable_as_storage_error():
+            raw = await self._client.hgetall(self.key(tenant, account))
+        return _decode_all(tenant, account, raw)
+
+    async def get_locations_many(
+        self, tenant: str, accounts: Sequence[str]
+    ) -> dict[str, list[Location]]:
+        """See :meth:`SessionStore.get_locations_many`. One pipeline per ``batch_size``."""
+        unique = list(dict.fromkeys(accounts))
+        found: dict[str, list[Location]] = {}
+        for start in range(0, len(unique), self._batch_size):
+            chunk = unique[start : start + self._batch_size]
+            with _unavailable_as_storage_error():
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for account in chunk:
+                        pipe.hgetall(self.key(tenant, account))
+                    replies: list[dict[bytes | str, bytes | str]] = await pipe.execute()
+            for account, raw in zip(chunk, replies, strict=True):
+                if raw:
+                    found[account] = _decode_all(tenant, account, raw)
+        return found
+
+    async def get_session(self, tenant: str, account: str, channel_id: str) -> Location | None:
+        """See :meth:`SessionStore.get_session`."""
+        for location in await self.get_locations(tenant, account):
+            if location.channel_id == channel_id:
+                return location
+        return None
+
+    async def remove_gateway(self, gateway_id: str, locations: Iterable[Location]) -> int:
+        """See :meth:`SessionStore.remove_gateway`. One pipeline per ``batch_size``.
+
+        The pipeline sends the script text (``EVAL``, cached by the server) rather than
+        its digest, so no node of a cluster can answer ``NOSCRIPT`` mid-batch.
+        """
+        pending = list(locations)
+        removed = 0
+        for start in range(0, len(pending), self._batch_size):
+            with _unavailable_as_storage_error():
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for loc in pending[start : start + self._batch_size]:
+                        key = self.key(loc.tenant, loc.account)
+                        pipe.eval(_REMOVE_LUA, 1, key, loc.device, loc.channel_id, "1", gateway_id)
+                    replies: list[int] = await pipe.execute()
+            removed += sum(replies)
+        return removed
+
+    async def ping(self) -> None:
+        """See :meth:`SessionStore.ping`."""
+        with _unavailable_as_storage_error():
+            await self._client.ping()
+
+    async def aclose(self) -> None:
+        """See :meth:`SessionStore.aclose`. Closes the client."""
+        await self._client.aclose()

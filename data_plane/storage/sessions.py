@@ -1,0 +1,26 @@
+"""Pick the session store a process was configured with.
+
+The embedded default (no URL, or ``memory://``) is the in-process store, which serves a
+single logic node; more logic nodes share Redis or Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from data_plane.storage.base import Location, SessionStore
+from data_plane.storage.memory import MemorySessionStore
+from data_plane.storage.redis import RedisSessionStore
+
+__all__ = ["Location", "SessionStore", "session_store_from_url"]
+
+
+def session_store_from_url(url: str | None, *, prefix: str = "cirno") -> SessionStore:
+    """The session store for ``url``.
+
+    ``None`` or ``memory://`` gives a :class:`MemorySessionStore`; ``redis://``,
+    ``rediss://``, ``unix://``, ``redis+cluster://`` and ``rediss+cluster://`` give a
+    :class:`RedisSessionStore` with keys under ``prefix``. Any other URL raises
+    :class:`~data_plane.storage.errors.UnsupportedSessionStoreURL`.
+    """
+    if url is None or url == "memory://":
+        return MemorySessionStore()
+    return RedisSessionStore.from_url(url, prefix=prefix)

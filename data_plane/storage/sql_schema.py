@@ -1,0 +1,153 @@
+"""SQLAlchemy Core tables of the message store (content, inboxes, read indexes, groups).
+
+Write diffusion: ``messages`` holds each message's content once; ``inbox`` holds one
+index row per account that sees the message (receiver and sender of a 1:1 message, every
+member of a group), numbered by that inbox's own sequence kept in ``inbox_seq``. Clients
+pull ``inbox`` by sequence and load content by message id; ``read_index`` remembers the
+newest acknowledged message per device.
+
+Every table carries ``tenant`` first in its keys, every string column has an explicit
+length. On MySQL every table is InnoDB, utf8mb4 with the binary collation: accounts,
+group ids and client message ids are case-sensitive identifiers, as in the memory and
+Redis backends.
+
+``migrations/versions/0002_messages.py`` creates the same tables by hand; keep the two in
+step (a test compares them with alembic autogenerate on SQLite and MySQL).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+
+metadata = MetaData()
+
+ID_LENGTH = 64
+"""Length of tenant, account, group and client-message ids."""
+DEVICE_LENGTH = 32
+EXTRA_LENGTH = 4096
+GROUP_NAME_LENGTH = 128
+AVATAR_LENGTH = 512
+INTRODUCTION_LENGTH = 1024
+MAX_BODY_BYTES = 16_777_215
+"""Largest body MEDIUMBLOB holds (16 MiB - 1); the gateway's packet limit is far lower."""
+
+MYSQL_TABLE_OPTIONS: dict[str, Any] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+}
+
+Body = LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb")
+"""BLOB on SQLite, MEDIUMBLOB (16 MiB) on MySQL, where plain BLOB stops at 64 KiB."""
+
+
+def _id(name: str) -> Column[str]:
+    return Column(name, String(ID_LENGTH), nullable=False)
+
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("message_id", BigInteger, nullable=False, autoincrement=False),
+    _id("tenant"),
+    _id("sender"),
+    _id("receiver"),
+    _id("group_id"),
+    Column("group_seq", BigInteger, nullable=False, server_default="0"),
+    Column("type", Integer, nullable=False),
+    Column("body", Body, nullable=False),
+    Column("extra", String(EXTRA_LENGTH), nullable=False),
+    Column("client_msg_id", String(ID_LENGTH), nullable=True),
+    Column("send_time", BigInteger, nullable=False),
+    PrimaryKeyConstraint("message_id", name="pk_messages"),
+    UniqueConstraint("tenant", "sender", "client_msg_id", name="uq_messages_client_msg_id"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""Content, stored once. ``receiver`` is '' for group messages, ``group_id`` '' for 1:1."""
+
+inbox = Table(
+    "inbox",
+    metadata,
+    _id("tenant"),
+    _id("account"),
+    Column("seq", BigInteger, nullable=False, autoincrement=False),
+    Column("message_id", BigInteger, nullable=False),
+    Column("direction", SmallInteger, nullable=False),
+    _id("account_b"),
+    _id("group_id"),
+    Column("send_time", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant", "account", "seq", name="pk_inbox"),
+    UniqueConstraint("tenant", "account", "message_id", name="uq_inbox_message_id"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""One row per (account, message) the account sees, in the account's inbox order."""
+
+inbox_seq = Table(
+    "inbox_seq",
+    metadata,
+    _id("tenant"),
+    _id("account"),
+    Column("seq", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant", "account", name="pk_inbox_seq"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""The last sequence given out in each inbox; its row is the inbox's write lock."""
+
+read_index = Table(
+    "read_index",
+    metadata,
+    _id("tenant"),
+    _id("account"),
+    Column("device", String(DEVICE_LENGTH), nullable=False),
+    Column("message_id", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant", "account", "device", name="pk_read_index"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""The newest acknowledged message (and its inbox seq) per device; only moves forward."""
+
+chat_groups = Table(
+    "chat_groups",
+    metadata,
+    _id("tenant"),
+    _id("group_id"),
+    Column("name", String(GROUP_NAME_LENGTH), nullable=False),
+    Column("avatar", String(AVATAR_LENGTH), nullable=False),
+    Column("introduction", String(INTRODUCTION_LENGTH), nullable=False),
+    _id("owner"),
+    Column("created_at", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant", "group_id", name="pk_chat_groups"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""Groups. ``seq`` is the last group sequence given out; its row is the group's lock."""
+
+group_members = Table(
+    "group_members",
+    metadata,
+    _id("tenant"),
+    _id("group_id"),
+    _id("account"),
+    Column("alias", String(ID_LENGTH), nullable=False),
+    Column("avatar", String(AVATAR_LENGTH), nullable=False),
+    Column("join_time", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant", "group_id", "account", name="pk_group_members"),
+    Index("ix_group_members_account", "tenant", "account"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""Group membership; the account index answers "which groups am I in"."""

@@ -1,0 +1,35 @@
+"""Shared fixtures: real MariaDB and Redis when their URLs are set (see tests/services.py)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.services import MYSQL_ENV, REDIS_ENV, fresh_mysql_database, service_url
+
+
+@pytest.fixture(scope="module")
+def mysql_url() -> Iterator[str]:
+    """A ``mysql://`` URL of a fresh, empty database on the real server (module scope)."""
+    with fresh_mysql_database(service_url(MYSQL_ENV)) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The real Redis server's URL."""
+    return service_url(REDIS_ENV)
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A key prefix of its own for each test, so Redis tests never see each other's keys."""
+    return f"cirnotest:{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Async tests run on asyncio (the transports and picows are asyncio-based)."""
+    return "asyncio"

@@ -1,0 +1,159 @@
+"""The group-commit batcher: FIFO batches, per-item errors, failure, cancellation, close."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anyio
+import pytest
+
+from data_plane.storage.errors import MessageStoreUnavailable
+from data_plane.storage.group_commit import GroupCommitter
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Recorder:
+    """A flush that records its batches and doubles each item (odd items fail alone)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.gate: anyio.Event | None = None
+        self.fail_with: Exception | None = None
+
+    async def flush(self, items: Sequence[int]) -> list[int | BaseException]:
+        self.batches.append(list(items))
+        if self.gate is not None:
+            await self.gate.wait()
+        await anyio.sleep(0.001)
+        if self.fail_with is not None:
+            raise self.fail_with
+        return [ValueError(f"odd {i}") if i % 2 else i * 2 for i in items]
+
+
+@pytest.mark.anyio
+async def test_fifo_batches_and_per_item_results() -> None:
+    recorder = Recorder()
+    batcher: GroupCommitter[int, int] = GroupCommitter(recorder.flush, max_batch=8)
+    results: dict[int, int | str] = {}
+
+    async def one(i: int) -> None:
+        try:
+            results[i] = await batcher.submit(i)
+        except ValueError as exc:
+            results[i] = str(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(batcher.run)
+        async with anyio.create_task_group() as senders:
+            for i in range(40):
+                senders.start_soon(one, i)
+        batcher.close()
+    flat = [i for batch in recorder.batches for i in batch]
+    assert flat == list(range(40))
+    assert all(len(batch) <= 8 for batch in recorder.batches)
+    assert len(recorder.batches) < 40
+    assert results == {i: f"odd {i}" if i % 2 else i * 2 for i in range(40)}
+    assert batcher.flushes == len(recorder.batches)
+    assert batcher.flushed_items == 40
+
+
+@pytest.mark.anyio
+async def test_a_failed_flush_fails_every_caller_of_the_batch() -> None:
+    recorder = Recorder()
+    recorder.fail_with = ConnectionError("db gone")
+    batcher: GroupCommitter[int, int] = GroupCommitter(recorder.flush)
+    errors: list[BaseException] = []
+
+    async def one(i: int) -> None:
+        try:
+            await batcher.submit(i)
+        except MessageStoreUnavailable as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(batcher.run)
+        async with anyio.create_task_group() as senders:
+            for i in range(10):
+                senders.start_soon(one, i * 2)
+        batcher.close()
+    assert len(errors) == 10
+    assert all(isinstance(e.__cause__, ConnectionError) for e in errors)
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_caller_does_not_break_the_writer() -> None:
+    recorder = Recorder()
+    recorder.gate = anyio.Event()
+    batcher: GroupCommitter[int, int] = GroupCommitter(recorder.flush, linger_s=0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(batcher.run)
+        with anyio.move_on_after(0.05):
+            await batcher.submit(2)  # its flush waits on the gate: cancelled here
+        recorder.gate.set()
+        assert await batcher.submit(4) == 8
+        batcher.close()
+    assert recorder.batches == [[2], [4]]
+
+
+@pytest.mark.anyio
+async def test_linger_collects_a_burst_into_one_batch() -> None:
+    recorder = Recorder()
+    batcher: GroupCommitter[int, int] = GroupCommitter(recorder.flush, linger_s=0.05)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(batcher.run)
+        async with anyio.create_task_group() as senders:
+            for i in range(5):
+                senders.start_soon(batcher.submit, i * 2)
+                await anyio.sleep(0.001)
+        batcher.close()
+    assert recorder.batches == [[0, 2, 4, 6, 8]]
+
+
+@pytest.mark.anyio
+async def test_close_drains_then_refuses() -> None:
+    recorder = Recorder()
+    batcher: GroupCommitter[int, int] = GroupCommitter(recorder.flush)
+    results: list[int] = []
+
+    async def one(i: int) -> None:
+        results.append(await batcher.submit(i))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(3):
+            tg.start_soon(one, i * 2)
+        await anyio.sleep(0.01)  # queued before the writer even starts
+        batcher.close()
+        tg.start_soon(batcher.run)
+    assert sorted(results) == [0, 4, 8]
+    await batcher.wait_stopped()
+    with pytest.raises(MessageStoreUnavailable):
+        await batcher.submit(2)
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_writer_fails_what_is_still_queued() -> None:
+    recorder = Recorder()
+    recorder.gate = anyio.Event()
+    batcher: GroupCommitter[int, int] = GroupCommitter(recorder.flush, linger_s=0)
+    outcomes: list[str] = []
+
+    async def one(i: int) -> None:
+        try:
+            outcomes.append(str(await batcher.submit(i)))
+        except MessageStoreUnavailable:
+            outcomes.append("unavailable")
+
+    async with anyio.create_task_group() as tg, anyio.create_task_group() as writer:
+        writer.start_soon(batcher.run)
+        tg.start_soon(one, 2)
+        await anyio.sleep(0.01)
+        tg.start_soon(one, 4)
+        await anyio.sleep(0.01)
+        writer.cancel_scope.cancel()
+        # The flush in progress is shielded: it completes and answers truthfully.
+        recorder.gate.set()
+    assert sorted(outcomes) == ["4", "unavailable"]

@@ -1,0 +1,61 @@
+"""Migration 0002 creates exactly the tables of ``sql_schema`` (SQLite and MySQL).
+
+Runs the revision's own ``upgrade`` / ``downgrade`` on an empty database (without the
+rest of the chain) and compares with alembic autogenerate, types and server defaults
+included. The full chain is checked by the migrations test.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy import create_engine, inspect
+
+from data_plane.storage.sql_schema import metadata
+from data_plane.storage.urls import sync_url
+
+REVISION = Path(__file__).resolve().parents[2] / "migrations" / "versions" / "0002_messages.py"
+
+
+def _revision() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("revision_0002_messages", REVISION)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _upgrade_compare_downgrade(url: str) -> list[Any]:
+    revision = _revision()
+    assert (revision.revision, revision.down_revision) == ("0002", "0001")
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.begin() as conn, Operations.context(MigrationContext.configure(conn)):
+            revision.upgrade()
+        with engine.begin() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "compare_server_default": True}
+            )
+            differences: list[Any] = compare_metadata(context, metadata)
+        with engine.begin() as conn, Operations.context(MigrationContext.configure(conn)):
+            revision.downgrade()
+        assert inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
+    return differences
+
+
+def test_migration_matches_the_schema_on_sqlite(tmp_path: Path) -> None:
+    assert _upgrade_compare_downgrade(f"sqlite:///{tmp_path / 'schema.db'}") == []
+
+
+@pytest.mark.mysql
+def test_migration_matches_the_schema_on_mysql(mysql_url: str) -> None:
+    assert _upgrade_compare_downgrade(mysql_url) == []

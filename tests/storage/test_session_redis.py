@@ -1,0 +1,153 @@
+"""What only the Redis session store promises: errors when down, the key layout, TTL."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from data_plane.storage.base import Location
+from data_plane.storage.errors import (
+    SessionStoreUnavailable,
+    StorageError,
+    UnsupportedSessionStoreURL,
+)
+from data_plane.storage.memory import MemorySessionStore
+from data_plane.storage.redis import RedisSessionStore
+from data_plane.storage.sessions import session_store_from_url
+
+pytestmark = pytest.mark.anyio
+
+ALICE = Location(
+    tenant="t1",
+    account="alice",
+    device="phone",
+    channel_id="ch-1",
+    gateway_id="gw-1",
+    login_at=1_700_000_000_000,
+)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def raw(redis_url: str, key_prefix: str) -> AsyncIterator[Redis]:
+    """A plain client on the test server; deletes the test's keys afterwards."""
+    client = Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        keys = [key async for key in client.scan_iter(match=f"{key_prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+def _closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_unreachable_server_raises_session_store_unavailable() -> None:
+    store = RedisSessionStore.from_url(
+        f"redis://127.0.0.1:{_closed_port()}/0", socket_connect_timeout=0.5, retries=1
+    )
+    try:
+        with anyio.fail_after(10):
+            with pytest.raises(SessionStoreUnavailable) as add_error:
+                await store.add_location(ALICE)
+            assert isinstance(add_error.value.__cause__, RedisConnectionError)
+            assert isinstance(add_error.value, StorageError)
+            with pytest.raises(SessionStoreUnavailable):
+                await store.get_locations("t1", "alice")
+            with pytest.raises(SessionStoreUnavailable):
+                await store.get_locations_many("t1", ["alice", "bob"])
+            with pytest.raises(SessionStoreUnavailable):
+                await store.remove_location("t1", "alice", "phone", "ch-1")
+            with pytest.raises(SessionStoreUnavailable):
+                await store.remove_gateway("gw-1", [ALICE])
+            with pytest.raises(SessionStoreUnavailable):
+                await store.ping()
+    finally:
+        await store.aclose()
+
+
+async def test_one_hash_tagged_key_per_account(redis_url: str, key_prefix: str, raw: Redis) -> None:
+    store = RedisSessionStore.from_url(redis_url, prefix=key_prefix)
+    try:
+        await store.add_location(ALICE)
+        key = f"{key_prefix}:loc:{{t1:alice}}"
+        assert store.key("t1", "alice") == key
+        assert await raw.hgetall(key) == {b"phone": b'["ch-1","gw-1",1700000000000]'}
+        assert store.key("a:b", "{c}") == f"{key_prefix}:loc:{{a%3Ab:%7Bc%7D}}"
+        assert await raw.ttl(key) == -1
+    finally:
+        await store.aclose()
+
+
+async def test_ttl_is_refreshed_on_add(redis_url: str, key_prefix: str, raw: Redis) -> None:
+    store = RedisSessionStore.from_url(redis_url, prefix=key_prefix, location_ttl_s=60)
+    try:
+        await store.add_location(ALICE)
+        key = store.key("t1", "alice")
+        assert 0 < await raw.ttl(key) <= 60
+        await raw.expire(key, 5)
+        await store.add_location(
+            Location("t1", "alice", "web", "ch-2", "gw-1", login_at=1_700_000_000_001)
+        )
+        assert await raw.ttl(key) > 5
+    finally:
+        await store.aclose()
+
+
+async def test_decoded_responses_client_works_too(redis_url: str, key_prefix: str) -> None:
+    store = RedisSessionStore(Redis.from_url(redis_url, decode_responses=True), prefix=key_prefix)
+    try:
+        assert await store.add_location(ALICE) is None
+        assert await store.get_locations("t1", "alice") == [ALICE]
+        assert await store.get_locations_many("t1", ["alice"]) == {"alice": [ALICE]}
+        assert await store.remove_gateway("gw-1", [ALICE]) == 1
+    finally:
+        await store.aclose()
+
+
+def test_constructor_rejects_bad_settings() -> None:
+    client = Redis()
+    with pytest.raises(ValueError, match="braces"):
+        RedisSessionStore(client, prefix="cirno{x}")
+    with pytest.raises(ValueError, match="location_ttl_s"):
+        RedisSessionStore(client, location_ttl_s=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        RedisSessionStore(client, batch_size=0)
+
+
+async def test_factory_picks_the_backend() -> None:
+    for url in (None, "memory://"):
+        memory = session_store_from_url(url)
+        assert isinstance(memory, MemorySessionStore)
+        await memory.aclose()
+    for url in ("redis://127.0.0.1:6379/0", "redis+cluster://127.0.0.1:7000"):
+        redis_store = session_store_from_url(url, prefix="p")
+        assert isinstance(redis_store, RedisSessionStore)
+        assert redis_store.key("t", "a") == "p:loc:{t:a}"
+        await redis_store.aclose()
+    for url in ("mysql://x/y", "localhost:6379", "redis+sentinel://h:1"):
+        with pytest.raises(UnsupportedSessionStoreURL):
+            session_store_from_url(url)
+
+
+async def test_closed_memory_store_is_unavailable() -> None:
+    store = MemorySessionStore()
+    await store.ping()
+    await store.aclose()
+    with pytest.raises(SessionStoreUnavailable):
+        await store.ping()
