@@ -1,0 +1,26 @@
+"""Serving the control plane: ``run(settings)`` is what ``cirno control`` calls."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from control_plane.app import create_app
+from control_plane.migrate import upgrade
+from control_plane.settings import ControlPlaneSettings
+
+
+def run(settings: ControlPlaneSettings) -> None:
+    """Migrate the database to head, then serve the API until interrupted.
+
+    One uvicorn worker on uvloop: the control plane is not on the message path, and
+    several processes (gateways, logic nodes) poll it, not every client.
+    """
+    upgrade(settings.database_url)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        log_level="warning",
+        workers=1,
+    )

@@ -1,0 +1,3 @@
+"""Tests of the control plane (REST API, migrations, OpenAPI contract)."""
+
+from __future__ import annotations

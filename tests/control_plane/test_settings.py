@@ -1,0 +1,63 @@
+"""``ControlPlaneSettings.from_env``."""
+
+from __future__ import annotations
+
+import pytest
+
+from control_plane.__main__ import main
+from control_plane.errors import ConfigurationError
+from control_plane.settings import ControlPlaneSettings
+
+REQUIRED = {"CIRNO_ADMIN_TOKEN": "adm", "CIRNO_CLUSTER_SECRET": "cls"}
+
+
+def test_defaults() -> None:
+    settings = ControlPlaneSettings.from_env(REQUIRED)
+    assert settings == ControlPlaneSettings(
+        database_url="sqlite:///./data/control.db",
+        admin_token="adm",
+        cluster_secret="cls",
+        host="127.0.0.1",
+        port=8080,
+    )
+    assert "adm" not in repr(settings) and "cls" not in repr(settings)
+
+
+def test_everything_from_the_environment() -> None:
+    settings = ControlPlaneSettings.from_env(
+        {
+            **REQUIRED,
+            "CIRNO_DATABASE_URL": "mysql://u:p@db:3306/cirno",
+            "CIRNO_DATA_DIR": "/ignored",
+            "CIRNO_CONTROL_HOST": "0.0.0.0",
+            "CIRNO_CONTROL_PORT": "9000",
+        }
+    )
+    assert settings.database_url == "mysql://u:p@db:3306/cirno"
+    assert (settings.host, settings.port) == ("0.0.0.0", 9000)
+
+
+def test_data_dir_moves_the_default_database() -> None:
+    settings = ControlPlaneSettings.from_env({**REQUIRED, "CIRNO_DATA_DIR": "/var/lib/cirno"})
+    assert settings.database_url == "sqlite:////var/lib/cirno/control.db"
+
+
+@pytest.mark.parametrize("missing", ["CIRNO_ADMIN_TOKEN", "CIRNO_CLUSTER_SECRET"])
+def test_required_secrets(missing: str) -> None:
+    for environ in ({k: v for k, v in REQUIRED.items() if k != missing}, {**REQUIRED, missing: ""}):
+        with pytest.raises(ConfigurationError, match=missing):
+            ControlPlaneSettings.from_env(environ)
+
+
+@pytest.mark.parametrize("port", ["http", "0", "70000"])
+def test_bad_port(port: str) -> None:
+    with pytest.raises(ConfigurationError, match="CIRNO_CONTROL_PORT"):
+        ControlPlaneSettings.from_env({**REQUIRED, "CIRNO_CONTROL_PORT": port})
+
+
+def test_main_exits_2_without_secrets(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CIRNO_ADMIN_TOKEN", raising=False)
+    assert main() == 2
+    assert "CIRNO_ADMIN_TOKEN" in capsys.readouterr().err
