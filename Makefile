@@ -1,0 +1,42 @@
+# cirno-im — the two set-up commands are `make up` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: up test lint typecheck pytest venv openapi proto bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Run the all-in-one (control plane, one logic node, one gateway) on the embedded default.
+up: venv
+	$(BIN)/cirno up
+
+## Lint, type-check and run the whole test suite.
+test: venv lint typecheck pytest
+
+lint: venv
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: venv
+	$(BIN)/mypy .
+
+pytest: venv
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## Regenerate openapi/openapi.json and the protobuf modules (tests fail when they drift).
+openapi: venv
+	$(BIN)/python -m control_plane.openapi
+
+proto: venv
+	$(BIN)/python -m data_plane.wire.generate
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis

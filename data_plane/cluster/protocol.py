@@ -1,0 +1,31 @@
+"""The gateway ↔ logic link: the client protocol plus a few meta keys.
+
+A gateway dials every logic node over TCP frames (DESIGN.md §2) and opens the link with
+a ``cluster.handshake`` request whose meta carries the cluster secret and the gateway
+id; the logic node answers Success, or Unauthorized and closes.
+
+After that, every client packet travels as the same LogicPkt with the client's meta
+removed, ``channel_id`` set to the client's channel, and the meta below attached by the
+gateway (the logic node trusts it: only authenticated gateways can send). Responses
+come back with the client's ``channel_id``; pushes carry the comma-separated channel
+ids they are addressed to in the ``channels`` meta. The gateway strips every meta
+before a packet reaches a client.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+HANDSHAKE_COMMAND: Final = "cluster.handshake"
+
+META_SECRET: Final = "secret"
+META_GATEWAY: Final = "gateway"
+META_NODE: Final = "node"
+META_TENANT: Final = "tenant"
+META_ACCOUNT: Final = "account"
+META_DEVICE: Final = "device"
+META_CLIENT_VERSION: Final = "client_version"
+META_CHANNELS: Final = "channels"
+
+DEFAULT_DEVICE: Final = "default"
+"""The device of a client that names none (every kim client): one location per account."""

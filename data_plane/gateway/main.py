@@ -1,0 +1,22 @@
+"""Wiring of a gateway process."""
+
+from __future__ import annotations
+
+from data_plane.gateway.server import Gateway
+from data_plane.gateway.settings import GatewaySettings
+from data_plane.gateway.tenants import TenantDirectory
+
+
+def build_gateway(settings: GatewaySettings) -> Gateway:
+    """A gateway with its tenant directory."""
+    directory = TenantDirectory(
+        settings.control_url,
+        settings.cluster_secret,
+        refresh_interval=settings.tenant_refresh_interval,
+    )
+    return Gateway(settings, directory)
+
+
+async def serve(settings: GatewaySettings) -> None:
+    """Run a gateway until cancelled."""
+    await build_gateway(settings).run()

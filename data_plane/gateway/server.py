@@ -1,0 +1,383 @@
+"""The gateway: client connections in, logic nodes behind.
+
+Theory of operation
+-------------------
+Each client connection (WebSocket or TCP, one :class:`PacketConnection` either way)
+gets one task running :meth:`Gateway._serve_client`:
+
+1. **Login.** The first packet must be ``login.signin`` within ``login_timeout``. The
+   token is verified here (the gateway knows the tenants' keys); a refused token gets a
+   response with status Unauthorized (105) and an ``ErrorResp`` reason, then the
+   connection closes with code 4001. An accepted login gets a channel id containing the
+   account and is forwarded to the logic node that owns the account; its answer goes
+   back to the client, and only a Success makes the channel live.
+2. **Pump.** Every further packet is decoded (header only; the body passes through),
+   pings are answered here, and logic packets are forwarded with the client's meta
+   replaced by the gateway's (tenant, account, device, gateway). A connection silent
+   for ``idle_timeout`` is closed.
+3. **End.** The channel is dropped and the logic node is told (``login.signout``), so
+   it removes the location if that location still belongs to this channel.
+
+Packets from a logic node are responses (routed by channel id) or pushes (routed to the
+channels in their ``channels`` meta). A push of ``login.signin`` is a KickoutNotify: it
+is delivered and then the connection is closed. A client whose send buffer is full is
+disconnected as a slow consumer; nobody else waits for it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from data_plane.cluster.protocol import (
+    DEFAULT_DEVICE,
+    META_ACCOUNT,
+    META_CHANNELS,
+    META_CLIENT_VERSION,
+    META_DEVICE,
+    META_GATEWAY,
+    META_TENANT,
+)
+from data_plane.cluster.selection import rendezvous_pick
+from data_plane.gateway.auth import AuthError, verify_token
+from data_plane.gateway.logic_link import LogicLink
+from data_plane.gateway.settings import GatewaySettings
+from data_plane.gateway.tenants import TenantDirectory
+from data_plane.transport.connection import CloseCode, PacketConnection
+from data_plane.transport.errors import ConnectionClosed
+from data_plane.transport.tcp import serve_tcp
+from data_plane.transport.ws import serve_ws
+from data_plane.wire import (
+    BasicCode,
+    BasicPacket,
+    Command,
+    Flag,
+    LogicPacket,
+    MalformedPacket,
+    Meta,
+    PacketTooLarge,
+    ProtocolError,
+    Status,
+    decode_packet,
+    pb,
+)
+
+log = logging.getLogger(__name__)
+
+PONG = BasicPacket(BasicCode.PONG).encode()
+MAX_DEVICE_LENGTH = 32
+MAX_CLIENT_VERSION_LENGTH = 32
+
+
+@dataclass(eq=False, slots=True)
+class Channel:
+    """One logged-in (or logging-in) client connection."""
+
+    id: str
+    conn: PacketConnection
+    tenant: str
+    account: str
+    device: str
+    meta: tuple[Meta, ...]
+    link: LogicLink | None = None
+    links_version: int = -1
+    logged_in: bool = False
+    login_answer: LogicPacket | None = None
+    login_done: anyio.Event = field(default_factory=anyio.Event)
+
+
+class LoginRefused(Exception):
+    """Login failed; the client has been answered and the connection closed."""
+
+
+def _error_body(message: str) -> bytes:
+    return pb.ErrorResp(message=message).SerializeToString()
+
+
+class Gateway:
+    """A gateway process's state: its clients, channels and logic links."""
+
+    def __init__(self, settings: GatewaySettings, directory: TenantDirectory) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.channels: dict[str, Channel] = {}
+        self.links = [
+            LogicLink(
+                host,
+                port,
+                gateway_id=settings.gateway_id,
+                cluster_secret=settings.cluster_secret,
+                on_packet=self._on_logic_packet,
+                on_state=self._on_link_state,
+                max_packet_size=settings.max_packet_size,
+            )
+            for host, port in settings.logic_addrs
+        ]
+        self._links_version = 0
+        self.links_ready = anyio.Event()
+        """Set while at least one logic link is up (logins wait for it a while)."""
+        self._channel_numbers = itertools.count(1)
+        self._tg: TaskGroup | None = None
+        self.ws_port = settings.ws_port
+        self.tcp_port = settings.tcp_port
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; reports started once both listeners are bound."""
+        s = self.settings
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(self.directory.run)
+            for link in self.links:
+                tg.start_soon(link.run)
+            ws = await serve_ws(
+                s.ws_host,
+                s.ws_port,
+                self._accept,
+                max_packet_size=s.max_packet_size,
+                max_send_buffer=s.max_send_buffer,
+            )
+            tcp = await serve_tcp(
+                s.tcp_host,
+                s.tcp_port,
+                self._accept,
+                max_packet_size=s.max_packet_size,
+                max_send_buffer=s.max_send_buffer,
+            )
+            self.ws_port = ws.sockets[0].getsockname()[1]
+            self.tcp_port = tcp.sockets[0].getsockname()[1]
+            log.info("gateway %s: ws %s tcp %s", s.gateway_id, self.ws_port, self.tcp_port)
+            task_status.started()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                ws.close()
+                tcp.close()
+                for channel in list(self.channels.values()):
+                    channel.conn.close(CloseCode.GOING_AWAY, "gateway shutting down")
+                await self.directory.aclose()
+
+    def _accept(self, conn: PacketConnection) -> None:
+        if self._tg is None:
+            conn.close(CloseCode.TRY_AGAIN_LATER, "gateway not ready")
+            return
+        self._tg.start_soon(self._serve_client, conn)
+
+    # -- one client --------------------------------------------------------------------
+
+    async def _serve_client(self, conn: PacketConnection) -> None:
+        channel: Channel | None = None
+        try:
+            with anyio.move_on_after(self.settings.login_timeout) as scope:
+                channel, pending = await self._login(conn)
+            if scope.cancelled_caught:
+                conn.close(CloseCode.LOGIN_TIMEOUT, "no login within the login timeout")
+                return
+            if channel is None:
+                return
+            if pending:
+                self._forward_batch(channel, pending)
+            await self._pump(channel)
+        except (ConnectionClosed, LoginRefused):
+            pass
+        except Exception:
+            log.exception("client %s failed", conn.remote_address)
+            conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            if channel is not None:
+                self._drop_channel(channel)
+            conn.close(CloseCode.NORMAL, "")
+
+    async def _login(self, conn: PacketConnection) -> tuple[Channel | None, list[bytes]]:
+        batch = await conn.receive()
+        packet = self._decode_or_close(conn, batch[0])
+        if packet is None:
+            return None, []
+        if not isinstance(packet, LogicPacket) or packet.command != Command.LOGIN_SIGNIN:
+            self._refuse(conn, packet, Status.UNAUTHORIZED, "login.signin must be the first packet")
+        assert isinstance(packet, LogicPacket)
+        try:
+            req = packet.parse_body(pb.LoginReq)
+        except MalformedPacket as exc:
+            self._refuse(conn, packet, Status.INVALID_PACKET_BODY, f"bad LoginReq: {exc}")
+        try:
+            claims = await verify_token(req.token, self.directory.lookup)
+        except AuthError as exc:
+            self._refuse(conn, packet, Status.UNAUTHORIZED, str(exc))
+        device = req.device or DEFAULT_DEVICE
+        if len(device) > MAX_DEVICE_LENGTH or not device.isprintable() or "," in device:
+            self._refuse(conn, packet, Status.INVALID_PACKET_BODY, "device must be 1-32 characters")
+        version = req.client_version[:MAX_CLIENT_VERSION_LENGTH]
+        channel_id = f"{self.settings.gateway_id}_{claims.account}_{next(self._channel_numbers)}"
+        channel = Channel(
+            id=channel_id,
+            conn=conn,
+            tenant=claims.tenant,
+            account=claims.account,
+            device=device,
+            meta=(
+                Meta(META_TENANT, claims.tenant),
+                Meta(META_ACCOUNT, claims.account),
+                Meta(META_DEVICE, device),
+                Meta(META_GATEWAY, self.settings.gateway_id),
+                Meta(META_CLIENT_VERSION, version),
+            ),
+        )
+        self.channels[channel_id] = channel
+        try:
+            if not self.links_ready.is_set():
+                with anyio.move_on_after(self.settings.logic_request_timeout):
+                    await self.links_ready.wait()
+            if not self._send_to_logic(channel, packet):
+                self._refuse(conn, packet, Status.SYSTEM_EXCEPTION, "no logic node available")
+            with anyio.move_on_after(self.settings.logic_request_timeout):
+                await channel.login_done.wait()
+            answer = channel.login_answer
+            if answer is None:
+                self._refuse(conn, packet, Status.SYSTEM_EXCEPTION, "login timed out upstream")
+            conn.send(answer.encode())
+            if answer.status != Status.SUCCESS:
+                conn.close(CloseCode.POLICY_VIOLATION, f"login failed with status {answer.status}")
+                raise LoginRefused
+        except BaseException:
+            self.channels.pop(channel_id, None)
+            raise
+        channel.logged_in = True
+        return channel, batch[1:]
+
+    def _refuse(
+        self, conn: PacketConnection, packet: LogicPacket | BasicPacket, status: int, reason: str
+    ) -> NoReturn:
+        """Answer ``packet`` with ``status`` and ``reason``, close, raise LoginRefused."""
+        if isinstance(packet, LogicPacket):
+            answer = packet.replace(meta=(), dest="").response(status, _error_body(reason))
+            conn.send(answer.encode())
+        code = {
+            Status.UNAUTHORIZED: CloseCode.UNAUTHORIZED,
+            Status.SYSTEM_EXCEPTION: CloseCode.TRY_AGAIN_LATER,
+        }.get(Status(status), CloseCode.POLICY_VIOLATION)
+        conn.close(code, reason)
+        raise LoginRefused(reason)
+
+    def _decode_or_close(
+        self, conn: PacketConnection, raw: bytes
+    ) -> LogicPacket | BasicPacket | None:
+        try:
+            return decode_packet(raw, max_size=self.settings.max_packet_size)
+        except PacketTooLarge as exc:
+            conn.close(CloseCode.TOO_BIG, str(exc))
+        except ProtocolError as exc:
+            conn.close(CloseCode.PROTOCOL_ERROR, str(exc))
+        return None
+
+    async def _pump(self, channel: Channel) -> None:
+        conn = channel.conn
+        idle = self.settings.idle_timeout
+        while True:
+            with anyio.move_on_after(idle) as scope:
+                batch = await conn.receive()
+            if scope.cancelled_caught:
+                if anyio.current_time() - conn.last_activity >= idle:
+                    conn.close(CloseCode.IDLE_TIMEOUT, "idle timeout")
+                    return
+                continue
+            if not self._forward_batch(channel, batch):
+                return
+
+    def _forward_batch(self, channel: Channel, batch: list[bytes]) -> bool:
+        """Handle client packets in order; False once the connection was closed."""
+        conn = channel.conn
+        for raw in batch:
+            packet = self._decode_or_close(conn, raw)
+            if packet is None:
+                return False
+            if isinstance(packet, BasicPacket):
+                if packet.code == BasicCode.PING:
+                    conn.send(PONG)
+                continue
+            if packet.flag != Flag.REQUEST:
+                continue  # clients only send requests; stray responses are ignored
+            if packet.command == Command.LOGIN_SIGNIN:
+                self._answer(channel, packet, Status.FORBIDDEN, "already logged in")
+                continue
+            if not self._send_to_logic(channel, packet):
+                self._answer(channel, packet, Status.SYSTEM_EXCEPTION, "no logic node available")
+        return True
+
+    def _answer(self, channel: Channel, packet: LogicPacket, status: int, reason: str) -> None:
+        answer = packet.replace(meta=(), channel_id=channel.id).response(
+            status, _error_body(reason)
+        )
+        self._deliver(channel, answer.encode())
+
+    def _drop_channel(self, channel: Channel) -> None:
+        self.channels.pop(channel.id, None)
+        if channel.logged_in:
+            bye = LogicPacket.request(Command.LOGIN_SIGNOUT)
+            self._send_to_logic(channel, bye)
+
+    # -- logic nodes -------------------------------------------------------------------
+
+    def _on_link_state(self, link: LogicLink) -> None:
+        self._links_version += 1
+        if any(link.ready for link in self.links):
+            self.links_ready.set()
+        elif self.links_ready.is_set():
+            self.links_ready = anyio.Event()
+
+    def _pick_link(self, channel: Channel) -> LogicLink | None:
+        if channel.links_version == self._links_version and channel.link is not None:
+            return channel.link
+        ready = {link.node_id: link for link in self.links if link.ready}
+        node_id = rendezvous_pick(ready, f"{channel.tenant}:{channel.account}")
+        channel.link = None if node_id is None else ready[node_id]
+        channel.links_version = self._links_version
+        return channel.link
+
+    def _send_to_logic(self, channel: Channel, packet: LogicPacket) -> bool:
+        link = self._pick_link(channel)
+        if link is None:
+            return False
+        out = packet.replace(channel_id=channel.id, meta=channel.meta)
+        return link.send(out.encode())
+
+    def _on_logic_packet(self, link: LogicLink, packet: LogicPacket) -> None:
+        if packet.flag == Flag.PUSH:
+            self._on_push(packet)
+            return
+        channel = self.channels.get(packet.channel_id)
+        if channel is None:
+            return  # the client left meanwhile
+        answer = packet.replace(meta=()) if packet.meta else packet
+        if not channel.logged_in and packet.command == Command.LOGIN_SIGNIN:
+            channel.login_answer = answer
+            channel.login_done.set()
+            return
+        self._deliver(channel, answer.encode())
+        if packet.command == Command.LOGIN_SIGNOUT:
+            channel.logged_in = False  # the logic node already removed the location
+            channel.conn.close(CloseCode.NORMAL, "signed out")
+
+    def _on_push(self, packet: LogicPacket) -> None:
+        targets = packet.meta_value(META_CHANNELS)
+        if not targets:
+            return
+        data = packet.replace(meta=(), channel_id="").encode()
+        kickout = packet.command == Command.LOGIN_SIGNIN
+        for channel_id in targets.split(","):
+            channel = self.channels.get(channel_id)
+            if channel is None:
+                continue
+            self._deliver(channel, data)
+            if kickout:
+                channel.conn.close(CloseCode.KICKED_OUT, "kicked out by a login on the same device")
+
+    def _deliver(self, channel: Channel, data: bytes) -> None:
+        if not channel.conn.send(data):
+            channel.conn.close(CloseCode.SLOW_CONSUMER, "client too slow: send buffer full")

@@ -1,0 +1,79 @@
+"""Gateway settings, read from the environment (flags of ``cirno gateway`` override)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+from data_plane.wire import DEFAULT_MAX_PACKET_SIZE
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else float(raw)
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+def parse_addresses(raw: str) -> list[tuple[str, int]]:
+    """``"host:port,host:port"`` → ``[(host, port), …]``."""
+    out: list[tuple[str, int]] = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ValueError(f"not a host:port address: {item!r}")
+        out.append((host.strip("[]") or "127.0.0.1", int(port)))
+    return out
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Everything a gateway process needs; times are seconds."""
+
+    cluster_secret: str
+    control_url: str = "http://127.0.0.1:8080"
+    gateway_id: str = field(default_factory=lambda: f"gw-{socket.gethostname()}-{os.getpid()}")
+    ws_host: str = "127.0.0.1"
+    ws_port: int = 8000
+    tcp_host: str = "127.0.0.1"
+    tcp_port: int = 8001
+    logic_addrs: tuple[tuple[str, int], ...] = (("127.0.0.1", 8100),)
+    login_timeout: float = 10.0
+    idle_timeout: float = 180.0
+    max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
+    max_send_buffer: int = 4 * 1024 * 1024
+    tenant_refresh_interval: float = 5.0
+    logic_request_timeout: float = 10.0
+
+    @classmethod
+    def from_env(cls) -> GatewaySettings:
+        """Read ``CIRNO_*`` variables; ``CIRNO_CLUSTER_SECRET`` is required."""
+        secret = os.environ.get("CIRNO_CLUSTER_SECRET", "")
+        if not secret:
+            raise ValueError("CIRNO_CLUSTER_SECRET must be set")
+        defaults = cls(cluster_secret=secret)
+        logic = os.environ.get("CIRNO_LOGIC_ADDRS")
+        return cls(
+            cluster_secret=secret,
+            control_url=os.environ.get("CIRNO_CONTROL_URL", defaults.control_url),
+            gateway_id=os.environ.get("CIRNO_GATEWAY_ID") or defaults.gateway_id,
+            ws_host=os.environ.get("CIRNO_GATEWAY_WS_HOST", defaults.ws_host),
+            ws_port=_env_int("CIRNO_GATEWAY_WS_PORT", defaults.ws_port),
+            tcp_host=os.environ.get("CIRNO_GATEWAY_TCP_HOST", defaults.tcp_host),
+            tcp_port=_env_int("CIRNO_GATEWAY_TCP_PORT", defaults.tcp_port),
+            logic_addrs=tuple(parse_addresses(logic)) if logic else defaults.logic_addrs,
+            login_timeout=_env_float("CIRNO_LOGIN_TIMEOUT", defaults.login_timeout),
+            idle_timeout=_env_float("CIRNO_IDLE_TIMEOUT", defaults.idle_timeout),
+            max_packet_size=_env_int("CIRNO_MAX_PACKET_SIZE", defaults.max_packet_size),
+            max_send_buffer=_env_int("CIRNO_MAX_SEND_BUFFER", defaults.max_send_buffer),
+            tenant_refresh_interval=_env_float(
+                "CIRNO_TENANT_REFRESH_INTERVAL", defaults.tenant_refresh_interval
+            ),
+        )

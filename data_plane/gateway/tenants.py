@@ -1,0 +1,113 @@
+"""The gateway's view of tenants: ids, status and signing keys, cached.
+
+A gateway holds no database. It polls the control plane's internal endpoint
+(``GET /internal/v1/tenants``, authenticated by the cluster secret) with
+``If-None-Match``, keeps the last good answer, and goes on serving from it while the
+control plane is down. An unknown tenant triggers one early refresh (at most once per
+``miss_refresh_interval``), so a tenant created a moment ago can log in at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import anyio
+import httpx
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantKey:
+    """One HS256 signing secret of a tenant and its key id."""
+
+    kid: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class TenantInfo:
+    """What a gateway knows of one tenant."""
+
+    id: str
+    active: bool
+    keys: tuple[TenantKey, ...]
+
+
+def parse_tenants(payload: object) -> dict[str, TenantInfo]:
+    """Parse the internal endpoint's JSON; raises ValueError on a malformed answer."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("tenants"), list):
+        raise ValueError("tenant list answer without a 'tenants' list")
+    out: dict[str, TenantInfo] = {}
+    for item in payload["tenants"]:
+        keys = tuple(TenantKey(str(k["kid"]), str(k["secret"])) for k in item["keys"])
+        info = TenantInfo(id=str(item["id"]), active=item["status"] == "active", keys=keys)
+        out[info.id] = info
+    return out
+
+
+class TenantDirectory:
+    """Tenant lookups for token verification, refreshed from the control plane."""
+
+    def __init__(
+        self,
+        control_url: str,
+        cluster_secret: str,
+        *,
+        refresh_interval: float = 5.0,
+        miss_refresh_interval: float = 0.1,
+        timeout: float = 3.0,
+    ) -> None:
+        self._url = control_url.rstrip("/") + "/internal/v1/tenants"
+        self._headers = {"X-Cirno-Cluster-Secret": cluster_secret}
+        self._refresh_interval = refresh_interval
+        self._miss_refresh_interval = miss_refresh_interval
+        self._client = httpx.AsyncClient(timeout=timeout)
+        self._tenants: dict[str, TenantInfo] = {}
+        self._etag: str | None = None
+        self._last_miss_refresh = 0.0
+        self._lock = anyio.Lock()
+        self.loaded = False
+
+    async def refresh(self) -> bool:
+        """Fetch the tenant list; keeps the cache and returns False on any failure."""
+        async with self._lock:
+            headers = dict(self._headers)
+            if self._etag:
+                headers["If-None-Match"] = self._etag
+            try:
+                response = await self._client.get(self._url, headers=headers)
+                if response.status_code == 304:
+                    return True
+                response.raise_for_status()
+                tenants = parse_tenants(response.json())
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+                log.warning("tenant refresh from %s failed: %s", self._url, exc)
+                return False
+            self._tenants = tenants
+            self._etag = response.headers.get("ETag")
+            self.loaded = True
+            return True
+
+    async def run(self) -> None:
+        """Refresh forever, every ``refresh_interval`` seconds."""
+        while True:
+            await self.refresh()
+            await anyio.sleep(self._refresh_interval)
+
+    async def lookup(self, tenant_id: str) -> TenantInfo | None:
+        """The tenant, refreshing once early when it is not cached yet."""
+        info = self._tenants.get(tenant_id)
+        if info is not None:
+            return info
+        now = time.monotonic()
+        if now - self._last_miss_refresh >= self._miss_refresh_interval:
+            self._last_miss_refresh = now
+            await self.refresh()
+        return self._tenants.get(tenant_id)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.aclose()

@@ -1,0 +1,87 @@
+"""What a handler sees: the request, who sent it, and how to answer and push.
+
+Handlers answer with :meth:`Request.reply` **before** pushing anything the request
+causes, so a client always sees its response before the pushes (DESIGN.md §2).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+
+from data_plane.cluster.protocol import META_CHANNELS
+from data_plane.storage.base import Location
+from data_plane.transport.connection import PacketConnection
+from data_plane.wire import LogicPacket, Meta, Status, pb
+
+log = logging.getLogger(__name__)
+
+
+class GatewayHub:
+    """The logic node's live gateway links, by gateway id."""
+
+    def __init__(self) -> None:
+        self._links: dict[str, PacketConnection] = {}
+
+    def attach(self, gateway_id: str, conn: PacketConnection) -> None:
+        """Register the link of ``gateway_id`` (a reconnect replaces the old one)."""
+        old = self._links.get(gateway_id)
+        if old is not None and old is not conn:
+            old.close(1000, "replaced by a new link from the same gateway")
+        self._links[gateway_id] = conn
+
+    def detach(self, gateway_id: str, conn: PacketConnection) -> None:
+        """Forget the link if it is still the registered one."""
+        if self._links.get(gateway_id) is conn:
+            del self._links[gateway_id]
+
+    def send(self, gateway_id: str, data: bytes) -> bool:
+        """Send an encoded packet to a gateway; False when it is not connected."""
+        conn = self._links.get(gateway_id)
+        return conn is not None and conn.send(data)
+
+    def push(self, locations: Iterable[Location], packet: LogicPacket) -> int:
+        """Push ``packet`` to every location: one packet per gateway, addressed by the
+        ``channels`` meta. Returns how many locations were on a connected gateway."""
+        by_gateway: dict[str, list[str]] = defaultdict(list)
+        for location in locations:
+            by_gateway[location.gateway_id].append(location.channel_id)
+        reached = 0
+        for gateway_id, channels in by_gateway.items():
+            addressed = packet.replace(meta=(Meta(META_CHANNELS, ",".join(channels)),))
+            if self.send(gateway_id, addressed.encode()):
+                reached += len(channels)
+        return reached
+
+    def close_all(self) -> None:
+        """Close every gateway link."""
+        for conn in list(self._links.values()):
+            conn.close(1001, "logic node shutting down")
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One client request, as forwarded by a gateway."""
+
+    packet: LogicPacket
+    tenant: str
+    account: str
+    device: str
+    channel_id: str
+    gateway_id: str
+    client_version: str
+    conn: PacketConnection
+
+    def reply(self, status: int = Status.SUCCESS, body: bytes | Message = b"") -> None:
+        """Send the response to the requesting client."""
+        answer = self.packet.replace(meta=(), dest="").response(status, body)
+        if not self.conn.send(answer.encode()):
+            log.warning("response to %s dropped: gateway link full or closed", self.channel_id)
+
+    def fail(self, status: int, message: str) -> None:
+        """Answer with ``status`` and an ``ErrorResp`` saying why."""
+        self.reply(status, pb.ErrorResp(message=message))

@@ -1,0 +1,1 @@
+"""Handlers per command family."""

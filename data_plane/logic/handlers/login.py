@@ -1,0 +1,51 @@
+"""``login.signin`` and ``login.signout``.
+
+The gateway has verified the token; the logic node records the location of (tenant,
+account, device), answers ``LoginResp``, and kicks the connection it replaced on the
+same device. Sign-out (explicit or on disconnect) removes the location only if it still
+belongs to that channel, so a late sign-out never removes a newer login.
+"""
+
+from __future__ import annotations
+
+import time
+
+from data_plane.logic.context import GatewayHub, Request
+from data_plane.storage.base import Location, SessionStore
+from data_plane.wire import Command, LogicPacket, pb
+
+
+class LoginHandlers:
+    """Sign-in and sign-out over a session store."""
+
+    def __init__(self, sessions: SessionStore, hub: GatewayHub) -> None:
+        self._sessions = sessions
+        self._hub = hub
+
+    async def signin(self, request: Request) -> None:
+        """Store the location, answer, then kick the replaced connection."""
+        location = Location(
+            tenant=request.tenant,
+            account=request.account,
+            device=request.device,
+            channel_id=request.channel_id,
+            gateway_id=request.gateway_id,
+            login_at=int(time.time() * 1000),
+            client_version=request.client_version,
+        )
+        previous = await self._sessions.add_location(location)
+        request.reply(body=pb.LoginResp(channelId=request.channel_id, account=request.account))
+        if previous is not None:
+            kick = LogicPacket.make_push(
+                Command.LOGIN_SIGNIN,
+                pb.KickoutNotify(channelId=previous.channel_id),
+                channel_id=previous.channel_id,
+            )
+            self._hub.push([previous], kick)
+
+    async def signout(self, request: Request) -> None:
+        """Remove the location if it is still this channel's; answer Success."""
+        await self._sessions.remove_location(
+            request.tenant, request.account, request.device, request.channel_id
+        )
+        request.reply()

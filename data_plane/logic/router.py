@@ -1,0 +1,43 @@
+"""Command → handler routing with one place that turns failures into statuses.
+
+An unknown command gets NotImplemented (301). A handler that raises gets
+SystemException (300) and the node goes on; an unavailable store is reported the same
+way with a reason the client can show.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from data_plane.logic.context import Request
+from data_plane.storage.errors import StorageError
+from data_plane.wire import Command, MalformedPacket, Status
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request], Awaitable[None]]
+
+
+class Router:
+    """Dispatches requests by command."""
+
+    def __init__(self, handlers: Mapping[Command, Handler]) -> None:
+        self._handlers: dict[str, Handler] = {str(c): h for c, h in handlers.items()}
+
+    async def dispatch(self, request: Request) -> None:
+        """Run the handler of ``request``'s command; never raises (but cancellation)."""
+        handler = self._handlers.get(request.packet.command)
+        if handler is None:
+            request.fail(Status.NOT_IMPLEMENTED, f"unknown command {request.packet.command!r}")
+            return
+        try:
+            await handler(request)
+        except MalformedPacket as exc:
+            request.fail(Status.INVALID_PACKET_BODY, f"bad request body: {exc}")
+        except StorageError as exc:
+            log.warning("%s failed: storage: %s", request.packet.command, exc)
+            request.fail(Status.SYSTEM_EXCEPTION, f"storage unavailable: {exc}")
+        except Exception:
+            log.exception("handler of %s failed", request.packet.command)
+            request.fail(Status.SYSTEM_EXCEPTION, "internal error")

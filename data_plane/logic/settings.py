@@ -1,0 +1,48 @@
+"""Logic node settings, read from the environment (flags of ``cirno logic`` override)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+from data_plane.wire import DEFAULT_MAX_PACKET_SIZE
+
+
+@dataclass(frozen=True)
+class LogicSettings:
+    """Everything a logic node needs.
+
+    ``session_url`` is ``memory://`` (the embedded default: one logic node only),
+    ``redis://…`` or ``redis+cluster://…``; ``database_url`` is the message store
+    (``sqlite:///…`` or ``mysql://…``).
+    """
+
+    cluster_secret: str
+    node_id: str = field(default_factory=lambda: f"logic-{socket.gethostname()}-{os.getpid()}")
+    host: str = "127.0.0.1"
+    port: int = 8100
+    session_url: str = "memory://"
+    database_url: str = "sqlite:///data/messages.db"
+    id_node: int = 1
+    max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
+
+    @classmethod
+    def from_env(cls) -> LogicSettings:
+        """Read ``CIRNO_*`` variables; ``CIRNO_CLUSTER_SECRET`` is required."""
+        secret = os.environ.get("CIRNO_CLUSTER_SECRET", "")
+        if not secret:
+            raise ValueError("CIRNO_CLUSTER_SECRET must be set")
+        d = cls(cluster_secret=secret)
+        data_dir = os.environ.get("CIRNO_DATA_DIR", "data")
+        return cls(
+            cluster_secret=secret,
+            node_id=os.environ.get("CIRNO_LOGIC_ID") or d.node_id,
+            host=os.environ.get("CIRNO_LOGIC_HOST", d.host),
+            port=int(os.environ.get("CIRNO_LOGIC_PORT") or d.port),
+            session_url=os.environ.get("CIRNO_SESSION_URL") or d.session_url,
+            database_url=os.environ.get("CIRNO_MESSAGE_DATABASE_URL")
+            or f"sqlite:///{data_dir}/messages.db",
+            id_node=int(os.environ.get("CIRNO_ID_NODE") or d.id_node),
+            max_packet_size=int(os.environ.get("CIRNO_MAX_PACKET_SIZE") or d.max_packet_size),
+        )

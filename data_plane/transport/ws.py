@@ -1,0 +1,196 @@
+"""WebSocket transport on picows: one packet per binary message (DESIGN.md §2).
+
+picows parses the HTTP upgrade straight off the TCP stream (no HTTP framework in
+between) and hands us frames. Any path upgrades. Text messages are a protocol error
+(close 1003); a message larger than the maximum packet size closes with 1009.
+Fragmented messages are reassembled up to that maximum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    ws_connect,
+    ws_create_server,
+)
+
+from data_plane.transport.connection import (
+    DEFAULT_MAX_INBOX,
+    DEFAULT_MAX_SEND_BUFFER,
+    CloseCode,
+    PacketConnection,
+)
+from data_plane.wire import DEFAULT_MAX_PACKET_SIZE
+
+
+class WsConnection(PacketConnection, WSListener):
+    """A :class:`PacketConnection` over a WebSocket (server or client side)."""
+
+    kind = "ws"
+
+    def __init__(
+        self,
+        *,
+        max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+        max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
+        max_inbox: int = DEFAULT_MAX_INBOX,
+        on_connected: Callable[[WsConnection], None] | None = None,
+    ) -> None:
+        PacketConnection.__init__(self, max_send_buffer=max_send_buffer, max_inbox=max_inbox)
+        self._ws: WSTransport | None = None
+        self._max_packet_size = max_packet_size
+        self._fragments: list[bytes] = []
+        self._fragments_size = 0
+        self._on_connected = on_connected
+
+    @property
+    def ws_transport(self) -> WSTransport | None:
+        """The picows transport (for sending frames other than packets, e.g. in tests)."""
+        return self._ws
+
+    # -- WSListener --------------------------------------------------------------------
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self._ws = transport
+        peer = transport.underlying_transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.remote_address = f"{peer[0]}:{peer[1]}"
+        if self._on_connected is not None:
+            self._on_connected(self)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if self.is_closed:
+            return
+        self._touch()
+        msg_type = frame.msg_type
+        if msg_type == WSMsgType.BINARY:
+            if self._fragments:
+                self.close(CloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
+                return
+            self._binary_frame(frame)
+        elif msg_type == WSMsgType.CONTINUATION:
+            if not self._fragments:
+                self.close(CloseCode.PROTOCOL_ERROR, "continuation frame without a message")
+                return
+            self._binary_frame(frame)
+        elif msg_type == WSMsgType.PING:
+            transport.send_pong(frame.get_payload_as_bytes())
+        elif msg_type == WSMsgType.CLOSE:
+            code = frame.get_close_code()
+            reason = frame.get_close_message() or b""
+            self._peer_closed(int(code.value), bytes(reason).decode("utf-8", "replace"))
+            transport.send_close(code)
+            transport.disconnect()
+        elif msg_type == WSMsgType.TEXT:
+            self.close(CloseCode.UNSUPPORTED_DATA, "text frames are not supported")
+        # PONG: activity only, already noted.
+
+    def _binary_frame(self, frame: WSFrame) -> None:
+        size = self._fragments_size + frame.payload_size
+        if size > self._max_packet_size:
+            self.close(CloseCode.TOO_BIG, f"message of {size}+ bytes exceeds the maximum")
+            return
+        if frame.fin and not self._fragments:
+            self._packet_received(frame.get_payload_as_bytes())
+            return
+        self._fragments.append(frame.get_payload_as_bytes())
+        self._fragments_size = size
+        if frame.fin:
+            packet = b"".join(self._fragments)
+            self._fragments.clear()
+            self._fragments_size = 0
+            self._packet_received(packet)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._peer_closed(CloseCode.ABNORMAL, "connection lost")
+        transport.disconnect(graceful=False)
+
+    # -- PacketConnection --------------------------------------------------------------
+
+    def _write_packets(self, packets: list[bytes]) -> None:
+        ws = self._ws
+        if ws is None or ws.is_disconnected:
+            return
+        for packet in packets:
+            ws.send(WSMsgType.BINARY, packet)
+
+    def _write_buffer_size(self) -> int:
+        ws = self._ws
+        if ws is None:
+            return 0
+        size: int = ws.underlying_transport.get_write_buffer_size()
+        return size
+
+    def _pause_reading(self) -> None:
+        if self._ws is not None:
+            self._ws.underlying_transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        ws = self._ws
+        if ws is not None and not ws.is_disconnected:
+            ws.underlying_transport.resume_reading()
+
+    def _send_close_and_disconnect(self, code: int, reason: str) -> None:
+        ws = self._ws
+        if ws is None:
+            return
+        ws.send_close(WSCloseCode(code), reason.encode("utf-8", "replace")[:123])
+        ws.disconnect(graceful=True)
+
+
+async def serve_ws(
+    host: str,
+    port: int,
+    on_connection: Callable[[PacketConnection], None],
+    *,
+    max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+    max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
+    handshake_timeout: float = 5.0,
+) -> asyncio.Server:
+    """Listen for WebSocket clients on any path; ``on_connection`` runs per client."""
+
+    def factory(request: WSUpgradeRequest) -> WsConnection:
+        return WsConnection(
+            max_packet_size=max_packet_size,
+            max_send_buffer=max_send_buffer,
+            on_connected=on_connection,
+        )
+
+    server: asyncio.Server = await ws_create_server(
+        factory,
+        host,
+        port,
+        websocket_handshake_timeout=handshake_timeout,
+        # The frame limit is a safety net; the packet limit above closes with 1009 first.
+        max_frame_size=max_packet_size + 1024,
+        enable_auto_pong=False,
+        reuse_address=True,
+    )
+    return server
+
+
+async def connect_ws(
+    url: str,
+    *,
+    max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+    max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
+    handshake_timeout: float = 5.0,
+) -> WsConnection:
+    """Open a WebSocket connection to ``url`` (``ws://host:port/path``)."""
+    _, listener = await ws_connect(
+        lambda: WsConnection(max_packet_size=max_packet_size, max_send_buffer=max_send_buffer),
+        url,
+        websocket_handshake_timeout=handshake_timeout,
+        max_frame_size=max_packet_size + 1024,
+        enable_auto_pong=False,
+    )
+    assert isinstance(listener, WsConnection)
+    return listener

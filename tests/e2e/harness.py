@@ -1,0 +1,275 @@
+"""Real processes for end-to-end tests: ``cirno up`` on free ports, and raw clients.
+
+Nothing here is mocked: the fixture runs the same console script a user runs, with its
+own data directory, and the clients speak the wire protocol over real sockets.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import httpx
+import jwt
+
+from data_plane.transport.connection import PacketConnection
+from data_plane.transport.errors import ConnectionClosed
+from data_plane.transport.tcp import connect_tcp
+from data_plane.transport.ws import connect_ws
+from data_plane.wire import (
+    BasicPacket,
+    Command,
+    Flag,
+    LogicPacket,
+    Packet,
+    decode_packet,
+    pb,
+)
+
+ADMIN_TOKEN = "e2e-admin-token"
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Cluster:
+    """A running all-in-one and how to reach it."""
+
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    control_url: str
+    ws_url: str
+    tcp_addr: tuple[str, int]
+    logic_addr: tuple[str, int]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def admin(self) -> httpx.Client:
+        """An HTTP client of the control plane with the admin token."""
+        return httpx.Client(
+            base_url=self.control_url,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=10.0,
+        )
+
+    def create_tenant(self, tenant_id: str, secret: str) -> None:
+        """Create a tenant over REST with a known secret."""
+        with self.admin() as client:
+            answer = client.post(
+                "/v1/tenants", json={"id": tenant_id, "name": tenant_id, "secret": secret}
+            )
+            assert answer.status_code == 201, answer.text
+
+    def log(self) -> str:
+        """Everything the processes printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def run_cluster(tmp: Path, **env_overrides: str) -> Iterator[Cluster]:
+    """Start ``cirno up`` on free ports under ``tmp``; stop it with SIGTERM afterwards."""
+    ports = {name: free_port() for name in ("control", "ws", "tcp", "logic")}
+    data_dir = tmp / "data"
+    log_path = tmp / "cirno.log"
+    env = dict(os.environ)
+    env.update(
+        {
+            "CIRNO_ADMIN_TOKEN": ADMIN_TOKEN,
+            "CIRNO_LOG_LEVEL": "INFO",
+            "CIRNO_TENANT_REFRESH_INTERVAL": "0.5",
+        }
+    )
+    env.update(env_overrides)
+    env.pop("PYTHONTRACEMALLOC", None)  # a debugging aid of the test process only
+    for name in ("CIRNO_DATABASE_URL", "CIRNO_MESSAGE_DATABASE_URL", "CIRNO_SESSION_URL"):
+        if name not in env_overrides:
+            env.pop(name, None)
+    command = [
+        sys.executable,
+        "-m",
+        "cirno.cli",
+        "up",
+        "--data-dir",
+        str(data_dir),
+        "--control-port",
+        str(ports["control"]),
+        "--ws-port",
+        str(ports["ws"]),
+        "--tcp-port",
+        str(ports["tcp"]),
+        "--logic-port",
+        str(ports["logic"]),
+    ]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    cluster = Cluster(
+        process=process,
+        data_dir=data_dir,
+        control_url=f"http://127.0.0.1:{ports['control']}",
+        ws_url=f"ws://127.0.0.1:{ports['ws']}/",
+        tcp_addr=("127.0.0.1", ports["tcp"]),
+        logic_addr=("127.0.0.1", ports["logic"]),
+        log_path=log_path,
+        env=env,
+    )
+    try:
+        _wait_up(cluster)
+        yield cluster
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                raise AssertionError("cirno up did not stop within 20 s of SIGTERM") from None
+
+
+def _wait_up(cluster: Cluster, timeout: float = 40.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cluster.process.poll() is not None:
+            raise AssertionError(f"cirno up exited early:\n{cluster.log()}")
+        if (
+            "cirno-im is up" in cluster.log()
+            and _port_open(cluster.tcp_addr)
+            and _port_open(("127.0.0.1", _ws_port(cluster)))
+        ):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"cirno up did not come up in {timeout} s:\n{cluster.log()}")
+
+
+def _ws_port(cluster: Cluster) -> int:
+    return int(cluster.ws_url.rsplit(":", 1)[1].strip("/"))
+
+
+def _port_open(addr: tuple[str, int]) -> bool:
+    try:
+        with socket.create_connection(addr, timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def make_token(
+    tenant: str, account: str, secret: str, *, ttl: float = 3600, kid: str | None = None
+) -> str:
+    """A user token as a tenant backend mints it (HS256, claims acc/app/exp)."""
+    headers = {"kid": kid} if kid else None
+    claims = {"acc": account, "app": tenant, "exp": int(time.time() + ttl)}
+    return jwt.encode(claims, secret, algorithm="HS256", headers=headers)
+
+
+class RawClient:
+    """A minimal protocol client over one real connection, for end-to-end tests."""
+
+    def __init__(self, conn: PacketConnection) -> None:
+        self.conn = conn
+        self._sequence = 0
+        self._pending: list[Packet] = []
+
+    @classmethod
+    async def websocket(cls, url: str) -> RawClient:
+        """Connect over WebSocket."""
+        return cls(await connect_ws(url))
+
+    @classmethod
+    async def tcp(cls, addr: tuple[str, int]) -> RawClient:
+        """Connect over TCP."""
+        return cls(await connect_tcp(*addr))
+
+    def send_raw(self, data: bytes) -> None:
+        """Send bytes as one packet (one WebSocket message or one TCP frame)."""
+        assert self.conn.send(data)
+
+    def request(self, command: str, body: bytes | object = b"", *, dest: str = "") -> int:
+        """Send a request; returns its sequence."""
+        self._sequence += 1
+        payload = body.SerializeToString() if hasattr(body, "SerializeToString") else body
+        assert isinstance(payload, bytes)
+        packet = LogicPacket.request(command, payload, sequence=self._sequence, dest=dest)
+        self.send_raw(packet.encode())
+        return self._sequence
+
+    async def next_packet(self, timeout: float = 5.0) -> Packet:
+        """The next packet from the server."""
+        with anyio.fail_after(timeout):
+            while not self._pending:
+                for raw in await self.conn.receive():
+                    self._pending.append(decode_packet(raw))
+        return self._pending.pop(0)
+
+    async def response(self, sequence: int, timeout: float = 5.0) -> LogicPacket:
+        """The response to ``sequence``; pushes that arrive first are kept for later."""
+        with anyio.fail_after(timeout):
+            while True:
+                for index, packet in enumerate(self._pending):
+                    if (
+                        isinstance(packet, LogicPacket)
+                        and packet.flag == Flag.RESPONSE
+                        and packet.sequence == sequence
+                    ):
+                        return self._pending.pop(index)  # type: ignore[return-value]
+                for raw in await self.conn.receive():
+                    self._pending.append(decode_packet(raw))
+
+    async def push(self, command: str, timeout: float = 5.0) -> LogicPacket:
+        """The next push of ``command``."""
+        with anyio.fail_after(timeout):
+            while True:
+                for index, packet in enumerate(self._pending):
+                    if (
+                        isinstance(packet, LogicPacket)
+                        and packet.flag == Flag.PUSH
+                        and packet.command == command
+                    ):
+                        return self._pending.pop(index)  # type: ignore[return-value]
+                for raw in await self.conn.receive():
+                    self._pending.append(decode_packet(raw))
+
+    async def login(self, token: str, *, device: str = "", timeout: float = 5.0) -> LogicPacket:
+        """Send ``login.signin`` and return its response."""
+        seq = self.request(Command.LOGIN_SIGNIN, pb.LoginReq(token=token, device=device))
+        return await self.response(seq, timeout)
+
+    async def ping(self, timeout: float = 5.0) -> BasicPacket:
+        """Send a BasicPkt ping and return the answer."""
+        self.send_raw(BasicPacket.ping().encode())
+        with anyio.fail_after(timeout):
+            while True:
+                for index, packet in enumerate(self._pending):
+                    if isinstance(packet, BasicPacket):
+                        return self._pending.pop(index)  # type: ignore[return-value]
+                for raw in await self.conn.receive():
+                    self._pending.append(decode_packet(raw))
+
+    async def closed(self, timeout: float = 5.0) -> tuple[int, str]:
+        """Wait until the server closes the connection; returns (code, reason)."""
+        with anyio.fail_after(timeout):
+            while True:
+                try:
+                    for raw in await self.conn.receive():
+                        self._pending.append(decode_packet(raw))
+                except ConnectionClosed as exc:
+                    return exc.code, exc.reason
+
+    def close(self) -> None:
+        """Close from the client side."""
+        self.conn.close()
