@@ -6,10 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from data_plane.logic.context import GatewayHub
+from data_plane.logic.handlers.chat import ChatHandlers
+from data_plane.logic.handlers.group import GroupHandlers
 from data_plane.logic.handlers.login import LoginHandlers
 from data_plane.logic.router import Handler, Router
 from data_plane.logic.server import LogicServer
 from data_plane.logic.settings import LogicSettings
+from data_plane.storage.messages_sql import open_message_store
 from data_plane.storage.sessions import session_store_from_url
 from data_plane.wire import Command
 
@@ -19,13 +22,26 @@ async def build_logic(settings: LogicSettings) -> AsyncIterator[LogicServer]:
     """Create the stores and handlers of a logic node; close the stores afterwards."""
     sessions = session_store_from_url(settings.session_url)
     hub = GatewayHub()
-    login = LoginHandlers(sessions, hub)
-    handlers: dict[Command, Handler] = {
-        Command.LOGIN_SIGNIN: login.signin,
-        Command.LOGIN_SIGNOUT: login.signout,
-    }
     try:
-        yield LogicServer(settings, Router(handlers), hub)
+        async with open_message_store(settings.database_url, node_id=settings.id_node) as store:
+            login = LoginHandlers(sessions, hub)
+            chat = ChatHandlers(store, sessions, hub)
+            group = GroupHandlers(store, sessions, hub)
+            handlers: dict[Command, Handler] = {
+                Command.LOGIN_SIGNIN: login.signin,
+                Command.LOGIN_SIGNOUT: login.signout,
+                Command.CHAT_USER_TALK: chat.user_talk,
+                Command.CHAT_TALK_ACK: chat.ack,
+                Command.CHAT_OFFLINE_INDEX: chat.offline_index,
+                Command.CHAT_OFFLINE_CONTENT: chat.offline_content,
+                Command.CHAT_GROUP_CREATE: group.create,
+                Command.CHAT_GROUP_JOIN: group.join,
+                Command.CHAT_GROUP_QUIT: group.quit,
+                Command.CHAT_GROUP_DETAIL: group.detail,
+                Command.CHAT_GROUP_MEMBERS: group.members,
+                Command.CHAT_GROUP_TALK: group.talk,
+            }
+            yield LogicServer(settings, Router(handlers), hub)
     finally:
         await sessions.aclose()
 

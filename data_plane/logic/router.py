@@ -2,7 +2,9 @@
 
 An unknown command gets NotImplemented (301). A handler that raises gets
 SystemException (300) and the node goes on; an unavailable store is reported the same
-way with a reason the client can show.
+way with a reason the client can show (the client may retry: nothing was acknowledged).
+Logical storage errors map to their own statuses: invalid field → InvalidPacketBody,
+unknown message or group → NotFound (410), not a member → Forbidden (403).
 """
 
 from __future__ import annotations
@@ -12,6 +14,12 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from data_plane.logic.context import Request
 from data_plane.storage.errors import StorageError
+from data_plane.storage.messages_base import (
+    GroupNotFound,
+    InvalidField,
+    NotAMember,
+    UnknownMessage,
+)
 from data_plane.wire import Command, MalformedPacket, Status
 
 log = logging.getLogger(__name__)
@@ -35,6 +43,12 @@ class Router:
             await handler(request)
         except MalformedPacket as exc:
             request.fail(Status.INVALID_PACKET_BODY, f"bad request body: {exc}")
+        except InvalidField as exc:
+            request.fail(Status.INVALID_PACKET_BODY, str(exc))
+        except (UnknownMessage, GroupNotFound) as exc:
+            request.fail(Status.NOT_FOUND, str(exc))
+        except NotAMember as exc:
+            request.fail(Status.FORBIDDEN, str(exc))
         except StorageError as exc:
             log.warning("%s failed: storage: %s", request.packet.command, exc)
             request.fail(Status.SYSTEM_EXCEPTION, f"storage unavailable: {exc}")

@@ -1,0 +1,159 @@
+"""1:1 chat, acks and offline sync (DESIGN.md §3).
+
+``chat.user.talk`` stores the message (content once, one inbox row for the receiver and
+one for the sender) and answers ``MessageResp`` only after the commit; then it pushes to
+every online device of the receiver and to the sender's other devices. A resend with
+the same ``client_msg_id`` gets the original id and time and pushes nothing. Online push
+is best effort: if the session store fails after the commit, the message is still
+stored and acknowledged, and the receivers get it by pulling.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from data_plane.logic.context import GatewayHub, Request
+from data_plane.storage.base import Location, SessionStore
+from data_plane.storage.errors import SessionStoreUnavailable
+from data_plane.storage.messages_base import MessageStore, SendResult
+from data_plane.wire import Command, LogicPacket, Status, pb
+
+log = logging.getLogger(__name__)
+
+INDEX_PAGE_SIZE = 1000
+MAX_CONTENT_IDS = 200
+
+
+def message_push(
+    command: str, req: pb.MessageReq, sender: str, result: SendResult, group: str = ""
+) -> LogicPacket:
+    """The push announcing a stored message."""
+    return LogicPacket.make_push(
+        command,
+        pb.MessagePush(
+            messageId=result.message_id,
+            type=req.type,
+            body=req.body,
+            extra=req.extra,
+            sender=sender,
+            sendTime=result.send_time,
+            client_msg_id=req.client_msg_id,
+            seq=result.seq,
+            group=group,
+        ),
+    )
+
+
+async def push_to_accounts(
+    sessions: SessionStore,
+    hub: GatewayHub,
+    request: Request,
+    accounts: list[str],
+    packet: LogicPacket,
+) -> None:
+    """Push ``packet`` to every location of ``accounts`` except the requesting channel.
+
+    Best effort: a failing session store is logged, not reported (the response has
+    already been sent and the pull path delivers the message).
+    """
+    try:
+        found = await sessions.get_locations_many(request.tenant, accounts)
+    except SessionStoreUnavailable as exc:
+        log.warning("push skipped, session store unavailable: %s", exc)
+        return
+    targets: list[Location] = [
+        location
+        for locations in found.values()
+        for location in locations
+        if location.channel_id != request.channel_id
+    ]
+    if targets:
+        hub.push(targets, packet)
+
+
+class ChatHandlers:
+    """``chat.user.talk``, ``chat.talk.ack``, ``chat.offline.index``/``content``."""
+
+    def __init__(self, messages: MessageStore, sessions: SessionStore, hub: GatewayHub) -> None:
+        self._messages = messages
+        self._sessions = sessions
+        self._hub = hub
+
+    async def user_talk(self, request: Request) -> None:
+        """Store, answer after the commit, then push."""
+        receiver = request.packet.dest
+        if not receiver:
+            request.fail(Status.NO_DESTINATION, "chat.user.talk needs the receiver in dest")
+            return
+        req = request.packet.parse_body(pb.MessageReq)
+        result = await self._messages.send_user_message(
+            request.tenant,
+            request.account,
+            receiver,
+            req.type,
+            req.body.encode(),
+            req.extra,
+            req.client_msg_id or None,
+        )
+        request.reply(body=pb.MessageResp(messageId=result.message_id, sendTime=result.send_time))
+        if result.duplicate:
+            return
+        push = message_push(Command.CHAT_USER_TALK, req, request.account, result)
+        accounts = [receiver] if receiver == request.account else [receiver, request.account]
+        await push_to_accounts(self._sessions, self._hub, request, accounts, push)
+
+    async def ack(self, request: Request) -> None:
+        """Move this device's read index forward to the acknowledged message."""
+        req = request.packet.parse_body(pb.MessageAckReq)
+        if req.messageId <= 0:
+            request.fail(Status.INVALID_PACKET_BODY, "messageId must be positive")
+            return
+        await self._messages.ack(request.tenant, request.account, request.device, req.messageId)
+        request.reply()
+
+    async def offline_index(self, request: Request) -> None:
+        """Inbox entries strictly after ``message_id`` (after the read index when 0)."""
+        req = request.packet.parse_body(pb.MessageIndexReq)
+        if req.message_id < 0:
+            request.fail(Status.INVALID_PACKET_BODY, "message_id must not be negative")
+            return
+        page = await self._messages.list_index(
+            request.tenant, request.account, request.device, req.message_id, INDEX_PAGE_SIZE
+        )
+        resp = pb.MessageIndexResp(has_more=page.has_more)
+        for entry in page.entries:
+            resp.indexes.add(
+                message_id=entry.message_id,
+                direction=int(entry.direction),
+                send_time=entry.send_time,
+                accountB=entry.account_b,
+                group=entry.group_id,
+                seq=entry.seq,
+            )
+        request.reply(body=resp)
+
+    async def offline_content(self, request: Request) -> None:
+        """Contents of messages in the caller's inbox, in the requested order."""
+        req = request.packet.parse_body(pb.MessageContentReq)
+        ids = list(req.message_ids)
+        if not ids:
+            request.fail(Status.INVALID_PACKET_BODY, "message_ids is empty")
+            return
+        if len(ids) > MAX_CONTENT_IDS:
+            request.fail(Status.TOO_LARGE, f"at most {MAX_CONTENT_IDS} ids per request")
+            return
+        contents = await self._messages.get_contents(request.tenant, request.account, ids)
+        missing = sorted(set(ids) - {c.message_id for c in contents})
+        if missing:
+            shown = ", ".join(str(i) for i in missing[:20])
+            request.fail(Status.NOT_FOUND, f"not in your inbox: {shown}")
+            return
+        resp = pb.MessageContentResp()
+        for content in contents:
+            resp.contents.add(
+                messageId=content.message_id,
+                type=content.type,
+                body=content.body.decode("utf-8", "replace"),
+                extra=content.extra,
+            )
+        request.reply(body=resp)
