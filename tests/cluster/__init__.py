@@ -1,0 +1,3 @@
+"""Tests of data_plane.cluster (pure cluster logic)."""
+
+from __future__ import annotations
