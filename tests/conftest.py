@@ -23,6 +23,12 @@ def redis_url() -> str:
     return service_url(REDIS_ENV)
 
 
+@pytest.fixture(scope="module")
+def redis_url_module() -> str:
+    """The real Redis server's URL, for module-scoped fixtures (use a key prefix)."""
+    return service_url(REDIS_ENV)
+
+
 @pytest.fixture
 def key_prefix() -> str:
     """A key prefix of its own for each test, so Redis tests never see each other's keys."""

@@ -20,7 +20,7 @@ from data_plane.wire import Command
 @asynccontextmanager
 async def build_logic(settings: LogicSettings) -> AsyncIterator[LogicServer]:
     """Create the stores and handlers of a logic node; close the stores afterwards."""
-    sessions = session_store_from_url(settings.session_url)
+    sessions = session_store_from_url(settings.session_url, prefix=settings.session_prefix)
     hub = GatewayHub()
     try:
         async with open_message_store(settings.database_url, node_id=settings.id_node) as store:

@@ -23,6 +23,7 @@ class LogicSettings:
     host: str = "127.0.0.1"
     port: int = 8100
     session_url: str = "memory://"
+    session_prefix: str = "cirno"
     database_url: str = "sqlite:///data/messages.db"
     id_node: int = 1
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
@@ -41,6 +42,7 @@ class LogicSettings:
             host=os.environ.get("CIRNO_LOGIC_HOST", d.host),
             port=int(os.environ.get("CIRNO_LOGIC_PORT") or d.port),
             session_url=os.environ.get("CIRNO_SESSION_URL") or d.session_url,
+            session_prefix=os.environ.get("CIRNO_SESSION_PREFIX") or d.session_prefix,
             database_url=os.environ.get("CIRNO_MESSAGE_DATABASE_URL")
             or f"sqlite:///{data_dir}/messages.db",
             id_node=int(os.environ.get("CIRNO_ID_NODE") or d.id_node),

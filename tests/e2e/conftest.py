@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import anyio
 import pytest
 
-from tests.e2e.harness import Cluster, run_cluster
+from tests.e2e.harness import Cluster, RawClient, run_cluster
 
 TENANT = "acme"
 SECRET = "acme-secret-0123456789-abcdefghijklmn"
@@ -25,3 +26,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         running.create_tenant(TENANT, SECRET)
         running.create_tenant(OTHER_TENANT, OTHER_SECRET)
         yield running
+
+
+@pytest.fixture(autouse=True)
+async def close_clients() -> AsyncIterator[None]:
+    """Close the clients a test left open (a failing test skips its own cleanup), and let
+    the loop finish closing their sockets before it goes away."""
+    yield
+    for client in list(RawClient.opened):
+        client.close()
+    await anyio.sleep(0.05)

@@ -12,10 +12,12 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import anyio
 import httpx
@@ -180,8 +182,12 @@ def make_token(
 class RawClient:
     """A minimal protocol client over one real connection, for end-to-end tests."""
 
+    opened: ClassVar[weakref.WeakSet[RawClient]] = weakref.WeakSet()
+    """Every client not yet garbage-collected, so a fixture can close what a test left."""
+
     def __init__(self, conn: PacketConnection) -> None:
         self.conn = conn
+        RawClient.opened.add(self)
         self._sequence = 0
         self._pending: list[Packet] = []
 
@@ -273,3 +279,140 @@ class RawClient:
     def close(self) -> None:
         """Close from the client side."""
         self.conn.close()
+
+
+@dataclass
+class Topology:
+    """Separately started roles: one control plane, M logic nodes, N gateways."""
+
+    processes: dict[str, subprocess.Popen[bytes]]
+    control_url: str
+    ws_urls: list[str]
+    tcp_addrs: list[tuple[str, int]]
+    logic_addrs: list[tuple[str, int]]
+    log_dir: Path
+    env: dict[str, str]
+
+    def create_tenant(self, tenant_id: str, secret: str) -> None:
+        """Create a tenant over REST with a known secret."""
+        with httpx.Client(
+            base_url=self.control_url,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=10.0,
+        ) as client:
+            answer = client.post(
+                "/v1/tenants", json={"id": tenant_id, "name": tenant_id, "secret": secret}
+            )
+            assert answer.status_code == 201, answer.text
+
+    def logs(self) -> str:
+        """Every role's output so far."""
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text(errors='replace')}"
+            for path in sorted(self.log_dir.glob("*.log"))
+        )
+
+    def start(self, name: str, role: str, env: dict[str, str]) -> None:
+        """Start (or restart) one role process called ``name``."""
+        log_file = (self.log_dir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "cirno.cli", role],
+            env={**self.env, **env},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        log_file.close()
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Signal one process and wait for it; returns its exit status."""
+        process = self.processes[name]
+        if process.poll() is None:
+            process.send_signal(sig)
+        return process.wait(timeout=timeout)
+
+
+@contextmanager
+def run_topology(
+    tmp: Path,
+    *,
+    database_url: str,
+    session_url: str,
+    session_prefix: str,
+    logic_nodes: int = 2,
+    gateways: int = 1,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Topology]:
+    """Start each role as its own ``cirno <role>`` process against real stores."""
+    from control_plane.migrate import upgrade
+
+    upgrade(database_url)
+    control_port = free_port()
+    logic_ports = [free_port() for _ in range(logic_nodes)]
+    gateway_ports = [(free_port(), free_port()) for _ in range(gateways)]
+    env = dict(os.environ)
+    env.pop("PYTHONTRACEMALLOC", None)
+    env.update(
+        {
+            "CIRNO_ADMIN_TOKEN": ADMIN_TOKEN,
+            "CIRNO_CLUSTER_SECRET": "topology-cluster-secret",
+            "CIRNO_LOG_LEVEL": "INFO",
+            "CIRNO_DATA_DIR": str(tmp),
+            "CIRNO_DATABASE_URL": database_url,
+            "CIRNO_MESSAGE_DATABASE_URL": database_url,
+            "CIRNO_SESSION_URL": session_url,
+            "CIRNO_SESSION_PREFIX": session_prefix,
+            "CIRNO_CONTROL_PORT": str(control_port),
+            "CIRNO_CONTROL_URL": f"http://127.0.0.1:{control_port}",
+            "CIRNO_LOGIC_ADDRS": ",".join(f"127.0.0.1:{port}" for port in logic_ports),
+            "CIRNO_TENANT_REFRESH_INTERVAL": "0.5",
+            **(extra_env or {}),
+        }
+    )
+    topology = Topology(
+        processes={},
+        control_url=f"http://127.0.0.1:{control_port}",
+        ws_urls=[f"ws://127.0.0.1:{ws}/" for ws, _ in gateway_ports],
+        tcp_addrs=[("127.0.0.1", tcp) for _, tcp in gateway_ports],
+        logic_addrs=[("127.0.0.1", port) for port in logic_ports],
+        log_dir=tmp,
+        env=env,
+    )
+    try:
+        topology.start("control", "control", {})
+        for index, port in enumerate(logic_ports, start=1):
+            topology.start(
+                f"logic-{index}",
+                "logic",
+                {
+                    "CIRNO_LOGIC_ID": f"logic-{index}",
+                    "CIRNO_LOGIC_PORT": str(port),
+                    "CIRNO_ID_NODE": str(index),
+                },
+            )
+        for index, (ws, tcp) in enumerate(gateway_ports, start=1):
+            topology.start(
+                f"gateway-{index}",
+                "gateway",
+                {
+                    "CIRNO_GATEWAY_ID": f"gw-{index}",
+                    "CIRNO_GATEWAY_WS_PORT": str(ws),
+                    "CIRNO_GATEWAY_TCP_PORT": str(tcp),
+                },
+            )
+        deadline = time.monotonic() + 40
+        addrs = [*topology.tcp_addrs, *topology.logic_addrs, ("127.0.0.1", control_port)]
+        while not all(_port_open(addr) for addr in addrs):
+            for name, process in topology.processes.items():
+                if process.poll() is not None:
+                    raise AssertionError(f"{name} exited early:\n{topology.logs()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"topology did not come up:\n{topology.logs()}")
+            time.sleep(0.1)
+        yield topology
+    finally:
+        for name in list(topology.processes):
+            try:
+                topology.stop(name)
+            except subprocess.TimeoutExpired:
+                topology.processes[name].kill()
+                topology.processes[name].wait()
