@@ -29,6 +29,15 @@ def redis_url_module() -> str:
     return service_url(REDIS_ENV)
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A ``redis+cluster://`` URL of a real 3-master Redis Cluster for this test session."""
+    from tests.redis_cluster import redis_cluster
+
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as url:
+        yield url
+
+
 @pytest.fixture
 def key_prefix() -> str:
     """A key prefix of its own for each test, so Redis tests never see each other's keys."""

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeAlias
 
+import anyio
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -161,6 +162,20 @@ class RedisSessionStore:
         self._batch_size = batch_size
         self._add = client.register_script(_ADD_LUA)
         self._remove = client.register_script(_REMOVE_LUA)
+        # redis-py's async RedisCluster races when its first commands run concurrently
+        # before it has loaded the slot map; initialise it once, under a lock.
+        self._ready = not isinstance(client, RedisCluster)
+        self._ready_lock = anyio.Lock()
+
+    async def _ensure_ready(self) -> None:
+        if self._ready:
+            return
+        async with self._ready_lock:
+            if not self._ready:
+                assert isinstance(self._client, RedisCluster)
+                with _unavailable_as_storage_error():
+                    await self._client.initialize()
+                self._ready = True
 
     @classmethod
     def from_url(
@@ -203,6 +218,7 @@ class RedisSessionStore:
 
     async def add_location(self, location: Location) -> Location | None:
         """See :meth:`SessionStore.add_location`."""
+        await self._ensure_ready()
         key = self.key(location.tenant, location.account)
         with _unavailable_as_storage_error():
             old = await self._add(
@@ -217,6 +233,7 @@ class RedisSessionStore:
         self, tenant: str, account: str, device: str, channel_id: str
     ) -> bool:
         """See :meth:`SessionStore.remove_location`."""
+        await self._ensure_ready()
         with _unavailable_as_storage_error():
             removed = await self._remove(
                 keys=[self.key(tenant, account)], args=[device, channel_id, "0", ""]
@@ -225,6 +242,7 @@ class RedisSessionStore:
 
     async def get_locations(self, tenant: str, account: str) -> list[Location]:
         """See :meth:`SessionStore.get_locations`."""
+        await self._ensure_ready()
         with _unavailable_as_storage_error():
             raw = await self._client.hgetall(self.key(tenant, account))
         return _decode_all(tenant, account, raw)
@@ -233,6 +251,7 @@ class RedisSessionStore:
         self, tenant: str, accounts: Sequence[str]
     ) -> dict[str, list[Location]]:
         """See :meth:`SessionStore.get_locations_many`. One pipeline per ``batch_size``."""
+        await self._ensure_ready()
         unique = list(dict.fromkeys(accounts))
         found: dict[str, list[Location]] = {}
         for start in range(0, len(unique), self._batch_size):
@@ -260,6 +279,7 @@ class RedisSessionStore:
         The pipeline sends the script text (``EVAL``, cached by the server) rather than
         its digest, so no node of a cluster can answer ``NOSCRIPT`` mid-batch.
         """
+        await self._ensure_ready()
         pending = list(locations)
         removed = 0
         for start in range(0, len(pending), self._batch_size):
@@ -274,6 +294,7 @@ class RedisSessionStore:
 
     async def ping(self) -> None:
         """See :meth:`SessionStore.ping`."""
+        await self._ensure_ready()
         with _unavailable_as_storage_error():
             await self._client.ping()
 

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from data_plane.storage.base import Location, SessionStore
 from data_plane.storage.memory import MemorySessionStore
@@ -36,7 +36,17 @@ async def _delete_prefix(url: str, prefix: str) -> None:
         await client.aclose()
 
 
-@pytest.fixture(params=["memory", "redis"])
+async def _delete_cluster_prefix(url: str, prefix: str) -> None:
+    client = RedisCluster.from_url(url.replace("redis+cluster://", "redis://"))
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        for key in keys:  # one key per call: keys live in different slots
+            await client.delete(key)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
     """A fresh, empty store of each implementation."""
     if request.param == "memory":
@@ -44,8 +54,17 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
         yield memory
         await memory.aclose()
         return
-    url: str = request.getfixturevalue("redis_url")
     prefix: str = request.getfixturevalue("key_prefix")
+    if request.param == "redis-cluster":
+        cluster_url: str = request.getfixturevalue("redis_cluster_url")
+        cluster_store = RedisSessionStore.from_url(cluster_url, prefix=prefix)
+        try:
+            yield cluster_store
+        finally:
+            await cluster_store.aclose()
+            await _delete_cluster_prefix(cluster_url, prefix)
+        return
+    url: str = request.getfixturevalue("redis_url")
     redis_store = RedisSessionStore.from_url(url, prefix=prefix)
     try:
         yield redis_store
