@@ -40,6 +40,7 @@ class Claims:
     tenant: str
     account: str
     expires_at: int
+    tenant_info: TenantInfo
 
 
 async def verify_token(token: str, lookup: Callable[[str], Awaitable[TenantInfo | None]]) -> Claims:
@@ -86,5 +87,7 @@ async def verify_token(token: str, lookup: Callable[[str], Awaitable[TenantInfo 
             raise AuthError(
                 "token 'acc' must be 1-64 characters without commas, braces or control characters"
             )
-        return Claims(tenant=tenant_id, account=account, expires_at=int(claims["exp"]))
+        return Claims(
+            tenant=tenant_id, account=account, expires_at=int(claims["exp"]), tenant_info=tenant
+        )
     raise AuthError(f"invalid token: {last_error}")

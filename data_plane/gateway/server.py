@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -45,6 +46,7 @@ from data_plane.cluster.protocol import (
 )
 from data_plane.cluster.selection import rendezvous_pick
 from data_plane.gateway.auth import AuthError, verify_token
+from data_plane.gateway.limits import TokenBucket
 from data_plane.gateway.logic_link import LogicLink
 from data_plane.gateway.settings import GatewaySettings
 from data_plane.gateway.tenants import TenantDirectory
@@ -70,6 +72,7 @@ from data_plane.wire import (
 log = logging.getLogger(__name__)
 
 PONG = BasicPacket(BasicCode.PONG).encode()
+RATE_LIMITED_COMMANDS = frozenset({Command.CHAT_USER_TALK, Command.CHAT_GROUP_TALK})
 MAX_DEVICE_LENGTH = 32
 MAX_CLIENT_VERSION_LENGTH = 32
 
@@ -87,6 +90,8 @@ class Channel:
     link: LogicLink | None = None
     links_version: int = -1
     logged_in: bool = False
+    counted: bool = False
+    bucket: TokenBucket | None = None
     login_answer: LogicPacket | None = None
     login_done: anyio.Event = field(default_factory=anyio.Event)
 
@@ -122,6 +127,8 @@ class Gateway:
         self.links_ready = anyio.Event()
         """Set while at least one logic link is up (logins wait for it a while)."""
         self._channel_numbers = itertools.count(1)
+        self.tenant_connections: Counter[str] = Counter()
+        """Live channels per tenant on this gateway (for the connection quota)."""
         self._tg: TaskGroup | None = None
         self.ws_port = settings.ws_port
         self.tcp_port = settings.tcp_port
@@ -214,6 +221,14 @@ class Gateway:
         if len(device) > MAX_DEVICE_LENGTH or not device.isprintable() or "," in device:
             self._refuse(conn, packet, Status.INVALID_PACKET_BODY, "device must be 1-32 characters")
         version = req.client_version[:MAX_CLIENT_VERSION_LENGTH]
+        quotas = claims.tenant_info
+        if 0 < quotas.max_connections <= self.tenant_connections[claims.tenant]:
+            self._refuse(
+                conn,
+                packet,
+                Status.QUOTA_EXCEEDED,
+                f"tenant connection quota of {quotas.max_connections} is used up",
+            )
         channel_id = f"{self.settings.gateway_id}_{claims.account}_{next(self._channel_numbers)}"
         channel = Channel(
             id=channel_id,
@@ -229,7 +244,11 @@ class Gateway:
                 Meta(META_CLIENT_VERSION, version),
             ),
         )
+        if quotas.messages_per_second > 0:
+            channel.bucket = TokenBucket(quotas.messages_per_second, anyio.current_time)
         self.channels[channel_id] = channel
+        self.tenant_connections[channel.tenant] += 1
+        channel.counted = True
         try:
             if not self.links_ready.is_set():
                 with anyio.move_on_after(self.settings.logic_request_timeout):
@@ -246,7 +265,7 @@ class Gateway:
                 conn.close(CloseCode.POLICY_VIOLATION, f"login failed with status {answer.status}")
                 raise LoginRefused
         except BaseException:
-            self.channels.pop(channel_id, None)
+            self._drop_channel(channel)
             raise
         channel.logged_in = True
         return channel, batch[1:]
@@ -261,6 +280,7 @@ class Gateway:
         code = {
             Status.UNAUTHORIZED: CloseCode.UNAUTHORIZED,
             Status.SYSTEM_EXCEPTION: CloseCode.TRY_AGAIN_LATER,
+            Status.QUOTA_EXCEEDED: CloseCode.QUOTA_EXCEEDED,
         }.get(Status(status), CloseCode.POLICY_VIOLATION)
         conn.close(code, reason)
         raise LoginRefused(reason)
@@ -306,6 +326,14 @@ class Gateway:
             if packet.command == Command.LOGIN_SIGNIN:
                 self._answer(channel, packet, Status.FORBIDDEN, "already logged in")
                 continue
+            if (
+                channel.bucket is not None
+                and packet.command in RATE_LIMITED_COMMANDS
+                and not channel.bucket.allow()
+            ):
+                reason = f"over {channel.bucket.rate:g} messages per second"
+                self._answer(channel, packet, Status.RATE_LIMITED, reason)
+                continue
             if not self._send_to_logic(channel, packet):
                 self._answer(channel, packet, Status.SYSTEM_EXCEPTION, "no logic node available")
         return True
@@ -318,6 +346,11 @@ class Gateway:
 
     def _drop_channel(self, channel: Channel) -> None:
         self.channels.pop(channel.id, None)
+        if channel.counted:
+            channel.counted = False
+            self.tenant_connections[channel.tenant] -= 1
+            if self.tenant_connections[channel.tenant] <= 0:
+                del self.tenant_connections[channel.tenant]
         if channel.logged_in:
             bye = LogicPacket.request(Command.LOGIN_SIGNOUT)
             self._send_to_logic(channel, bye)

@@ -29,11 +29,13 @@ class TenantKey:
 
 @dataclass(frozen=True, slots=True)
 class TenantInfo:
-    """What a gateway knows of one tenant."""
+    """What a gateway knows of one tenant. A quota of 0 means unlimited."""
 
     id: str
     active: bool
     keys: tuple[TenantKey, ...]
+    max_connections: int = 0
+    messages_per_second: float = 0.0
 
 
 def parse_tenants(payload: object) -> dict[str, TenantInfo]:
@@ -43,7 +45,14 @@ def parse_tenants(payload: object) -> dict[str, TenantInfo]:
     out: dict[str, TenantInfo] = {}
     for item in payload["tenants"]:
         keys = tuple(TenantKey(str(k["kid"]), str(k["secret"])) for k in item["keys"])
-        info = TenantInfo(id=str(item["id"]), active=item["status"] == "active", keys=keys)
+        quotas = item.get("quotas") or {}
+        info = TenantInfo(
+            id=str(item["id"]),
+            active=item["status"] == "active",
+            keys=keys,
+            max_connections=int(quotas.get("max_connections") or 0),
+            messages_per_second=float(quotas.get("messages_per_second") or 0.0),
+        )
         out[info.id] = info
     return out
 

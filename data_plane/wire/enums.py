@@ -50,6 +50,7 @@ class Status(IntEnum):
     NOT_FOUND             410  the addressed group or message does not exist
     TOO_LARGE             413  body, member list or id list over the configured limit
     RATE_LIMITED          429  message rate over the tenant quota: slow down
+    QUOTA_EXCEEDED        430  the tenant's connection quota is used up
     UNAVAILABLE           503  storage or logic node unavailable: retry later
     ===================  ====  ==============================================
 
@@ -68,6 +69,7 @@ class Status(IntEnum):
     NOT_FOUND = 410
     TOO_LARGE = 413
     RATE_LIMITED = 429
+    QUOTA_EXCEEDED = 430
     UNAVAILABLE = 503
 
 

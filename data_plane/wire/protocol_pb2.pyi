@@ -60,6 +60,8 @@ class _StatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Status.ValueTy
     """body or id list over the configured limit"""
     RateLimited: _Status.ValueType  # 429
     """per-connection message rate over the tenant quota"""
+    QuotaExceeded: _Status.ValueType  # 430
+    """the tenant's connection quota is used up"""
     Unavailable: _Status.ValueType  # 503
     """storage or logic node temporarily unavailable: retry later"""
 
@@ -89,6 +91,8 @@ TooLarge: Status.ValueType  # 413
 """body or id list over the configured limit"""
 RateLimited: Status.ValueType  # 429
 """per-connection message rate over the tenant quota"""
+QuotaExceeded: Status.ValueType  # 430
+"""the tenant's connection quota is used up"""
 Unavailable: Status.ValueType  # 503
 """storage or logic node temporarily unavailable: retry later"""
 Global___Status: _TypeAlias = Status  # noqa: Y015
