@@ -1,1 +1,77 @@
-"""cirno_sdk."""
+"""cirno_sdk: the asyncio Python client of cirno-im.
+
+    async with Client("ws://127.0.0.1:8000/", token, device="laptop") as client:
+        await client.send("bob", "hello")
+        async for message in client.messages():
+            print(message.sender, message.body)
+
+The client connects over WebSocket (``ws://``) or TCP (``tcp://host:port``), logs in,
+syncs what it missed, delivers every message once and in order, acks in batches, pings,
+and reconnects with back-off (resending unconfirmed messages with their original
+``client_msg_id``). It imports nothing from the server but the wire codec.
+"""
+
+from __future__ import annotations
+
+from cirno_sdk.backoff import Backoff
+from cirno_sdk.client import SDK_VERSION, Client
+from cirno_sdk.errors import (
+    CirnoError,
+    ClientClosed,
+    ConnectFailed,
+    ConnectionLost,
+    DeadlineExceeded,
+    KickedOut,
+    LoginRefused,
+    RateLimited,
+    RequestRefused,
+    RequestTimeout,
+    SendRefused,
+    StatusError,
+)
+from cirno_sdk.models import (
+    Direction,
+    Disconnected,
+    Event,
+    GroupEvent,
+    GroupInfo,
+    Member,
+    Message,
+    Reconnected,
+    Sent,
+)
+from cirno_sdk.models import KickedOut as KickedOutEvent
+from cirno_sdk.options import ClientOptions
+from cirno_sdk.store import MemoryStore, SqliteStore, Store
+
+__all__ = [
+    "SDK_VERSION",
+    "Backoff",
+    "CirnoError",
+    "Client",
+    "ClientClosed",
+    "ClientOptions",
+    "ConnectFailed",
+    "ConnectionLost",
+    "DeadlineExceeded",
+    "Direction",
+    "Disconnected",
+    "Event",
+    "GroupEvent",
+    "GroupInfo",
+    "KickedOut",
+    "KickedOutEvent",
+    "LoginRefused",
+    "Member",
+    "MemoryStore",
+    "Message",
+    "RateLimited",
+    "Reconnected",
+    "RequestRefused",
+    "RequestTimeout",
+    "SendRefused",
+    "Sent",
+    "SqliteStore",
+    "StatusError",
+    "Store",
+]

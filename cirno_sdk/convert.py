@@ -1,0 +1,71 @@
+"""Protobuf bodies to SDK models, in one place."""
+
+from __future__ import annotations
+
+from cirno_sdk.models import Direction, GroupInfo, Member, Message
+from data_plane.wire import LogicPacket, pb
+
+
+def push_to_message(packet: LogicPacket, me: str) -> Message:
+    """A ``MessagePush`` (1:1 or group) as seen by account ``me``.
+
+    A push of our own message (sent from another device) names the receiver only when
+    the server sets the header's ``dest``.
+    """
+    push = packet.parse_body(pb.MessagePush)
+    sent = push.sender == me
+    to = "" if push.group else (packet.dest if sent else me)
+    return Message(
+        message_id=push.messageId,
+        sender=push.sender,
+        to=to,
+        group=push.group,
+        type=push.type,
+        body=push.body,
+        extra=push.extra,
+        send_time=push.sendTime,
+        seq=push.seq if push.group else 0,
+        client_msg_id=push.client_msg_id,
+        direction=Direction.SENT if sent else Direction.RECEIVED,
+    )
+
+
+def synced_message(index: pb.MessageIndex, content: pb.MessageContent, me: str) -> Message:
+    """An inbox entry plus its content (offline sync). For a group message ``accountB``
+    is always the sender; for a 1:1 message it is the other party."""
+    direction = Direction.SENT if index.direction == Direction.SENT else Direction.RECEIVED
+    if index.group:
+        sender, to = index.accountB, ""
+    elif direction == Direction.SENT:
+        sender, to = me, index.accountB
+    else:
+        sender, to = index.accountB, me
+    return Message(
+        message_id=index.message_id,
+        sender=sender,
+        to=to,
+        group=index.group,
+        type=content.type,
+        body=content.body,
+        extra=content.extra,
+        send_time=index.send_time,
+        direction=direction,
+    )
+
+
+def member(raw: pb.Member) -> Member:
+    """A protobuf ``Member``."""
+    return Member(raw.account, raw.alias, raw.avatar, raw.join_time)
+
+
+def group_info(raw: pb.GroupGetResp) -> GroupInfo:
+    """A protobuf ``GroupGetResp``."""
+    return GroupInfo(
+        group_id=raw.id,
+        name=raw.name,
+        avatar=raw.avatar,
+        introduction=raw.introduction,
+        owner=raw.owner,
+        created_at=raw.created_at,
+        members=tuple(member(m) for m in raw.members),
+    )

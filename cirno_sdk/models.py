@@ -1,0 +1,121 @@
+"""What the SDK hands to applications: messages, send receipts, events, groups.
+
+All are frozen, slotted dataclasses. Times are milliseconds since the unix epoch, as the
+server sends them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Direction(enum.IntEnum):
+    """Which way a message went, seen from this account."""
+
+    RECEIVED = 0
+    SENT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat message.
+
+    ``to`` is the receiving account of a 1:1 message (empty for a group message, and for
+    a message sent from another device of ours when the server did not say to whom);
+    ``group`` the group id of a group message. ``seq`` is the group's sequence number
+    (0 for 1:1 messages, and for group messages that came through offline sync before
+    any push of that group told the client where the sequence stands).
+    ``client_msg_id`` is empty for messages that came through offline sync.
+    """
+
+    message_id: int
+    sender: str
+    to: str
+    group: str
+    type: int
+    body: str
+    extra: str
+    send_time: int
+    seq: int = 0
+    client_msg_id: str = ""
+    direction: Direction = Direction.RECEIVED
+
+    @property
+    def is_group(self) -> bool:
+        """Whether this is a group message."""
+        return bool(self.group)
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """The server's receipt for a message: it is stored (committed) under this id."""
+
+    message_id: int
+    send_time: int
+    client_msg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A group member; ``join_time`` in ms since the epoch."""
+
+    account: str
+    alias: str
+    avatar: str
+    join_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """A group's detail."""
+
+    group_id: str
+    name: str
+    avatar: str
+    introduction: str
+    owner: str
+    created_at: int
+    members: tuple[Member, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnected:
+    """The client logged in again after losing its connection, and will re-sync."""
+
+    account: str
+    channel_id: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The connection ended; ``code``/``reason`` from the close frame (1006 if none).
+
+    ``will_reconnect`` is False after a kickout, a refused relogin or ``aclose``.
+    """
+
+    code: int
+    reason: str
+    will_reconnect: bool
+
+
+@dataclass(frozen=True, slots=True)
+class KickedOut:
+    """The same account logged in on the same device elsewhere. The client stops and
+    does not reconnect."""
+
+    channel_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupEvent:
+    """A group notification: ``kind`` is "created", "joined" or "quit"; ``accounts``
+    are the members of a new group or the account that joined or quit."""
+
+    kind: str
+    group_id: str
+    accounts: tuple[str, ...]
+
+
+Event = Reconnected | Disconnected | KickedOut | GroupEvent

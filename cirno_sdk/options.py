@@ -1,0 +1,51 @@
+"""Tuning knobs of :class:`~cirno_sdk.Client`, with the protocol's defaults.
+
+Durations are seconds, except ``ack_interval`` which is milliseconds (as kim clients
+configure it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cirno_sdk.models import Event
+from data_plane.wire import DEFAULT_MAX_PACKET_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """How a client times out, retries, pings, acks and orders.
+
+    - ``response_timeout``: wait this long for a response before resending (a send) or
+      retrying (idempotent requests); doubles on every retry of the same request.
+    - ``send_deadline``: give up on a send (``DeadlineExceeded``) after this long,
+      counting reconnects; ``request_deadline`` likewise for other requests.
+    - ``connect_timeout``: per connection attempt (TCP connect plus WebSocket upgrade);
+      ``first_connect_deadline``: how long ``async with Client(...)`` keeps retrying.
+    - ``ping_interval``: BasicPkt ping period; ``read_timeout``: reconnect when nothing at
+      all arrived for this long (kim: 55 s and 165 s; the server closes after 180 s).
+    - ``backoff_*``: reconnect delays, exponential with jitter (see ``Backoff``).
+    - ``ack_interval`` (ms) / ``ack_every`` (messages): batched ack of the newest
+      stored message, whichever comes first.
+    - ``gap_wait``: how long a group message waits for a missing earlier one.
+    - ``on_event``: called (on the event loop) with every event, besides ``events()``.
+    """
+
+    response_timeout: float = 10.0
+    send_deadline: float = 60.0
+    request_deadline: float = 30.0
+    connect_timeout: float = 10.0
+    first_connect_deadline: float = 30.0
+    ping_interval: float = 55.0
+    read_timeout: float = 165.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    backoff_multiplier: float = 2.0
+    backoff_jitter: float = 0.5
+    ack_interval: int = 500
+    ack_every: int = 50
+    gap_wait: float = 3.0
+    content_batch: int = 200
+    max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
+    on_event: Callable[[Event], None] | None = None

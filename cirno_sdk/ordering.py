@@ -1,0 +1,265 @@
+"""Delivery order and de-duplication of incoming messages (sans-I/O).
+
+Theory of operation
+-------------------
+Messages reach a client two ways: live pushes, and offline sync (index pages in inbox
+order, then contents by id). :class:`Orderer` merges both into one stream in which every
+message id appears once and
+
+- 1:1 messages keep inbox order: pushes are delivered as they arrive while the client is
+  live; **while a sync runs** every push is buffered and released after the sync, so
+  messages the sync fetches (older) always come before pushes that arrived meanwhile
+  (newer), and a push the sync also returned is dropped as a duplicate;
+- group messages keep the group's sequence: a push whose ``seq`` is not the next one of
+  its group is *held* and :attr:`Orderer.wants_sync` turns on; the client runs a sync,
+  which fetches the missing messages in inbox order (the same order as the group's).
+  Held messages are released as soon as the gap closes, when a sync that started after
+  they were held has finished (that sync saw everything committed before them, so the
+  gap is real: e.g. the client was not a member then), or after ``gap_wait`` seconds.
+
+Synced messages do not carry the group sequence (the index only has the inbox's), so
+the orderer infers it: the next number after the group's last delivered one, unless the
+same id is held or buffered as a push, whose ``seq`` is then authoritative. Our own
+group messages are never pushed back to the sending connection; :meth:`Orderer.own_sent`
+registers them so that they fill their slot in the sequence instead of looking like a gap.
+
+Known ids come from the store (``is_known``); every message this class returns must be
+stored by the caller before its next call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cirno_sdk.models import Message
+
+
+@dataclass(slots=True)
+class _Held:
+    message: Message
+    held_at: float
+
+
+class Orderer:
+    """Merges pushes and synced messages into one ordered, de-duplicated stream."""
+
+    def __init__(
+        self,
+        *,
+        is_known: Callable[[int], bool],
+        gap_wait: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._known = is_known
+        self._gap_wait = gap_wait
+        self._clock = clock
+        self._syncing = False
+        self._sync_started = 0.0
+        self._buffer: list[Message] = []
+        self._buffer_seq: dict[int, int] = {}
+        self._last: dict[str, int] = {}
+        self._held: dict[str, dict[int, _Held]] = {}
+        self._held_ids: dict[int, tuple[str, int]] = {}
+        self._own: dict[str, list[int]] = {}
+        self._gap = False
+        self._out: list[Message] = []
+        self._out_ids: set[int] = set()
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def syncing(self) -> bool:
+        """Whether a sync is running (pushes are being buffered)."""
+        return self._syncing
+
+    @property
+    def wants_sync(self) -> bool:
+        """A group gap appeared since the last sync started: run one to fill it."""
+        return self._gap
+
+    def last_seq(self, group: str) -> int | None:
+        """The last delivered sequence of ``group`` (None: not known yet)."""
+        return self._last.get(group)
+
+    def pending(self, message_id: int) -> Message | None:
+        """A held or buffered push with this id (its content need not be fetched)."""
+        where = self._held_ids.get(message_id)
+        if where is not None:
+            return self._held[where[0]][where[1]].message
+        if message_id in self._buffer_seq:
+            for message in self._buffer:
+                if message.message_id == message_id:
+                    return message
+        return None
+
+    def next_deadline(self) -> float | None:
+        """When the oldest held message is due for release regardless (clock units)."""
+        oldest = min(
+            (held.held_at for group in self._held.values() for held in group.values()),
+            default=None,
+        )
+        return None if oldest is None else oldest + self._gap_wait
+
+    # -- inputs ------------------------------------------------------------------------
+
+    def push(self, message: Message) -> list[Message]:
+        """A live push arrived; returns what can be delivered now."""
+        if self._syncing:
+            self._buffer.append(message)
+            if message.group and message.seq > 0:
+                self._buffer_seq[message.message_id] = message.seq
+            return []
+        self._accept(message)
+        return self._drain()
+
+    def own_sent(self, group: str, message_id: int) -> None:
+        """Our own group message was stored: it takes the group's next free sequence
+        number, but it is not pushed back to us."""
+        if group in self._last:
+            self._own.setdefault(group, []).append(message_id)
+
+    def reset_group(self, group: str) -> None:
+        """Forget where ``group``'s sequence stands (we joined or quit it)."""
+        self._last.pop(group, None)
+        self._own.pop(group, None)
+
+    def start_sync(self) -> None:
+        """A sync (or a login followed by one) begins: buffer pushes from now on."""
+        if not self._syncing:
+            self._syncing = True
+            self._sync_started = self._clock()
+        self._gap = False
+
+    def synced(self, batch: list[Message]) -> list[Message]:
+        """Messages a sync fetched, in inbox order; returns them minus duplicates, with
+        group sequences filled in, plus any held pushes they unblock."""
+        for message in batch:
+            group = message.group
+            if self._is_dup(message.message_id):
+                own = self._own.get(group)
+                if own and message.message_id in own:
+                    own.remove(message.message_id)
+                    self._advance(group, self._last[group] + 1)
+                continue
+            if not group:
+                self._emit(message)
+                continue
+            seq = self._authoritative_seq(message.message_id)
+            last = self._last.get(group)
+            if seq is None:
+                seq = last + 1 if last is not None else 0
+            self._unhold(message.message_id)
+            self._emit(dataclasses.replace(message, seq=seq))
+            if seq:
+                self._advance(group, seq)
+        return self._drain()
+
+    def finish_sync(self) -> list[Message]:
+        """The sync finished: release buffered pushes, and held pushes whose gap the
+        sync showed to be real."""
+        self._syncing = False
+        buffered, self._buffer = self._buffer, []
+        self._buffer_seq.clear()
+        for group, held in list(self._held.items()):
+            if any(h.held_at <= self._sync_started for h in held.values()):
+                self._flush(group)
+        for message in buffered:
+            self._accept(message)
+        return self._drain()
+
+    def expire(self) -> list[Message]:
+        """Release groups whose oldest held push waited ``gap_wait`` seconds (not while a
+        sync runs: its end releases them in order)."""
+        if self._syncing:
+            return []
+        now = self._clock()
+        for group, held in list(self._held.items()):
+            if min(h.held_at for h in held.values()) + self._gap_wait <= now:
+                self._flush(group)
+        return self._drain()
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _is_dup(self, message_id: int) -> bool:
+        return message_id in self._out_ids or self._known(message_id)
+
+    def _emit(self, message: Message) -> None:
+        self._out.append(message)
+        self._out_ids.add(message.message_id)
+
+    def _drain(self) -> list[Message]:
+        out, self._out = self._out, []
+        self._out_ids.clear()
+        return out
+
+    def _authoritative_seq(self, message_id: int) -> int | None:
+        where = self._held_ids.get(message_id)
+        if where is not None:
+            return where[1]
+        return self._buffer_seq.get(message_id)
+
+    def _accept(self, message: Message) -> None:
+        """Place one push (not syncing): deliver, hold, or drop as a duplicate."""
+        if self._is_dup(message.message_id) or message.message_id in self._held_ids:
+            return
+        group, seq = message.group, message.seq
+        if not group or seq <= 0:
+            self._emit(message)
+            return
+        last = self._last.get(group)
+        if last is None:
+            self._own.pop(group, None)
+            self._emit(message)
+            self._advance(group, seq)
+            return
+        gap = seq - last - 1
+        own = self._own.get(group)
+        if 0 < gap <= len(own or ()):
+            assert own is not None
+            del own[:gap]  # our own messages filled the slots in between
+            gap = 0
+        if gap == 0:
+            self._emit(message)
+            self._advance(group, seq)
+        elif gap < 0:
+            self._emit(message)  # late but unseen: deliver rather than lose it
+        else:
+            self._held.setdefault(group, {})[seq] = _Held(message, self._clock())
+            self._held_ids[message.message_id] = (group, seq)
+            self._gap = True
+
+    def _advance(self, group: str, seq: int) -> None:
+        """``seq`` of ``group`` was delivered: move on and release what it unblocks."""
+        self._last[group] = max(seq, self._last.get(group, 0))
+        held = self._held.get(group)
+        while held:
+            nxt = held.pop(self._last[group] + 1, None)
+            if nxt is None:
+                break
+            del self._held_ids[nxt.message.message_id]
+            if not self._is_dup(nxt.message.message_id):
+                self._emit(nxt.message)
+            self._last[group] += 1
+        if held is not None and not held:
+            del self._held[group]
+
+    def _unhold(self, message_id: int) -> None:
+        where = self._held_ids.pop(message_id, None)
+        if where is not None:
+            group, seq = where
+            del self._held[group][seq]
+            if not self._held[group]:
+                del self._held[group]
+
+    def _flush(self, group: str) -> None:
+        """Deliver every held push of ``group`` in sequence order, gaps or not."""
+        held = self._held.pop(group, {})
+        for seq in sorted(held):
+            message = held[seq].message
+            del self._held_ids[message.message_id]
+            if not self._is_dup(message.message_id):
+                self._emit(message)
+            self._last[group] = max(seq, self._last.get(group, 0))

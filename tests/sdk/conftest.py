@@ -1,0 +1,51 @@
+"""A module-scoped all-in-one with one tenant, and helpers to open SDK clients on it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import anyio
+import pytest
+
+from data_plane.wire import Status
+from tests.e2e.harness import Cluster, RawClient, make_token, run_cluster
+
+TENANT = "sdkco"
+SECRET = "sdkco-secret-0123456789-abcdefghijklmnop"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """``cirno up`` on free ports with the tenant ``sdkco``, ready for logins."""
+    with run_cluster(tmp_path_factory.mktemp("sdk-cluster")) as running:
+        running.create_tenant(TENANT, SECRET)
+        anyio.run(_wait_tenant_known, running)
+        yield running
+
+
+async def _wait_tenant_known(cluster: Cluster, timeout: float = 10.0) -> None:
+    """The gateway learns tenants by polling the control plane: wait until it knows ours."""
+    deadline = time.monotonic() + timeout
+    while True:
+        client = await RawClient.tcp(cluster.tcp_addr)
+        try:
+            answer = await client.login(token("ready-probe"))
+        finally:
+            client.close()
+        if answer.status == Status.SUCCESS:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"tenant {TENANT} not known to the gateway: {answer}")
+        await anyio.sleep(0.2)
+
+
+def token(account: str) -> str:
+    """A user token of the test tenant."""
+    return make_token(TENANT, account, SECRET)
+
+
+def tcp_url(cluster: Cluster) -> str:
+    """The gateway's TCP address as an SDK URL."""
+    host, port = cluster.tcp_addr
+    return f"tcp://{host}:{port}"
