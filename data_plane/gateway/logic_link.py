@@ -43,7 +43,7 @@ class LogicLink:
         on_state: Callable[[LogicLink], None],
         max_packet_size: int,
         handshake_timeout: float = 5.0,
-        max_backoff: float = 5.0,
+        max_backoff: float = 2.0,
     ) -> None:
         self.host = host
         self.port = port

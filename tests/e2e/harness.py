@@ -312,6 +312,16 @@ class Topology:
             for path in sorted(self.log_dir.glob("*.log"))
         )
 
+    def fully_linked(self) -> bool:
+        """True once every logic node logged a link from every gateway."""
+        gateways = [name.replace("gateway-", "gw-") for name in self.processes if "gateway" in name]
+        for name in self.processes:
+            if name.startswith("logic-"):
+                log = (self.log_dir / f"{name}.log").read_text(errors="replace")
+                if not all(f"gateway {gw} linked" in log for gw in gateways):
+                    return False
+        return True
+
     def start(self, name: str, role: str, env: dict[str, str]) -> None:
         """Start (or restart) one role process called ``name``."""
         log_file = (self.log_dir / f"{name}.log").open("ab")
@@ -401,7 +411,7 @@ def run_topology(
             )
         deadline = time.monotonic() + 40
         addrs = [*topology.tcp_addrs, *topology.logic_addrs, ("127.0.0.1", control_port)]
-        while not all(_port_open(addr) for addr in addrs):
+        while not (all(_port_open(addr) for addr in addrs) and topology.fully_linked()):
             for name, process in topology.processes.items():
                 if process.poll() is not None:
                     raise AssertionError(f"{name} exited early:\n{topology.logs()}")
