@@ -176,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     run_up.add_argument("--logic-port", type=int, default=_env_port("CIRNO_LOGIC_PORT", 8100))
     for role in ROLES:
         sub.add_parser(role, help=f"run one {role} process, configured by CIRNO_* variables")
+    chat = sub.add_parser("chat", help="chat in the terminal: @account text, #group text, /quit")
+    chat.add_argument("--url", default="ws://127.0.0.1:8000/", help="ws://… or tcp://host:port")
+    chat.add_argument("--token", help="a user token (JWT)")
+    chat.add_argument("--tenant", help="with --account and --secret: mint a token locally (dev)")
+    chat.add_argument("--account")
+    chat.add_argument("--secret")
+    chat.add_argument("--device", default="terminal")
     return parser
 
 
@@ -189,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "up":
         return up(args)
+    if args.command == "chat":
+        from cirno.chat import main as chat_main
+
+        return chat_main(args)
     {"control": _run_control, "logic": _run_logic, "gateway": _run_gateway}[args.command]()
     return 0
 

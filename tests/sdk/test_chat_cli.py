@@ -1,0 +1,128 @@
+"""``cirno chat``: the command loop in-process, and two real terminals as subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from cirno.chat import format_message, mint_token, run
+from cirno_sdk import Client, ClientOptions, Direction, Message
+from tests.e2e.harness import Cluster
+from tests.sdk.conftest import SECRET, TENANT, tcp_url, token
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+
+def test_format_message() -> None:
+    msg = Message(1, "alice", "bob", "", 1, "hi", "", 0)
+    assert format_message(msg, "bob").endswith("alice → you: hi")
+    sent = Message(2, "bob", "alice", "", 1, "yo", "", 0, direction=Direction.SENT)
+    assert format_message(sent, "bob").endswith("you → alice: yo")
+    group = Message(3, "eve", "", "g1", 1, "all", "", 0, seq=4)
+    assert format_message(group, "bob").endswith("#g1 eve: all")
+
+
+async def test_command_loop_sends_creates_groups_and_quits(cluster: Cluster) -> None:
+    me, peer = f"ann-{uuid.uuid4().hex[:6]}", f"ben-{uuid.uuid4().hex[:6]}"
+    fast = ClientOptions(ack_interval=100)
+    async with (
+        Client(cluster.ws_url, token(me), options=fast) as client,
+        Client(tcp_url(cluster), token(peer), options=fast) as other,
+    ):
+        out = io.StringIO()
+        done = asyncio.Event()
+
+        async def lines() -> AsyncIterator[str]:
+            yield f"@{peer} hello there\n"
+            yield f"/create crew {peer}\n"
+            await done.wait()
+            yield "/quit\n"
+
+        async def drive() -> None:
+            got = [m async for m in _take(other, 1)]
+            assert got[0].body == "hello there"
+            for _ in range(250):
+                if "created group crew: #" in out.getvalue():
+                    break
+                await asyncio.sleep(0.02)
+            done.set()
+
+        async with asyncio.timeout(10):
+            results = await asyncio.gather(run(client, lines(), out), drive())
+        assert results[0] == 0
+        group_id = out.getvalue().split("created group crew: #", 1)[1].split()[0]
+        await other.send(group_id, "group hello", group=True)
+        assert "created group crew" in out.getvalue()
+
+
+async def _take(client: Client, count: int) -> AsyncIterator[Message]:
+    async with asyncio.timeout(10):
+        async for message in client.messages():
+            yield message
+            count -= 1
+            if count == 0:
+                return
+
+
+def test_two_terminals_chat(cluster: Cluster) -> None:
+    """Two ``cirno chat`` processes, one over WebSocket, one over TCP."""
+    zoe, yan = f"zoe-{uuid.uuid4().hex[:6]}", f"yan-{uuid.uuid4().hex[:6]}"
+
+    def terminal(account: str, url: str) -> subprocess.Popen[str]:
+        command = [sys.executable, "-m", "cirno.cli", "chat", "--url", url]
+        command += ["--tenant", TENANT, "--account", account, "--secret", SECRET]
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    receiver = terminal(yan, tcp_url(cluster))
+    sender = terminal(zoe, cluster.ws_url)
+    try:
+        assert receiver.stdout is not None and sender.stdout is not None
+        assert sender.stdin is not None and receiver.stdin is not None
+        assert "connected to" in receiver.stdout.readline()
+        assert "connected to" in sender.stdout.readline()
+        sender.stdin.write(f"@{yan} hello from zoe\n/quit\n")
+        sender.stdin.flush()
+        assert sender.wait(timeout=15) == 0
+        line = ""
+        for _ in range(5):
+            line = receiver.stdout.readline()
+            if "hello from zoe" in line:
+                break
+        assert f"{zoe} → you: hello from zoe" in line
+        receiver.stdin.write("/quit\n")
+        receiver.stdin.flush()
+        assert receiver.wait(timeout=15) == 0
+    finally:
+        for proc in (receiver, sender):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+
+
+def test_missing_credentials_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from cirno.cli import main
+
+    assert main(["chat", "--account", "x"]) == 2
+    assert "--token" in capsys.readouterr().err
+
+
+def test_mint_token_claims() -> None:
+    import jwt
+
+    claims = jwt.decode(mint_token("t", "a", "s" * 32), "s" * 32, algorithms=["HS256"])
+    assert (claims["app"], claims["acc"]) == ("t", "a")
