@@ -17,6 +17,13 @@ from __future__ import annotations
 from typing import Final
 
 HANDSHAKE_COMMAND: Final = "cluster.handshake"
+REFRESH_COMMAND: Final = "session.refresh"
+"""Sent by a gateway for each live channel every refresh interval; never answered."""
+INTERNAL_PREFIXES: Final = ("cluster.", "session.")
+"""Commands in these namespaces are the link's own: clients may not send them."""
+LOCATION_REFRESH_INTERVAL: Final = 60.0
+LOCATION_TTL_SECONDS: Final = 180
+"""Redis locations expire unless refreshed: three refresh intervals."""
 
 META_SECRET: Final = "secret"
 META_GATEWAY: Final = "gateway"

@@ -37,12 +37,14 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from data_plane.cluster.protocol import (
     DEFAULT_DEVICE,
+    INTERNAL_PREFIXES,
     META_ACCOUNT,
     META_CHANNELS,
     META_CLIENT_VERSION,
     META_DEVICE,
     META_GATEWAY,
     META_TENANT,
+    REFRESH_COMMAND,
 )
 from data_plane.cluster.selection import rendezvous_pick
 from data_plane.gateway.auth import AuthError, verify_token
@@ -143,6 +145,7 @@ class Gateway:
             tg.start_soon(self.directory.run)
             for link in self.links:
                 tg.start_soon(link.run)
+            tg.start_soon(self._refresh_locations)
             ws = await serve_ws(
                 s.ws_host,
                 s.ws_port,
@@ -169,6 +172,16 @@ class Gateway:
                 for channel in list(self.channels.values()):
                     channel.conn.close(CloseCode.GOING_AWAY, "gateway shutting down")
                 await self.directory.aclose()
+
+    async def _refresh_locations(self) -> None:
+        """Re-assert every live channel's location each interval, so locations come back
+        after the session store lost them and expire (TTL) when a gateway dies."""
+        refresh = LogicPacket.request(REFRESH_COMMAND)
+        while True:
+            await anyio.sleep(self.settings.location_refresh_interval)
+            for channel in list(self.channels.values()):
+                if channel.logged_in:
+                    self._send_to_logic(channel, refresh)
 
     def _accept(self, conn: PacketConnection) -> None:
         if self._tg is None:
@@ -326,6 +339,10 @@ class Gateway:
             if packet.command == Command.LOGIN_SIGNIN:
                 self._answer(channel, packet, Status.FORBIDDEN, "already logged in")
                 continue
+            if packet.command.startswith(INTERNAL_PREFIXES):
+                reason = f"unknown command {packet.command!r}"
+                self._answer(channel, packet, Status.NOT_IMPLEMENTED, reason)
+                continue
             if (
                 channel.bucket is not None
                 and packet.command in RATE_LIMITED_COMMANDS
@@ -385,8 +402,8 @@ class Gateway:
             self._on_push(packet)
             return
         channel = self.channels.get(packet.channel_id)
-        if channel is None:
-            return  # the client left meanwhile
+        if channel is None or packet.command.startswith(INTERNAL_PREFIXES):
+            return  # the client left meanwhile, or an answer to the gateway's own request
         answer = packet.replace(meta=()) if packet.meta else packet
         if not channel.logged_in and packet.command == Command.LOGIN_SIGNIN:
             channel.login_answer = answer

@@ -6,6 +6,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from data_plane.cluster.protocol import LOCATION_REFRESH_INTERVAL
 from data_plane.wire import DEFAULT_MAX_PACKET_SIZE
 
 
@@ -51,6 +52,7 @@ class GatewaySettings:
     max_send_buffer: int = 4 * 1024 * 1024
     tenant_refresh_interval: float = 5.0
     logic_request_timeout: float = 10.0
+    location_refresh_interval: float = LOCATION_REFRESH_INTERVAL
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
@@ -73,6 +75,9 @@ class GatewaySettings:
             idle_timeout=_env_float("CIRNO_IDLE_TIMEOUT", defaults.idle_timeout),
             max_packet_size=_env_int("CIRNO_MAX_PACKET_SIZE", defaults.max_packet_size),
             max_send_buffer=_env_int("CIRNO_MAX_SEND_BUFFER", defaults.max_send_buffer),
+            location_refresh_interval=_env_float(
+                "CIRNO_LOCATION_REFRESH_INTERVAL", defaults.location_refresh_interval
+            ),
             tenant_refresh_interval=_env_float(
                 "CIRNO_TENANT_REFRESH_INTERVAL", defaults.tenant_refresh_interval
             ),

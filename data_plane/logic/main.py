@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from data_plane.cluster.protocol import LOCATION_TTL_SECONDS, REFRESH_COMMAND
 from data_plane.logic.context import GatewayHub
 from data_plane.logic.handlers.chat import ChatHandlers
 from data_plane.logic.handlers.group import GroupHandlers
@@ -20,14 +21,19 @@ from data_plane.wire import Command
 @asynccontextmanager
 async def build_logic(settings: LogicSettings) -> AsyncIterator[LogicServer]:
     """Create the stores and handlers of a logic node; close the stores afterwards."""
-    sessions = session_store_from_url(settings.session_url, prefix=settings.session_prefix)
+    sessions = session_store_from_url(
+        settings.session_url,
+        prefix=settings.session_prefix,
+        location_ttl_s=LOCATION_TTL_SECONDS,
+    )
     hub = GatewayHub()
     try:
         async with open_message_store(settings.database_url, node_id=settings.id_node) as store:
             login = LoginHandlers(sessions, hub)
             chat = ChatHandlers(store, sessions, hub)
             group = GroupHandlers(store, sessions, hub)
-            handlers: dict[Command, Handler] = {
+            handlers: dict[str, Handler] = {
+                REFRESH_COMMAND: login.refresh,
                 Command.LOGIN_SIGNIN: login.signin,
                 Command.LOGIN_SIGNOUT: login.signout,
                 Command.CHAT_USER_TALK: chat.user_talk,

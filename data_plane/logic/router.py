@@ -20,7 +20,7 @@ from data_plane.storage.messages_base import (
     NotAMember,
     UnknownMessage,
 )
-from data_plane.wire import Command, MalformedPacket, Status
+from data_plane.wire import MalformedPacket, Status
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ Handler = Callable[[Request], Awaitable[None]]
 class Router:
     """Dispatches requests by command."""
 
-    def __init__(self, handlers: Mapping[Command, Handler]) -> None:
+    def __init__(self, handlers: Mapping[str, Handler]) -> None:
         self._handlers: dict[str, Handler] = {str(c): h for c, h in handlers.items()}
 
     async def dispatch(self, request: Request) -> None:

@@ -68,6 +68,17 @@ class SessionStore(Protocol):
         """
         ...
 
+    async def refresh_location(self, location: Location) -> bool:
+        """Re-assert a live channel's location without ever displacing a newer login.
+
+        Atomic: stores ``location`` if its device has no location or one with the same
+        channel id (and, with a TTL, extends it); returns False and changes nothing when
+        another channel holds the device. Gateways call it periodically for every live
+        channel, so locations come back after the store lost them (a Redis restart)
+        and, with a TTL, locations of a crashed gateway expire.
+        """
+        ...
+
     async def remove_location(
         self, tenant: str, account: str, device: str, channel_id: str
     ) -> bool:

@@ -39,6 +39,16 @@ class MemorySessionStore:
             return None
         return previous
 
+    async def refresh_location(self, location: Location) -> bool:
+        """See :meth:`SessionStore.refresh_location`."""
+        await self._enter()
+        devices = self._accounts.setdefault((location.tenant, location.account), {})
+        current = devices.get(location.device)
+        if current is not None and current.channel_id != location.channel_id:
+            return False
+        devices[location.device] = location
+        return True
+
     async def remove_location(
         self, tenant: str, account: str, device: str, channel_id: str
     ) -> bool:

@@ -53,6 +53,21 @@ end
 return old
 """
 
+# KEYS[1] = account hash; ARGV = device, encoded location, ttl seconds, channel id.
+# Sets the field only if it is absent or holds the same channel; returns 1 or 0.
+_REFRESH_LUA = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old and cjson.decode(old)[1] ~= ARGV[4] then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+end
+return 1
+"""
+
 # KEYS[1] = account hash; ARGV = device, channel id, "1" to also match the gateway
 # id in ARGV[4]. Deletes the field only if the stored location matches; returns 1 or 0.
 _REMOVE_LUA = """
@@ -162,6 +177,7 @@ class RedisSessionStore:
         self._batch_size = batch_size
         self._add = client.register_script(_ADD_LUA)
         self._remove = client.register_script(_REMOVE_LUA)
+        self._refresh = client.register_script(_REFRESH_LUA)
         # redis-py's async RedisCluster races when its first commands run concurrently
         # before it has loaded the slot map; initialise it once, under a lock.
         self._ready = not isinstance(client, RedisCluster)
@@ -228,6 +244,20 @@ class RedisSessionStore:
             return None
         previous = _decode(location.tenant, location.account, location.device, old)
         return None if previous.channel_id == location.channel_id else previous
+
+    async def refresh_location(self, location: Location) -> bool:
+        """See :meth:`SessionStore.refresh_location`."""
+        await self._ensure_ready()
+        key = self.key(location.tenant, location.account)
+        args: list[str | int] = [
+            location.device,
+            _encode(location),
+            self._ttl_s,
+            location.channel_id,
+        ]
+        with _unavailable_as_storage_error():
+            stored = await self._refresh(keys=[key], args=args)
+        return bool(stored)
 
     async def remove_location(
         self, tenant: str, account: str, device: str, channel_id: str

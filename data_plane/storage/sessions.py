@@ -13,14 +13,17 @@ from data_plane.storage.redis import RedisSessionStore
 __all__ = ["Location", "SessionStore", "session_store_from_url"]
 
 
-def session_store_from_url(url: str | None, *, prefix: str = "cirno") -> SessionStore:
+def session_store_from_url(
+    url: str | None, *, prefix: str = "cirno", location_ttl_s: int | None = None
+) -> SessionStore:
     """The session store for ``url``.
 
     ``None`` or ``memory://`` gives a :class:`MemorySessionStore`; ``redis://``,
     ``rediss://``, ``unix://``, ``redis+cluster://`` and ``rediss+cluster://`` give a
-    :class:`RedisSessionStore` with keys under ``prefix``. Any other URL raises
+    :class:`RedisSessionStore` with keys under ``prefix`` whose locations expire
+    ``location_ttl_s`` after their last add or refresh (None: never). Any other URL raises
     :class:`~data_plane.storage.errors.UnsupportedSessionStoreURL`.
     """
     if url is None or url == "memory://":
         return MemorySessionStore()
-    return RedisSessionStore.from_url(url, prefix=prefix)
+    return RedisSessionStore.from_url(url, prefix=prefix, location_ttl_s=location_ttl_s)

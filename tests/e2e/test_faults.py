@@ -101,6 +101,7 @@ def topology(
         session_prefix="faults",
         logic_nodes=2,
         gateways=2,
+        extra_env={"CIRNO_LOCATION_REFRESH_INTERVAL": "1"},
     ) as running:
         running.create_tenant(TENANT, SECRET)
         yield running
@@ -181,6 +182,8 @@ async def test_mysql_unreachable_never_acknowledges_falsely(
 async def test_redis_restart_fails_logins_clearly_then_recovers(
     topology: Topology, redis_server: PrivateRedis
 ) -> None:
+    keeper_name = account("keep")
+    keeper = await login(topology.ws_urls[1], keeper_name)  # its location dies with Redis
     redis_server.stop()
     try:
         client = await RawClient.websocket(topology.ws_urls[0])
@@ -205,7 +208,14 @@ async def test_redis_restart_fails_logins_clearly_then_recovers(
     assert status == Status.SUCCESS
     push = (await b.push(Command.CHAT_USER_TALK)).parse_body(pb.MessagePush)
     assert push.messageId == mid
-    for c in (client, a, b):
+    # The connection from before the restart gets pushes again once its gateway has
+    # re-asserted its location (every second here, every minute by default).
+    await anyio.sleep(2.5)
+    status, mid = await talk(a, keeper_name, "you are back", "r-2")
+    assert status == Status.SUCCESS
+    push = (await keeper.push(Command.CHAT_USER_TALK, timeout=10)).parse_body(pb.MessagePush)
+    assert push.messageId == mid
+    for c in (client, a, b, keeper):
         c.close()
 
 

@@ -152,3 +152,12 @@ async def test_pings_keep_a_connection_alive(cluster: Cluster) -> None:
         await anyio.sleep(1.0)
         assert (await client.ping()).code == BasicCode.PONG
     client.close()
+
+
+async def test_clients_cannot_send_link_commands(cluster: Cluster) -> None:
+    client = await _tcp(cluster)
+    await client.login(make_token(TENANT, "sneaky", SECRET))
+    for command in ("session.refresh", "cluster.handshake"):
+        answer = await client.response(client.request(command))
+        assert answer.status == Status.NOT_IMPLEMENTED
+    client.close()

@@ -257,3 +257,21 @@ async def test_racing_logins_on_one_device(store: SessionStore) -> None:
 
 async def test_ping(store: SessionStore) -> None:
     await store.ping()
+
+
+async def test_refresh_restores_a_lost_location(store: SessionStore) -> None:
+    assert await store.refresh_location(loc("phone", "ch-1"))
+    assert await store.get_locations("t1", "alice") == [loc("phone", "ch-1")]
+    assert await store.refresh_location(loc("phone", "ch-1"))  # idempotent
+    assert await store.get_locations("t1", "alice") == [loc("phone", "ch-1")]
+
+
+async def test_refresh_never_displaces_a_newer_login(store: SessionStore) -> None:
+    await store.add_location(loc("phone", "ch-new"))
+    assert not await store.refresh_location(loc("phone", "ch-old"))
+    assert await store.get_locations("t1", "alice") == [loc("phone", "ch-new")]
+    assert await store.refresh_location(loc("laptop", "ch-old"))  # another device is free
+    assert [x.channel_id for x in await store.get_locations("t1", "alice")] == [
+        "ch-old",
+        "ch-new",
+    ]

@@ -8,11 +8,15 @@ belongs to that channel, so a late sign-out never removes a newer login.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from data_plane.logic.context import GatewayHub, Request
 from data_plane.storage.base import Location, SessionStore
+from data_plane.storage.errors import StorageError
 from data_plane.wire import Command, LogicPacket, pb
+
+log = logging.getLogger(__name__)
 
 
 class LoginHandlers:
@@ -22,9 +26,9 @@ class LoginHandlers:
         self._sessions = sessions
         self._hub = hub
 
-    async def signin(self, request: Request) -> None:
-        """Store the location, answer, then kick the replaced connection."""
-        location = Location(
+    @staticmethod
+    def _location(request: Request) -> Location:
+        return Location(
             tenant=request.tenant,
             account=request.account,
             device=request.device,
@@ -33,7 +37,10 @@ class LoginHandlers:
             login_at=int(time.time() * 1000),
             client_version=request.client_version,
         )
-        previous = await self._sessions.add_location(location)
+
+    async def signin(self, request: Request) -> None:
+        """Store the location, answer, then kick the replaced connection."""
+        previous = await self._sessions.add_location(self._location(request))
         request.reply(body=pb.LoginResp(channelId=request.channel_id, account=request.account))
         if previous is not None:
             kick = LogicPacket.make_push(
@@ -42,6 +49,14 @@ class LoginHandlers:
                 channel_id=previous.channel_id,
             )
             self._hub.push([previous], kick)
+
+    async def refresh(self, request: Request) -> None:
+        """Re-assert a live channel's location (never displacing a newer login); the
+        gateway expects no answer, so failures are only logged."""
+        try:
+            await self._sessions.refresh_location(self._location(request))
+        except StorageError as exc:
+            log.warning("location refresh of %s failed: %s", request.channel_id, exc)
 
     async def signout(self, request: Request) -> None:
         """Remove the location if it is still this channel's; answer Success."""
