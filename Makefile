@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up test lint typecheck pytest venv openapi proto bench clean
+.PHONY: up test lint typecheck pytest venv openapi proto bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,15 @@ openapi: venv
 
 proto: venv
 	$(BIN)/python -m data_plane.wire.generate
+
+## Benchmarks (docs/benchmarks.md): 1:1 and group chat on the bare relay baseline, the
+## all-in-one (SQLite) and MySQL + Redis; JSON in bench/results/. Needs MySQL and Redis
+## on localhost (CIRNO_BENCH_MYSQL_URL, CIRNO_BENCH_REDIS_URL) or BENCH_ARGS='--targets relay,sqlite'.
+bench: venv
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-quick: venv
+	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis

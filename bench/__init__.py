@@ -1,0 +1,12 @@
+"""Load generators and the benchmark report of cirno-im (``python -m bench.run``).
+
+- :mod:`bench.chat_bench`: 1:1 chat, N sender/receiver pairs over WebSocket;
+- :mod:`bench.group_bench`: one sender to a 1,000-member group;
+- :mod:`bench.relay`: the bare relay baseline (two asyncio hops, no storage);
+- :mod:`bench.targets`: the systems under test, started as real processes;
+- :mod:`bench.run`: runs them, prints tables, writes ``bench/results/*.json``.
+
+Results and how to read them: ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations

@@ -1,0 +1,230 @@
+"""Run the benchmarks: ``python -m bench.run [--quick] [--only chat|group]``.
+
+For each target (the bare relay baseline first, then ``cirno up`` on SQLite, then the
+separate processes on MySQL + Redis) it starts the servers, runs the load, stops them,
+prints one table per benchmark and writes ``bench/results/<name>.json`` with the machine,
+the configuration, the command line and every figure (the baseline from the same run
+included). The 1:1 benchmark runs twice per target: saturating, then rate-limited at
+half the throughput it just measured, for the latency at half load.
+
+Server and load generator share this machine's cores; each result carries the CPU
+share of every process and of everything else running meanwhile (``others``), which
+says whether the box was quiet. See ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bench.chat_bench import ChatConfig, ChatResult, run_chat
+from bench.chat_bench import format_table as chat_table
+from bench.group_bench import GroupConfig, GroupResult, run_group
+from bench.group_bench import format_table as group_table
+from bench.procs import wait_for_quiet
+from bench.stats import machine_info
+from bench.targets import (
+    DEFAULT_MYSQL_URL,
+    DEFAULT_REDIS_URL,
+    Target,
+    bare_relay,
+    cirno_mysql_redis,
+    cirno_sqlite,
+)
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+ALL_TARGETS = ("relay", "sqlite", "mysql")
+
+QUICK_CHAT = ChatConfig(pairs=10, window=8, duration=2.0, warmup=0.5, drain_timeout=5.0)
+QUICK_GROUP = GroupConfig(members=100, messages=10, burst_messages=10, burst_window=4)
+
+TargetFactory = Callable[[Path], AbstractContextManager[Target]]
+
+
+def _factories(args: argparse.Namespace) -> dict[str, TargetFactory]:
+    return {
+        "relay": bare_relay,
+        "sqlite": cirno_sqlite,
+        "mysql": lambda tmp: cirno_mysql_redis(tmp, args.mysql_url, args.redis_url),
+    }
+
+
+def _targets(args: argparse.Namespace) -> Iterator[Target]:
+    """Start each selected target in turn (stopping the previous one first)."""
+    factories = _factories(args)
+    for name in args.targets:
+        with (
+            tempfile.TemporaryDirectory(prefix=f"cirno-bench-{name}-") as tmp,
+            factories[name](Path(tmp)) as target,
+        ):
+            print(f"== {target.name}: {target.description}", file=sys.stderr, flush=True)
+            yield target
+
+
+def _run_async(func: Callable[..., Any], *args: Any) -> Any:
+    return anyio.run(func, *args, backend="asyncio", backend_options={"use_uvloop": True})
+
+
+def _quiet(args: argparse.Namespace) -> float | None:
+    """Wait for other work on the machine to calm down (``--quiet-wait``)."""
+    if args.quiet_wait <= 0:
+        return None
+    load = wait_for_quiet(args.quiet_threshold, args.quiet_wait)
+    print(f"   machine load before the run: {load:.0f}% of one core", file=sys.stderr)
+    return load
+
+
+def _chat_once(args: argparse.Namespace, target: Target, config: ChatConfig) -> ChatResult:
+    background = _quiet(args)
+    result: ChatResult = _run_async(run_chat, target, config)
+    result.background_before = background
+    if config.rate is not None:
+        result.mode = "half load"
+    print(chat_table([result]), file=sys.stderr, flush=True)
+    print(f"   cpu %: {result.cpu_percent}", file=sys.stderr, flush=True)
+    return result
+
+
+def run_chat_suite(args: argparse.Namespace, config: ChatConfig) -> list[ChatResult]:
+    """Saturation, then half of the measured rate, on every target."""
+    results: list[ChatResult] = []
+    for target in _targets(args):
+        saturated = _chat_once(args, target, config)
+        results.append(saturated)
+        if not args.no_half_load and saturated.throughput > 0:
+            half = ChatConfig(**{**asdict(config), "rate": saturated.throughput / 2})
+            results.append(_chat_once(args, target, half))
+    return results
+
+
+def run_group_suite(args: argparse.Namespace, config: GroupConfig) -> list[GroupResult]:
+    """The sequential and burst passes on every target."""
+    results: list[GroupResult] = []
+    for target in _targets(args):
+        background = _quiet(args)
+        result: GroupResult = _run_async(run_group, target, config)
+        result.background_before = background
+        results.append(result)
+        print(group_table([result]), file=sys.stderr, flush=True)
+        for one in result.passes:
+            print(f"   {one.name} cpu %: {one.cpu_percent}", file=sys.stderr, flush=True)
+    return results
+
+
+def _write(name: str, args: argparse.Namespace, config: Any, results: list[Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    document = {
+        "benchmark": name,
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python -m bench.run", *args.argv]),
+        "quick": args.quick,
+        "machine": args.machine,
+        "config": asdict(config),
+        "results": [r.as_dict() for r in results],
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line (``--help`` lists it)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny counts, seconds not minutes")
+    parser.add_argument("--only", choices=("chat", "group"), default=None)
+    parser.add_argument(
+        "--targets",
+        default=",".join(ALL_TARGETS),
+        help=f"comma-separated subset of {','.join(ALL_TARGETS)}",
+    )
+    parser.add_argument(
+        "--mysql-url", default=os.environ.get("CIRNO_BENCH_MYSQL_URL", DEFAULT_MYSQL_URL)
+    )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("CIRNO_BENCH_REDIS_URL", DEFAULT_REDIS_URL)
+    )
+    parser.add_argument("--pairs", type=int, default=None)
+    parser.add_argument("--window", type=int, default=None)
+    parser.add_argument("--duration", type=float, default=None)
+    parser.add_argument("--members", type=int, default=None)
+    parser.add_argument("--messages", type=int, default=None)
+    parser.add_argument("--no-half-load", action="store_true", help="skip the half-load runs")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=None,
+        help="before each run, wait up to this many seconds for the machine to be quiet "
+        "(default 120, 0 with --quick); the load seen is recorded either way",
+    )
+    parser.add_argument(
+        "--quiet-threshold",
+        type=float,
+        default=20.0,
+        help="'quiet' means at most this %% of one core busy",
+    )
+    args = parser.parse_args(argv)
+    args.argv = argv
+    if args.quiet_wait is None:
+        args.quiet_wait = 0.0 if args.quick else 120.0
+    args.targets = [t for t in str(args.targets).split(",") if t]
+    unknown = set(args.targets) - set(ALL_TARGETS)
+    if unknown:
+        parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
+    return args
+
+
+def _chat_config(args: argparse.Namespace) -> ChatConfig:
+    config = QUICK_CHAT if args.quick else ChatConfig()
+    changes = {
+        key: value
+        for key, value in (
+            ("pairs", args.pairs),
+            ("window", args.window),
+            ("duration", args.duration),
+        )
+        if value is not None
+    }
+    return ChatConfig(**{**asdict(config), **changes})
+
+
+def _group_config(args: argparse.Namespace) -> GroupConfig:
+    config = QUICK_GROUP if args.quick else GroupConfig()
+    changes: dict[str, Any] = {}
+    if args.members is not None:
+        changes["members"] = args.members
+    if args.messages is not None:
+        changes["messages"] = changes["burst_messages"] = args.messages
+    return GroupConfig(**{**asdict(config), **changes})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run what the command line selects; 0 on completion."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    args.machine = machine_info()
+    print(f"machine: {json.dumps(args.machine)}", file=sys.stderr, flush=True)
+    if args.only in (None, "chat"):
+        chat_config = _chat_config(args)
+        chat_results = run_chat_suite(args, chat_config)
+        print("\n1:1 chat (latencies in ms)\n" + chat_table(chat_results))
+        print(f"-> {_write('chat', args, chat_config, chat_results)}")
+    if args.only in (None, "group"):
+        group_config = _group_config(args)
+        group_results = run_group_suite(args, group_config)
+        print(f"\ngroup of {group_config.members} (latencies in ms)\n" + group_table(group_results))
+        print(f"-> {_write('group', args, group_config, group_results)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

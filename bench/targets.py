@@ -1,0 +1,241 @@
+"""The systems under test, each started as real processes on free loopback ports.
+
+- ``sqlite``: the all-in-one default, ``cirno up`` (SQLite files, in-memory sessions);
+- ``mysql``: ``cirno control|logic|gateway`` as separate processes (1 logic node,
+  1 gateway) on MariaDB/MySQL and Redis, with a fresh ``cirno_bench_<random>`` database
+  (dropped afterwards) and a unique Redis key prefix (deleted afterwards);
+- ``relay``: the bare relay baseline of :mod:`bench.relay` (no storage).
+
+Each is a context manager yielding a :class:`Target`: where clients connect and how
+they get a login token. The cirno targets reuse the end-to-end harness
+(``tests/e2e/harness.py``), so the benchmark runs exactly what the tests run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+
+from bench.client import wait_login_ready
+from bench.procs import children, find_by_name, role_of
+from tests.e2e.harness import free_port, make_token, run_cluster, run_topology
+
+TENANT = "bench"
+SECRET = "bench-secret-0123456789-abcdefghijklmnop"
+DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A running system: its WebSocket URL and how to mint a login token."""
+
+    name: str
+    description: str
+    ws_url: str
+    token_for: Callable[[str], str]
+    durable: bool
+    processes: dict[str, int] = field(default_factory=dict)
+    """Server-side processes whose CPU time a run reports, by name."""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _cirno_token(account: str) -> str:
+    return make_token(TENANT, account, SECRET, ttl=3600)
+
+
+def _wait_tenant(ws_url: str) -> None:
+    """Block until the gateway accepts logins of the just created tenant."""
+    anyio.run(
+        wait_login_ready,
+        ws_url,
+        _cirno_token("bench-probe"),
+        backend="asyncio",
+        backend_options={"use_uvloop": True},
+    )
+
+
+@contextmanager
+def cirno_sqlite(tmp: Path) -> Iterator[Target]:
+    """``cirno up`` on the embedded default, with a fresh data directory under ``tmp``."""
+    with run_cluster(tmp) as cluster:
+        cluster.create_tenant(TENANT, SECRET)
+        _wait_tenant(cluster.ws_url)
+        yield Target(
+            name="sqlite",
+            description="cirno up: SQLite (WAL) + in-memory sessions, 1 logic node, 1 gateway",
+            ws_url=cluster.ws_url,
+            token_for=_cirno_token,
+            durable=True,
+            processes={role_of(pid): pid for pid in children(cluster.process.pid)},
+            details={"data_dir": str(cluster.data_dir)},
+        )
+
+
+def _mysql_connect(url: str) -> Any:
+    import pymysql
+
+    parts = urlsplit(url)
+    return pymysql.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+        autocommit=True,
+    )
+
+
+@contextmanager
+def fresh_mysql_database(base_url: str) -> Iterator[str]:
+    """Create ``cirno_bench_<random>`` on the server of ``base_url``; drop it afterwards."""
+    name = f"cirno_bench_{uuid.uuid4().hex[:10]}"
+    conn = _mysql_connect(base_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        parts = urlsplit(base_url)
+        yield urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+
+
+def _delete_redis_prefix(url: str, prefix: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+        return len(keys)
+    finally:
+        client.close()
+
+
+def _mysql_server_info(url: str) -> dict[str, Any]:
+    conn = _mysql_connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT VERSION(), @@innodb_flush_log_at_trx_commit, @@sync_binlog, "
+                "@@innodb_buffer_pool_size"
+            )
+            version, flush, sync_binlog, pool = cur.fetchone()
+    finally:
+        conn.close()
+    return {
+        "server": version,
+        "innodb_flush_log_at_trx_commit": int(flush),
+        "sync_binlog": int(sync_binlog),
+        "innodb_buffer_pool_size": int(pool),
+    }
+
+
+@contextmanager
+def cirno_mysql_redis(tmp: Path, mysql_url: str, redis_url: str) -> Iterator[Target]:
+    """Separate control, logic and gateway processes on MySQL and Redis."""
+    prefix = f"cirnobench:{uuid.uuid4().hex[:8]}"
+    with (
+        fresh_mysql_database(mysql_url) as database_url,
+        run_topology(
+            tmp,
+            database_url=database_url,
+            session_url=redis_url,
+            session_prefix=prefix,
+            logic_nodes=1,
+            gateways=1,
+        ) as topology,
+    ):
+        try:
+            topology.create_tenant(TENANT, SECRET)
+            _wait_tenant(topology.ws_urls[0])
+            yield Target(
+                name="mysql",
+                description="cirno control|logic|gateway: MySQL (InnoDB) + Redis sessions, "
+                "1 logic node, 1 gateway",
+                ws_url=topology.ws_urls[0],
+                token_for=_cirno_token,
+                durable=True,
+                processes={
+                    **{name: p.pid for name, p in topology.processes.items()},
+                    **find_by_name(["mariadbd", "mysqld", "redis-server"]),
+                },
+                details={"mysql": _mysql_server_info(mysql_url), "redis_prefix": prefix},
+            )
+        finally:
+            _delete_redis_prefix(redis_url, prefix)
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_ports(processes: list[subprocess.Popen[bytes]], ports: list[int], log: Path) -> None:
+    deadline = time.monotonic() + 20
+    while not all(_port_open(port) for port in ports):
+        if any(p.poll() is not None for p in processes) or time.monotonic() > deadline:
+            raise RuntimeError(f"the relay did not come up:\n{log.read_text(errors='replace')}")
+        time.sleep(0.05)
+
+
+@contextmanager
+def bare_relay(tmp: Path) -> Iterator[Target]:
+    """The two relay processes of :mod:`bench.relay`."""
+    back_port, ws_port = free_port(), free_port()
+    log = tmp / "relay.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    commands = [
+        ["back", "--port", str(back_port)],
+        ["front", "--ws-port", str(ws_port), "--back", f"127.0.0.1:{back_port}"],
+    ]
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        with log.open("wb") as out:
+            for index, args in enumerate(commands):
+                processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "bench.relay", *args],
+                        cwd=REPO_ROOT,
+                        env=env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+                _wait_ports(processes, [back_port, ws_port][: index + 1], log)
+        yield Target(
+            name="relay",
+            description="bare relay: 2 asyncio processes (WS front, TCP back), no storage",
+            ws_url=f"ws://127.0.0.1:{ws_port}/",
+            token_for=lambda account: account,
+            durable=False,
+            processes={"relay-back": processes[0].pid, "relay-front": processes[1].pid},
+        )
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
