@@ -37,7 +37,7 @@ from google.protobuf.message import Message as ProtoMessage
 
 from cirno_sdk.acks import AckBatcher
 from cirno_sdk.backoff import Backoff
-from cirno_sdk.convert import group_info, member, push_to_message, synced_message
+from cirno_sdk.convert import group_info, member, push_to_message
 from cirno_sdk.errors import (
     CirnoError,
     ClientClosed,
@@ -68,6 +68,7 @@ from cirno_sdk.models import KickedOut as KickedOutEvent
 from cirno_sdk.options import ClientOptions
 from cirno_sdk.ordering import Orderer
 from cirno_sdk.store import MemoryStore, Store
+from cirno_sdk.sync import error_text, sync_inbox
 from cirno_sdk.transport import ABNORMAL_CLOSURE, Transport, TransportClosed, open_transport
 from data_plane.wire import (
     BasicCode,
@@ -86,19 +87,11 @@ log = logging.getLogger("cirno_sdk")
 
 SDK_VERSION = "cirno-sdk-py/0.1.0"
 KICKED_OUT_CLOSE = 4002
+ACK_RETRY_PAUSE = 0.5
 UNAUTHORIZED_CLOSE = 4001
 
 M = TypeVar("M", bound=ProtoMessage)
 Token = str | Callable[[], Awaitable[str]]
-
-
-def _error_text(packet: LogicPacket) -> str:
-    if not packet.body:
-        return ""
-    try:
-        return packet.parse_body(pb.ErrorResp).message
-    except ProtocolError:
-        return ""
 
 
 class Client:
@@ -204,8 +197,7 @@ class Client:
         Idempotent. The store is not closed (it may outlive the client).
         """
         if self._online and self._acks.pending:
-            with contextlib.suppress(CirnoError, TimeoutError):
-                await self._flush_ack(timeout=1.0)
+            await self._flush_ack(timeout=1.0)
         self._stop(ClientClosed("the client was closed"))
         transport = self._transport
         if transport is not None:
@@ -241,8 +233,11 @@ class Client:
         while True:
             if self._stop_error is not None:
                 raise self._stop_error
-            if self._online and self._transport is not None:
-                return self._transport
+            if self._runner is None:
+                raise ClientClosed("not connected: use `async with Client(...)` or connect()")
+            transport = self._transport
+            if self._online and transport is not None and not transport.closed:
+                return transport
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise DeadlineExceeded("not connected before the deadline")
@@ -324,7 +319,7 @@ class Client:
             log.info("login did not complete: %s", exc)
             return False
         if packet.status != Status.SUCCESS:
-            error = LoginRefused(packet.status, _error_text(packet))
+            error = LoginRefused(packet.status, error_text(packet))
             # A refused token is final. Other refusals (quota, ...) fail a first connect
             # at once; once we have been in, they are retried with back-off, like 3xx.
             final = self._logins == 0 and not is_retryable(packet.status)
@@ -441,7 +436,7 @@ class Client:
 
         Raises :class:`RequestTimeout` or :class:`ConnectionLost`.
         """
-        if transport is not self._transport:
+        if transport is not self._transport or transport.closed:
             raise ConnectionLost("the connection has ended")
         self._sequence = self._sequence % 0xFFFFFFFF + 1
         sequence = self._sequence
@@ -494,8 +489,8 @@ class Client:
                 return packet
             if not is_retryable(packet.status):
                 if refused is SendRefused and packet.status == Status.RATE_LIMITED:
-                    raise RateLimited(packet.status, _error_text(packet))
-                raise refused(packet.status, _error_text(packet))
+                    raise RateLimited(packet.status, error_text(packet))
+                raise refused(packet.status, error_text(packet))
             if loop.time() + pause >= deadline:
                 raise DeadlineExceeded(f"{command} kept failing with status {packet.status}")
             await asyncio.sleep(pause)
@@ -520,6 +515,8 @@ class Client:
         :class:`SendRefused` for a 1xx/4xx status and :class:`ClientClosed` when the
         client stops.
         """
+        if self._runner is None:
+            raise ClientClosed("not connected: use `async with Client(...)` or connect()")
         client_msg_id = uuid.uuid4().hex
         req = pb.MessageReq(type=type, body=body, extra=extra, client_msg_id=client_msg_id)
         command = Command.CHAT_GROUP_TALK if group else Command.CHAT_USER_TALK
@@ -569,12 +566,24 @@ class Client:
     # -- session helpers -----------------------------------------------------------------
 
     async def _sync_loop(self, transport: Transport) -> None:
+        timeout = self._options.response_timeout
+
+        async def request(command: str, body: ProtoMessage) -> LogicPacket:
+            return await self._request(transport, command, body, timeout=timeout)
+
         while True:
             await self._sync_wanted.wait()
             self._sync_wanted.clear()
             self._orderer.start_sync()
             try:
-                await self._sync_once(transport)
+                await sync_inbox(
+                    request,
+                    self._store,
+                    self._orderer,
+                    self._deliver,
+                    me=self.account,
+                    content_batch=self._options.content_batch,
+                )
             except CirnoError as exc:
                 # Without a complete sync the order cannot be vouched for: start over on
                 # a new connection (buffered pushes wait for that sync).
@@ -586,87 +595,12 @@ class Client:
             if self._orderer.wants_sync:
                 self._sync_wanted.set()
 
-    async def _sync_once(self, transport: Transport) -> None:
-        """Page the inbox index after the sync cursor; fetch unknown contents lazily."""
-        timeout = self._options.response_timeout
-        cursor = self._store.sync_cursor()
-        while True:
-            packet = await self._request(
-                transport,
-                Command.CHAT_OFFLINE_INDEX,
-                pb.MessageIndexReq(message_id=cursor),
-                timeout=timeout,
-            )
-            if packet.status == Status.NOT_FOUND and cursor:
-                # The cursor is not in this inbox (another account's store?): start
-                # again after the server's read index.
-                log.warning("sync cursor %d unknown to the server; resetting it", cursor)
-                cursor = 0
-                self._store.set_sync_cursor(0)
-                continue
-            if packet.status != Status.SUCCESS:
-                raise RequestRefused(packet.status, _error_text(packet))
-            page = packet.parse_body(pb.MessageIndexResp)
-            entries = list(page.indexes)
-            await self._load_entries(transport, entries)
-            if entries:
-                cursor = entries[-1].message_id
-                self._store.set_sync_cursor(cursor)
-            if not page.has_more or not entries:
-                return
-
-    async def _load_entries(self, transport: Transport, entries: list[pb.MessageIndex]) -> None:
-        """Deliver a page of index entries, fetching at most ``content_batch`` at a time."""
-        batch = self._options.content_batch
-        window: list[pb.MessageIndex] = []
-        wanted: list[int] = []
-        for entry in entries:
-            window.append(entry)
-            if not self._store.contains(entry.message_id) and not self._orderer.pending(
-                entry.message_id
-            ):
-                wanted.append(entry.message_id)
-            if len(wanted) >= batch:
-                await self._load_window(transport, window, wanted)
-                window, wanted = [], []
-        if window:
-            await self._load_window(transport, window, wanted)
-
-    async def _load_window(
-        self, transport: Transport, window: list[pb.MessageIndex], wanted: list[int]
-    ) -> None:
-        contents: dict[int, pb.MessageContent] = {}
-        if wanted:
-            packet = await self._request(
-                transport,
-                Command.CHAT_OFFLINE_CONTENT,
-                pb.MessageContentReq(message_ids=wanted),
-                timeout=self._options.response_timeout,
-            )
-            if packet.status != Status.SUCCESS:
-                raise RequestRefused(packet.status, _error_text(packet))
-            for content in packet.parse_body(pb.MessageContentResp).contents:
-                contents[content.messageId] = content
-        batch: list[Message] = []
-        for entry in window:
-            fetched = contents.get(entry.message_id)
-            if fetched is not None:
-                batch.append(synced_message(entry, fetched, self.account))
-                continue
-            pending = self._orderer.pending(entry.message_id)
-            if pending is not None:
-                batch.append(pending)
-            elif self._store.contains(entry.message_id):
-                # Known: passed to the orderer only to keep the group count right.
-                batch.append(synced_message(entry, pb.MessageContent(), self.account))
-        self._deliver(self._orderer.synced(batch))
-
     async def _ack_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             if self._acks.due():
-                with contextlib.suppress(CirnoError):
-                    await self._flush_ack(timeout=self._options.response_timeout)
+                if not await self._flush_ack(timeout=self._options.response_timeout):
+                    await asyncio.sleep(ACK_RETRY_PAUSE)
                 continue
             deadline = self._acks.deadline()
             self._ack_wake.clear()
@@ -675,16 +609,16 @@ class Client:
                 async with asyncio.timeout(wait):
                     await self._ack_wake.wait()
 
-    async def _flush_ack(self, *, timeout: float) -> None:
-        """Ack the newest stored message now; on failure it stays pending."""
-        transport = self._transport
+    async def _flush_ack(self, *, timeout: float) -> bool:
+        """Ack the newest stored message now; True when the server took it (or refused
+        it for good). On failure the id stays pending for the next try."""
         message_id = self._acks.take()
         if not message_id:
-            return
-        if transport is None:
-            self._acks.failed(message_id)
-            raise ConnectionLost("not connected")
+            return True
+        transport = self._transport
         try:
+            if transport is None:
+                raise ConnectionLost("not connected")
             packet = await self._request(
                 transport,
                 Command.CHAT_TALK_ACK,
@@ -693,13 +627,15 @@ class Client:
             )
         except CirnoError:
             self._acks.failed(message_id)
-            raise
+            return False
         if packet.status == Status.SUCCESS:
             self._store.set_acked_id(message_id)
         elif is_retryable(packet.status):
             self._acks.failed(message_id)
+            return False
         else:
-            log.warning("ack of %d refused: %s", message_id, _error_text(packet))
+            log.warning("ack of %d refused: %s", message_id, error_text(packet))
+        return True
 
     async def _ping_loop(self, transport: Transport) -> None:
         ping = BasicPacket.ping().encode()

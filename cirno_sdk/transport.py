@@ -53,6 +53,11 @@ class TransportClosed(Exception):
 class Transport(Protocol):
     """A connection carrying whole packets. One reader, any number of writers."""
 
+    @property
+    def closed(self) -> bool:
+        """Whether the connection has ended (packets may still wait in the inbox)."""
+        ...
+
     def send(self, packet: bytes) -> None:
         """Queue one packet for sending; silently dropped once the connection is closed."""
         ...
@@ -139,6 +144,11 @@ class WsTransport:
         self._listener = listener
         self._ws = ws
 
+    @property
+    def closed(self) -> bool:
+        """See :attr:`Transport.closed`."""
+        return self._listener.inbox.closed is not None
+
     def send(self, packet: bytes) -> None:
         """Send one packet as one binary message."""
         if self._listener.inbox.closed is None and not self._ws.is_disconnected:
@@ -215,6 +225,11 @@ class TcpTransport:
     def __init__(self, protocol: _TcpProtocol, transport: asyncio.Transport) -> None:
         self._protocol = protocol
         self._transport = transport
+
+    @property
+    def closed(self) -> bool:
+        """See :attr:`Transport.closed`."""
+        return self._protocol.inbox.closed is not None
 
     def send(self, packet: bytes) -> None:
         """Send one packet as one binary frame."""

@@ -178,14 +178,12 @@ async def test_ack_on_close_flushes_the_pending_batch(cluster: Cluster) -> None:
             await nothing_more(again)
 
 
-@TRANSPORTS
-async def test_cut_connections_lose_nothing_and_duplicate_nothing(
-    cluster: Cluster, url: Url
-) -> None:
-    """The receiver is cut twice and the sender once while 200 messages flow."""
+async def test_cut_connections_lose_nothing_and_duplicate_nothing(cluster: Cluster) -> None:
+    """The receiver (WebSocket) is cut twice and the sender (TCP) once while 200
+    messages flow: the receiver ends with exactly the acknowledged ones, in order."""
     total = 200
     sender, receiver = name("sender"), name("receiver")
-    async with client(url(cluster), sender) as s, client(url(cluster), receiver) as r:
+    async with client(tcp_url(cluster), sender) as s, client(cluster.ws_url, receiver) as r:
         sent: list[int] = []
 
         async def send_all() -> None:
@@ -340,3 +338,69 @@ async def test_token_callable_and_sqlite_store_resume(cluster: Cluster, tmp_path
             newer.message_id,
         ]
         store.close()
+
+
+async def test_a_send_cut_off_before_its_response_is_resent_after_reconnect(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt reaches the server, its response never reaches us, the
+    connection drops; after the reconnect the same client_msg_id gets the original id."""
+    alice, ivan = name("alice"), name("ivan")
+    async with client(tcp_url(cluster), alice) as a, client(cluster.ws_url, ivan) as i:
+        attempts: list[str] = []
+        original = a._request
+
+        async def cut_first(transport: Any, command: str, body: Any, **kw: Any) -> Any:
+            if command != Command.CHAT_USER_TALK:
+                return await original(transport, command, body, **kw)
+            attempts.append(body.client_msg_id)
+            if len(attempts) > 1:
+                return await original(transport, command, body, **kw)
+            try:
+                return await original(transport, command, body, **{**kw, "timeout": 0.0005})
+            finally:
+                (await receive(i, 1))  # stored and pushed: the server has it
+                transport.abort()
+
+        monkeypatch.setattr(a, "_request", cut_first)
+        sent = await a.send(ivan, "exactly once")
+        assert attempts == [sent.client_msg_id] * 2
+        await next_event(a, Reconnected)
+        await nothing_more(i)
+        assert [m.message_id for m in i.store.messages()] == [sent.message_id]
+
+
+async def test_group_gap_is_filled_by_a_sync_before_later_messages(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner, bob = name("owner"), name("bob")
+    async with client(cluster.ws_url, owner) as o, client(tcp_url(cluster), bob) as b:
+        group = await o.create_group("gappy", [bob])
+        original = b._on_push
+
+        def lossy(packet: Any) -> None:
+            if packet.command == Command.CHAT_GROUP_TALK and b"second" in packet.body:
+                return  # this push is "lost"
+            original(packet)
+
+        monkeypatch.setattr(b, "_on_push", lossy)
+        sent = [await o.send(group, body, group=True) for body in ("first", "second", "third")]
+        got = await receive(b, 3)
+        assert [m.message_id for m in got] == [s.message_id for s in sent]
+        assert [m.seq for m in got] == [1, 2, 3]
+        assert got[1].client_msg_id == ""  # it came through the sync
+        assert got[2].client_msg_id == sent[2].client_msg_id
+
+
+async def test_pings_keep_a_quiet_connection_and_silence_reconnects(cluster: Cluster) -> None:
+    kim = name("kim")
+    pinging = ClientOptions(ping_interval=0.1, read_timeout=0.5, backoff_initial=0.05)
+    async with client(cluster.ws_url, kim, options=pinging) as quiet:
+        await asyncio.sleep(1.2)
+        assert quiet._events.empty()
+    silent = ClientOptions(ping_interval=60, read_timeout=0.3, backoff_initial=0.05)
+    async with client(tcp_url(cluster), kim, options=silent) as c:
+        lost = await next_event(c, Disconnected)
+        assert lost.will_reconnect
+        assert "no frame" in lost.reason
+        await next_event(c, Reconnected)
