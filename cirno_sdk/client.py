@@ -6,7 +6,7 @@ One *runner* task owns the connection's life: connect, log in, run a session, an
 the session ends wait a back-off delay and start again -- unless the client was kicked
 out, its relogin was refused, or it was closed. A session is an ``asyncio.TaskGroup``:
 
-- the **reader** (this task) takes packets off the transport, resolves the waiting
+- the **reader** takes packets off the transport, resolves the waiting
   request of each response by its sequence, and turns pushes into messages and events;
   nothing for ``read_timeout`` seconds counts as a dead connection;
 - the **syncer** pages ``chat.offline.index`` after the store's sync cursor, fetches
@@ -21,6 +21,13 @@ every request still waiting fails with :class:`ConnectionLost`. :meth:`Client.se
 catches that (and response timeouts, and 3xx statuses) and sends again with the *same*
 ``client_msg_id`` once the client is back online, so the server stores the message once.
 Delivered messages go to the store first, then to the :meth:`Client.messages` queue.
+
+Order is the inbox's, never message-id order (ids are only time-ordered per logic node):
+offline sync walks the inbox by the server's cursor, pushes arrive in commit order per
+sender, and :mod:`cirno_sdk.ordering` merges the two. The sync cursor is only moved by
+the index itself, never by a push, so a push lost in flight is still found by the next
+sync. The ack, by contrast, is the newest *delivered* message (DESIGN.md §3): a brand-new
+store on the same device starts after it.
 """
 
 from __future__ import annotations
@@ -31,7 +38,6 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import TypeVar
 
 from google.protobuf.message import Message as ProtoMessage
 
@@ -90,7 +96,6 @@ KICKED_OUT_CLOSE = 4002
 ACK_RETRY_PAUSE = 0.5
 UNAUTHORIZED_CLOSE = 4001
 
-M = TypeVar("M", bound=ProtoMessage)
 Token = str | Callable[[], Awaitable[str]]
 
 
