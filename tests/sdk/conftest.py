@@ -1,4 +1,4 @@
-"""A module-scoped all-in-one with one tenant, and helpers to open SDK clients on it."""
+"""One all-in-one for the SDK tests, with one tenant, and helpers to reach it."""
 
 from __future__ import annotations
 
@@ -15,9 +15,13 @@ TENANT = "sdkco"
 SECRET = "sdkco-secret-0123456789-abcdefghijklmnop"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """``cirno up`` on free ports with the tenant ``sdkco``, ready for logins."""
+    """``cirno up`` on free ports with the tenant ``sdkco``, ready for logins.
+
+    Shared by the modules of this package (every test uses accounts of its own), so the
+    SDK suite starts the processes once.
+    """
     with run_cluster(tmp_path_factory.mktemp("sdk-cluster")) as running:
         running.create_tenant(TENANT, SECRET)
         anyio.run(_wait_tenant_known, running)
