@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from data_plane.gateway.tenants import TenantInfo
+from data_plane.cluster.tenants import TenantInfo
 
 ALGORITHM = "HS256"
 MAX_TOKEN_LENGTH = 4096

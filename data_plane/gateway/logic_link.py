@@ -81,6 +81,7 @@ class LogicLink:
             else:
                 backoff = 0.05
                 self._conn = conn
+                log.info("linked to logic node %s at %s", self.node_id, self.address)
                 self._on_state(self)
                 try:
                     await self._pump(conn)

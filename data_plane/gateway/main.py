@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from data_plane.cluster.tenants import TenantDirectory
 from data_plane.gateway.server import Gateway
 from data_plane.gateway.settings import GatewaySettings
-from data_plane.gateway.tenants import TenantDirectory
 
 
 def build_gateway(settings: GatewaySettings) -> Gateway:

@@ -5,7 +5,8 @@ Theory of operation
 Each client connection (WebSocket or TCP, one :class:`PacketConnection` either way)
 gets one task running :meth:`Gateway._serve_client`:
 
-1. **Login.** The first packet must be ``login.signin`` within ``login_timeout``. The
+1. **Login.** The first packet must be ``login.signin``, received within
+   ``login_timeout`` (then the logic node has ``logic_request_timeout`` to answer). The
    token is verified here (the gateway knows the tenants' keys); a refused token gets a
    response with status Unauthorized (105) and an ``ErrorResp`` reason, then the
    connection closes with code 4001. An accepted login gets a channel id containing the
@@ -47,11 +48,11 @@ from data_plane.cluster.protocol import (
     REFRESH_COMMAND,
 )
 from data_plane.cluster.selection import rendezvous_pick
+from data_plane.cluster.tenants import TenantDirectory
 from data_plane.gateway.auth import AuthError, verify_token
 from data_plane.gateway.limits import TokenBucket
 from data_plane.gateway.logic_link import LogicLink
 from data_plane.gateway.settings import GatewaySettings
-from data_plane.gateway.tenants import TenantDirectory
 from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.transport.errors import ConnectionClosed
 from data_plane.transport.tcp import serve_tcp
@@ -194,11 +195,13 @@ class Gateway:
     async def _serve_client(self, conn: PacketConnection) -> None:
         channel: Channel | None = None
         try:
-            with anyio.move_on_after(self.settings.login_timeout) as scope:
-                channel, pending = await self._login(conn)
-            if scope.cancelled_caught:
+            batch: list[bytes] = []
+            with anyio.move_on_after(self.settings.login_timeout):
+                batch = await conn.receive()
+            if not batch:
                 conn.close(CloseCode.LOGIN_TIMEOUT, "no login within the login timeout")
                 return
+            channel, pending = await self._login(conn, batch)
             if channel is None:
                 return
             if pending:
@@ -214,8 +217,11 @@ class Gateway:
                 self._drop_channel(channel)
             conn.close(CloseCode.NORMAL, "")
 
-    async def _login(self, conn: PacketConnection) -> tuple[Channel | None, list[bytes]]:
-        batch = await conn.receive()
+    async def _login(
+        self, conn: PacketConnection, batch: list[bytes]
+    ) -> tuple[Channel | None, list[bytes]]:
+        """Handle the first packet (which must be ``login.signin``); the rest of ``batch``
+        is returned to be forwarded once the login succeeded."""
         packet = self._decode_or_close(conn, batch[0])
         if packet is None:
             return None, []

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
+
 from data_plane.cluster.protocol import LOCATION_TTL_SECONDS, REFRESH_COMMAND
+from data_plane.cluster.tenants import TenantDirectory
 from data_plane.logic.context import GatewayHub
 from data_plane.logic.handlers.chat import ChatHandlers
 from data_plane.logic.handlers.group import GroupHandlers
@@ -13,6 +16,7 @@ from data_plane.logic.handlers.login import LoginHandlers
 from data_plane.logic.router import Handler, Router
 from data_plane.logic.server import LogicServer
 from data_plane.logic.settings import LogicSettings
+from data_plane.logic.tenant_stores import TenantStores
 from data_plane.storage.messages_sql import open_message_store
 from data_plane.storage.sessions import session_store_from_url
 from data_plane.wire import Command
@@ -26,12 +30,22 @@ async def build_logic(settings: LogicSettings) -> AsyncIterator[LogicServer]:
         prefix=settings.session_prefix,
         location_ttl_s=LOCATION_TTL_SECONDS,
     )
+    directory = TenantDirectory(
+        settings.control_url,
+        settings.cluster_secret,
+        refresh_interval=settings.tenant_refresh_interval,
+    )
     hub = GatewayHub()
     try:
-        async with open_message_store(settings.database_url, node_id=settings.id_node) as store:
+        async with (
+            open_message_store(settings.database_url, node_id=settings.id_node) as shared,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(directory.run)
+            stores = TenantStores(shared, directory, tg, node_id=settings.id_node)
             login = LoginHandlers(sessions, hub)
-            chat = ChatHandlers(store, sessions, hub)
-            group = GroupHandlers(store, sessions, hub)
+            chat = ChatHandlers(stores, sessions, hub)
+            group = GroupHandlers(stores, sessions, hub)
             handlers: dict[str, Handler] = {
                 REFRESH_COMMAND: login.refresh,
                 Command.LOGIN_SIGNIN: login.signin,
@@ -48,7 +62,9 @@ async def build_logic(settings: LogicSettings) -> AsyncIterator[LogicServer]:
                 Command.CHAT_GROUP_TALK: group.talk,
             }
             yield LogicServer(settings, Router(handlers), hub)
+            tg.cancel_scope.cancel()
     finally:
+        await directory.aclose()
         await sessions.aclose()
 
 

@@ -26,6 +26,8 @@ class LogicSettings:
     session_prefix: str = "cirno"
     database_url: str = "sqlite:///data/messages.db"
     id_node: int = 1
+    control_url: str = "http://127.0.0.1:8080"
+    tenant_refresh_interval: float = 5.0
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
 
     @classmethod
@@ -46,5 +48,9 @@ class LogicSettings:
             database_url=os.environ.get("CIRNO_MESSAGE_DATABASE_URL")
             or f"sqlite:///{data_dir}/messages.db",
             id_node=int(os.environ.get("CIRNO_ID_NODE") or d.id_node),
+            control_url=os.environ.get("CIRNO_CONTROL_URL") or d.control_url,
+            tenant_refresh_interval=float(
+                os.environ.get("CIRNO_TENANT_REFRESH_INTERVAL") or d.tenant_refresh_interval
+            ),
             max_packet_size=int(os.environ.get("CIRNO_MAX_PACKET_SIZE") or d.max_packet_size),
         )

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 
 from data_plane.logic.context import GatewayHub, Request
+from data_plane.logic.tenant_stores import TenantStores
 from data_plane.storage.base import Location, SessionStore
 from data_plane.storage.errors import SessionStoreUnavailable
-from data_plane.storage.messages_base import MessageStore, SendResult
+from data_plane.storage.messages_base import SendResult
 from data_plane.wire import Command, LogicPacket, Status, pb
 
 log = logging.getLogger(__name__)
@@ -74,19 +75,20 @@ async def push_to_accounts(
 class ChatHandlers:
     """``chat.user.talk``, ``chat.talk.ack``, ``chat.offline.index``/``content``."""
 
-    def __init__(self, messages: MessageStore, sessions: SessionStore, hub: GatewayHub) -> None:
-        self._messages = messages
+    def __init__(self, stores: TenantStores, sessions: SessionStore, hub: GatewayHub) -> None:
+        self._stores = stores
         self._sessions = sessions
         self._hub = hub
 
     async def user_talk(self, request: Request) -> None:
         """Store, answer after the commit, then push."""
+        store = await self._stores.get(request.tenant)
         receiver = request.packet.dest
         if not receiver:
             request.fail(Status.NO_DESTINATION, "chat.user.talk needs the receiver in dest")
             return
         req = request.packet.parse_body(pb.MessageReq)
-        result = await self._messages.send_user_message(
+        result = await store.send_user_message(
             request.tenant,
             request.account,
             receiver,
@@ -104,20 +106,22 @@ class ChatHandlers:
 
     async def ack(self, request: Request) -> None:
         """Move this device's read index forward to the acknowledged message."""
+        store = await self._stores.get(request.tenant)
         req = request.packet.parse_body(pb.MessageAckReq)
         if req.messageId <= 0:
             request.fail(Status.INVALID_PACKET_BODY, "messageId must be positive")
             return
-        await self._messages.ack(request.tenant, request.account, request.device, req.messageId)
+        await store.ack(request.tenant, request.account, request.device, req.messageId)
         request.reply()
 
     async def offline_index(self, request: Request) -> None:
         """Inbox entries strictly after ``message_id`` (after the read index when 0)."""
+        store = await self._stores.get(request.tenant)
         req = request.packet.parse_body(pb.MessageIndexReq)
         if req.message_id < 0:
             request.fail(Status.INVALID_PACKET_BODY, "message_id must not be negative")
             return
-        page = await self._messages.list_index(
+        page = await store.list_index(
             request.tenant, request.account, request.device, req.message_id, INDEX_PAGE_SIZE
         )
         resp = pb.MessageIndexResp(has_more=page.has_more)
@@ -134,6 +138,7 @@ class ChatHandlers:
 
     async def offline_content(self, request: Request) -> None:
         """Contents of messages in the caller's inbox, in the requested order."""
+        store = await self._stores.get(request.tenant)
         req = request.packet.parse_body(pb.MessageContentReq)
         ids = list(req.message_ids)
         if not ids:
@@ -142,7 +147,7 @@ class ChatHandlers:
         if len(ids) > MAX_CONTENT_IDS:
             request.fail(Status.TOO_LARGE, f"at most {MAX_CONTENT_IDS} ids per request")
             return
-        contents = await self._messages.get_contents(request.tenant, request.account, ids)
+        contents = await store.get_contents(request.tenant, request.account, ids)
         missing = sorted(set(ids) - {c.message_id for c in contents})
         if missing:
             shown = ", ".join(str(i) for i in missing[:20])

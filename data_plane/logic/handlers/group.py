@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from data_plane.logic.context import GatewayHub, Request
 from data_plane.logic.handlers.chat import message_push, push_to_accounts
+from data_plane.logic.tenant_stores import TenantStores
 from data_plane.storage.base import SessionStore
-from data_plane.storage.messages_base import Group, MessageStore
+from data_plane.storage.messages_base import Group
 from data_plane.wire import Command, LogicPacket, Status, pb
 
 MAX_GROUP_MEMBERS = 10_000
@@ -32,8 +33,8 @@ def _add_members(resp: pb.GroupGetResp | pb.GroupMembersResp, group: Group) -> N
 class GroupHandlers:
     """The ``chat.group.*`` commands."""
 
-    def __init__(self, messages: MessageStore, sessions: SessionStore, hub: GatewayHub) -> None:
-        self._messages = messages
+    def __init__(self, stores: TenantStores, sessions: SessionStore, hub: GatewayHub) -> None:
+        self._stores = stores
         self._sessions = sessions
         self._hub = hub
 
@@ -42,6 +43,7 @@ class GroupHandlers:
 
     async def create(self, request: Request) -> None:
         """Create a group owned by the caller; notify its online members."""
+        store = await self._stores.get(request.tenant)
         req = request.packet.parse_body(pb.GroupCreateReq)
         members = list(dict.fromkeys([request.account, *req.members]))
         if len(members) > MAX_GROUP_MEMBERS:
@@ -50,7 +52,7 @@ class GroupHandlers:
         if not req.name:
             request.fail(Status.INVALID_PACKET_BODY, "a group needs a name")
             return
-        group = await self._messages.create_group(
+        group = await store.create_group(
             request.tenant, request.account, req.name, req.avatar, req.introduction, members
         )
         request.reply(body=pb.GroupCreateResp(group_id=group.group_id))
@@ -62,6 +64,7 @@ class GroupHandlers:
         await self._notify(request, accounts, notify)
 
     async def _membership_change(self, request: Request, joining: bool) -> None:
+        store = await self._stores.get(request.tenant)
         req: pb.GroupJoinReq | pb.GroupQuitReq
         if joining:
             req = request.packet.parse_body(pb.GroupJoinReq)
@@ -71,7 +74,7 @@ class GroupHandlers:
         if not req.group_id:
             request.fail(Status.INVALID_PACKET_BODY, "group_id is required")
             return
-        group = await self._messages.get_group(request.tenant, req.group_id)
+        group = await store.get_group(request.tenant, req.group_id)
         if target != request.account and request.account != group.owner:
             request.fail(Status.FORBIDDEN, "only the owner may add or remove others")
             return
@@ -82,9 +85,9 @@ class GroupHandlers:
             if len(group.members) >= MAX_GROUP_MEMBERS:
                 request.fail(Status.TOO_LARGE, f"a group has at most {MAX_GROUP_MEMBERS} members")
                 return
-            changed = await self._messages.join_group(request.tenant, req.group_id, target)
+            changed = await store.join_group(request.tenant, req.group_id, target)
         else:
-            changed = await self._messages.quit_group(request.tenant, req.group_id, target)
+            changed = await store.quit_group(request.tenant, req.group_id, target)
         request.reply()
         if not changed:
             return
@@ -109,11 +112,12 @@ class GroupHandlers:
         await self._membership_change(request, joining=False)
 
     async def _member_group(self, request: Request) -> Group | None:
+        store = await self._stores.get(request.tenant)
         req = request.packet.parse_body(pb.GroupGetReq)
         if not req.group_id:
             request.fail(Status.INVALID_PACKET_BODY, "group_id is required")
             return None
-        group = await self._messages.get_group(request.tenant, req.group_id)
+        group = await store.get_group(request.tenant, req.group_id)
         if all(m.account != request.account for m in group.members):
             request.fail(Status.FORBIDDEN, "only members may see the group")
             return None
@@ -144,12 +148,13 @@ class GroupHandlers:
 
     async def talk(self, request: Request) -> None:
         """Store once with the next group sequence, one inbox row per member; push."""
+        store = await self._stores.get(request.tenant)
         group_id = request.packet.dest
         if not group_id:
             request.fail(Status.NO_DESTINATION, "chat.group.talk needs the group id in dest")
             return
         req = request.packet.parse_body(pb.MessageReq)
-        result, members = await self._messages.send_group_message(
+        result, members = await store.send_group_message(
             request.tenant,
             request.account,
             group_id,

@@ -1,8 +1,8 @@
-"""The gateway's view of tenants: ids, status and signing keys, cached.
+"""The data plane's view of tenants: status, signing keys, quotas and isolation, cached.
 
-A gateway holds no database. It polls the control plane's internal endpoint
-(``GET /internal/v1/tenants``, authenticated by the cluster secret) with
-``If-None-Match``, keeps the last good answer, and goes on serving from it while the
+Gateways and logic nodes hold no control-plane database. They poll the control plane's
+internal endpoint (``GET /internal/v1/tenants``, authenticated by the cluster secret) with
+``If-None-Match``, keep the last good answer, and go on serving from it while the
 control plane is down. An unknown tenant triggers one early refresh (at most once per
 ``miss_refresh_interval``), so a tenant created a moment ago can log in at once.
 """
@@ -29,13 +29,17 @@ class TenantKey:
 
 @dataclass(frozen=True, slots=True)
 class TenantInfo:
-    """What a gateway knows of one tenant. A quota of 0 means unlimited."""
+    """What the data plane knows of one tenant. A quota of 0 means unlimited.
+
+    ``database_url`` is set for a ``dedicated`` tenant: its messages live there.
+    """
 
     id: str
     active: bool
     keys: tuple[TenantKey, ...]
     max_connections: int = 0
     messages_per_second: float = 0.0
+    database_url: str | None = None
 
 
 def parse_tenants(payload: object) -> dict[str, TenantInfo]:
@@ -52,6 +56,11 @@ def parse_tenants(payload: object) -> dict[str, TenantInfo]:
             keys=keys,
             max_connections=int(quotas.get("max_connections") or 0),
             messages_per_second=float(quotas.get("messages_per_second") or 0.0),
+            database_url=(
+                str(item["database_url"])
+                if item.get("isolation") == "dedicated" and item.get("database_url")
+                else None
+            ),
         )
         out[info.id] = info
     return out
@@ -83,22 +92,25 @@ class TenantDirectory:
     async def refresh(self) -> bool:
         """Fetch the tenant list; keeps the cache and returns False on any failure."""
         async with self._lock:
-            headers = dict(self._headers)
-            if self._etag:
-                headers["If-None-Match"] = self._etag
-            try:
-                response = await self._client.get(self._url, headers=headers)
-                if response.status_code == 304:
-                    return True
-                response.raise_for_status()
-                tenants = parse_tenants(response.json())
-            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-                log.warning("tenant refresh from %s failed: %s", self._url, exc)
-                return False
-            self._tenants = tenants
-            self._etag = response.headers.get("ETag")
-            self.loaded = True
-            return True
+            return await self._refresh_locked()
+
+    async def _refresh_locked(self) -> bool:
+        headers = dict(self._headers)
+        if self._etag:
+            headers["If-None-Match"] = self._etag
+        try:
+            response = await self._client.get(self._url, headers=headers)
+            if response.status_code == 304:
+                return True
+            response.raise_for_status()
+            tenants = parse_tenants(response.json())
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            log.warning("tenant refresh from %s failed: %s", self._url, exc)
+            return False
+        self._tenants = tenants
+        self._etag = response.headers.get("ETag")
+        self.loaded = True
+        return True
 
     async def run(self) -> None:
         """Refresh forever, every ``refresh_interval`` seconds."""
@@ -107,15 +119,25 @@ class TenantDirectory:
             await anyio.sleep(self._refresh_interval)
 
     async def lookup(self, tenant_id: str) -> TenantInfo | None:
-        """The tenant, refreshing once early when it is not cached yet."""
+        """The tenant, refreshing once early when it is not cached yet.
+
+        Lookups that miss wait for the refresh in progress (one request to the control
+        plane, not one per lookup) and then look again; a tenant that is still unknown
+        causes at most one refresh per ``miss_refresh_interval``. A cached tenant is
+        returned without suspending.
+        """
         info = self._tenants.get(tenant_id)
         if info is not None:
             return info
-        now = time.monotonic()
-        if now - self._last_miss_refresh >= self._miss_refresh_interval:
-            self._last_miss_refresh = now
-            await self.refresh()
-        return self._tenants.get(tenant_id)
+        async with self._lock:
+            info = self._tenants.get(tenant_id)
+            if info is None:
+                now = time.monotonic()
+                if now - self._last_miss_refresh >= self._miss_refresh_interval:
+                    self._last_miss_refresh = now
+                    await self._refresh_locked()
+                info = self._tenants.get(tenant_id)
+        return info
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
