@@ -317,17 +317,21 @@ class MessageResp(_message.Message):
 
     MESSAGEID_FIELD_NUMBER: _builtins.int
     SENDTIME_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
     messageId: _builtins.int
     sendTime: _builtins.int
+    seq: _builtins.int
+    """cirno extension: the per-group sequence of a group message"""
     def __init__(
         self,
         *,
         messageId: _builtins.int = ...,
         sendTime: _builtins.int = ...,
+        seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["messageId", b"messageId", "sendTime", b"sendTime"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messageId", b"messageId", "sendTime", b"sendTime", "seq", b"seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

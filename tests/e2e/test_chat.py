@@ -66,6 +66,7 @@ async def test_push_repeats_the_response(cluster: Cluster) -> None:
     body = push.parse_body(pb.MessagePush)
     assert (body.messageId, body.sendTime) == (resp.messageId, resp.sendTime)
     assert (body.body, body.type, body.sender, body.extra) == ("hello bob", 2, alice, "x")
+    assert push.dest == bob
     sender.close()
     receiver.close()
 

@@ -57,6 +57,7 @@ async def test_group_message_reaches_online_and_offline_members(cluster: Cluster
         push = (await member.push(Command.CHAT_GROUP_TALK)).parse_body(pb.MessagePush)
         assert (push.messageId, push.body, push.type) == (resp.messageId, "hello group", 1)
         assert (push.sender, push.group, push.seq) == (owner_name, group_id, 1)
+    assert resp.seq == 1
 
     offline = await online(cluster, c)
     page = await index(offline, 0)

@@ -99,6 +99,7 @@ KIM_FIELDS: dict[str, dict[str, tuple[int, int, bool]]] = {
 EXTENSION_FIELDS: dict[str, dict[str, tuple[int, int, bool]]] = {
     "LoginReq": {"device": (5, S, False), "client_version": (6, S, False)},
     "MessageReq": {"client_msg_id": (4, S, False)},
+    "MessageResp": {"seq": (3, I64, False)},
     "MessagePush": {"client_msg_id": (7, S, False), "seq": (8, I64, False), "group": (9, S, False)},
     "MessageIndex": {"seq": (6, I64, False)},
     "MessageIndexResp": {"has_more": (2, BOOL, False)},

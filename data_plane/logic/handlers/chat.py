@@ -26,9 +26,10 @@ MAX_CONTENT_IDS = 200
 
 
 def message_push(
-    command: str, req: pb.MessageReq, sender: str, result: SendResult, group: str = ""
+    command: str, req: pb.MessageReq, sender: str, dest: str, result: SendResult, group: str = ""
 ) -> LogicPacket:
-    """The push announcing a stored message."""
+    """The push announcing a stored message; the header's ``dest`` is the receiver (1:1)
+    or the group, so the sender's other devices know where their message went."""
     return LogicPacket.make_push(
         command,
         pb.MessagePush(
@@ -42,6 +43,7 @@ def message_push(
             seq=result.seq,
             group=group,
         ),
+        dest=dest,
     )
 
 
@@ -100,7 +102,7 @@ class ChatHandlers:
         request.reply(body=pb.MessageResp(messageId=result.message_id, sendTime=result.send_time))
         if result.duplicate:
             return
-        push = message_push(Command.CHAT_USER_TALK, req, request.account, result)
+        push = message_push(Command.CHAT_USER_TALK, req, request.account, receiver, result)
         accounts = [receiver] if receiver == request.account else [receiver, request.account]
         await push_to_accounts(self._sessions, self._hub, request, accounts, push)
 

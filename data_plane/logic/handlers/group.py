@@ -163,8 +163,14 @@ class GroupHandlers:
             req.extra,
             req.client_msg_id or None,
         )
-        request.reply(body=pb.MessageResp(messageId=result.message_id, sendTime=result.send_time))
+        request.reply(
+            body=pb.MessageResp(
+                messageId=result.message_id, sendTime=result.send_time, seq=result.seq
+            )
+        )
         if result.duplicate or not members:
             return
-        push = message_push(Command.CHAT_GROUP_TALK, req, request.account, result, group_id)
+        push = message_push(
+            Command.CHAT_GROUP_TALK, req, request.account, group_id, result, group_id
+        )
         await self._notify(request, members, push)
