@@ -75,6 +75,8 @@ def _up_environment(args: argparse.Namespace) -> dict[str, str]:
             "CIRNO_LOGIC_HOST": host,
             "CIRNO_LOGIC_PORT": str(args.logic_port),
             "CIRNO_LOGIC_ADDRS": f"{host}:{args.logic_port}",
+            "CIRNO_GATEWAY_METRICS_PORT": str(args.gateway_metrics_port),
+            "CIRNO_LOGIC_METRICS_PORT": str(args.logic_metrics_port),
         }
     )
     env.setdefault("CIRNO_DATABASE_URL", f"sqlite:///{data_dir}/control.db")
@@ -174,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     run_up.add_argument("--ws-port", type=int, default=_env_port("CIRNO_GATEWAY_WS_PORT", 8000))
     run_up.add_argument("--tcp-port", type=int, default=_env_port("CIRNO_GATEWAY_TCP_PORT", 8001))
     run_up.add_argument("--logic-port", type=int, default=_env_port("CIRNO_LOGIC_PORT", 8100))
+    run_up.add_argument(
+        "--gateway-metrics-port", type=int, default=_env_port("CIRNO_GATEWAY_METRICS_PORT", 9100)
+    )
+    run_up.add_argument(
+        "--logic-metrics-port", type=int, default=_env_port("CIRNO_LOGIC_METRICS_PORT", 9101)
+    )
     for role in ROLES:
         sub.add_parser(role, help=f"run one {role} process, configured by CIRNO_* variables")
     chat = sub.add_parser("chat", help="chat in the terminal: @account text, #group text, /quit")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from data_plane.cluster.tenants import TenantDirectory
 from data_plane.gateway.server import Gateway
 from data_plane.gateway.settings import GatewaySettings
+from data_plane.metrics import serve_metrics
 
 
 def build_gateway(settings: GatewaySettings) -> Gateway:
@@ -19,4 +20,5 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
 
 async def serve(settings: GatewaySettings) -> None:
     """Run a gateway until cancelled."""
+    serve_metrics("gateway", settings.ws_host, settings.metrics_port)
     await build_gateway(settings).run()

@@ -53,6 +53,7 @@ from data_plane.gateway.auth import AuthError, verify_token
 from data_plane.gateway.limits import TokenBucket
 from data_plane.gateway.logic_link import LogicLink
 from data_plane.gateway.settings import GatewaySettings
+from data_plane.metrics import CLOSES, CONNECTIONS, LOGIC_LINKS, LOGINS
 from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.transport.errors import ConnectionClosed
 from data_plane.transport.tcp import serve_tcp
@@ -194,6 +195,8 @@ class Gateway:
 
     async def _serve_client(self, conn: PacketConnection) -> None:
         channel: Channel | None = None
+        connections = CONNECTIONS.labels(conn.kind)
+        connections.inc()
         try:
             batch: list[bytes] = []
             with anyio.move_on_after(self.settings.login_timeout):
@@ -216,6 +219,9 @@ class Gateway:
             if channel is not None:
                 self._drop_channel(channel)
             conn.close(CloseCode.NORMAL, "")
+            connections.dec()
+            reason = conn.close_reason
+            CLOSES.labels(str(reason.code) if reason else "?").inc()
 
     async def _login(
         self, conn: PacketConnection, batch: list[bytes]
@@ -281,18 +287,21 @@ class Gateway:
                 self._refuse(conn, packet, Status.SYSTEM_EXCEPTION, "login timed out upstream")
             conn.send(answer.encode())
             if answer.status != Status.SUCCESS:
+                LOGINS.labels("refused_upstream").inc()
                 conn.close(CloseCode.POLICY_VIOLATION, f"login failed with status {answer.status}")
                 raise LoginRefused
         except BaseException:
             self._drop_channel(channel)
             raise
         channel.logged_in = True
+        LOGINS.labels("ok").inc()
         return channel, batch[1:]
 
     def _refuse(
         self, conn: PacketConnection, packet: LogicPacket | BasicPacket, status: int, reason: str
     ) -> NoReturn:
         """Answer ``packet`` with ``status`` and ``reason``, close, raise LoginRefused."""
+        LOGINS.labels(Status(status).name.lower()).inc()
         if isinstance(packet, LogicPacket):
             answer = packet.replace(meta=(), dest="").response(status, _error_body(reason))
             conn.send(answer.encode())
@@ -382,6 +391,7 @@ class Gateway:
 
     def _on_link_state(self, link: LogicLink) -> None:
         self._links_version += 1
+        LOGIC_LINKS.set(sum(1 for link in self.links if link.ready))
         if any(link.ready for link in self.links):
             self.links_ready.set()
         elif self.links_ready.is_set():

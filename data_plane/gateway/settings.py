@@ -53,6 +53,7 @@ class GatewaySettings:
     tenant_refresh_interval: float = 5.0
     logic_request_timeout: float = 10.0
     location_refresh_interval: float = LOCATION_REFRESH_INTERVAL
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
@@ -75,6 +76,7 @@ class GatewaySettings:
             idle_timeout=_env_float("CIRNO_IDLE_TIMEOUT", defaults.idle_timeout),
             max_packet_size=_env_int("CIRNO_MAX_PACKET_SIZE", defaults.max_packet_size),
             max_send_buffer=_env_int("CIRNO_MAX_SEND_BUFFER", defaults.max_send_buffer),
+            metrics_port=_env_int("CIRNO_GATEWAY_METRICS_PORT", 0) or None,
             location_refresh_interval=_env_float(
                 "CIRNO_LOCATION_REFRESH_INTERVAL", defaults.location_refresh_interval
             ),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from data_plane.cluster.protocol import META_CHANNELS
+from data_plane.metrics import GATEWAY_LINKS
 from data_plane.storage.base import Location
 from data_plane.transport.connection import PacketConnection
 from data_plane.wire import LogicPacket, Meta, Status, pb
@@ -33,11 +34,13 @@ class GatewayHub:
         if old is not None and old is not conn:
             old.close(1000, "replaced by a new link from the same gateway")
         self._links[gateway_id] = conn
+        GATEWAY_LINKS.set(len(self._links))
 
     def detach(self, gateway_id: str, conn: PacketConnection) -> None:
         """Forget the link if it is still the registered one."""
         if self._links.get(gateway_id) is conn:
             del self._links[gateway_id]
+            GATEWAY_LINKS.set(len(self._links))
 
     def send(self, gateway_id: str, data: bytes) -> bool:
         """Send an encoded packet to a gateway; False when it is not connected."""

@@ -17,6 +17,7 @@ from data_plane.logic.router import Handler, Router
 from data_plane.logic.server import LogicServer
 from data_plane.logic.settings import LogicSettings
 from data_plane.logic.tenant_stores import TenantStores
+from data_plane.metrics import serve_metrics
 from data_plane.storage.messages_sql import open_message_store
 from data_plane.storage.sessions import session_store_from_url
 from data_plane.wire import Command
@@ -70,5 +71,6 @@ async def build_logic(settings: LogicSettings) -> AsyncIterator[LogicServer]:
 
 async def serve(settings: LogicSettings) -> None:
     """Run a logic node until cancelled."""
+    serve_metrics("logic", settings.host, settings.metrics_port)
     async with build_logic(settings) as server:
         await server.run()

@@ -10,9 +10,11 @@ unknown message or group → NotFound (410), not a member → Forbidden (403).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from data_plane.logic.context import Request
+from data_plane.metrics import REQUEST_SECONDS, REQUESTS
 from data_plane.storage.errors import StorageError
 from data_plane.storage.messages_base import (
     GroupNotFound,
@@ -35,12 +37,17 @@ class Router:
 
     async def dispatch(self, request: Request) -> None:
         """Run the handler of ``request``'s command; never raises (but cancellation)."""
-        handler = self._handlers.get(request.packet.command)
+        command = request.packet.command
+        handler = self._handlers.get(command)
         if handler is None:
-            request.fail(Status.NOT_IMPLEMENTED, f"unknown command {request.packet.command!r}")
+            request.fail(Status.NOT_IMPLEMENTED, f"unknown command {command!r}")
+            REQUESTS.labels("unknown", "not_implemented").inc()
             return
+        started = time.perf_counter()
+        outcome = "error"
         try:
             await handler(request)
+            outcome = "ok"
         except MalformedPacket as exc:
             request.fail(Status.INVALID_PACKET_BODY, f"bad request body: {exc}")
         except InvalidField as exc:
@@ -55,3 +62,6 @@ class Router:
         except Exception:
             log.exception("handler of %s failed", request.packet.command)
             request.fail(Status.SYSTEM_EXCEPTION, "internal error")
+        finally:
+            REQUESTS.labels(command, outcome).inc()
+            REQUEST_SECONDS.labels(command).observe(time.perf_counter() - started)

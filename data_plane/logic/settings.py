@@ -28,6 +28,7 @@ class LogicSettings:
     id_node: int = 1
     control_url: str = "http://127.0.0.1:8080"
     tenant_refresh_interval: float = 5.0
+    metrics_port: int | None = None
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
 
     @classmethod
@@ -49,6 +50,7 @@ class LogicSettings:
             or f"sqlite:///{data_dir}/messages.db",
             id_node=int(os.environ.get("CIRNO_ID_NODE") or d.id_node),
             control_url=os.environ.get("CIRNO_CONTROL_URL") or d.control_url,
+            metrics_port=int(os.environ.get("CIRNO_LOGIC_METRICS_PORT") or 0) or None,
             tenant_refresh_interval=float(
                 os.environ.get("CIRNO_TENANT_REFRESH_INTERVAL") or d.tenant_refresh_interval
             ),

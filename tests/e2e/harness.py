@@ -58,6 +58,7 @@ class Cluster:
     ws_url: str
     tcp_addr: tuple[str, int]
     logic_addr: tuple[str, int]
+    metrics_urls: dict[str, str]
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
 
@@ -85,7 +86,10 @@ class Cluster:
 @contextmanager
 def run_cluster(tmp: Path, **env_overrides: str) -> Iterator[Cluster]:
     """Start ``cirno up`` on free ports under ``tmp``; stop it with SIGTERM afterwards."""
-    ports = {name: free_port() for name in ("control", "ws", "tcp", "logic")}
+    ports = {
+        name: free_port()
+        for name in ("control", "ws", "tcp", "logic", "gateway_metrics", "logic_metrics")
+    }
     data_dir = tmp / "data"
     log_path = tmp / "cirno.log"
     env = dict(os.environ)
@@ -116,6 +120,10 @@ def run_cluster(tmp: Path, **env_overrides: str) -> Iterator[Cluster]:
         str(ports["tcp"]),
         "--logic-port",
         str(ports["logic"]),
+        "--gateway-metrics-port",
+        str(ports["gateway_metrics"]),
+        "--logic-metrics-port",
+        str(ports["logic_metrics"]),
     ]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
@@ -126,6 +134,10 @@ def run_cluster(tmp: Path, **env_overrides: str) -> Iterator[Cluster]:
         ws_url=f"ws://127.0.0.1:{ports['ws']}/",
         tcp_addr=("127.0.0.1", ports["tcp"]),
         logic_addr=("127.0.0.1", ports["logic"]),
+        metrics_urls={
+            "gateway": f"http://127.0.0.1:{ports['gateway_metrics']}/metrics",
+            "logic": f"http://127.0.0.1:{ports['logic_metrics']}/metrics",
+        },
         log_path=log_path,
         env=env,
     )

@@ -1,0 +1,52 @@
+"""Prometheus metrics of the data-plane processes, served on their own HTTP port.
+
+Each gateway and logic node serves ``/metrics`` (the text exposition; any path answers)
+on ``CIRNO_METRICS_PORT`` when it is set, from a small thread of prometheus-client,
+so scraping never runs on the event loop. ``cirno_up`` doubles as a liveness probe.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+UP = Gauge("cirno_up", "1 while the process serves", ["role"], registry=REGISTRY)
+
+# Gateway
+CONNECTIONS = Gauge(
+    "cirno_gateway_connections", "Open client connections", ["transport"], registry=REGISTRY
+)
+LOGINS = Counter("cirno_gateway_logins_total", "Login attempts by result", ["result"],
+                 registry=REGISTRY)  # fmt: skip
+CLOSES = Counter(
+    "cirno_gateway_closes_total", "Client connections closed by code", ["code"], registry=REGISTRY
+)
+LOGIC_LINKS = Gauge("cirno_gateway_logic_links_up", "Logic links up", registry=REGISTRY)
+
+# Logic node
+REQUESTS = Counter(
+    "cirno_logic_requests_total", "Requests by command and outcome", ["command", "outcome"],
+    registry=REGISTRY,
+)  # fmt: skip
+REQUEST_SECONDS = Histogram(
+    "cirno_logic_request_seconds",
+    "Time from a request's arrival to its handler's end, by command",
+    ["command"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+    registry=REGISTRY,
+)
+GATEWAY_LINKS = Gauge("cirno_logic_gateway_links", "Gateway links up", registry=REGISTRY)
+
+
+def serve_metrics(role: str, host: str, port: int | None) -> None:
+    """Start the metrics thread when ``port`` is set, and mark the process up."""
+    UP.labels(role).set(1)
+    if port is None:
+        return
+    start_http_server(port, addr=host, registry=REGISTRY)
+    log.info("%s metrics on http://%s:%d/metrics", role, host, port)
