@@ -44,11 +44,14 @@ class LogicLink:
         max_packet_size: int,
         handshake_timeout: float = 5.0,
         max_backoff: float = 2.0,
+        zone: str = "",
     ) -> None:
         self.host = host
         self.port = port
         self.address = f"{host}:{port}"
         self.node_id = self.address
+        self.zone = zone
+        """The logic node's zone, as the registry reports it ("" when unknown)."""
         self._gateway_id = gateway_id
         self._secret = cluster_secret
         self._on_packet = on_packet

@@ -36,6 +36,7 @@ from typing import NoReturn
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from data_plane.cluster.grayscale import ClientFacts
 from data_plane.cluster.protocol import (
     DEFAULT_DEVICE,
     INTERNAL_PREFIXES,
@@ -47,13 +48,14 @@ from data_plane.cluster.protocol import (
     META_TENANT,
     REFRESH_COMMAND,
 )
-from data_plane.cluster.selection import rendezvous_pick
+from data_plane.cluster.registry import NodeState, RegistryClient, RegistryUnavailable
 from data_plane.cluster.tenants import TenantDirectory
 from data_plane.gateway.auth import AuthError, verify_token
 from data_plane.gateway.limits import TokenBucket
 from data_plane.gateway.logic_link import LogicLink
+from data_plane.gateway.logic_pool import LogicPool
 from data_plane.gateway.settings import GatewaySettings
-from data_plane.metrics import CLOSES, CONNECTIONS, LOGIC_LINKS, LOGINS
+from data_plane.metrics import CLOSES, CONNECTIONS, LOGINS
 from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.transport.errors import ConnectionClosed
 from data_plane.transport.tcp import serve_tcp
@@ -91,6 +93,7 @@ class Channel:
     account: str
     device: str
     meta: tuple[Meta, ...]
+    client_version: str = ""
     link: LogicLink | None = None
     links_version: int = -1
     logged_in: bool = False
@@ -115,21 +118,9 @@ class Gateway:
         self.settings = settings
         self.directory = directory
         self.channels: dict[str, Channel] = {}
-        self.links = [
-            LogicLink(
-                host,
-                port,
-                gateway_id=settings.gateway_id,
-                cluster_secret=settings.cluster_secret,
-                on_packet=self._on_logic_packet,
-                on_state=self._on_link_state,
-                max_packet_size=settings.max_packet_size,
-            )
-            for host, port in settings.logic_addrs
-        ]
-        self._links_version = 0
-        self.links_ready = anyio.Event()
-        """Set while at least one logic link is up (logins wait for it a while)."""
+        self.registry = RegistryClient(settings.control_url, settings.cluster_secret)
+        self.pool = LogicPool(settings, self.registry, self._on_logic_packet)
+        self.draining = False
         self._channel_numbers = itertools.count(1)
         self.tenant_connections: Counter[str] = Counter()
         """Live channels per tenant on this gateway (for the connection quota)."""
@@ -145,8 +136,7 @@ class Gateway:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self.directory.run)
-            for link in self.links:
-                tg.start_soon(link.run)
+            await tg.start(self.pool.run)
             tg.start_soon(self._refresh_locations)
             ws = await serve_ws(
                 s.ws_host,
@@ -165,6 +155,7 @@ class Gateway:
             self.ws_port = ws.sockets[0].getsockname()[1]
             self.tcp_port = tcp.sockets[0].getsockname()[1]
             log.info("gateway %s: ws %s tcp %s", s.gateway_id, self.ws_port, self.tcp_port)
+            tg.start_soon(self._heartbeats)
             task_status.started()
             try:
                 await anyio.sleep_forever()
@@ -173,7 +164,39 @@ class Gateway:
                 tcp.close()
                 for channel in list(self.channels.values()):
                     channel.conn.close(CloseCode.GOING_AWAY, "gateway shutting down")
+                with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                    self.draining = True  # the registry stops handing this gateway out
+                    await self._heartbeat()
                 await self.directory.aclose()
+                await self.registry.aclose()
+
+    def _state(self) -> NodeState:
+        s = self.settings
+        return NodeState(
+            id=s.gateway_id,
+            role="gateway",
+            zone=s.zone,
+            region=s.region,
+            pool=s.pool,
+            version=s.version,
+            connections=len(self.channels),
+            capacity=s.capacity,
+            draining=self.draining,
+            ws_url=s.public_ws_url or f"ws://{s.ws_host}:{self.ws_port}/",
+            tcp_addr=s.public_tcp_addr or f"{s.tcp_host}:{self.tcp_port}",
+        )
+
+    async def _heartbeat(self) -> None:
+        try:
+            await self.registry.heartbeat(self._state())
+        except RegistryUnavailable as exc:
+            log.warning("%s", exc)
+
+    async def _heartbeats(self) -> None:
+        """Report this gateway's address and load to the registry, for /v1/route."""
+        while True:
+            await self._heartbeat()
+            await anyio.sleep(self.settings.heartbeat_interval)
 
     async def _refresh_locations(self) -> None:
         """Re-assert every live channel's location each interval, so locations come back
@@ -261,6 +284,7 @@ class Gateway:
             tenant=claims.tenant,
             account=claims.account,
             device=device,
+            client_version=version,
             meta=(
                 Meta(META_TENANT, claims.tenant),
                 Meta(META_ACCOUNT, claims.account),
@@ -275,9 +299,9 @@ class Gateway:
         self.tenant_connections[channel.tenant] += 1
         channel.counted = True
         try:
-            if not self.links_ready.is_set():
+            if not self.pool.ready.is_set():
                 with anyio.move_on_after(self.settings.logic_request_timeout):
-                    await self.links_ready.wait()
+                    await self.pool.ready.wait()
             if not self._send_to_logic(channel, packet):
                 self._refuse(conn, packet, Status.SYSTEM_EXCEPTION, "no logic node available")
             with anyio.move_on_after(self.settings.logic_request_timeout):
@@ -389,21 +413,17 @@ class Gateway:
 
     # -- logic nodes -------------------------------------------------------------------
 
-    def _on_link_state(self, link: LogicLink) -> None:
-        self._links_version += 1
-        LOGIC_LINKS.set(sum(1 for link in self.links if link.ready))
-        if any(link.ready for link in self.links):
-            self.links_ready.set()
-        elif self.links_ready.is_set():
-            self.links_ready = anyio.Event()
-
     def _pick_link(self, channel: Channel) -> LogicLink | None:
-        if channel.links_version == self._links_version and channel.link is not None:
-            return channel.link
-        ready = {link.node_id: link for link in self.links if link.ready}
-        node_id = rendezvous_pick(ready, f"{channel.tenant}:{channel.account}")
-        channel.link = None if node_id is None else ready[node_id]
-        channel.links_version = self._links_version
+        if channel.links_version != self.pool.version or channel.link is None:
+            facts = ClientFacts(
+                tenant=channel.tenant,
+                account=channel.account,
+                version=channel.client_version or None,
+                platform=channel.device,
+                region=self.settings.region,
+            )
+            channel.link = self.pool.pick(facts)
+            channel.links_version = self.pool.version
         return channel.link
 
     def _send_to_logic(self, channel: Channel, packet: LogicPacket) -> bool:

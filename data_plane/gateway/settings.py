@@ -45,7 +45,17 @@ class GatewaySettings:
     ws_port: int = 8000
     tcp_host: str = "127.0.0.1"
     tcp_port: int = 8001
-    logic_addrs: tuple[tuple[str, int], ...] = (("127.0.0.1", 8100),)
+    logic_addrs: tuple[tuple[str, int], ...] = ()
+    """Static logic nodes; empty means: discover them in the control plane's registry."""
+    zone: str = "default"
+    region: str = "default"
+    pool: str = ""
+    version: str = "0.1.0"
+    public_ws_url: str = ""
+    public_tcp_addr: str = ""
+    capacity: int = 10_000
+    heartbeat_interval: float = 5.0
+    registry_poll_interval: float = 2.0
     login_timeout: float = 10.0
     idle_timeout: float = 180.0
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
@@ -72,6 +82,17 @@ class GatewaySettings:
             tcp_host=os.environ.get("CIRNO_GATEWAY_TCP_HOST", defaults.tcp_host),
             tcp_port=_env_int("CIRNO_GATEWAY_TCP_PORT", defaults.tcp_port),
             logic_addrs=tuple(parse_addresses(logic)) if logic else defaults.logic_addrs,
+            zone=os.environ.get("CIRNO_ZONE") or defaults.zone,
+            region=os.environ.get("CIRNO_REGION") or defaults.region,
+            pool=os.environ.get("CIRNO_GATEWAY_POOL", defaults.pool),
+            version=os.environ.get("CIRNO_VERSION") or defaults.version,
+            public_ws_url=os.environ.get("CIRNO_GATEWAY_PUBLIC_WS_URL", ""),
+            public_tcp_addr=os.environ.get("CIRNO_GATEWAY_PUBLIC_TCP_ADDR", ""),
+            capacity=_env_int("CIRNO_GATEWAY_CAPACITY", defaults.capacity),
+            heartbeat_interval=_env_float("CIRNO_HEARTBEAT_INTERVAL", defaults.heartbeat_interval),
+            registry_poll_interval=_env_float(
+                "CIRNO_REGISTRY_POLL_INTERVAL", defaults.registry_poll_interval
+            ),
             login_timeout=_env_float("CIRNO_LOGIN_TIMEOUT", defaults.login_timeout),
             idle_timeout=_env_float("CIRNO_IDLE_TIMEOUT", defaults.idle_timeout),
             max_packet_size=_env_int("CIRNO_MAX_PACKET_SIZE", defaults.max_packet_size),

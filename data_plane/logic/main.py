@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
 
 from data_plane.cluster.protocol import LOCATION_TTL_SECONDS, REFRESH_COMMAND
+from data_plane.cluster.registry import RegistryClient
 from data_plane.cluster.tenants import TenantDirectory
 from data_plane.logic.context import GatewayHub
 from data_plane.logic.handlers.chat import ChatHandlers
 from data_plane.logic.handlers.group import GroupHandlers
 from data_plane.logic.handlers.login import LoginHandlers
+from data_plane.logic.lease import NodeMembership
 from data_plane.logic.router import Handler, Router
 from data_plane.logic.server import LogicServer
 from data_plane.logic.settings import LogicSettings
@@ -24,8 +26,14 @@ from data_plane.wire import Command
 
 
 @asynccontextmanager
-async def build_logic(settings: LogicSettings) -> AsyncIterator[LogicServer]:
-    """Create the stores and handlers of a logic node; close the stores afterwards."""
+async def build_logic(
+    settings: LogicSettings, *, id_node: int, check_writable: Callable[[], None] = lambda: None
+) -> AsyncIterator[LogicServer]:
+    """Create the stores and handlers of a logic node; close the stores afterwards.
+
+    ``id_node`` is the message-id node number; ``check_writable`` raises while this node
+    may not create messages (its node-number lease lapsed).
+    """
     sessions = session_store_from_url(
         settings.session_url,
         prefix=settings.session_prefix,
@@ -39,11 +47,13 @@ async def build_logic(settings: LogicSettings) -> AsyncIterator[LogicServer]:
     hub = GatewayHub()
     try:
         async with (
-            open_message_store(settings.database_url, node_id=settings.id_node) as shared,
+            open_message_store(settings.database_url, node_id=id_node) as shared,
             anyio.create_task_group() as tg,
         ):
             tg.start_soon(directory.run)
-            stores = TenantStores(shared, directory, tg, node_id=settings.id_node)
+            stores = TenantStores(
+                shared, directory, tg, node_id=id_node, check_writable=check_writable
+            )
             login = LoginHandlers(sessions, hub)
             chat = ChatHandlers(stores, sessions, hub)
             group = GroupHandlers(stores, sessions, hub)
@@ -70,7 +80,20 @@ async def build_logic(settings: LogicSettings) -> AsyncIterator[LogicServer]:
 
 
 async def serve(settings: LogicSettings) -> None:
-    """Run a logic node until cancelled."""
+    """Run a logic node until cancelled: lease a node number, serve, heartbeat."""
     serve_metrics("logic", settings.host, settings.metrics_port)
-    async with build_logic(settings) as server:
-        await server.run()
+    registry = RegistryClient(settings.control_url, settings.cluster_secret)
+    membership = NodeMembership(settings, registry)
+    try:
+        id_node = await membership.acquire()
+        async with (
+            build_logic(
+                settings, id_node=id_node, check_writable=membership.check_writable
+            ) as server,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(server.run)
+            membership.link_port = server.port
+            tg.start_soon(membership.run)
+    finally:
+        await registry.aclose()

@@ -25,7 +25,13 @@ class LogicSettings:
     session_url: str = "memory://"
     session_prefix: str = "cirno"
     database_url: str = "sqlite:///data/messages.db"
-    id_node: int = 1
+    id_node: int | None = None
+    """Message-id node number; None (the default) leases one from the registry."""
+    zone: str = "default"
+    region: str = "default"
+    advertise: str = ""
+    """The ``host:port`` gateways dial (default: host:port)."""
+    heartbeat_interval: float = 5.0
     control_url: str = "http://127.0.0.1:8080"
     tenant_refresh_interval: float = 5.0
     metrics_port: int | None = None
@@ -48,7 +54,13 @@ class LogicSettings:
             session_prefix=os.environ.get("CIRNO_SESSION_PREFIX") or d.session_prefix,
             database_url=os.environ.get("CIRNO_MESSAGE_DATABASE_URL")
             or f"sqlite:///{data_dir}/messages.db",
-            id_node=int(os.environ.get("CIRNO_ID_NODE") or d.id_node),
+            id_node=int(os.environ["CIRNO_ID_NODE"]) if os.environ.get("CIRNO_ID_NODE") else None,
+            zone=os.environ.get("CIRNO_ZONE") or d.zone,
+            region=os.environ.get("CIRNO_REGION") or d.region,
+            advertise=os.environ.get("CIRNO_LOGIC_ADVERTISE", ""),
+            heartbeat_interval=float(
+                os.environ.get("CIRNO_HEARTBEAT_INTERVAL") or d.heartbeat_interval
+            ),
             control_url=os.environ.get("CIRNO_CONTROL_URL") or d.control_url,
             metrics_port=int(os.environ.get("CIRNO_LOGIC_METRICS_PORT") or 0) or None,
             tenant_refresh_interval=float(

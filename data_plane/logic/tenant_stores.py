@@ -10,6 +10,7 @@ message written to the wrong database would be invisible to its readers.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -32,7 +33,9 @@ class TenantStores:
         task_group: TaskGroup,
         *,
         node_id: int,
+        check_writable: Callable[[], None] = lambda: None,
     ) -> None:
+        self._check_writable = check_writable
         self._shared = shared
         self._directory = directory
         self._tg = task_group
@@ -40,12 +43,15 @@ class TenantStores:
         self._dedicated: dict[str, MessageStore] = {}
         self._lock = anyio.Lock()
 
-    async def get(self, tenant: str) -> MessageStore:
-        """The store of ``tenant``.
+    async def get(self, tenant: str, *, write: bool = False) -> MessageStore:
+        """The store of ``tenant``; with ``write``, only while this node may create
+        messages (raises ``MessageStoreUnavailable`` otherwise).
 
         For a tenant already seen this returns without suspending, so requests queued
         in arrival order reach the store's group commit in that order.
         """
+        if write:
+            self._check_writable()
         if self._directory is None:
             return self._shared
         info = await self._directory.lookup(tenant)

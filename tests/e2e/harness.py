@@ -363,8 +363,14 @@ def run_topology(
     logic_nodes: int = 2,
     gateways: int = 1,
     extra_env: dict[str, str] | None = None,
+    logic_env: list[dict[str, str]] | None = None,
+    discovery: bool = False,
 ) -> Iterator[Topology]:
-    """Start each role as its own ``cirno <role>`` process against real stores."""
+    """Start each role as its own ``cirno <role>`` process against real stores.
+
+    ``logic_env`` adds variables per logic node (e.g. its zone); with ``discovery``
+    gateways find logic nodes in the control plane's registry instead of a static list.
+    """
     from control_plane.migrate import upgrade
 
     upgrade(database_url)
@@ -385,7 +391,11 @@ def run_topology(
             "CIRNO_SESSION_PREFIX": session_prefix,
             "CIRNO_CONTROL_PORT": str(control_port),
             "CIRNO_CONTROL_URL": f"http://127.0.0.1:{control_port}",
-            "CIRNO_LOGIC_ADDRS": ",".join(f"127.0.0.1:{port}" for port in logic_ports),
+            "CIRNO_LOGIC_ADDRS": (
+                "" if discovery else ",".join(f"127.0.0.1:{port}" for port in logic_ports)
+            ),
+            "CIRNO_REGISTRY_POLL_INTERVAL": "0.5",
+            "CIRNO_HEARTBEAT_INTERVAL": "1",
             "CIRNO_TENANT_REFRESH_INTERVAL": "0.5",
             **(extra_env or {}),
         }
@@ -408,7 +418,7 @@ def run_topology(
                 {
                     "CIRNO_LOGIC_ID": f"logic-{index}",
                     "CIRNO_LOGIC_PORT": str(port),
-                    "CIRNO_ID_NODE": str(index),
+                    **(logic_env[index - 1] if logic_env else {}),
                 },
             )
         for index, (ws, tcp) in enumerate(gateway_ports, start=1):

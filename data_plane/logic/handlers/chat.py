@@ -84,7 +84,7 @@ class ChatHandlers:
 
     async def user_talk(self, request: Request) -> None:
         """Store, answer after the commit, then push."""
-        store = await self._stores.get(request.tenant)
+        store = await self._stores.get(request.tenant, write=True)
         receiver = request.packet.dest
         if not receiver:
             request.fail(Status.NO_DESTINATION, "chat.user.talk needs the receiver in dest")

@@ -43,7 +43,7 @@ class GroupHandlers:
 
     async def create(self, request: Request) -> None:
         """Create a group owned by the caller; notify its online members."""
-        store = await self._stores.get(request.tenant)
+        store = await self._stores.get(request.tenant, write=True)
         req = request.packet.parse_body(pb.GroupCreateReq)
         members = list(dict.fromkeys([request.account, *req.members]))
         if len(members) > MAX_GROUP_MEMBERS:
@@ -148,7 +148,7 @@ class GroupHandlers:
 
     async def talk(self, request: Request) -> None:
         """Store once with the next group sequence, one inbox row per member; push."""
-        store = await self._stores.get(request.tenant)
+        store = await self._stores.get(request.tenant, write=True)
         group_id = request.packet.dest
         if not group_id:
             request.fail(Status.NO_DESTINATION, "chat.group.talk needs the group id in dest")

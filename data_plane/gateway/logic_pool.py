@@ -1,0 +1,144 @@
+"""The gateway's logic links and the choice of a logic node per account.
+
+Links come from ``CIRNO_LOGIC_ADDRS`` when it is set, else from the control plane's
+registry (live, non-draining logic nodes, polled; a node that appears gets a link, one
+that disappears loses it). Grayscale rules are polled too and take effect without a
+restart. Choice (DESIGN.md §5): the grayscale logic zone when a rule names one and a
+node of that zone is up, then rendezvous hashing on ``tenant:account`` among the
+candidates, so a node joining or leaving moves few accounts. ``version`` changes
+whenever the outcome could change (a link up or down, new rules), so callers can cache
+their pick until then.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from data_plane.cluster.grayscale import ClientFacts, GrayscaleRule, evaluate
+from data_plane.cluster.registry import RegistryClient, RegistryUnavailable
+from data_plane.cluster.selection import rendezvous_pick
+from data_plane.gateway.logic_link import LogicLink
+from data_plane.gateway.settings import GatewaySettings
+from data_plane.metrics import LOGIC_LINKS
+from data_plane.wire import LogicPacket
+
+log = logging.getLogger(__name__)
+
+
+class LogicPool:
+    """Logic links of one gateway, kept in step with the registry."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        registry: RegistryClient,
+        on_packet: Callable[[LogicLink, LogicPacket], None],
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._on_packet = on_packet
+        self.links: dict[str, LogicLink] = {}
+        self._scopes: dict[str, anyio.CancelScope] = {}
+        self.rules: list[GrayscaleRule] = []
+        self.version = 0
+        self.ready = anyio.Event()
+        """Set while at least one link is up (logins wait for it a while)."""
+        self._tg: TaskGroup | None = None
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Keep links and rules current until cancelled."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            for host, port in self._settings.logic_addrs:
+                self._add(host, port, zone="")
+            if not self._settings.logic_addrs:
+                tg.start_soon(self._discover)
+            tg.start_soon(self._follow_rules)
+            task_status.started()
+
+    def _add(self, host: str, port: int, zone: str) -> None:
+        assert self._tg is not None
+        link = LogicLink(
+            host,
+            port,
+            gateway_id=self._settings.gateway_id,
+            cluster_secret=self._settings.cluster_secret,
+            on_packet=self._on_packet,
+            on_state=self._on_state,
+            max_packet_size=self._settings.max_packet_size,
+            zone=zone,
+        )
+        scope = anyio.CancelScope()
+        self.links[link.address] = link
+        self._scopes[link.address] = scope
+        self._tg.start_soon(self._run_link, link, scope)
+
+    async def _run_link(self, link: LogicLink, scope: anyio.CancelScope) -> None:
+        with scope:
+            await link.run()
+
+    def _remove(self, address: str) -> None:
+        self._scopes.pop(address).cancel()
+        self.links.pop(address)
+        self._on_state(None)
+
+    async def _discover(self) -> None:
+        while True:
+            try:
+                nodes = await self._registry.logic_nodes()
+            except RegistryUnavailable as exc:
+                log.warning("logic node discovery: %s (keeping %d links)", exc, len(self.links))
+                nodes = None
+            if nodes is not None:
+                wanted = {f"{n.host}:{n.port}": n for n in nodes}
+                for address in list(self.links):
+                    if address not in wanted:
+                        log.info("logic node at %s left the registry", address)
+                        self._remove(address)
+                for address, node in wanted.items():
+                    link = self.links.get(address)
+                    if link is None:
+                        log.info("logic node %s at %s joined", node.id, address)
+                        self._add(node.host, node.port, node.zone)
+                    elif link.zone != node.zone:
+                        link.zone = node.zone
+                        self._on_state(link)
+            await anyio.sleep(self._settings.registry_poll_interval)
+
+    async def _follow_rules(self) -> None:
+        while True:
+            try:
+                rules = await self._registry.grayscale_rules()
+            except RegistryUnavailable as exc:
+                log.warning("grayscale rules: %s (keeping %d rules)", exc, len(self.rules))
+                rules = None
+            if rules is not None:
+                self.rules = rules
+                self.version += 1
+                log.info("grayscale: %d rules in force", len(rules))
+            await anyio.sleep(self._settings.registry_poll_interval)
+
+    def _on_state(self, link: LogicLink | None) -> None:
+        self.version += 1
+        up = sum(1 for candidate in self.links.values() if candidate.ready)
+        LOGIC_LINKS.set(up)
+        if up:
+            self.ready.set()
+        elif self.ready.is_set():
+            self.ready = anyio.Event()
+
+    def pick(self, facts: ClientFacts) -> LogicLink | None:
+        """The link that serves ``facts``' account now, or None when no link is up."""
+        ready = [link for link in self.links.values() if link.ready]
+        if self.rules and ready:
+            zone = evaluate(self.rules, facts).logic_zone
+            if zone:
+                in_zone = [link for link in ready if link.zone == zone]
+                ready = in_zone or ready
+        by_id = {link.node_id: link for link in ready}
+        node_id = rendezvous_pick(by_id, f"{facts.tenant}:{facts.account}")
+        return None if node_id is None else by_id[node_id]
