@@ -12,9 +12,21 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from control_plane.db import make_engine
+from control_plane.geoip import GeoResolver
 from control_plane.metrics import HttpMetrics, MetricsMiddleware
-from control_plane.routes import health, internal, tenants
+from control_plane.routes import (
+    grayscale,
+    health,
+    internal,
+    nodes,
+    regions,
+    route,
+    secrets,
+    tenants,
+)
 from control_plane.settings import ControlPlaneSettings
+from control_plane.snapshot import SnapshotCache
+from control_plane.tokens import TokenVerifier
 
 TITLE = "cirno-im control plane"
 DISTRIBUTION = "cirno-im"
@@ -34,10 +46,13 @@ def package_version() -> str:
 def create_app(settings: ControlPlaneSettings) -> FastAPI:
     """A control-plane app on the database of ``settings`` (already migrated).
 
-    The app owns its engine and its metrics registry; the engine is disposed when the
-    app shuts down. Migrating is the caller's job (``control_plane.server.run`` does).
+    The app owns its engine, its GeoIP reader, its route snapshot cache and its metrics
+    registry; the engine and the reader are closed when the app shuts down. Migrating is
+    the caller's job (``control_plane.server.run`` does). Raises ``ConfigurationError``
+    when the GeoIP database cannot be opened.
     """
     engine = make_engine(settings.database_url)
+    geo = GeoResolver(settings.geoip_db)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -45,21 +60,26 @@ def create_app(settings: ControlPlaneSettings) -> FastAPI:
             yield
         finally:
             engine.dispose()
+            geo.close()
 
     app = FastAPI(
         title=TITLE,
         version=package_version(),
         description=(
-            "REST API of the cirno-im control plane: tenants and their secrets, and the "
-            "internal endpoints gateways and logic nodes read (cluster secret)."
+            "REST API of the cirno-im control plane: tenants (keys, API keys, tokens, "
+            "quotas), regions, grayscale rules, the node registry and smart routing "
+            "(`/v1/route`), and the internal endpoints gateways and logic nodes use "
+            "(cluster secret)."
         ),
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.geo = geo
+    app.state.snapshots = SnapshotCache(engine, settings.clock, settings.cache_ttl)
+    app.state.token_verifier = TokenVerifier()
     app.state.metrics = HttpMetrics(CollectorRegistry(auto_describe=True))
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    app.include_router(tenants.router)
-    app.include_router(internal.router)
-    app.include_router(health.router)
+    for module in (tenants, secrets, regions, grayscale, nodes, route, internal, health):
+        app.include_router(module.router)
     return app

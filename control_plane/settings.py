@@ -9,12 +9,24 @@ Environment variables:
 - ``CIRNO_CLUSTER_SECRET``: shared secret of gateways and logic nodes (required).
 - ``CIRNO_CONTROL_HOST`` / ``CIRNO_CONTROL_PORT``: listen address; default
   ``127.0.0.1:8080``.
+- ``CIRNO_NODE_TTL``: seconds a node stays live after its last heartbeat; default 15.
+  Node-id leases last twice as long.
+- ``CIRNO_GEOIP_DB``: a MaxMind-format (``.mmdb``) City or Country database; without
+  it every client is routed to the default region.
+- ``CIRNO_TRUSTED_PROXIES``: comma-separated CIDRs (or addresses) of reverse proxies
+  whose ``X-Forwarded-For`` is believed; default none.
+
+Time is read through ``settings.clock`` (seconds since the epoch, ``time.time`` by
+default) so that tests advance a fake clock instead of sleeping.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from control_plane.errors import ConfigurationError
@@ -25,10 +37,21 @@ ADMIN_TOKEN_ENV = "CIRNO_ADMIN_TOKEN"
 CLUSTER_SECRET_ENV = "CIRNO_CLUSTER_SECRET"
 HOST_ENV = "CIRNO_CONTROL_HOST"
 PORT_ENV = "CIRNO_CONTROL_PORT"
+NODE_TTL_ENV = "CIRNO_NODE_TTL"
+GEOIP_DB_ENV = "CIRNO_GEOIP_DB"
+TRUSTED_PROXIES_ENV = "CIRNO_TRUSTED_PROXIES"
 
 DEFAULT_DATA_DIR = "./data"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+DEFAULT_NODE_TTL = 15.0
+DEFAULT_CACHE_TTL = 1.0
+ID_NODE_COUNT = 1024
+"""Node ids for message ids are 10 bits (``data_plane.storage.ids.NODE_BITS``)."""
+
+Clock = Callable[[], float]
+"""Seconds since the unix epoch."""
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +63,19 @@ class ControlPlaneSettings:
     cluster_secret: str = field(repr=False)
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    node_ttl: float = DEFAULT_NODE_TTL
+    geoip_db: str | None = None
+    trusted_proxies: tuple[Network, ...] = ()
+    cache_ttl: float = DEFAULT_CACHE_TTL
+    """How long ``/v1/route`` serves its in-memory snapshot before reloading it."""
+    id_node_count: int = ID_NODE_COUNT
+    """Node ids ``0 .. id_node_count - 1`` are leased (tests shrink the range)."""
+    clock: Clock = field(default=time.time, repr=False, compare=False)
+
+    @property
+    def lease_ttl(self) -> float:
+        """How long a node-id lease lasts after a heartbeat: twice the node TTL."""
+        return 2 * self.node_ttl
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ControlPlaneSettings:
@@ -55,6 +91,9 @@ class ControlPlaneSettings:
             cluster_secret=_required(env, CLUSTER_SECRET_ENV),
             host=env.get(HOST_ENV) or DEFAULT_HOST,
             port=_port(env.get(PORT_ENV)),
+            node_ttl=_node_ttl(env.get(NODE_TTL_ENV)),
+            geoip_db=env.get(GEOIP_DB_ENV) or None,
+            trusted_proxies=parse_networks(env.get(TRUSTED_PROXIES_ENV, "")),
         )
 
 
@@ -84,3 +123,31 @@ def _port(raw: str | None) -> int:
     if not 0 < port < 65536:
         raise ConfigurationError(f"{PORT_ENV} must be in 1..65535, got {port}")
     return port
+
+
+def _node_ttl(raw: str | None) -> float:
+    if not raw:
+        return DEFAULT_NODE_TTL
+    try:
+        ttl = float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{NODE_TTL_ENV} must be a number, got {raw!r}") from exc
+    if not (math.isfinite(ttl) and ttl > 0):
+        raise ConfigurationError(f"{NODE_TTL_ENV} must be a positive number, got {raw!r}")
+    return ttl
+
+
+def parse_networks(raw: str) -> tuple[Network, ...]:
+    """``"10.0.0.0/8, ::1"`` → networks; a plain address is a one-address network."""
+    networks: list[Network] = []
+    for item in raw.split(","):
+        text = item.strip()
+        if not text:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"{TRUSTED_PROXIES_ENV}: {text!r} is not a CIDR or an IP address"
+            ) from exc
+    return tuple(networks)

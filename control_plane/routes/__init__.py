@@ -26,3 +26,4 @@ CLUSTER_ERRORS = error_responses(
     e401="No `X-Cirno-Cluster-Secret` header.",
     e403="The cluster secret is wrong.",
 )
+BAD_BODY = error_responses(e400="The body cannot be decoded (not UTF-8 JSON).")

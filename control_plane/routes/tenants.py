@@ -1,7 +1,8 @@
-"""``/v1/tenants``: create, list, read, update (rename, disable, enable) and delete tenants.
+"""``/v1/tenants``: create, list, read, update (rename, disable, quotas) and delete tenants.
 
-Every route needs the admin token. A tenant's secret is shown once, in the answer to
-its creation; afterwards only gateways read it, through the internal endpoint.
+Every route needs the admin token. A tenant's first signing secret (key ``k1``) and its
+API key are shown once, in the answer to its creation; afterwards gateways read the
+secrets through the internal endpoint, and only the SHA-256 of the API key is kept.
 """
 
 from __future__ import annotations
@@ -9,24 +10,33 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from control_plane.db import SessionDep
-from control_plane.deps import require_admin
+from control_plane.deps import (
+    NowDep,
+    api_key_hash,
+    invalidate_routes,
+    require_admin,
+    unprocessable,
+)
+from control_plane.keys import add_key, delete_keys, new_api_key, new_secret
 from control_plane.models import (
     TENANT_ID_MAX,
     TENANT_ID_PATTERN,
+    Isolation,
     Tenant,
     TenantCreate,
     TenantCreated,
     TenantPublic,
     TenantsPublic,
     TenantUpdate,
-    utcnow,
+    as_datetime,
+    isolation_problem,
 )
-from control_plane.routes import ADMIN_ERRORS, error_responses
+from control_plane.routes import ADMIN_ERRORS, BAD_BODY, error_responses
 
 router = APIRouter(
     prefix="/v1/tenants",
@@ -48,12 +58,8 @@ def new_tenant_id() -> str:
     return secrets.token_hex(8)
 
 
-def new_secret() -> str:
-    """A fresh HS256 signing secret (256 bits)."""
-    return secrets.token_urlsafe(32)
-
-
-def _get_or_404(session: Session, tenant_id: str) -> Tenant:
+def get_tenant_or_404(session: Session, tenant_id: str) -> Tenant:
+    """The tenant, or a 404."""
     tenant = session.get(Tenant, tenant_id)
     if tenant is None:
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="tenant not found")
@@ -65,39 +71,60 @@ def _get_or_404(session: Session, tenant_id: str) -> Tenant:
     status_code=status.HTTP_201_CREATED,
     summary="Create a tenant",
     operation_id="tenants-create",
-    responses=error_responses(e409="A tenant with this id exists already."),
+    responses={**BAD_BODY, **error_responses(e409="A tenant with this id exists already.")},
 )
-def create_tenant(body: TenantCreate, session: SessionDep) -> TenantCreated:
-    """Create a tenant, active from the start.
+def create_tenant(
+    body: TenantCreate, session: SessionDep, now: NowDep, request: Request
+) -> TenantCreated:
+    """Create a tenant, active from the start, with its first signing key `k1`.
 
     The id and the HS256 signing secret are generated unless given; bringing an
-    existing secret keeps the tokens an app already issues valid. The answer is the only
-    place the secret is ever shown: store it.
+    existing secret keeps the tokens an app already issues valid. A tenant API key (for
+    the tenant's backend to mint user tokens) is always generated. The answer is the only
+    place the secret and the API key are ever shown: store them.
     """
     tenant_id = body.id or new_tenant_id()
     if session.get(Tenant, tenant_id) is not None:
         raise HTTPException(status_code=status.HTTP_409_CONFLICT, detail="tenant exists")
-    tenant = Tenant(id=tenant_id, name=body.name, secret=body.secret or new_secret())
+    api_key = new_api_key()
+    stamp = as_datetime(now)
+    tenant = Tenant(
+        id=tenant_id,
+        name=body.name,
+        api_key_hash=api_key_hash(api_key),
+        max_connections=body.max_connections,
+        messages_per_second=body.messages_per_second,
+        isolation=body.isolation,
+        database_url=body.database_url,
+        created_at=stamp,
+        updated_at=stamp,
+    )
     session.add(tenant)
     try:
+        session.flush()  # the tenant row first: the key's foreign key points at it
+        key = add_key(session, tenant_id, body.secret or new_secret(), now, overlap_seconds=0)
         session.commit()
     except IntegrityError as exc:  # created concurrently since the check above
         session.rollback()
         raise HTTPException(status_code=status.HTTP_409_CONFLICT, detail="tenant exists") from exc
+    invalidate_routes(request)
     session.refresh(tenant)
-    return TenantCreated.model_validate(tenant)
+    public = TenantPublic.of(tenant)
+    return TenantCreated(
+        **public.model_dump(), secret=key.secret, secret_kid=key.kid, api_key=api_key
+    )
 
 
 @router.get("", summary="List tenants", operation_id="tenants-list")
 def list_tenants(
     session: SessionDep,
-    offset: Annotated[int, Query(ge=0, description="Tenants to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31, description="Tenants to skip.")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
 ) -> TenantsPublic:
     """One page of tenants ordered by id, with the total number of tenants."""
     count = session.exec(select(func.count()).select_from(Tenant)).one()
     rows = session.exec(select(Tenant).order_by(col(Tenant.id)).offset(offset).limit(limit))
-    return TenantsPublic(data=[TenantPublic.model_validate(row) for row in rows], count=count)
+    return TenantsPublic(data=[TenantPublic.of(row) for row in rows], count=count)
 
 
 @router.get(
@@ -107,31 +134,45 @@ def list_tenants(
     responses=NOT_FOUND,
 )
 def get_tenant(tenant_id: TenantIdPath, session: SessionDep) -> TenantPublic:
-    """One tenant, without its secret."""
-    return TenantPublic.model_validate(_get_or_404(session, tenant_id))
+    """One tenant, without its secrets; a dedicated database URL has its password masked."""
+    return TenantPublic.of(get_tenant_or_404(session, tenant_id))
 
 
 @router.patch(
     "/{tenant_id}",
     summary="Update a tenant",
     operation_id="tenants-update",
-    responses=NOT_FOUND,
+    responses={**BAD_BODY, **NOT_FOUND},
 )
-def update_tenant(tenant_id: TenantIdPath, body: TenantUpdate, session: SessionDep) -> TenantPublic:
-    """Rename a tenant or change its status; fields left out keep their value.
+def update_tenant(
+    tenant_id: TenantIdPath, body: TenantUpdate, session: SessionDep, now: NowDep, request: Request
+) -> TenantPublic:
+    """Rename a tenant, change its status, quotas or isolation; fields left out keep
+    their value.
 
     `"status": "disabled"` disables the tenant: gateways learn it from the internal
-    endpoint and refuse its users' sign-ins. `"active"` enables it again.
+    endpoint and refuse its users' sign-ins. `"active"` enables it again. Switching to
+    `shared` clears the database URL; `dedicated` needs one (given now or stored), else
+    422.
     """
-    tenant = _get_or_404(session, tenant_id)
+    tenant = get_tenant_or_404(session, tenant_id)
     changes = body.changes()
-    if changes:
-        tenant.sqlmodel_update(changes)
-        tenant.updated_at = utcnow()
-        session.add(tenant)
-        session.commit()
-        session.refresh(tenant)
-    return TenantPublic.model_validate(tenant)
+    if not changes:
+        return TenantPublic.of(tenant)
+    if changes.get("isolation") is Isolation.SHARED and "database_url" not in changes:
+        changes["database_url"] = None
+    isolation = changes.get("isolation", tenant.isolation)
+    database_url = changes.get("database_url", tenant.database_url)
+    problem = isolation_problem(isolation, database_url)
+    if problem:
+        unprocessable(problem)
+    tenant.sqlmodel_update(changes)
+    tenant.updated_at = as_datetime(now)
+    session.add(tenant)
+    session.commit()
+    invalidate_routes(request)
+    session.refresh(tenant)
+    return TenantPublic.of(tenant)
 
 
 @router.delete(
@@ -141,7 +182,10 @@ def update_tenant(tenant_id: TenantIdPath, body: TenantUpdate, session: SessionD
     operation_id="tenants-delete",
     responses=NOT_FOUND,
 )
-def delete_tenant(tenant_id: TenantIdPath, session: SessionDep) -> None:
-    """Delete a tenant and its secrets; its tokens stop verifying once gateways refresh."""
-    session.delete(_get_or_404(session, tenant_id))
+def delete_tenant(tenant_id: TenantIdPath, session: SessionDep, request: Request) -> None:
+    """Delete a tenant and its keys; its tokens stop verifying once gateways refresh."""
+    tenant = get_tenant_or_404(session, tenant_id)
+    delete_keys(session, tenant_id)
+    session.delete(tenant)
     session.commit()
+    invalidate_routes(request)

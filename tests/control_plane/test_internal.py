@@ -46,13 +46,24 @@ def test_lists_tenants_with_keys_and_status(client: TestClient) -> None:
     response = client.get(PATH, headers=CLUSTER)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
+    shared = {
+        "quotas": {"max_connections": 0, "messages_per_second": 0.0},
+        "isolation": "shared",
+        "database_url": None,
+    }
     assert response.json() == {
         "tenants": [
-            {"id": "acme", "status": "active", "keys": [{"kid": "k1", "secret": SECRET}]},
+            {
+                "id": "acme",
+                "status": "active",
+                "keys": [{"kid": "k1", "secret": SECRET}],
+                **shared,
+            },
             {
                 "id": "beta",
                 "status": "disabled",
                 "keys": [{"kid": "k1", "secret": generated.json()["secret"]}],
+                **shared,
             },
         ]
     }

@@ -25,7 +25,28 @@ def test_operations_have_stable_ids_and_summaries() -> None:
         "tenants-get",
         "tenants-update",
         "tenants-delete",
+        "tenants-secrets-rotate",
+        "tenants-secrets-list",
+        "tenants-secrets-revoke",
+        "tenants-api-key-rotate",
+        "tenants-tokens-create",
+        "regions-create",
+        "regions-list",
+        "regions-get",
+        "regions-update",
+        "regions-delete",
+        "grayscale-rules-create",
+        "grayscale-rules-list",
+        "grayscale-rules-get",
+        "grayscale-rules-update",
+        "grayscale-rules-delete",
+        "nodes-list",
+        "route-get",
+        "route-ping",
         "internal-tenants-secrets",
+        "internal-nodes-heartbeat",
+        "internal-nodes-list",
+        "internal-grayscale-rules",
         "health-check",
         "health-metrics",
     }
@@ -33,7 +54,7 @@ def test_operations_have_stable_ids_and_summaries() -> None:
         assert operation.get("summary"), operation_id
         assert operation.get("description"), operation_id
     public = document["components"]["schemas"]["TenantPublic"]["properties"]
-    assert not {"secret", "secret_kid"} & set(public)
+    assert not {"secret", "secret_kid", "api_key", "api_key_hash"} & set(public)
 
 
 def test_check_flags_drift(tmp_path: Path) -> None:

@@ -61,3 +61,40 @@ def test_main_exits_2_without_secrets(
     monkeypatch.delenv("CIRNO_ADMIN_TOKEN", raising=False)
     assert main() == 2
     assert "CIRNO_ADMIN_TOKEN" in capsys.readouterr().err
+
+
+def test_registry_geoip_and_proxies_from_the_environment() -> None:
+    settings = ControlPlaneSettings.from_env(
+        {
+            **REQUIRED,
+            "CIRNO_NODE_TTL": "7.5",
+            "CIRNO_GEOIP_DB": "/data/GeoLite2-City.mmdb",
+            "CIRNO_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.7 ,fd00::/8,",
+        }
+    )
+    assert settings.node_ttl == 7.5
+    assert settings.lease_ttl == 15.0
+    assert settings.geoip_db == "/data/GeoLite2-City.mmdb"
+    assert [str(n) for n in settings.trusted_proxies] == [
+        "10.0.0.0/8",
+        "192.168.1.7/32",
+        "fd00::/8",
+    ]
+    defaults = ControlPlaneSettings.from_env(REQUIRED)
+    assert (defaults.node_ttl, defaults.geoip_db, defaults.trusted_proxies) == (15.0, None, ())
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CIRNO_NODE_TTL", "soon"),
+        ("CIRNO_NODE_TTL", "0"),
+        ("CIRNO_NODE_TTL", "-3"),
+        ("CIRNO_NODE_TTL", "inf"),
+        ("CIRNO_TRUSTED_PROXIES", "10.0.0.0/33"),
+        ("CIRNO_TRUSTED_PROXIES", "proxy.example"),
+    ],
+)
+def test_bad_registry_settings(name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        ControlPlaneSettings.from_env({**REQUIRED, name: value})

@@ -35,10 +35,13 @@ def test_create_with_known_secret_returns_it_once(client: TestClient) -> None:
         assert datetime.fromisoformat(stamp).utcoffset() is not None
 
     shown = client.get("/v1/tenants/acme", headers=ADMIN).json()
-    assert "secret" not in shown and "secret_kid" not in shown
-    assert shown == {k: v for k, v in created.items() if k not in ("secret", "secret_kid")}
+    assert not {"secret", "secret_kid", "api_key", "api_key_hash"} & set(shown)
+    once = ("secret", "secret_kid", "api_key")
+    assert shown == {k: v for k, v in created.items() if k not in once}
+    assert created["api_key"].startswith("cak_")
+    assert shown["has_api_key"] is True
     listed = client.get("/v1/tenants", headers=ADMIN).json()
-    assert all("secret" not in row for row in listed["data"])
+    assert all("secret" not in row and "api_key" not in row for row in listed["data"])
 
 
 def test_create_generates_id_and_secret(client: TestClient) -> None:

@@ -1,0 +1,385 @@
+"""Tenants, their signing keys, API key, quotas and isolation; tokens minted for them.
+
+A tenant's HS256 signing secrets live in ``tenant_keys`` (one row per key id), so a
+rotation adds a key and gives the older ones an expiry instead of replacing them.
+Secrets and the API key are shown once, in the answer that creates them; the API key is
+stored only as its SHA-256.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+import sqlalchemy as sa
+from pydantic import AfterValidator, ConfigDict, model_validator
+from sqlalchemy.engine import make_url
+from sqlmodel import Field, SQLModel
+
+from control_plane.models.common import (
+    ACCOUNT_MAX,
+    ACCOUNT_PATTERN,
+    DOUBLE_TYPE,
+    MYSQL_TABLE,
+    TIMESTAMP_TYPE,
+    PartialUpdate,
+    UtcDateTime,
+    string_enum,
+    utcnow,
+)
+from data_plane.storage.urls import UnsupportedDatabaseURL, backend_of
+
+TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+TENANT_ID_MAX = 64
+TENANT_NAME_MAX = 128
+SECRET_MIN = 16
+SECRET_MAX = 256
+SECRET_KID_MAX = 32
+API_KEY_HASH_MAX = 64
+DATABASE_URL_MAX = 512
+DEFAULT_SECRET_KID = "k1"
+MAX_OVERLAP_SECONDS = 30 * 86400
+DEFAULT_OVERLAP_SECONDS = 86400
+MIN_TOKEN_TTL = 60
+MAX_TOKEN_TTL = 30 * 86400
+DEFAULT_TOKEN_TTL = 86400
+MAX_CONNECTIONS_LIMIT = 2**31 - 1
+MAX_MESSAGES_PER_SECOND = 1_000_000.0
+
+
+class TenantStatus(StrEnum):
+    """Whether a tenant's users may sign in."""
+
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class Isolation(StrEnum):
+    """Where a tenant's messages are stored: the shared database or its own."""
+
+    SHARED = "shared"
+    DEDICATED = "dedicated"
+
+
+STATUS_TYPE = string_enum(TenantStatus)
+ISOLATION_TYPE = string_enum(Isolation)
+
+
+def check_database_url(url: str) -> str:
+    """A ``sqlite:///…`` or ``mysql://…`` URL naming a database; ValueError otherwise."""
+    try:
+        backend = backend_of(url)
+        parsed = make_url(url)
+    except (UnsupportedDatabaseURL, ValueError, sa.exc.ArgumentError) as exc:
+        raise ValueError(f"database_url: {exc}") from exc
+    if not parsed.database:
+        raise ValueError("database_url must name a database")
+    if backend == "mysql" and not parsed.host:
+        raise ValueError("a mysql database_url must name a host")
+    return url
+
+
+DatabaseUrl = Annotated[str, AfterValidator(check_database_url)]
+
+
+def mask_database_url(url: str | None) -> str | None:
+    """``url`` with its password replaced by ``***`` (what public answers show)."""
+    if url is None:
+        return None
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ValueError, sa.exc.ArgumentError):
+        return "***"
+
+
+# --- tenant -----------------------------------------------------------------------------
+
+
+class TenantBase(SQLModel):
+    """Fields a tenant has in every representation."""
+
+    name: str = Field(min_length=1, max_length=TENANT_NAME_MAX)
+
+
+class TenantLimits(SQLModel):
+    """Quotas and isolation as request bodies carry them."""
+
+    max_connections: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_CONNECTIONS_LIMIT,
+        description="Concurrent connections of the tenant's users; 0 = unlimited.",
+    )
+    messages_per_second: float = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_MESSAGES_PER_SECOND,
+        description="Messages a connection may send per second; 0 = unlimited.",
+    )
+    isolation: Isolation = Field(
+        default=Isolation.SHARED,
+        description="`dedicated` stores the tenant's messages in `database_url`.",
+    )
+    database_url: DatabaseUrl | None = Field(
+        default=None,
+        max_length=DATABASE_URL_MAX,
+        description="`sqlite:///…` or `mysql://…`; required iff isolation is `dedicated`.",
+    )
+
+
+def isolation_problem(isolation: Isolation, database_url: str | None) -> str | None:
+    """Why this isolation and URL do not go together, or None."""
+    if isolation is Isolation.DEDICATED and not database_url:
+        return "a dedicated tenant needs a database_url"
+    if isolation is Isolation.SHARED and database_url:
+        return "database_url is only for dedicated tenants"
+    return None
+
+
+class TenantCreate(TenantBase, TenantLimits):
+    """Body of ``POST /v1/tenants``."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    id: str | None = Field(
+        default=None,
+        max_length=TENANT_ID_MAX,
+        schema_extra={"pattern": TENANT_ID_PATTERN},
+        description="Tenant id (the `app` claim of its tokens); generated when absent.",
+    )
+    secret: str | None = Field(
+        default=None,
+        min_length=SECRET_MIN,
+        max_length=SECRET_MAX,
+        description="An existing HS256 secret to keep (key id `k1`); generated when absent.",
+    )
+
+    @model_validator(mode="after")
+    def _isolation(self) -> TenantCreate:
+        problem = isolation_problem(self.isolation, self.database_url)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+class TenantUpdate(PartialUpdate):
+    """Body of ``PATCH /v1/tenants/{tenant_id}``: only the fields present change.
+
+    ``database_url`` may be set to null (it is cleared anyway when the tenant becomes
+    ``shared``); the combination is checked against the stored tenant.
+    """
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    name: str | None = Field(default=None, min_length=1, max_length=TENANT_NAME_MAX)
+    status: TenantStatus | None = None
+    max_connections: int | None = Field(default=None, ge=0, le=MAX_CONNECTIONS_LIMIT)
+    messages_per_second: float | None = Field(default=None, ge=0, le=MAX_MESSAGES_PER_SECOND)
+    isolation: Isolation | None = None
+    database_url: DatabaseUrl | None = Field(default=None, max_length=DATABASE_URL_MAX)
+
+    @classmethod
+    def nullable_fields(cls) -> tuple[str, ...]:
+        """``database_url: null`` clears the URL."""
+        return ("database_url",)
+
+
+class Tenant(TenantBase, table=True):
+    """A tenant (an app): its users' tokens are signed with one of its keys."""
+
+    __tablename__ = "tenant"
+    __table_args__ = MYSQL_TABLE
+
+    id: str = Field(primary_key=True, max_length=TENANT_ID_MAX)
+    status: TenantStatus = Field(default=TenantStatus.ACTIVE, sa_type=STATUS_TYPE)
+    api_key_hash: str | None = Field(default=None, max_length=API_KEY_HASH_MAX)
+    max_connections: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    messages_per_second: float = Field(
+        default=0.0, sa_type=DOUBLE_TYPE, sa_column_kwargs={"server_default": "0"}
+    )
+    isolation: Isolation = Field(
+        default=Isolation.SHARED,
+        sa_type=ISOLATION_TYPE,
+        sa_column_kwargs={"server_default": Isolation.SHARED.value},
+    )
+    database_url: str | None = Field(default=None, max_length=DATABASE_URL_MAX)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMP_TYPE)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMP_TYPE)
+
+
+class TenantPublic(TenantBase):
+    """A tenant as the API shows it: no secret, no API key, a masked database URL."""
+
+    id: str
+    status: TenantStatus
+    max_connections: int
+    messages_per_second: float
+    isolation: Isolation
+    database_url: str | None = Field(description="The URL with its password masked.")
+    has_api_key: bool
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+    @classmethod
+    def of(cls, tenant: Tenant) -> TenantPublic:
+        """The public view of a stored tenant."""
+        return cls(
+            id=tenant.id,
+            name=tenant.name,
+            status=tenant.status,
+            max_connections=tenant.max_connections,
+            messages_per_second=tenant.messages_per_second,
+            isolation=tenant.isolation,
+            database_url=mask_database_url(tenant.database_url),
+            has_api_key=tenant.api_key_hash is not None,
+            created_at=tenant.created_at,
+            updated_at=tenant.updated_at,
+        )
+
+
+class TenantsPublic(SQLModel):
+    """One page of tenants and the total count."""
+
+    data: list[TenantPublic]
+    count: int
+
+
+class TenantCreated(TenantPublic):
+    """Answer to a create: the only time the secret and the API key are shown."""
+
+    secret: str
+    secret_kid: str
+    api_key: str = Field(
+        description="Lets the tenant's backend mint tokens (`Authorization: Bearer`)."
+    )
+
+
+# --- signing keys -----------------------------------------------------------------------
+
+
+class TenantKey(SQLModel, table=True):
+    """One HS256 signing secret of a tenant; ``expires_at`` is set once it is rotated out."""
+
+    __tablename__ = "tenant_keys"
+    __table_args__ = MYSQL_TABLE
+
+    tenant_id: str = Field(
+        primary_key=True, max_length=TENANT_ID_MAX, foreign_key="tenant.id", ondelete="CASCADE"
+    )
+    kid: str = Field(primary_key=True, max_length=SECRET_KID_MAX)
+    secret: str = Field(max_length=SECRET_MAX)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMP_TYPE)
+    expires_at: datetime | None = Field(default=None, sa_type=TIMESTAMP_TYPE)
+
+
+class SecretCreate(SQLModel):
+    """Body of ``POST /v1/tenants/{tenant_id}/secrets``."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    overlap_seconds: int = Field(
+        default=DEFAULT_OVERLAP_SECONDS,
+        ge=0,
+        le=MAX_OVERLAP_SECONDS,
+        description="How long the older keys stay valid (0 = retire them now).",
+    )
+    secret: str | None = Field(
+        default=None,
+        min_length=SECRET_MIN,
+        max_length=SECRET_MAX,
+        description="The new HS256 secret; generated when absent.",
+    )
+
+
+class SecretCreated(SQLModel):
+    """Answer to a rotation: the only time the new secret is shown."""
+
+    kid: str
+    secret: str
+    created_at: UtcDateTime
+
+
+class SecretPublic(SQLModel):
+    """A signing key without its secret."""
+
+    kid: str
+    created_at: UtcDateTime
+    expires_at: UtcDateTime | None
+    active: bool = Field(description="False once `expires_at` has passed.")
+
+
+class SecretsPublic(SQLModel):
+    """Every stored key of a tenant, newest first."""
+
+    data: list[SecretPublic]
+
+
+class ApiKeyCreated(SQLModel):
+    """Answer to an API-key rotation: the only time the key is shown."""
+
+    api_key: str
+
+
+# --- user tokens ------------------------------------------------------------------------
+
+
+class TokenCreate(SQLModel):
+    """Body of ``POST /v1/tenants/{tenant_id}/tokens``."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    account: str = Field(
+        min_length=1,
+        max_length=ACCOUNT_MAX,
+        schema_extra={"pattern": ACCOUNT_PATTERN},
+        description="1-64 characters, no spaces, commas, braces or control characters.",
+    )
+    ttl: int = Field(
+        default=DEFAULT_TOKEN_TTL,
+        ge=MIN_TOKEN_TTL,
+        le=MAX_TOKEN_TTL,
+        description="Lifetime in seconds.",
+    )
+
+
+class TokenCreated(SQLModel):
+    """A signed user token (JWT HS256, header ``kid``; claims acc, app, exp, iat)."""
+
+    token: str
+    kid: str
+    expires_at: UtcDateTime
+
+
+# --- internal (gateways and logic nodes) ------------------------------------------------
+
+
+class SecretKey(SQLModel):
+    """One signing key of a tenant: tokens name it in their ``kid`` header."""
+
+    kid: str
+    secret: str
+
+
+class TenantQuotas(SQLModel):
+    """Limits gateways enforce; 0 means unlimited."""
+
+    max_connections: int
+    messages_per_second: float
+
+
+class TenantKeys(SQLModel):
+    """A tenant as a gateway or logic node needs it."""
+
+    id: str
+    status: TenantStatus
+    keys: list[SecretKey] = Field(description="Unexpired keys, newest first.")
+    quotas: TenantQuotas
+    isolation: Isolation
+    database_url: str | None = Field(description="The dedicated database (full URL).")
+
+
+class TenantSecrets(SQLModel):
+    """Body of ``GET /internal/v1/tenants``: every tenant with its signing keys."""
+
+    tenants: list[TenantKeys]

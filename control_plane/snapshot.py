@@ -1,0 +1,196 @@
+"""An in-memory snapshot of what ``/v1/route`` needs, reloaded at most every ``ttl``.
+
+Route answers are read far more often than the registry changes, so the route handler
+never queries the database itself: it reads a :class:`Snapshot` (live gateways,
+regions, grayscale rules, tenants' live keys) that :class:`SnapshotCache` reloads in a
+worker thread once it is older than ``settings.cache_ttl`` (1 s by default). Writes
+made through this process (tenants, keys, regions, rules, a node appearing or changing
+its addresses, pool or draining flag) invalidate it at once; load figures of known
+nodes and changes made by other control-plane processes show up within the TTL.
+Expiry is checked at request time too, so a snapshot never serves a node or a key past
+its ``expires_at``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from control_plane.keys import live_keys_by_tenant
+from control_plane.models import (
+    GrayscaleRuleRow,
+    Node,
+    NodeRole,
+    Region,
+    RegionContinent,
+    RegionCountry,
+    RegionZone,
+    Tenant,
+    TenantStatus,
+    as_epoch,
+)
+from data_plane.cluster.grayscale import GrayscaleRule
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayView:
+    """A live gateway as the router sees it."""
+
+    id: str
+    zone: str
+    region: str
+    pool: str
+    ws_url: str | None
+    tcp_addr: str | None
+    connections: int
+    capacity: int
+    draining: bool
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class KeyView:
+    """A live signing key and when it stops verifying (None: never)."""
+
+    secret: str
+    expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TenantView:
+    """A tenant as token verification sees it."""
+
+    id: str
+    active: bool
+    keys: dict[str, KeyView]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything a route answer is computed from."""
+
+    loaded_at: float
+    gateways: tuple[GatewayView, ...] = ()
+    zone_weights: dict[str, dict[str, int]] = field(default_factory=dict)
+    by_country: dict[str, str] = field(default_factory=dict)
+    by_continent: dict[str, str] = field(default_factory=dict)
+    default_region: str | None = None
+    rules: tuple[GrayscaleRule, ...] = ()
+    tenants: dict[str, TenantView] = field(default_factory=dict)
+    generation: int = 0
+
+
+def load_snapshot(session: Session, now: float, generation: int = 0) -> Snapshot:
+    """Read a snapshot from the database (a handful of queries)."""
+    nodes = session.exec(
+        select(Node).where(Node.role == NodeRole.GATEWAY, col(Node.expires_at) > now)
+    ).all()
+    gateways = tuple(
+        GatewayView(
+            id=n.id,
+            zone=n.zone,
+            region=n.region,
+            pool=n.pool,
+            ws_url=n.ws_url,
+            tcp_addr=n.tcp_addr,
+            connections=n.connections,
+            capacity=n.capacity,
+            draining=n.draining,
+            expires_at=n.expires_at,
+        )
+        for n in nodes
+    )
+    weights: dict[str, dict[str, int]] = {}
+    for zone in session.exec(select(RegionZone)).all():
+        weights.setdefault(zone.region_id, {})[zone.zone] = zone.weight
+    regions = session.exec(select(Region)).all()
+    defaults = sorted(r.id for r in regions if r.is_default)
+    for region in regions:
+        weights.setdefault(region.id, {})
+    keys = live_keys_by_tenant(session, now)
+    tenants = {
+        t.id: TenantView(
+            id=t.id,
+            active=t.status == TenantStatus.ACTIVE,
+            keys={
+                k.kid: KeyView(k.secret, None if k.expires_at is None else as_epoch(k.expires_at))
+                for k in keys.get(t.id, [])
+            },
+        )
+        for t in session.exec(select(Tenant)).all()
+    }
+    rules = tuple(
+        row.as_rule()
+        for row in session.exec(select(GrayscaleRuleRow).order_by(col(GrayscaleRuleRow.priority)))
+    )
+    return Snapshot(
+        loaded_at=now,
+        gateways=gateways,
+        zone_weights=weights,
+        by_country={c.country: c.region_id for c in session.exec(select(RegionCountry))},
+        by_continent={c.continent: c.region_id for c in session.exec(select(RegionContinent))},
+        default_region=defaults[0] if defaults else None,
+        rules=rules,
+        tenants=tenants,
+        generation=generation,
+    )
+
+
+class SnapshotCache:
+    """The app's current :class:`Snapshot`, reloaded when stale or invalidated."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], float], ttl: float) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._ttl = ttl
+        self._snapshot: Snapshot | None = None
+        self._generation = 0
+        self._lock = anyio.Lock()
+
+    def invalidate(self) -> None:
+        """Forget the snapshot: the next read reloads (safe from any thread)."""
+        self._generation += 1
+
+    def _fresh(self, snapshot: Snapshot | None, now: float) -> bool:
+        return (
+            snapshot is not None
+            and snapshot.generation == self._generation
+            and now - snapshot.loaded_at < self._ttl
+            and now >= snapshot.loaded_at
+        )
+
+    async def get(self) -> Snapshot:
+        """The current snapshot, reloading it in a worker thread when stale."""
+        snapshot = self._snapshot
+        if snapshot is not None and self._fresh(snapshot, self._clock()):
+            return snapshot
+        async with self._lock:
+            snapshot = self._snapshot
+            if snapshot is not None and self._fresh(snapshot, self._clock()):
+                return snapshot
+            snapshot = await anyio.to_thread.run_sync(self._load)
+            self._snapshot = snapshot
+            return snapshot
+
+    async def reload(self) -> Snapshot:
+        """Reload now (a token named a tenant or key the snapshot does not know)."""
+        self.invalidate()
+        return await self.get()
+
+    def _load(self) -> Snapshot:
+        generation = self._generation
+        with Session(self._engine) as session:
+            return load_snapshot(session, self._clock(), generation)
+
+    def stats(self) -> dict[str, Any]:
+        """Diagnostics: the snapshot's age inputs."""
+        snapshot = self._snapshot
+        return {
+            "generation": self._generation,
+            "loaded_at": None if snapshot is None else snapshot.loaded_at,
+        }
