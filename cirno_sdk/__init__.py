@@ -5,7 +5,9 @@
         async for message in client.messages():
             print(message.sender, message.body)
 
-The client connects over WebSocket (``ws://``) or TCP (``tcp://host:port``), logs in,
+The client connects over WebSocket (``ws://``) or TCP (``tcp://host:port``) -- to one
+URL, a list of gateways it rotates through, or wherever a resolver such as
+:func:`route_resolver` (the control plane's ``GET /v1/route``) says -- logs in,
 syncs what it missed, delivers every message once and in order, acks in batches, pings,
 and reconnects with back-off (resending unconfirmed messages with their original
 ``client_msg_id``). It imports nothing from the server but the wire codec.
@@ -43,6 +45,7 @@ from cirno_sdk.models import (
 from cirno_sdk.models import KickedOut as KickedOutEvent
 from cirno_sdk.options import ClientOptions
 from cirno_sdk.store import MemoryStore, SqliteStore, Store
+from cirno_sdk.targets import Resolver, Target, route_resolver
 
 __all__ = [
     "SDK_VERSION",
@@ -69,9 +72,12 @@ __all__ = [
     "Reconnected",
     "RequestRefused",
     "RequestTimeout",
+    "Resolver",
     "SendRefused",
     "Sent",
     "SqliteStore",
     "StatusError",
     "Store",
+    "Target",
+    "route_resolver",
 ]

@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from types import TracebackType
 
 from google.protobuf.message import Message as ProtoMessage
@@ -75,6 +75,7 @@ from cirno_sdk.options import ClientOptions
 from cirno_sdk.ordering import Orderer
 from cirno_sdk.store import MemoryStore, Store
 from cirno_sdk.sync import error_text, sync_inbox
+from cirno_sdk.targets import Target, Targets, Token
 from cirno_sdk.transport import ABNORMAL_CLOSURE, Transport, TransportClosed, open_transport
 from data_plane.wire import (
     BasicCode,
@@ -96,20 +97,21 @@ KICKED_OUT_CLOSE = 4002
 ACK_RETRY_PAUSE = 0.5
 UNAUTHORIZED_CLOSE = 4001
 
-Token = str | Callable[[], Awaitable[str]]
-
 
 class Client:
     """A cirno-im client. Use as ``async with Client(url, token) as client: ...``.
 
-    ``url`` is ``ws://host:port/`` or ``tcp://host:port``. ``token`` is a user JWT, or an
-    async callable returning a fresh one (called before every login). ``store`` keeps
-    delivered messages and the sync/ack positions (a :class:`MemoryStore` by default).
+    ``url`` is ``ws://host:port/`` or ``tcp://host:port``; or a list of such URLs (the
+    client moves to the next one after each failed or lost connection); or an async
+    resolver returning the URL to use, called before every (re)connect (e.g.
+    :func:`~cirno_sdk.route_resolver`). ``token`` is a user JWT, or an async callable
+    returning a fresh one (called before every login). ``store`` keeps delivered
+    messages and the sync/ack positions (a :class:`MemoryStore` by default).
     """
 
     def __init__(
         self,
-        url: str,
+        url: Target,
         token: Token,
         *,
         device: str = "default",
@@ -117,7 +119,7 @@ class Client:
         options: ClientOptions | None = None,
         store: Store | None = None,
     ) -> None:
-        self._url = url
+        self._targets = Targets(url)
         self._token = token
         self._device = device
         self._client_version = client_version
@@ -148,6 +150,8 @@ class Client:
         self._kicked: str | None = None
         self._runner: asyncio.Task[None] | None = None
         self._logins = 0
+        self._syncs_requested = 0
+        self._syncs_finished = 0
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -190,7 +194,8 @@ class Client:
             await self._wait_online(loop.time() + self._options.first_connect_deadline)
         except DeadlineExceeded as exc:
             await self.aclose()
-            raise ConnectFailed(f"no login to {self._url} within the deadline") from exc
+            where = self._targets.description
+            raise ConnectFailed(f"no login to {where} within the deadline") from exc
         except CirnoError:
             await self.aclose()
             raise
@@ -265,13 +270,15 @@ class Client:
     async def _run_sessions(self) -> None:
         while not self._is_stopped():
             try:
+                url = await self._targets.next_url()
                 transport = await open_transport(
-                    self._url,
+                    url,
                     timeout=self._options.connect_timeout,
                     max_packet_size=self._options.max_packet_size,
                 )
             except ConnectFailed as exc:
                 log.info("connect failed: %s", exc)
+                self._targets.failed()
                 await asyncio.sleep(self._backoff.next_delay())
                 continue
             self._transport = transport
@@ -282,6 +289,7 @@ class Client:
                 self._transport = None
                 self._fail_waiters(ConnectionLost("the connection ended"))
                 self._pulse()
+                self._targets.failed()
             if self._is_stopped():
                 return
             if self._kicked is not None or code == KICKED_OUT_CLOSE:
@@ -388,6 +396,7 @@ class Client:
             self._kicked = packet.parse_body(pb.KickoutNotify).channelId
         elif command == Command.CHAT_GROUP_CREATE:
             created = packet.parse_body(pb.GroupCreateNotify)
+            self._orderer.group_created(created.group_id)
             self._emit(GroupEvent("created", created.group_id, tuple(created.members)))
         elif command in (Command.CHAT_GROUP_JOIN, Command.CHAT_GROUP_QUIT):
             joined = command == Command.CHAT_GROUP_JOIN
@@ -540,12 +549,39 @@ class Client:
             body=body,
             extra=extra,
             send_time=resp.sendTime,
+            seq=resp.seq if group else 0,
             client_msg_id=client_msg_id,
             direction=Direction.SENT,
         )
         if self._store.add(own) and group:
-            self._orderer.own_sent(to, resp.messageId)
-        return Sent(resp.messageId, resp.sendTime, client_msg_id)
+            self._deliver(self._orderer.own_sent(to, resp.messageId, resp.seq))
+        return Sent(resp.messageId, resp.sendTime, client_msg_id, resp.seq if group else 0)
+
+    async def sync(self, *, timeout: float | None = None) -> None:
+        """Run an offline sync now and return once a sync that started after this call
+        has finished (everything committed before the call is then delivered).
+
+        Waits for the connection (reconnecting as usual) until ``timeout`` (default
+        ``request_deadline``), then raises :class:`DeadlineExceeded`; raises the stop
+        error once the client has stopped.
+        """
+        if self._runner is None:
+            raise ClientClosed("not connected: use `async with Client(...)` or connect()")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self._options.request_deadline if timeout is None else timeout)
+        self._syncs_requested += 1
+        wanted = self._syncs_requested
+        self._sync_wanted.set()
+        while self._syncs_finished < wanted:
+            if self._stop_error is not None:
+                raise self._stop_error
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise DeadlineExceeded("the sync did not finish before the deadline")
+            changed = self._changed
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -579,6 +615,7 @@ class Client:
         while True:
             await self._sync_wanted.wait()
             self._sync_wanted.clear()
+            generation = self._syncs_requested
             self._orderer.start_sync()
             try:
                 await sync_inbox(
@@ -597,6 +634,8 @@ class Client:
                 return
             self._deliver(self._orderer.finish_sync())
             self._gap_wake.set()
+            self._syncs_finished = max(self._syncs_finished, generation)
+            self._pulse()
             if self._orderer.wants_sync:
                 self._sync_wanted.set()
 
@@ -677,7 +716,9 @@ class Client:
         packet = await self._call(
             Command.CHAT_GROUP_CREATE, req, deadline=self._deadline(), retry_unanswered=False
         )
-        return packet.parse_body(pb.GroupCreateResp).group_id
+        group_id = packet.parse_body(pb.GroupCreateResp).group_id
+        self._orderer.group_created(group_id)
+        return group_id
 
     async def join_group(self, group_id: str, account: str = "") -> None:
         """Add ``account`` (default: this account) to the group."""

@@ -49,11 +49,16 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Sent:
-    """The server's receipt for a message: it is stored (committed) under this id."""
+    """The server's receipt for a message: it is stored (committed) under this id.
+
+    ``seq`` is the group's sequence number of a group message (0 for 1:1 messages, and
+    from servers that do not send ``MessageResp.seq``).
+    """
 
     message_id: int
     send_time: int
     client_msg_id: str
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

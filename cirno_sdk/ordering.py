@@ -21,7 +21,16 @@ Synced messages do not carry the group sequence (the index only has the inbox's)
 the orderer infers it: the next number after the group's last delivered one, unless the
 same id is held or buffered as a push, whose ``seq`` is then authoritative. Our own
 group messages are never pushed back to the sending connection; :meth:`Orderer.own_sent`
-registers them so that they fill their slot in the sequence instead of looking like a gap.
+registers them so that they fill their slot in the sequence instead of looking like a gap:
+the exact slot when the send receipt carried the sequence (``MessageResp.seq``), else
+the next free slots in the order they were sent (older servers). The exact slot matters:
+pushes of other members' messages committed just before ours may arrive after our
+receipt, and guessing "next free slot" would then let a later push overtake them.
+
+Where a group's sequence stands is learnt from its first push after the client starts
+(or joins), or is 0 for a group created while the client is online (its create notify or
+our own ``chat.group.create``): without that, when the first two pushes of a new group
+came from different logic nodes in reverse order, the later one would set the baseline.
 
 Known ids come from the store (``is_known``); every message this class returns must be
 stored by the caller before its next call.
@@ -64,6 +73,7 @@ class Orderer:
         self._held: dict[str, dict[int, _Held]] = {}
         self._held_ids: dict[int, tuple[str, int]] = {}
         self._own: dict[str, list[int]] = {}
+        self._own_seqs: dict[str, set[int]] = {}
         self._gap = False
         self._out: list[Message] = []
         self._out_ids: set[int] = set()
@@ -115,16 +125,32 @@ class Orderer:
         self._accept(message)
         return self._drain()
 
-    def own_sent(self, group: str, message_id: int) -> None:
-        """Our own group message was stored: it takes the group's next free sequence
-        number, but it is not pushed back to us."""
-        if group in self._last:
-            self._own.setdefault(group, []).append(message_id)
+    def own_sent(self, group: str, message_id: int, seq: int = 0) -> list[Message]:
+        """Our own group message was stored with sequence ``seq`` (0: unknown, it takes
+        the group's next free number); it is not pushed back to us. Returns held
+        messages that its slot unblocks."""
+        if seq <= 0:
+            if group in self._last:
+                self._own.setdefault(group, []).append(message_id)
+            return []
+        last = self._last.get(group)
+        if last is not None and seq <= last:
+            return []
+        self._own_seqs.setdefault(group, set()).add(seq)
+        if last is not None:
+            self._advance(group, last)
+        return self._drain()
+
+    def group_created(self, group: str) -> None:
+        """``group`` was just created: its sequence starts at 0, so the first push need
+        not set the baseline (pushes from two logic nodes may arrive out of order)."""
+        self._last.setdefault(group, 0)
 
     def reset_group(self, group: str) -> None:
         """Forget where ``group``'s sequence stands (we joined or quit it)."""
         self._last.pop(group, None)
         self._own.pop(group, None)
+        self._own_seqs.pop(group, None)
 
     def start_sync(self) -> None:
         """A sync (or a login followed by one) begins: buffer pushes from now on."""
@@ -212,6 +238,9 @@ class Orderer:
         last = self._last.get(group)
         if last is None:
             self._own.pop(group, None)
+            own_seqs = self._own_seqs.get(group)
+            if own_seqs:
+                own_seqs.difference_update([s for s in own_seqs if s <= seq])
             self._emit(message)
             self._advance(group, seq)
             return
@@ -232,19 +261,30 @@ class Orderer:
             self._gap = True
 
     def _advance(self, group: str, seq: int) -> None:
-        """``seq`` of ``group`` was delivered: move on and release what it unblocks."""
+        """``seq`` of ``group`` was delivered: move on over our own messages' slots and
+        release what that unblocks."""
         self._last[group] = max(seq, self._last.get(group, 0))
         held = self._held.get(group)
-        while held:
-            nxt = held.pop(self._last[group] + 1, None)
+        own = self._own_seqs.get(group)
+        while True:
+            following = self._last[group] + 1
+            if own and following in own:
+                own.discard(following)
+                self._last[group] = following
+                continue
+            nxt = held.pop(following, None) if held else None
             if nxt is None:
                 break
             del self._held_ids[nxt.message.message_id]
             if not self._is_dup(nxt.message.message_id):
                 self._emit(nxt.message)
-            self._last[group] += 1
+            self._last[group] = following
         if held is not None and not held:
             del self._held[group]
+        if own is not None:
+            own.difference_update([s for s in own if s <= self._last[group]])
+            if not own:
+                del self._own_seqs[group]
 
     def _unhold(self, message_id: int) -> None:
         where = self._held_ids.pop(message_id, None)
