@@ -364,6 +364,7 @@ def run_topology(
     gateways: int = 1,
     extra_env: dict[str, str] | None = None,
     logic_env: list[dict[str, str]] | None = None,
+    gateway_env: list[dict[str, str]] | None = None,
     discovery: bool = False,
 ) -> Iterator[Topology]:
     """Start each role as its own ``cirno <role>`` process against real stores.
@@ -429,6 +430,7 @@ def run_topology(
                     "CIRNO_GATEWAY_ID": f"gw-{index}",
                     "CIRNO_GATEWAY_WS_PORT": str(ws),
                     "CIRNO_GATEWAY_TCP_PORT": str(tcp),
+                    **(gateway_env[index - 1] if gateway_env else {}),
                 },
             )
         deadline = time.monotonic() + 40
