@@ -86,6 +86,8 @@ class ChatResult:
     """Share of one core per process over the measured window (see bench.procs)."""
     background_before: float | None = None
     """Machine load (% of one core) just before the run, our servers idle."""
+    attempts_others: list[float] = field(default_factory=list)
+    """Others' CPU (% of one core) in each attempt; this result is the least disturbed."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -93,9 +95,19 @@ class ChatResult:
         out["config"] = asdict(self.config)
         out["response"] = self.response.as_dict()
         out["push"] = self.push.as_dict()
+        out["cpu_us_per_message"] = self.cpu_us_per_message()
         out["throughput"] = round(self.throughput, 1)
         out["push_rate"] = round(self.push_rate, 1)
         return out
+
+    def cpu_us_per_message(self) -> dict[str, float]:
+        """CPU microseconds each process spent per acknowledged message in the window."""
+        if self.throughput <= 0:
+            return {}
+        return {
+            name: round(share / 100 / self.throughput * 1e6, 1)
+            for name, share in self.cpu_percent.items()
+        }
 
 
 class _Run:

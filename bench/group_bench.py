@@ -91,6 +91,8 @@ class GroupResult:
     passes: list[PassResult]
     background_before: float | None = None
     """Machine load (% of one core) just before the run, our servers idle."""
+    attempts_others: list[float] = field(default_factory=list)
+    """Others' CPU (% of one core) in each attempt; this result is the least disturbed."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -99,6 +101,7 @@ class GroupResult:
             "config": asdict(self.config),
             "login_s": round(self.login_s, 3),
             "background_before": self.background_before,
+            "attempts_others": self.attempts_others,
             "passes": [p.as_dict() for p in self.passes],
         }
 

@@ -88,16 +88,22 @@ def machine_load(interval: float = 1.0) -> float:
     return (system_busy_seconds() - before) / interval * 100
 
 
-def wait_for_quiet(threshold: float, max_wait: float, interval: float = 1.0) -> float:
-    """Wait (at most ``max_wait`` s) for a second in which the machine used at most
-    ``threshold`` percent of one core; returns the load last measured.
+def wait_for_quiet(
+    threshold: float, max_wait: float, *, settle: int = 3, interval: float = 1.0
+) -> float:
+    """Wait (at most ``max_wait`` s) until ``settle`` consecutive seconds each used at
+    most ``threshold`` percent of one core; returns the load last measured.
 
     Called while our own servers are idle, so what it sees is other people's work.
     """
     deadline = time.monotonic() + max_wait
-    load = machine_load(interval)
-    while load > threshold and time.monotonic() < deadline:
+    quiet = 0
+    load = 0.0
+    while quiet < settle:
         load = machine_load(interval)
+        quiet = quiet + 1 if load <= threshold else 0
+        if time.monotonic() >= deadline:
+            break
     return round(load, 1)
 
 

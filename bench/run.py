@@ -32,7 +32,7 @@ from bench.chat_bench import ChatConfig, ChatResult, run_chat
 from bench.chat_bench import format_table as chat_table
 from bench.group_bench import GroupConfig, GroupResult, run_group
 from bench.group_bench import format_table as group_table
-from bench.procs import wait_for_quiet
+from bench.procs import OTHERS, wait_for_quiet
 from bench.stats import machine_info
 from bench.targets import (
     DEFAULT_MYSQL_URL,
@@ -85,15 +85,35 @@ def _quiet(args: argparse.Namespace) -> float | None:
     return load
 
 
+def _others(cpu: dict[str, float]) -> float:
+    return cpu.get(OTHERS, 0.0)
+
+
 def _chat_once(args: argparse.Namespace, target: Target, config: ChatConfig) -> ChatResult:
-    background = _quiet(args)
-    result: ChatResult = _run_async(run_chat, target, config)
-    result.background_before = background
-    if config.rate is not None:
-        result.mode = "half load"
-    print(chat_table([result]), file=sys.stderr, flush=True)
-    print(f"   cpu %: {result.cpu_percent}", file=sys.stderr, flush=True)
-    return result
+    """One chat run; again (up to ``--attempts``) while others' work disturbed it.
+
+    Keeps the attempt that other processes disturbed least, and records every
+    attempt's background load.
+    """
+    best: ChatResult | None = None
+    noise: list[float] = []
+    for _ in range(args.attempts):
+        background = _quiet(args)
+        result: ChatResult = _run_async(run_chat, target, config)
+        result.background_before = background
+        if config.rate is not None:
+            result.mode = "half load"
+        print(chat_table([result]), file=sys.stderr, flush=True)
+        print(f"   cpu %: {result.cpu_percent}", file=sys.stderr, flush=True)
+        noise.append(_others(result.cpu_percent))
+        if best is None or _others(result.cpu_percent) < _others(best.cpu_percent):
+            best = result
+        if noise[-1] <= args.noise_limit:
+            break
+        print(f"   disturbed ({noise[-1]:.0f}% of a core used by others)", file=sys.stderr)
+    assert best is not None
+    best.attempts_others = noise
+    return best
 
 
 def run_chat_suite(args: argparse.Namespace, config: ChatConfig) -> list[ChatResult]:
@@ -108,17 +128,32 @@ def run_chat_suite(args: argparse.Namespace, config: ChatConfig) -> list[ChatRes
     return results
 
 
+def _group_others(result: GroupResult) -> float:
+    return max((_others(p.cpu_percent) for p in result.passes), default=0.0)
+
+
 def run_group_suite(args: argparse.Namespace, config: GroupConfig) -> list[GroupResult]:
-    """The sequential and burst passes on every target."""
+    """The sequential and burst passes on every target (again while disturbed)."""
     results: list[GroupResult] = []
     for target in _targets(args):
-        background = _quiet(args)
-        result: GroupResult = _run_async(run_group, target, config)
-        result.background_before = background
-        results.append(result)
-        print(group_table([result]), file=sys.stderr, flush=True)
-        for one in result.passes:
-            print(f"   {one.name} cpu %: {one.cpu_percent}", file=sys.stderr, flush=True)
+        best: GroupResult | None = None
+        noise: list[float] = []
+        for _ in range(args.attempts):
+            background = _quiet(args)
+            result: GroupResult = _run_async(run_group, target, config)
+            result.background_before = background
+            print(group_table([result]), file=sys.stderr, flush=True)
+            for one in result.passes:
+                print(f"   {one.name} cpu %: {one.cpu_percent}", file=sys.stderr, flush=True)
+            noise.append(_group_others(result))
+            if best is None or noise[-1] < _group_others(best):
+                best = result
+            if noise[-1] <= args.noise_limit:
+                break
+            print(f"   disturbed ({noise[-1]:.0f}% of a core used by others)", file=sys.stderr)
+        assert best is not None
+        best.attempts_others = noise
+        results.append(best)
     return results
 
 
@@ -168,6 +203,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "(default 120, 0 with --quick); the load seen is recorded either way",
     )
     parser.add_argument(
+        "--attempts",
+        type=int,
+        default=None,
+        help="run a measurement up to this many times while other processes disturb it "
+        "and keep the least disturbed (default 3, 1 with --quick)",
+    )
+    parser.add_argument(
+        "--noise-limit",
+        type=float,
+        default=30.0,
+        help="a run is disturbed when others used more than this %% of one core",
+    )
+    parser.add_argument(
         "--quiet-threshold",
         type=float,
         default=20.0,
@@ -177,6 +225,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.argv = argv
     if args.quiet_wait is None:
         args.quiet_wait = 0.0 if args.quick else 120.0
+    if args.attempts is None:
+        args.attempts = 1 if args.quick else 3
     args.targets = [t for t in str(args.targets).split(",") if t]
     unknown = set(args.targets) - set(ALL_TARGETS)
     if unknown:
