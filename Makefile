@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up test lint typecheck pytest venv openapi proto bench bench-quick clean
+.PHONY: up cluster test lint typecheck pytest venv openapi proto bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ venv: $(STAMP)
 ## Run the all-in-one (control plane, one logic node, one gateway) on the embedded default.
 up: venv
 	$(BIN)/cirno up
+
+## Run the scale-out recipe (docs/operations.md): a 3-master Redis Cluster, the MySQL at
+## CIRNO_MYSQL_URL (default mysql://root@127.0.0.1:3306/cirno), a control plane, 3 logic
+## nodes and 2 gateways. CLUSTER_ARGS='--ws-ports 9000,9002 ...' changes ports.
+cluster: venv
+	$(BIN)/cirno cluster $(CLUSTER_ARGS)
 
 ## Lint, type-check and run the whole test suite.
 test: venv lint typecheck pytest

@@ -191,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--account")
     chat.add_argument("--secret")
     chat.add_argument("--device", default="terminal")
+    from cirno import cluster, verify
+
+    verify.add_arguments(
+        sub.add_parser("verify", help="integrity check: traffic through the SDK, then count")
+    )
+    cluster.add_arguments(
+        sub.add_parser("cluster", help="Redis Cluster + MySQL, 3 logic nodes, 2 gateways")
+    )
     return parser
 
 
@@ -208,6 +216,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cirno.chat import main as chat_main
 
         return chat_main(args)
+    if args.command == "verify":
+        from cirno.verify import main as verify_main
+
+        return verify_main(args)
+    if args.command == "cluster":
+        from cirno.cluster import main as cluster_main
+
+        return cluster_main(args)
     {"control": _run_control, "logic": _run_logic, "gateway": _run_gateway}[args.command]()
     return 0
 
