@@ -80,6 +80,7 @@ def create_app(settings: ControlPlaneSettings) -> FastAPI:
     app.state.token_verifier = TokenVerifier()
     app.state.metrics = HttpMetrics(CollectorRegistry(auto_describe=True))
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    for module in (tenants, secrets, regions, grayscale, nodes, route, internal, health):
+    # The hot routes first: a request is matched against the routes in this order.
+    for module in (route, internal, health, tenants, secrets, regions, grayscale, nodes):
         app.include_router(module.router)
     return app

@@ -7,8 +7,8 @@ wires them to HTTP. The algorithm, in order:
    continent, else the default region (no GeoIP database, unknown or private address).
 2. **Pool**: the grayscale decision's gateway pool; without one, the default pool
    (gateways whose pool is ``""`` or ``"stable"``).
-3. **Candidates**: live (unexpired), non-draining gateways with an address, tried in this
-   order until one set is non-empty: the region in the wanted pool; the region in the
+3. **Candidates**: live (unexpired), non-draining gateways with an address, tried in
+   this order until one set is non-empty: the region in the wanted pool; the region in the
    default pool; every region in the wanted pool; every region in the default pool;
    every live gateway. Anything past the first step is a *fallback*.
 4. **Zone**: the zones that have candidates are ranked per account by weighted
@@ -29,14 +29,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from control_plane.settings import Network
-from control_plane.snapshot import GatewayView, Snapshot
+from control_plane.snapshot import (
+    ANY_POOL_KEY,
+    DEFAULT_POOL_KEY,
+    DEFAULT_POOLS,
+    GatewayView,
+    Snapshot,
+    ZoneIndex,
+    zone_index,
+)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-DEFAULT_POOLS = frozenset({"", "stable"})
 DEFAULT_POOL_LABEL = "stable"
 MAX_GATEWAYS = 3
-LOAD_STEPS = 10
-_ANY_POOL = "\x00any"
 
 
 class BadAddress(ValueError):
@@ -118,19 +123,6 @@ def weighted_score(account: str, item: str, weight: int) -> float:
     return -weight / math.log(_hash01("zone", item, account))
 
 
-def _in_pool(gateway: GatewayView, pool: str | None) -> bool:
-    if pool == _ANY_POOL:
-        return True
-    if pool is None:
-        return gateway.pool in DEFAULT_POOLS
-    return gateway.pool == pool
-
-
-def load_step(gateway: GatewayView) -> int:
-    """Load in 10 % steps (0 … 10; over capacity counts as full)."""
-    return min(LOAD_STEPS, gateway.connections * LOAD_STEPS // max(gateway.capacity, 1))
-
-
 @dataclass(frozen=True, slots=True)
 class Choice:
     """The gateways chosen and how."""
@@ -148,36 +140,34 @@ def choose_gateways(
     now: float,
     limit: int = MAX_GATEWAYS,
 ) -> Choice:
-    """The best ``limit`` gateways for ``account`` (see the module docstring)."""
-    live = [
-        g
-        for g in snapshot.gateways
-        if g.expires_at > now and not g.draining and (g.ws_url or g.tcp_addr)
-    ]
+    """The best ``limit`` gateways for ``account`` (see the module docstring).
+
+    The snapshot indexes routable gateways (not draining, with an address) by region,
+    pool, zone and load step; expiry is checked here, on the groups actually looked at.
+    """
     wanted = None if pool is None or pool in DEFAULT_POOLS else pool
-    pools: list[str | None] = [wanted, None] if wanted is not None else [None]
-    in_region = [g for g in live if g.region == region] if region is not None else []
-    attempts = [(in_region, p) for p in pools] + [(live, p) for p in pools] + [(live, _ANY_POOL)]
-    for index, (scope, candidate_pool) in enumerate(attempts):
-        candidates = [g for g in scope if _in_pool(g, candidate_pool)]
-        if candidates:
-            weights = snapshot.zone_weights.get(region, {}) if region is not None else {}
-            served = (
-                None
-                if candidate_pool == _ANY_POOL
-                else (candidate_pool if candidate_pool is not None else DEFAULT_POOL_LABEL)
-            )
-            ordered = order_gateways(candidates, weights, account)
-            return Choice(ordered[:limit], served, fallback=index > 0)
+    keys = [wanted, DEFAULT_POOL_KEY] if wanted is not None else [DEFAULT_POOL_KEY]
+    scopes: list[str | None] = [region, None] if region is not None else [None]
+    attempts = [(scope, key) for scope in scopes for key in keys] + [(None, ANY_POOL_KEY)]
+    weights = snapshot.zone_weights.get(region, {}) if region is not None else {}
+    for index, (scope, key) in enumerate(attempts):
+        zones = snapshot.index.get((scope, key))
+        if not zones:
+            continue
+        ordered = _order(zones, weights, account, now, limit)
+        if ordered:
+            served = None if key == ANY_POOL_KEY else (key or DEFAULT_POOL_LABEL)
+            return Choice(ordered, served, fallback=index > 0)
     return Choice([], None, fallback=True)
 
 
-def order_gateways(
-    candidates: Iterable[GatewayView], weights: dict[str, int], account: str
+def _order(
+    zones: ZoneIndex, weights: dict[str, int], account: str, now: float, limit: int | None
 ) -> list[GatewayView]:
-    """Candidates by zone rank, load step, then a per-account rendezvous hash."""
-    pool = list(candidates)
-    zones = {g.zone for g in pool}
+    """Unexpired gateways by zone rank, load step, then a per-account rendezvous hash.
+
+    Only the groups needed to fill ``limit`` are filtered and hashed.
+    """
     ranked = sorted(
         zones,
         key=lambda zone: (
@@ -186,8 +176,23 @@ def order_gateways(
             zone,
         ),
     )
-    rank = {zone: index for index, zone in enumerate(ranked)}
-    return sorted(
-        pool,
-        key=lambda g: (rank[g.zone], load_step(g), -_hash01("gw", g.id, account), g.id),
-    )
+    ordered: list[GatewayView] = []
+    for zone in ranked:
+        for group in zones[zone]:
+            live = [g for g in group if g.expires_at > now]
+            if len(live) > 1:
+                live.sort(key=lambda g: (-_hash01("gw", g.id, account), g.id))
+            ordered.extend(live)
+            if limit is not None and len(ordered) >= limit:
+                return ordered[:limit]
+    return ordered
+
+
+def order_gateways(
+    candidates: Iterable[GatewayView],
+    weights: dict[str, int],
+    account: str,
+    limit: int | None = None,
+) -> list[GatewayView]:
+    """``candidates`` (all considered live) in the order route answers use."""
+    return _order(zone_index(candidates), weights, account, -math.inf, limit)

@@ -13,11 +13,12 @@ its ``expires_at``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
@@ -76,6 +77,9 @@ class Snapshot:
 
     loaded_at: float
     gateways: tuple[GatewayView, ...] = ()
+    """Routable gateways (not draining, with an address), by id; expiry is per request."""
+    index: dict[tuple[str | None, str], ZoneIndex] = field(default_factory=dict)
+    """``(region or None for all, pool key)`` → zones → gateways by load step."""
     zone_weights: dict[str, dict[str, int]] = field(default_factory=dict)
     by_country: dict[str, str] = field(default_factory=dict)
     by_continent: dict[str, str] = field(default_factory=dict)
@@ -85,26 +89,82 @@ class Snapshot:
     generation: int = 0
 
 
-def load_snapshot(session: Session, now: float, generation: int = 0) -> Snapshot:
-    """Read a snapshot from the database (a handful of queries)."""
-    nodes = session.exec(
-        select(Node).where(Node.role == NodeRole.GATEWAY, col(Node.expires_at) > now)
-    ).all()
-    gateways = tuple(
-        GatewayView(
-            id=n.id,
-            zone=n.zone,
-            region=n.region,
-            pool=n.pool,
-            ws_url=n.ws_url,
-            tcp_addr=n.tcp_addr,
-            connections=n.connections,
-            capacity=n.capacity,
-            draining=n.draining,
-            expires_at=n.expires_at,
-        )
-        for n in nodes
+DEFAULT_POOLS = frozenset({"", "stable"})
+"""Pool labels of the default pool."""
+DEFAULT_POOL_KEY = ""
+ANY_POOL_KEY = "\x00any"
+LOAD_STEPS = 10
+
+ZoneIndex = dict[str, tuple[tuple[GatewayView, ...], ...]]
+"""Zone → gateways grouped by load step, lightest group first (no empty group)."""
+
+
+def pool_key(pool: str) -> str:
+    """The index key of a gateway pool label (the default pool has one key)."""
+    return DEFAULT_POOL_KEY if pool in DEFAULT_POOLS else pool
+
+
+def load_step(gateway: GatewayView) -> int:
+    """Load in 10 % steps (0 … 10; over capacity counts as full)."""
+    return min(LOAD_STEPS, gateway.connections * LOAD_STEPS // max(gateway.capacity, 1))
+
+
+def zone_index(gateways: Iterable[GatewayView]) -> ZoneIndex:
+    """``gateways`` by zone, then by load step (ascending)."""
+    zones: dict[str, dict[int, list[GatewayView]]] = {}
+    for gateway in gateways:
+        zones.setdefault(gateway.zone, {}).setdefault(load_step(gateway), []).append(gateway)
+    return {
+        zone: tuple(tuple(steps[step]) for step in sorted(steps)) for zone, steps in zones.items()
+    }
+
+
+def make_snapshot(*, loaded_at: float, gateways: Iterable[GatewayView], **fields: Any) -> Snapshot:
+    """A snapshot of the routable ``gateways`` (not draining, with an address), indexed
+    by region and pool; ``fields`` are the other :class:`Snapshot` fields."""
+    routable = sorted(
+        (g for g in gateways if not g.draining and (g.ws_url or g.tcp_addr)), key=lambda g: g.id
     )
+    scoped: dict[tuple[str | None, str], list[GatewayView]] = {}
+    for gateway in routable:
+        key = pool_key(gateway.pool)
+        for scope in (gateway.region, None):
+            scoped.setdefault((scope, key), []).append(gateway)
+            scoped.setdefault((scope, ANY_POOL_KEY), []).append(gateway)
+    return Snapshot(
+        loaded_at=loaded_at,
+        gateways=tuple(routable),
+        index={key: zone_index(items) for key, items in scoped.items()},
+        **fields,
+    )
+
+
+def load_snapshot(session: Session, now: float, generation: int = 0) -> Snapshot:
+    """Read a snapshot from the database (a handful of queries).
+
+    Gateways are read as plain rows, not ORM objects: this runs every second and a
+    thousand model instances would cost tens of milliseconds of the event loop's GIL.
+    """
+    nodes = Node.__table__.c  # type: ignore[attr-defined]
+    rows = session.connection().execute(
+        sa.select(
+            nodes.id,
+            nodes.zone,
+            nodes.region,
+            nodes.pool,
+            nodes.ws_url,
+            nodes.tcp_addr,
+            nodes.connections,
+            nodes.capacity,
+            nodes.draining,
+            nodes.expires_at,
+        ).where(
+            nodes.role == NodeRole.GATEWAY.value,
+            nodes.expires_at > now,
+            nodes.draining.is_(False),
+        )
+    )
+    gateways = [GatewayView(**row._mapping) for row in rows]
     weights: dict[str, dict[str, int]] = {}
     for zone in session.exec(select(RegionZone)).all():
         weights.setdefault(zone.region_id, {})[zone.zone] = zone.weight
@@ -128,7 +188,7 @@ def load_snapshot(session: Session, now: float, generation: int = 0) -> Snapshot
         row.as_rule()
         for row in session.exec(select(GrayscaleRuleRow).order_by(col(GrayscaleRuleRow.priority)))
     )
-    return Snapshot(
+    return make_snapshot(
         loaded_at=now,
         gateways=gateways,
         zone_weights=weights,
@@ -186,11 +246,3 @@ class SnapshotCache:
         generation = self._generation
         with Session(self._engine) as session:
             return load_snapshot(session, self._clock(), generation)
-
-    def stats(self) -> dict[str, Any]:
-        """Diagnostics: the snapshot's age inputs."""
-        snapshot = self._snapshot
-        return {
-            "generation": self._generation,
-            "loaded_at": None if snapshot is None else snapshot.loaded_at,
-        }

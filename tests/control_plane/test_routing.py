@@ -15,13 +15,12 @@ from control_plane.routing import (
     BadAddress,
     choose_gateways,
     client_address,
-    load_step,
     order_gateways,
     parse_ip,
     resolve_region,
 )
 from control_plane.settings import parse_networks
-from control_plane.snapshot import GatewayView, Snapshot
+from control_plane.snapshot import GatewayView, Snapshot, load_step, make_snapshot
 from tests.control_plane.geo import DE_V4, DE_V6, JP_V4, UNKNOWN_V4, US_V4, write_mmdb
 
 TRUSTED = parse_networks("10.0.0.0/8, 192.168.1.1, fd00::/8")
@@ -113,7 +112,7 @@ def test_removing_a_zone_moves_only_its_accounts() -> None:
 
 
 def snapshot(*gateways: GatewayView) -> Snapshot:
-    return Snapshot(
+    return make_snapshot(
         loaded_at=0,
         gateways=gateways,
         zone_weights={"eu": {"a": 1}},
