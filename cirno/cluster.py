@@ -18,8 +18,9 @@ production shape locally:
 
 It prints every address once everything answers, and on Ctrl-C or SIGTERM stops the
 gateways first (their clients are closed with 1001 and reconnect elsewhere), then the
-logic nodes and the control plane, then Redis. When any process dies, everything stops
-and the exit status is 1.
+logic nodes and the control plane, then Redis. A role process that exits (killed or
+drained on purpose, to watch the others take over) is reported and the rest go on; the
+exit status is then 1. When no role is left, or a Redis node died, everything stops.
 """
 
 from __future__ import annotations
@@ -388,11 +389,18 @@ def main(args: argparse.Namespace) -> int:
         flush=True,
     )
     status = 0
+    reported: set[str] = set()
     while not stopping:
-        dead = [name for name, child in {**roles, **redis}.items() if child.poll() is not None]
-        if dead:
-            print(f"cirno cluster: {', '.join(dead)} exited; stopping", flush=True)
-            status = 1
+        for name, child in {**roles, **redis}.items():
+            if name not in reported and child.poll() is not None:
+                # Killing or draining one process is an experiment the rest survives.
+                print(f"cirno cluster: {name} exited with status {child.returncode}", flush=True)
+                reported.add(name)
+                status = 1
+        if all(child.poll() is not None for child in roles.values()) or any(
+            child.poll() is not None for child in redis.values()
+        ):
+            print("cirno cluster: nothing left to serve; stopping", flush=True)
             break
         time.sleep(0.2)
     status = max(status, stop_processes(roles), stop_processes(redis))

@@ -139,12 +139,17 @@ class IntegrityReport:
     echoes: int
     reconnects: int
     slowest_send: float
+    sync_failures: int
     problems: tuple[str, ...]
 
     @property
     def ok(self) -> bool:
-        """Whether every check passed."""
-        return not (self.lost or self.duplicated or self.out_of_order or self.unexpected)
+        """Whether every check passed (a client whose final sync failed makes the check
+        incomplete, so that fails too)."""
+        return (
+            not (self.lost or self.duplicated or self.out_of_order or self.unexpected)
+            and not self.sync_failures
+        )
 
     @property
     def line(self) -> str:
@@ -164,7 +169,8 @@ class IntegrityReport:
             f"unconfirmed ({self.unconfirmed_delivered} of them delivered anyway)",
             f"deliveries: {self.expected} expected, {self.delivered} delivered, "
             f"{self.unexpected} unexpected; {self.echoes} own messages synced back, "
-            f"{self.reconnects} reconnects; slowest send {self.slowest_send:.1f} s",
+            f"{self.reconnects} reconnects; slowest send {self.slowest_send:.1f} s; "
+            f"{self.sync_failures} final syncs failed",
             *(f"problem: {p}" for p in self.problems),
             self.line,
         ]
@@ -236,7 +242,8 @@ async def run_integrity(
             log.info("final syncs done")
             await asyncio.sleep(0.2)  # let the readers take what the syncs delivered
             await _close_all(users)
-    return _check(users, groups, seconds, problems)
+    failures = sum(1 for r in results if isinstance(r, BaseException))
+    return _check(users, groups, seconds, problems, sync_failures=failures)
 
 
 def _target(config: IntegrityConfig, index: int, prefix: str) -> Target:
@@ -400,7 +407,12 @@ class _Tally:
 
 
 def _check(
-    users: list[_User], groups: list[str], seconds: float, problems: list[str]
+    users: list[_User],
+    groups: list[str],
+    seconds: float,
+    problems: list[str],
+    *,
+    sync_failures: int = 0,
 ) -> IntegrityReport:
     tally = _Tally(problems=list(problems))
     sends = {s.tag: s for u in users for s in u.sends}
@@ -444,6 +456,7 @@ def _check(
         echoes=tally.echoes,
         reconnects=sum(u.reconnects for u in users),
         slowest_send=max((s.latency for s in sends.values()), default=0.0),
+        sync_failures=sync_failures,
         problems=tuple(tally.problems),
     )
 
