@@ -201,6 +201,9 @@ def load_snapshot(session: Session, now: float, generation: int = 0) -> Snapshot
     )
 
 
+MIN_RELOAD_AGE = 0.1
+
+
 class SnapshotCache:
     """The app's current :class:`Snapshot`, reloaded when stale or invalidated."""
 
@@ -237,8 +240,16 @@ class SnapshotCache:
             self._snapshot = snapshot
             return snapshot
 
-    async def reload(self) -> Snapshot:
-        """Reload now (a token named a tenant or key the snapshot does not know)."""
+    async def reload(self, min_age: float = MIN_RELOAD_AGE) -> Snapshot:
+        """Reload now, unless the snapshot is younger than ``min_age`` seconds.
+
+        For tokens naming a tenant or key the snapshot does not know (created a moment
+        ago, maybe by another process); ``min_age`` keeps a stream of tokens with made-up
+        tenants from turning every request into a database read.
+        """
+        snapshot = self._snapshot
+        if snapshot is not None and 0 <= self._clock() - snapshot.loaded_at < min_age:
+            return await self.get()
         self.invalidate()
         return await self.get()
 
