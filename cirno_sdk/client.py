@@ -742,8 +742,15 @@ class Client:
         return group_info(packet.parse_body(pb.GroupGetResp))
 
     async def group_members(self, group_id: str) -> list[Member]:
-        """The group's members, by join time."""
-        packet = await self._call(
-            Command.CHAT_GROUP_MEMBERS, pb.GroupGetReq(group_id=group_id), deadline=self._deadline()
-        )
-        return [member(m) for m in packet.parse_body(pb.GroupMembersResp).members]
+        """All of the group's members, by join time (fetched page by page)."""
+        members: list[Member] = []
+        while True:
+            packet = await self._call(
+                Command.CHAT_GROUP_MEMBERS,
+                pb.GroupGetReq(group_id=group_id, offset=len(members)),
+                deadline=self._deadline(),
+            )
+            page = packet.parse_body(pb.GroupMembersResp)
+            members.extend(member(m) for m in page.members)
+            if not page.has_more or not page.members:
+                return members

@@ -34,5 +34,9 @@ META_DEVICE: Final = "device"
 META_CLIENT_VERSION: Final = "client_version"
 META_CHANNELS: Final = "channels"
 
+LINK_MAX_PACKET_SIZE: Final = 16 * 1024 * 1024
+"""Packets on the link may exceed the client limit (the logic node turns an over-large
+answer into TooLarge for the client): one big packet never breaks the shared link."""
+
 DEFAULT_DEVICE: Final = "default"
 """The device of a client that names none (every kim client): one location per account."""

@@ -15,7 +15,13 @@ from collections.abc import Callable
 
 import anyio
 
-from data_plane.cluster.protocol import HANDSHAKE_COMMAND, META_GATEWAY, META_NODE, META_SECRET
+from data_plane.cluster.protocol import (
+    HANDSHAKE_COMMAND,
+    LINK_MAX_PACKET_SIZE,
+    META_GATEWAY,
+    META_NODE,
+    META_SECRET,
+)
 from data_plane.transport.errors import ConnectionClosed
 from data_plane.transport.tcp import TcpConnection, connect_tcp
 from data_plane.wire import LogicPacket, Meta, ProtocolError, Status, decode_packet
@@ -101,7 +107,7 @@ class LogicLink:
             conn = await connect_tcp(
                 self.host,
                 self.port,
-                max_packet_size=self._max_packet_size,
+                max_packet_size=LINK_MAX_PACKET_SIZE,
                 max_send_buffer=LINK_SEND_BUFFER,
             )
             try:
@@ -110,7 +116,7 @@ class LogicLink:
                     meta=(Meta(META_SECRET, self._secret), Meta(META_GATEWAY, self._gateway_id)),
                 )
                 conn.send(hello.encode())
-                answer = decode_packet((await conn.receive())[0], max_size=self._max_packet_size)
+                answer = decode_packet((await conn.receive())[0], max_size=LINK_MAX_PACKET_SIZE)
             except BaseException:
                 conn.close()
                 raise
@@ -128,7 +134,7 @@ class LogicLink:
                 return
             for raw in batch:
                 try:
-                    packet = decode_packet(raw, max_size=self._max_packet_size)
+                    packet = decode_packet(raw, max_size=LINK_MAX_PACKET_SIZE)
                 except ProtocolError as exc:
                     log.error("bad packet from logic node %s: %s", self.address, exc)
                     continue

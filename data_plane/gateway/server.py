@@ -465,5 +465,8 @@ class Gateway:
                 channel.conn.close(CloseCode.KICKED_OUT, "kicked out by a login on the same device")
 
     def _deliver(self, channel: Channel, data: bytes) -> None:
+        if len(data) > self.settings.max_packet_size:
+            log.warning("dropped a %d-byte packet for %s: over the limit", len(data), channel.id)
+            return
         if not channel.conn.send(data):
             channel.conn.close(CloseCode.SLOW_CONSUMER, "client too slow: send buffer full")

@@ -78,11 +78,22 @@ class Request:
     gateway_id: str
     client_version: str
     conn: PacketConnection
+    max_answer_size: int
 
     def reply(self, status: int = Status.SUCCESS, body: bytes | Message = b"") -> None:
-        """Send the response to the requesting client."""
+        """Send the response to the requesting client.
+
+        An answer larger than the client's packet limit is replaced by TooLarge (413), so
+        the client gets a clear status instead of a packet it must refuse.
+        """
         answer = self.packet.replace(meta=(), dest="").response(status, body)
-        if not self.conn.send(answer.encode()):
+        data = answer.encode()
+        if len(data) > self.max_answer_size:
+            reason = f"the answer ({len(data)} bytes) exceeds the packet limit: page the request"
+            data = answer.replace(
+                status=Status.TOO_LARGE, body=pb.ErrorResp(message=reason).SerializeToString()
+            ).encode()
+        if not self.conn.send(data):
             log.warning("response to %s dropped: gateway link full or closed", self.channel_id)
 
     def fail(self, status: int, message: str) -> None:

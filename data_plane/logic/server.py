@@ -19,6 +19,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from data_plane.cluster.protocol import (
     HANDSHAKE_COMMAND,
+    LINK_MAX_PACKET_SIZE,
     META_ACCOUNT,
     META_CLIENT_VERSION,
     META_DEVICE,
@@ -59,7 +60,7 @@ class LogicServer:
                 self.settings.host,
                 self.settings.port,
                 self._accept,
-                max_packet_size=self.settings.max_packet_size,
+                max_packet_size=LINK_MAX_PACKET_SIZE,
                 max_send_buffer=LINK_SEND_BUFFER,
             )
             self.port = server.sockets[0].getsockname()[1]
@@ -100,7 +101,7 @@ class LogicServer:
     async def _handshake(self, conn: PacketConnection) -> tuple[str, list[bytes]]:
         batch = await conn.receive()
         try:
-            hello = decode_packet(batch[0], max_size=self.settings.max_packet_size)
+            hello = decode_packet(batch[0], max_size=LINK_MAX_PACKET_SIZE)
         except ProtocolError as exc:
             conn.close(CloseCode.PROTOCOL_ERROR, str(exc))
             return "", []
@@ -128,7 +129,7 @@ class LogicServer:
         assert self._tg is not None
         for raw in batch:
             try:
-                packet = decode_packet(raw, max_size=self.settings.max_packet_size)
+                packet = decode_packet(raw, max_size=LINK_MAX_PACKET_SIZE)
             except ProtocolError as exc:
                 log.error("undecodable packet from gateway %s: %s", conn.remote_address, exc)
                 continue
@@ -143,6 +144,7 @@ class LogicServer:
                 gateway_id=packet.meta_value(META_GATEWAY) or "",
                 client_version=packet.meta_value(META_CLIENT_VERSION) or "",
                 conn=conn,
+                max_answer_size=self.settings.max_packet_size,
             )
             if not request.tenant or not request.account:
                 request.fail(Status.UNAUTHORIZED, "request without an identity")

@@ -191,3 +191,36 @@ async def test_thousand_member_group_is_stored_and_delivered(cluster: Cluster) -
         assert [e.message_id for e in page.indexes if e.group == group_id] == [resp.messageId]
         late.close()
     owner.close()
+
+
+async def test_five_thousand_member_group(cluster: Cluster) -> None:
+    owner_name = unique("huge")
+    members = [f"h{i:04d}" for i in range(4999)]
+    owner = await online(cluster, owner_name)
+    watchers = [await online(cluster, name) for name in (members[0], members[2500])]
+    group_id = await create_group(owner, members, name="five thousand")
+    listed: list[str] = []
+    while True:  # members come in pages of at most 1,000
+        seq = owner.request(
+            Command.CHAT_GROUP_MEMBERS, pb.GroupGetReq(group_id=group_id, offset=len(listed))
+        )
+        page = (await owner.response(seq, timeout=30)).parse_body(pb.GroupMembersResp)
+        assert len(page.members) <= 1000 and page.member_count == 5000
+        listed.extend(m.account for m in page.members)
+        if not page.has_more:
+            break
+    assert sorted(listed) == sorted([owner_name, *members])
+    seq = owner.request(Command.CHAT_GROUP_DETAIL, pb.GroupGetReq(group_id=group_id))
+    detail = (await owner.response(seq, timeout=30)).parse_body(pb.GroupGetResp)
+    assert (detail.member_count, len(detail.members)) == (5000, 1000)
+    status, resp = await group_send(owner, group_id, "to five thousand")
+    assert status == Status.SUCCESS and resp.seq == 1
+    for client in watchers:
+        push = (await client.push(Command.CHAT_GROUP_TALK, timeout=30)).parse_body(pb.MessagePush)
+        assert (push.messageId, push.seq) == (resp.messageId, 1)
+        client.close()
+    late = await online(cluster, members[-1])
+    pulled = await index(late, 0)
+    assert [e.message_id for e in pulled.indexes if e.group == group_id] == [resp.messageId]
+    late.close()
+    owner.close()

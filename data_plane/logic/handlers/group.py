@@ -18,10 +18,14 @@ from data_plane.storage.messages_base import Group
 from data_plane.wire import Command, LogicPacket, Status, pb
 
 MAX_GROUP_MEMBERS = 10_000
+MEMBERS_PAGE = 1_000
+"""Members per ``chat.group.members`` page (and in ``chat.group.detail``)."""
 
 
-def _add_members(resp: pb.GroupGetResp | pb.GroupMembersResp, group: Group) -> None:
-    for member in group.members:
+def _add_members(
+    resp: pb.GroupGetResp | pb.GroupMembersResp, group: Group, offset: int, limit: int
+) -> None:
+    for member in group.members[offset : offset + limit]:
         resp.members.add(
             account=member.account,
             alias=member.alias,
@@ -124,7 +128,7 @@ class GroupHandlers:
         return group
 
     async def detail(self, request: Request) -> None:
-        """The group with its members (members only)."""
+        """The group with its first page of members and the member count (members only)."""
         group = await self._member_group(request)
         if group is not None:
             resp = pb.GroupGetResp(
@@ -134,16 +138,23 @@ class GroupHandlers:
                 introduction=group.introduction,
                 owner=group.owner,
                 created_at=group.created_at,
+                member_count=len(group.members),
             )
-            _add_members(resp, group)
+            _add_members(resp, group, 0, MEMBERS_PAGE)
             request.reply(body=resp)
 
     async def members(self, request: Request) -> None:
-        """The group's members (members only)."""
+        """A page of the group's members (members only): ``offset`` and ``limit`` of the
+        request (cirno extensions) pick it; kim clients get the first page."""
         group = await self._member_group(request)
         if group is not None:
-            resp = pb.GroupMembersResp()
-            _add_members(resp, group)
+            req = request.packet.parse_body(pb.GroupGetReq)
+            offset = max(0, req.offset)
+            limit = min(req.limit, MEMBERS_PAGE) if req.limit > 0 else MEMBERS_PAGE
+            resp = pb.GroupMembersResp(
+                has_more=offset + limit < len(group.members), member_count=len(group.members)
+            )
+            _add_members(resp, group, offset, limit)
             request.reply(body=resp)
 
     async def talk(self, request: Request) -> None:
