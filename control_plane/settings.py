@@ -10,7 +10,11 @@ Environment variables:
 - ``CIRNO_CONTROL_HOST`` / ``CIRNO_CONTROL_PORT``: listen address; default
   ``127.0.0.1:8080``.
 - ``CIRNO_NODE_TTL``: seconds a node stays live after its last heartbeat; default 15.
-  Node-id leases last twice as long.
+- ``CIRNO_ID_LEASE_TTL``: seconds a logic node's message-id number stays leased after
+  its last heartbeat; default 3600 (at least twice the node TTL). A logic node stops
+  creating messages when its lease lapses, so this is how long the data plane keeps
+  accepting messages while the control plane is down; a dead node's number is reused
+  only after it.
 - ``CIRNO_GEOIP_DB``: a MaxMind-format (``.mmdb``) City or Country database; without
   it every client is routed to the default region.
 - ``CIRNO_TRUSTED_PROXIES``: comma-separated CIDRs (or addresses) of reverse proxies
@@ -38,6 +42,7 @@ CLUSTER_SECRET_ENV = "CIRNO_CLUSTER_SECRET"
 HOST_ENV = "CIRNO_CONTROL_HOST"
 PORT_ENV = "CIRNO_CONTROL_PORT"
 NODE_TTL_ENV = "CIRNO_NODE_TTL"
+ID_LEASE_TTL_ENV = "CIRNO_ID_LEASE_TTL"
 GEOIP_DB_ENV = "CIRNO_GEOIP_DB"
 TRUSTED_PROXIES_ENV = "CIRNO_TRUSTED_PROXIES"
 
@@ -45,6 +50,7 @@ DEFAULT_DATA_DIR = "./data"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_NODE_TTL = 15.0
+DEFAULT_ID_LEASE_TTL = 3600.0
 DEFAULT_CACHE_TTL = 1.0
 ID_NODE_COUNT = 1024
 """Node ids for message ids are 10 bits (``data_plane.storage.ids.NODE_BITS``)."""
@@ -68,14 +74,16 @@ class ControlPlaneSettings:
     trusted_proxies: tuple[Network, ...] = ()
     cache_ttl: float = DEFAULT_CACHE_TTL
     """How long ``/v1/route`` serves its in-memory snapshot before reloading it."""
+    id_lease_ttl: float = DEFAULT_ID_LEASE_TTL
     id_node_count: int = ID_NODE_COUNT
     """Node ids ``0 .. id_node_count - 1`` are leased (tests shrink the range)."""
     clock: Clock = field(default=time.time, repr=False, compare=False)
 
     @property
     def lease_ttl(self) -> float:
-        """How long a node-id lease lasts after a heartbeat: twice the node TTL."""
-        return 2 * self.node_ttl
+        """How long a node-id lease lasts after a heartbeat: ``id_lease_ttl``, and never
+        less than twice the node TTL."""
+        return max(self.id_lease_ttl, 2 * self.node_ttl)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ControlPlaneSettings:
@@ -92,6 +100,9 @@ class ControlPlaneSettings:
             host=env.get(HOST_ENV) or DEFAULT_HOST,
             port=_port(env.get(PORT_ENV)),
             node_ttl=_node_ttl(env.get(NODE_TTL_ENV)),
+            id_lease_ttl=_positive(
+                ID_LEASE_TTL_ENV, env.get(ID_LEASE_TTL_ENV), DEFAULT_ID_LEASE_TTL
+            ),
             geoip_db=env.get(GEOIP_DB_ENV) or None,
             trusted_proxies=parse_networks(env.get(TRUSTED_PROXIES_ENV, "")),
         )
@@ -125,16 +136,20 @@ def _port(raw: str | None) -> int:
     return port
 
 
-def _node_ttl(raw: str | None) -> float:
+def _positive(name: str, raw: str | None, default: float) -> float:
     if not raw:
-        return DEFAULT_NODE_TTL
+        return default
     try:
-        ttl = float(raw)
+        value = float(raw)
     except ValueError as exc:
-        raise ConfigurationError(f"{NODE_TTL_ENV} must be a number, got {raw!r}") from exc
-    if not (math.isfinite(ttl) and ttl > 0):
-        raise ConfigurationError(f"{NODE_TTL_ENV} must be a positive number, got {raw!r}")
-    return ttl
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(f"{name} must be a positive number, got {raw!r}")
+    return value
+
+
+def _node_ttl(raw: str | None) -> float:
+    return _positive(NODE_TTL_ENV, raw, DEFAULT_NODE_TTL)
 
 
 def parse_networks(raw: str) -> tuple[Network, ...]:

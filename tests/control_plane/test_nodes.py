@@ -13,6 +13,7 @@ from sqlmodel import Session
 from control_plane.db import make_engine
 from control_plane.models import HeartbeatIn
 from control_plane.registry import record_heartbeat
+from control_plane.settings import DEFAULT_ID_LEASE_TTL
 from data_plane.storage.urls import backend_of, sync_url
 from tests.control_plane.conftest import ADMIN, CLUSTER, FakeClock
 
@@ -58,7 +59,7 @@ def test_heartbeat_registers_and_expires(client: TestClient, clock: FakeClock) -
     logic = send(client, beat("logic-1"))
     assert logic["ttl_s"] == TTL
     assert 0 <= logic["id_node"] <= 1023
-    assert logic["id_node_expires_at"] == clock.now + 2 * TTL
+    assert logic["id_node_expires_at"] == clock.now + DEFAULT_ID_LEASE_TTL
 
     listed = client.get("/internal/v1/nodes", headers=CLUSTER).json()["nodes"]
     assert [n["id"] for n in listed] == ["gw-1", "logic-1"]
@@ -102,9 +103,9 @@ def test_lease_is_kept_across_heartbeats(client: TestClient, clock: FakeClock) -
         clock.advance(10)
         again = send(client, beat("logic-1", connections=3))
         assert again["id_node"] == first["id_node"]
-        assert again["id_node_expires_at"] == clock.now + 2 * TTL
-    # Even after the node expired (but nobody took the number), it gets it back.
-    clock.advance(100)
+        assert again["id_node_expires_at"] == clock.now + DEFAULT_ID_LEASE_TTL
+    # Even after the lease expired (but nobody took the number), it gets it back.
+    clock.advance(DEFAULT_ID_LEASE_TTL + 100)
     assert send(client, beat("logic-1"))["id_node"] == first["id_node"]
 
 

@@ -73,7 +73,7 @@ def test_registry_geoip_and_proxies_from_the_environment() -> None:
         }
     )
     assert settings.node_ttl == 7.5
-    assert settings.lease_ttl == 15.0
+    assert settings.lease_ttl == 3600.0  # the default id lease, longer than 2 x node TTL
     assert settings.geoip_db == "/data/GeoLite2-City.mmdb"
     assert [str(n) for n in settings.trusted_proxies] == [
         "10.0.0.0/8",
@@ -98,3 +98,14 @@ def test_registry_geoip_and_proxies_from_the_environment() -> None:
 def test_bad_registry_settings(name: str, value: str) -> None:
     with pytest.raises(ConfigurationError, match=name):
         ControlPlaneSettings.from_env({**REQUIRED, name: value})
+
+
+def test_id_lease_ttl_from_the_environment_never_below_twice_the_node_ttl() -> None:
+    settings = ControlPlaneSettings.from_env({**REQUIRED, "CIRNO_ID_LEASE_TTL": "120"})
+    assert settings.lease_ttl == 120.0
+    short = ControlPlaneSettings.from_env(
+        {**REQUIRED, "CIRNO_ID_LEASE_TTL": "5", "CIRNO_NODE_TTL": "10"}
+    )
+    assert short.lease_ttl == 20.0
+    with pytest.raises(ConfigurationError, match="CIRNO_ID_LEASE_TTL"):
+        ControlPlaneSettings.from_env({**REQUIRED, "CIRNO_ID_LEASE_TTL": "-1"})
