@@ -13,6 +13,7 @@ its ``expires_at``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ from control_plane.models import (
     RegionCountry,
     RegionZone,
     Tenant,
+    TenantKey,
     TenantStatus,
     as_epoch,
 )
@@ -139,32 +141,56 @@ def make_snapshot(*, loaded_at: float, gateways: Iterable[GatewayView], **fields
     )
 
 
-def load_snapshot(session: Session, now: float, generation: int = 0) -> Snapshot:
-    """Read a snapshot from the database (a handful of queries).
+_GATEWAY_COLUMNS = (
+    "id",
+    "zone",
+    "region",
+    "pool",
+    "ws_url",
+    "tcp_addr",
+    "connections",
+    "capacity",
+    "draining",
+    "expires_at",
+)
 
-    Gateways are read as plain rows, not ORM objects: this runs every second and a
-    thousand model instances would cost tens of milliseconds of the event loop's GIL.
+
+def load_gateways(session: Session, since: float) -> list[GatewayView]:
+    """Gateways whose expiry is after ``since`` (draining ones included).
+
+    Read as plain rows, not ORM objects: this runs every second, and a thousand model
+    instances would cost the event loop tens of milliseconds of GIL.
     """
     nodes = Node.__table__.c  # type: ignore[attr-defined]
     rows = session.connection().execute(
-        sa.select(
-            nodes.id,
-            nodes.zone,
-            nodes.region,
-            nodes.pool,
-            nodes.ws_url,
-            nodes.tcp_addr,
-            nodes.connections,
-            nodes.capacity,
-            nodes.draining,
-            nodes.expires_at,
-        ).where(
-            nodes.role == NodeRole.GATEWAY.value,
-            nodes.expires_at > now,
-            nodes.draining.is_(False),
+        sa.select(*(nodes[name] for name in _GATEWAY_COLUMNS)).where(
+            nodes.role == NodeRole.GATEWAY.value, nodes.expires_at > since
         )
     )
-    gateways = [GatewayView(**row._mapping) for row in rows]
+    return [GatewayView(**row._mapping) for row in rows]
+
+
+def directory_fingerprint(session: Session) -> tuple[Any, ...]:
+    """Row counts and newest change times of tenants, keys, regions and rules.
+
+    Every write to them changes a count or bumps an ``updated_at`` / ``created_at``
+    (region children bump their region), so an equal fingerprint means nothing to
+    reload. Key expiry is not a write: it is checked per request.
+    """
+    columns = []
+    for table, stamp in (
+        (Tenant.__table__, "updated_at"),  # type: ignore[attr-defined]
+        (TenantKey.__table__, "created_at"),  # type: ignore[attr-defined]
+        (Region.__table__, "updated_at"),  # type: ignore[attr-defined]
+        (GrayscaleRuleRow.__table__, "updated_at"),  # type: ignore[attr-defined]
+    ):
+        columns.append(sa.select(sa.func.count()).select_from(table).scalar_subquery())
+        columns.append(sa.select(sa.func.max(table.c[stamp])).scalar_subquery())
+    return tuple(session.connection().execute(sa.select(*columns)).one())
+
+
+def load_directory(session: Session, now: float) -> dict[str, Any]:
+    """Regions, grayscale rules and tenants' live keys, as :class:`Snapshot` fields."""
     weights: dict[str, dict[str, int]] = {}
     for zone in session.exec(select(RegionZone)).all():
         weights.setdefault(zone.region_id, {})[zone.zone] = zone.weight
@@ -188,20 +214,30 @@ def load_snapshot(session: Session, now: float, generation: int = 0) -> Snapshot
         row.as_rule()
         for row in session.exec(select(GrayscaleRuleRow).order_by(col(GrayscaleRuleRow.priority)))
     )
+    return {
+        "zone_weights": weights,
+        "by_country": {c.country: c.region_id for c in session.exec(select(RegionCountry))},
+        "by_continent": {c.continent: c.region_id for c in session.exec(select(RegionContinent))},
+        "default_region": defaults[0] if defaults else None,
+        "rules": rules,
+        "tenants": tenants,
+    }
+
+
+def load_snapshot(session: Session, now: float, generation: int = 0) -> Snapshot:
+    """Read a whole snapshot from the database (a handful of queries)."""
     return make_snapshot(
         loaded_at=now,
-        gateways=gateways,
-        zone_weights=weights,
-        by_country={c.country: c.region_id for c in session.exec(select(RegionCountry))},
-        by_continent={c.continent: c.region_id for c in session.exec(select(RegionContinent))},
-        default_region=defaults[0] if defaults else None,
-        rules=rules,
-        tenants=tenants,
+        gateways=load_gateways(session, now),
         generation=generation,
+        **load_directory(session, now),
     )
 
 
 MIN_RELOAD_AGE = 0.1
+REREAD_MARGIN = 2.0
+"""Seconds of heartbeats re-read on each refresh (commit order and clock skew between
+control-plane processes)."""
 
 
 class SnapshotCache:
@@ -214,6 +250,11 @@ class SnapshotCache:
         self._snapshot: Snapshot | None = None
         self._generation = 0
         self._lock = anyio.Lock()
+        # Incremental refresh state (only touched by _load, under the lock).
+        self._gateways: dict[str, GatewayView] = {}
+        self._newest_expiry = 0.0
+        self._fingerprint: tuple[Any, ...] | None = None
+        self._directory: dict[str, Any] = {}
 
     def invalidate(self) -> None:
         """Forget the snapshot: the next read reloads (safe from any thread)."""
@@ -228,9 +269,15 @@ class SnapshotCache:
         )
 
     async def get(self) -> Snapshot:
-        """The current snapshot, reloading it in a worker thread when stale."""
+        """The current snapshot, reloading it in a worker thread when stale.
+
+        While one request refreshes a snapshot that is merely old (not invalidated),
+        the others keep using it instead of queueing behind the refresh.
+        """
         snapshot = self._snapshot
         if snapshot is not None and self._fresh(snapshot, self._clock()):
+            return snapshot
+        if snapshot is not None and self._lock.locked() and snapshot.generation == self._generation:
             return snapshot
         async with self._lock:
             snapshot = self._snapshot
@@ -254,6 +301,42 @@ class SnapshotCache:
         return await self.get()
 
     def _load(self) -> Snapshot:
+        """A fresh snapshot: whole after an invalidation, else incremental.
+
+        An incremental refresh reads only gateways that heartbeated since the newest
+        expiry seen (minus a margin), drops expired ones, and re-reads the directory
+        (tenants, keys, regions, rules) only when its fingerprint changed; when nothing
+        changed the previous snapshot is kept (with a new ``loaded_at``).
+        """
         generation = self._generation
+        now = self._clock()
+        previous = self._snapshot
+        whole = previous is None or previous.generation != generation
         with Session(self._engine) as session:
-            return load_snapshot(session, self._clock(), generation)
+            if whole:
+                self._gateways = {}
+                self._newest_expiry = 0.0
+            # Expired rows are of no use; recent ones may have committed out of order.
+            since = max(now, self._newest_expiry - REREAD_MARGIN)
+            changed = False
+            for gateway in load_gateways(session, since):
+                if self._gateways.get(gateway.id) != gateway:
+                    self._gateways[gateway.id] = gateway
+                    changed = True
+                self._newest_expiry = max(self._newest_expiry, gateway.expires_at)
+            expired = [gid for gid, g in self._gateways.items() if g.expires_at <= now]
+            for gid in expired:
+                del self._gateways[gid]
+            fingerprint = directory_fingerprint(session)
+            if whole or fingerprint != self._fingerprint:
+                self._directory = load_directory(session, now)
+                self._fingerprint = fingerprint
+                changed = True
+        if previous is not None and not whole and not changed and not expired:
+            return dataclasses.replace(previous, loaded_at=now)
+        return make_snapshot(
+            loaded_at=now,
+            gateways=self._gateways.values(),
+            generation=generation,
+            **self._directory,
+        )

@@ -8,10 +8,9 @@ pre-serialised JSON. See ``control_plane.routing`` for the algorithm.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from control_plane.deps import secrets_equal
 from control_plane.geoip import NOT_FOUND as NO_GEO
@@ -28,11 +27,6 @@ from data_plane.cluster.grayscale import ClientFacts, evaluate
 
 router = APIRouter(prefix="/v1", tags=["routing"])
 
-_user_token = HTTPBearer(
-    auto_error=False,
-    scheme_name="UserToken",
-    description="A user's sign-in token (JWT); may also be given as `?token=`.",
-)
 ADMIN_HEADER = "X-Cirno-Admin-Token"
 _RECONNECT = Reconnect().model_dump()
 _JSON = "application/json"
@@ -99,47 +93,96 @@ def _locate(
     return found, found.source
 
 
+_PARAMETER_LIMITS = {"token": None, "version": 32, "platform": 32, "ip": 64}
+ROUTE_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "token",
+        "in": "query",
+        "required": False,
+        "description": "The user token (or send it as `Authorization: Bearer <token>`).",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "version",
+        "in": "query",
+        "required": False,
+        "description": "Client version, e.g. 1.10.0 (grayscale rules may match it).",
+        "schema": {"type": "string", "maxLength": 32},
+    },
+    {
+        "name": "platform",
+        "in": "query",
+        "required": False,
+        "description": "Client platform, e.g. ios, android, web.",
+        "schema": {"type": "string", "maxLength": 32},
+    },
+    {
+        "name": "ip",
+        "in": "query",
+        "required": False,
+        "description": f"Route as if the client had this address (needs `{ADMIN_HEADER}`).",
+        "schema": {"type": "string", "maxLength": 64},
+    },
+    {
+        "name": ADMIN_HEADER,
+        "in": "header",
+        "required": False,
+        "description": "The admin token; required with `?ip=`.",
+        "schema": {"type": "string"},
+    },
+]
+
+
+def _parameters(request: Request) -> dict[str, str | None]:
+    """The query parameters of a route request, length-checked (400 when too long)."""
+    query = request.query_params
+    values: dict[str, str | None] = {}
+    for name, limit in _PARAMETER_LIMITS.items():
+        value = query.get(name)
+        if value is not None and limit is not None and len(value) > limit:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST, detail=f"{name} is longer than {limit} characters"
+            )
+        values[name] = value
+    return values
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return credentials.strip() or None if scheme.lower() == "bearer" else None
+
+
 @router.get(
     "/route",
     summary="Where should this client connect?",
     operation_id="route-get",
     response_model=RouteAnswer,
     responses=error_responses(
-        e400="`?ip=` or a trusted proxy's `X-Forwarded-For` is not an IP address.",
+        e400="`?ip=` or a trusted proxy's `X-Forwarded-For` is not an IP address, or a "
+        "parameter is too long.",
         e401="No token, or a malformed, expired, foreign or badly signed one.",
         e403="The tenant is disabled, or `?ip=` without the admin header.",
         e503="No live gateway at all.",
     ),
+    openapi_extra={"parameters": ROUTE_PARAMETERS},
 )
-async def route(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_user_token)],
-    token: Annotated[
-        str | None, Query(description="The user token (or `Authorization: Bearer`).")
-    ] = None,
-    version: Annotated[
-        str | None, Query(max_length=32, description="Client version, e.g. 1.10.0.")
-    ] = None,
-    platform: Annotated[
-        str | None, Query(max_length=32, description="Client platform, e.g. ios, web.")
-    ] = None,
-    ip: Annotated[
-        str | None,
-        Query(max_length=64, description=f"Route as if from this address ({ADMIN_HEADER})."),
-    ] = None,
-    x_cirno_admin_token: Annotated[
-        str | None, Header(description="The admin token; required with `?ip=`.")
-    ] = None,
-) -> Response:
+async def route(request: Request) -> Response:
     """Resolve the client's address (the socket peer; `X-Forwarded-For` only from
     `CIRNO_TRUSTED_PROXIES`) to a country and continent with GeoIP, map it to a region,
     apply the grayscale rules, and return up to three live, non-draining gateways of the
     region and pool: the account's zone (weighted) first, then by load. When the pool or
     region has no live gateway, others are returned with `fallback: true`. Also returns
     the heartbeat interval and the reconnect back-off clients should use.
+
+    The user token comes as `?token=` or `Authorization: Bearer <token>`. (This is the
+    hot path: its parameters are read from the request directly rather than through
+    FastAPI's parameter machinery, which costs as much as the routing itself; they are
+    declared for the OpenAPI document by hand.)
     """
     settings: ControlPlaneSettings = request.app.state.settings
-    given = token if token is not None else (credentials.credentials if credentials else None)
+    params = _parameters(request)
+    token = params["token"]
+    given = token if token is not None else _bearer(request)
     if not given:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -148,9 +191,11 @@ async def route(
         )
     now = settings.clock()
     identity, snapshot = await _verify(request, given, now)
-    geo, source = _locate(request, settings, ip, x_cirno_admin_token)
+    geo, source = _locate(request, settings, params["ip"], request.headers.get(ADMIN_HEADER))
     region = region_of(snapshot, geo.country, geo.continent)
-    facts = ClientFacts(identity.tenant, identity.account, version, platform, region)
+    facts = ClientFacts(
+        identity.tenant, identity.account, params["version"], params["platform"], region
+    )
     decision = evaluate(snapshot.rules, facts)
     choice = choose_gateways(snapshot, region, decision.gateway_pool, identity.account, now)
     if not choice.gateways:

@@ -344,6 +344,18 @@ def test_token_in_authorization_header(cluster: Cluster) -> None:
     )
 
 
+def test_overlong_parameters_are_400(cluster: Cluster) -> None:
+    token = cluster.token("alice")
+    for params in ({"version": "1." * 20}, {"platform": "p" * 33}, {"ip": "1" * 65}):
+        response = cluster.client.get(
+            "/v1/route", params={"token": token, **params}, headers=AS_ADMIN
+        )
+        assert response.status_code == 400, params
+        assert "longer than" in response.json()["detail"]
+    basic = cluster.client.get("/v1/route", headers={"Authorization": f"Basic {token}"})
+    assert basic.status_code == 401
+
+
 def test_expired_tokens_revoked_keys_and_disabled_tenants(cluster: Cluster) -> None:
     token = cluster.token("alice", ttl=60)
     assert cluster.client.get("/v1/route", params={"token": token}).status_code == 200
