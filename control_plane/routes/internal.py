@@ -133,7 +133,8 @@ def heartbeat(
 
     Send one every `ttl_s / 3` seconds. A logic node gets (and keeps, across heartbeats)
     `id_node`, the node id of its message ids, unique among live leases; the lease
-    lapses at `id_node_expires_at` (twice the node TTL after the heartbeat), and a
+    lapses at `id_node_expires_at` (`CIRNO_ID_LEASE_TTL` after the heartbeat, an hour
+    by default and never less than twice the node TTL), and a
     number is handed to another node only after its lease lapsed. `id_node` is null for
     gateways, and for a logic node when every number is leased (it must not issue ids
     until it gets one).
