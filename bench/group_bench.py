@@ -4,12 +4,13 @@ Theory of operation
 -------------------
 ``members`` clients log in (one WebSocket connection each, all in this process); the
 first creates a group of all of them. Then the sender sends ``chat.group.talk``
-messages in passes, each pass with its own window of requests in flight:
+messages in passes, each with its own window: how many messages may be *open* (sent but
+not yet both answered and delivered to every member) at a time.
 
-- ``sequential`` (window 1): the next message goes out when the previous one's response
-  came back, so each latency is one message's, free of queueing behind the others;
-- ``burst`` (a larger window): the same again with several messages in flight, which
-  measures deliveries per second when the store and the fan-out are kept busy.
+- ``sequential`` (window 1): the next message goes out when the previous one has been
+  answered and has reached every member, so each latency is one message's alone;
+- ``burst`` (a larger window): several messages in the system at once, which measures
+  deliveries per second when the store and the fan-out are kept busy.
 
 For every message the run records send→response (the store: one content row and one
 inbox row per member, committed), send→first member and send→last member (the time at
@@ -24,6 +25,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -107,7 +109,12 @@ class GroupResult:
 
 
 class _Tracker:
-    """Per message: send time, response time, deliveries so far, first and last."""
+    """Per message: send time, response time, deliveries so far, first and last.
+
+    A message is *open* from its send until it was answered and reached every member
+    (or failed); ``on_done`` runs each time one closes, so the sender can refill its
+    window from whichever connection saw the last event.
+    """
 
     def __init__(self, expected: int) -> None:
         self.expected = expected
@@ -116,9 +123,16 @@ class _Tracker:
         self.count: dict[str, int] = {}
         self.first: dict[str, float] = {}
         self.last: dict[str, float] = {}
+        self.failed: set[str] = set()
+        self.open: set[str] = set()
         self.deliveries = 0
         self.last_delivery = 0.0
-        self.failed = 0
+        self.on_done: Callable[[], None] | None = None
+
+    def opened(self, client_msg_id: str, now: float) -> None:
+        self.count[client_msg_id] = 0
+        self.sent[client_msg_id] = now
+        self.open.add(client_msg_id)
 
     def delivered(self, client_msg_id: str, now: float) -> None:
         seen = self.count.get(client_msg_id)
@@ -132,11 +146,23 @@ class _Tracker:
             self.first[client_msg_id] = now
         if seen == self.expected:
             self.last[client_msg_id] = now
+            self._check(client_msg_id)
 
-    def complete(self) -> bool:
-        return len(self.last) + self.failed == len(self.count) and len(self.answered) + (
-            self.failed
-        ) == len(self.sent)
+    def answer(self, client_msg_id: str, ok: bool, now: float) -> None:
+        if ok:
+            self.answered[client_msg_id] = now
+        else:
+            self.failed.add(client_msg_id)
+        self._check(client_msg_id)
+
+    def _check(self, client_msg_id: str) -> None:
+        if client_msg_id not in self.open:
+            return
+        failed = client_msg_id in self.failed
+        if failed or (client_msg_id in self.answered and client_msg_id in self.last):
+            self.open.discard(client_msg_id)
+            if self.on_done is not None:
+                self.on_done()
 
 
 class _Members:
@@ -193,7 +219,8 @@ class _GroupSender:
     async def run_pass(
         self, tracker: _Tracker, window: int, messages: int, timeout: float
     ) -> float:
-        """Send ``messages`` keeping ``window`` in flight; returns the first send time."""
+        """Send ``messages``, at most ``window`` of them open (not yet answered and
+        delivered to every member) at a time; returns the first send time."""
         names: dict[int, str] = {}
         remaining = messages
 
@@ -212,15 +239,19 @@ class _GroupSender:
             )
             data = packet.encode()
             names[self.sequence] = client_msg_id
-            tracker.count[client_msg_id] = 0
-            tracker.sent[client_msg_id] = time.perf_counter()
+            tracker.opened(client_msg_id, time.perf_counter())
             self.conn.send(data)
 
+        def refill() -> None:
+            if remaining:
+                send_one()
+
+        tracker.on_done = refill
         started = time.perf_counter()
         with anyio.move_on_after(timeout):
             for _ in range(min(window, remaining)):
                 send_one()
-            while not tracker.complete() or remaining:
+            while remaining or tracker.open:
                 with anyio.move_on_after(0.05):
                     batch = await self.conn.receive()
                     now = time.perf_counter()
@@ -229,14 +260,9 @@ class _GroupSender:
                         if not isinstance(packet, LogicPacket) or packet.flag != Flag.RESPONSE:
                             continue
                         client_msg_id = names.pop(packet.sequence, "")
-                        if not client_msg_id:
-                            continue
-                        if packet.status == 0:
-                            tracker.answered[client_msg_id] = now
-                        else:
-                            tracker.failed += 1
-                        if remaining:
-                            send_one()
+                        if client_msg_id:
+                            tracker.answer(client_msg_id, packet.status == 0, now)
+        tracker.on_done = None
         return started
 
 
