@@ -69,6 +69,11 @@ def _targets(args: argparse.Namespace) -> Iterator[Target]:
             factories[name](Path(tmp)) as target,
         ):
             print(f"== {target.name}: {target.description}", file=sys.stderr, flush=True)
+            args.seen_targets[target.name] = {
+                "description": target.description,
+                "durable": target.durable,
+                **target.details,
+            }
             yield target
 
 
@@ -166,6 +171,7 @@ def _write(name: str, args: argparse.Namespace, config: Any, results: list[Any])
         "command": " ".join(["python -m bench.run", *args.argv]),
         "quick": args.quick,
         "machine": args.machine,
+        "targets": args.seen_targets,
         "config": asdict(config),
         "results": [r.as_dict() for r in results],
     }
@@ -262,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run what the command line selects; 0 on completion."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     args.machine = machine_info()
+    args.seen_targets = {}
     print(f"machine: {json.dumps(args.machine)}", file=sys.stderr, flush=True)
     if args.only in (None, "chat"):
         chat_config = _chat_config(args)
