@@ -4,7 +4,12 @@
 - :mod:`bench.group_bench`: one sender to a 1,000-member group;
 - :mod:`bench.relay`: the bare relay baseline (two asyncio hops, no storage);
 - :mod:`bench.targets`: the systems under test, started as real processes;
-- :mod:`bench.run`: runs them, prints tables, writes ``bench/results/*.json``.
+- :mod:`bench.run`: runs them, prints tables, writes ``bench/results/*.json``;
+- :mod:`bench.report`: the markdown tables of those results;
+- :mod:`bench.client`, :mod:`bench.procs`, :mod:`bench.stats`: logged-in clients, CPU
+  time per process from ``/proc``, percentiles and machine information.
+
+``bench/route_bench.py`` (the ``/v1/route`` benchmark) stands on its own.
 
 Results and how to read them: ``docs/benchmarks.md``.
 """

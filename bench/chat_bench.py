@@ -40,7 +40,7 @@ import anyio
 from bench.client import close_all, open_clients
 from bench.procs import CpuMeter
 from bench.stats import Summary, summarize
-from bench.targets import Target
+from bench.targets import Target, cirno_token
 from data_plane.transport.ws import WsConnection
 from data_plane.wire import Command, Flag, LogicPacket, MessageType, decode_packet, pb
 
@@ -342,8 +342,6 @@ def main(argv: list[str] | None = None) -> None:
     Tokens are minted for the benchmark tenant (see :mod:`bench.targets`), which must
     exist on that server; ``python -m bench.run`` starts servers itself.
     """
-    from bench.targets import _cirno_token
-
     parser = argparse.ArgumentParser(prog="python -m bench.chat_bench")
     parser.add_argument("--url", required=True)
     parser.add_argument("--relay", action="store_true", help="the server is bench.relay")
@@ -358,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
         name="relay" if args.relay else "external",
         description=args.url,
         ws_url=args.url,
-        token_for=(lambda account: account) if args.relay else _cirno_token,
+        token_for=(lambda account: account) if args.relay else cirno_token,
         durable=not args.relay,
     )
     config = ChatConfig(

@@ -54,7 +54,8 @@ class Target:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def _cirno_token(account: str) -> str:
+def cirno_token(account: str) -> str:
+    """A login token of the benchmark tenant for ``account`` (valid for an hour)."""
     return make_token(TENANT, account, SECRET, ttl=3600)
 
 
@@ -63,7 +64,7 @@ def _wait_tenant(ws_url: str) -> None:
     anyio.run(
         wait_login_ready,
         ws_url,
-        _cirno_token("bench-probe"),
+        cirno_token("bench-probe"),
         backend="asyncio",
         backend_options={"use_uvloop": True},
     )
@@ -79,7 +80,7 @@ def cirno_sqlite(tmp: Path) -> Iterator[Target]:
             name="sqlite",
             description="cirno up: SQLite (WAL) + in-memory sessions, 1 logic node, 1 gateway",
             ws_url=cluster.ws_url,
-            token_for=_cirno_token,
+            token_for=cirno_token,
             durable=True,
             processes={role_of(pid): pid for pid in children(cluster.process.pid)},
             details={"data_dir": str(cluster.data_dir)},
@@ -170,7 +171,7 @@ def cirno_mysql_redis(tmp: Path, mysql_url: str, redis_url: str) -> Iterator[Tar
                 description="cirno control|logic|gateway: MySQL (InnoDB) + Redis sessions, "
                 "1 logic node, 1 gateway",
                 ws_url=topology.ws_urls[0],
-                token_for=_cirno_token,
+                token_for=cirno_token,
                 durable=True,
                 processes={
                     **{name: p.pid for name, p in topology.processes.items()},
