@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any, TypeAlias
 
 import anyio
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ClusterDownError, ReadOnlyError, TryAgainError
@@ -204,6 +204,7 @@ class RedisSessionStore:
         socket_timeout: float = 2.0,
         socket_connect_timeout: float = 2.0,
         retries: int = 3,
+        max_connections: int = 64,
     ) -> RedisSessionStore:
         """A store on a new client for ``url``.
 
@@ -211,6 +212,10 @@ class RedisSessionStore:
         ``redis+cluster://host:port`` and ``rediss+cluster://host:port`` name any node of a
         Redis Cluster. A command that cannot reach the server is retried ``retries`` times
         with a short jittered back-off, then raises ``SessionStoreUnavailable``.
+
+        A single server is used through a *blocking* pool of ``max_connections``: under
+        load, commands wait up to ``socket_timeout`` for a free connection instead of
+        failing with "Too many connections" (which dropped pushes under load).
         """
         scheme, sep, rest = url.partition("://")
         retry = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries)
@@ -223,7 +228,10 @@ class RedisSessionStore:
         if sep and scheme in ("redis+cluster", "rediss+cluster"):
             client = RedisCluster.from_url(f"{scheme.split('+', 1)[0]}://{rest}", **options)
         elif sep and scheme in ("redis", "rediss", "unix"):
-            client = Redis.from_url(url, **options)
+            pool = BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=socket_timeout, **options
+            )
+            client = Redis.from_pool(pool)  # the client owns (and closes) the pool
         else:
             raise UnsupportedSessionStoreURL(f"unsupported session store URL: {url!r}")
         return cls(client, prefix=prefix, location_ttl_s=location_ttl_s, batch_size=batch_size)

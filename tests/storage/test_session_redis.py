@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 
@@ -151,3 +152,17 @@ async def test_closed_memory_store_is_unavailable() -> None:
     await store.aclose()
     with pytest.raises(SessionStoreUnavailable):
         await store.ping()
+
+
+async def test_more_concurrent_lookups_than_pooled_connections(
+    redis_url: str, key_prefix: str
+) -> None:
+    """Commands wait for a free pooled connection instead of failing ("Too many
+    connections" used to drop pushes under load)."""
+    store = RedisSessionStore.from_url(redis_url, prefix=key_prefix, max_connections=4)
+    try:
+        await store.add_location(Location("t", "a", "phone", "ch", "gw", 1))
+        found = await asyncio.gather(*(store.get_locations("t", "a") for _ in range(200)))
+        assert all(len(locations) == 1 for locations in found)
+    finally:
+        await store.aclose()
