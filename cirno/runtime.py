@@ -21,6 +21,8 @@ def setup_logging(role: str) -> None:
         level=os.environ.get("CIRNO_LOG_LEVEL", "INFO").upper(),
         format=f"%(asctime)s {role}[%(process)d] %(levelname)s %(name)s: %(message)s",
     )
+    # Every registry heartbeat and tenant poll would be an INFO line otherwise.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
