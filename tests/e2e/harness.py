@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,41 +226,40 @@ class RawClient:
         self.send_raw(packet.encode())
         return self._sequence
 
-    async def next_packet(self, timeout: float = 5.0) -> Packet:
-        """The next packet from the server."""
+    async def _take(self, wanted: Callable[[Packet], bool], timeout: float) -> Packet:
+        """The first packet (already received or arriving) that ``wanted`` accepts; the
+        others are kept, in order, for later calls."""
         with anyio.fail_after(timeout):
-            while not self._pending:
+            while True:
+                for index, packet in enumerate(self._pending):
+                    if wanted(packet):
+                        return self._pending.pop(index)
                 for raw in await self.conn.receive():
                     self._pending.append(decode_packet(raw))
-        return self._pending.pop(0)
+
+    async def next_packet(self, timeout: float = 5.0) -> Packet:
+        """The next packet from the server."""
+        return await self._take(lambda packet: True, timeout)
 
     async def response(self, sequence: int, timeout: float = 5.0) -> LogicPacket:
         """The response to ``sequence``; pushes that arrive first are kept for later."""
-        with anyio.fail_after(timeout):
-            while True:
-                for index, packet in enumerate(self._pending):
-                    if (
-                        isinstance(packet, LogicPacket)
-                        and packet.flag == Flag.RESPONSE
-                        and packet.sequence == sequence
-                    ):
-                        return self._pending.pop(index)  # type: ignore[return-value]
-                for raw in await self.conn.receive():
-                    self._pending.append(decode_packet(raw))
+        packet = await self._take(
+            lambda p: (
+                isinstance(p, LogicPacket) and p.flag == Flag.RESPONSE and p.sequence == sequence
+            ),
+            timeout,
+        )
+        assert isinstance(packet, LogicPacket)
+        return packet
 
     async def push(self, command: str, timeout: float = 5.0) -> LogicPacket:
         """The next push of ``command``."""
-        with anyio.fail_after(timeout):
-            while True:
-                for index, packet in enumerate(self._pending):
-                    if (
-                        isinstance(packet, LogicPacket)
-                        and packet.flag == Flag.PUSH
-                        and packet.command == command
-                    ):
-                        return self._pending.pop(index)  # type: ignore[return-value]
-                for raw in await self.conn.receive():
-                    self._pending.append(decode_packet(raw))
+        packet = await self._take(
+            lambda p: isinstance(p, LogicPacket) and p.flag == Flag.PUSH and p.command == command,
+            timeout,
+        )
+        assert isinstance(packet, LogicPacket)
+        return packet
 
     async def login(self, token: str, *, device: str = "", timeout: float = 5.0) -> LogicPacket:
         """Send ``login.signin`` and return its response."""
@@ -270,13 +269,9 @@ class RawClient:
     async def ping(self, timeout: float = 5.0) -> BasicPacket:
         """Send a BasicPkt ping and return the answer."""
         self.send_raw(BasicPacket.ping().encode())
-        with anyio.fail_after(timeout):
-            while True:
-                for index, packet in enumerate(self._pending):
-                    if isinstance(packet, BasicPacket):
-                        return self._pending.pop(index)  # type: ignore[return-value]
-                for raw in await self.conn.receive():
-                    self._pending.append(decode_packet(raw))
+        packet = await self._take(lambda p: isinstance(p, BasicPacket), timeout)
+        assert isinstance(packet, BasicPacket)
+        return packet
 
     async def closed(self, timeout: float = 5.0) -> tuple[int, str]:
         """Wait until the server closes the connection; returns (code, reason)."""
