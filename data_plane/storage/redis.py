@@ -8,11 +8,25 @@ Redis Cluster slot; ``%``, ``:``, ``{`` and ``}`` in tenant and account are
 percent-escaped, so the tag is never cut short and no two (tenant, account) pairs share
 a key. Every command and script touches one key, and batches are non-transactional
 pipelines, so the same code runs on a single Redis and on Redis Cluster.
+
+Lookups are coalesced. Every message a logic node stores is followed by a lookup of
+its receiver's locations; one pipeline round trip per message cost more CPU than the
+rest of the push (a pooled connection, a timeout, a ``write`` and a parse each). So
+``get_locations`` and small ``get_locations_many`` calls queue their keys and one
+*lookup task* sends everything queued as one pipeline, hands each caller its own
+replies, and repeats while callers queued up during the round trip: under load one
+round trip serves hundreds of concurrent pushes, and a lone lookup costs one round trip
+as before. The task is an asyncio task (the redis client is asyncio-only) owned by the
+store: started when the first lookup queues, ended when the queue is empty, cancelled
+and awaited by :meth:`RedisSessionStore.aclose`, which fails whatever is still queued
+with ``SessionStoreUnavailable``. A caller that is cancelled only stops waiting.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeAlias
@@ -30,6 +44,8 @@ from data_plane.storage.errors import SessionStoreUnavailable, UnsupportedSessio
 
 RedisClient: TypeAlias = "Redis | RedisCluster"
 """A single-node client or a cluster client; the stores use only what both offer."""
+
+_RawHash: TypeAlias = "dict[bytes | str, bytes | str]"
 
 # Errors meaning "the backend is down, unreachable or failing over", not "bad request".
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -131,10 +147,114 @@ def _decode(tenant: str, account: str, device: bytes | str, value: bytes | str) 
     )
 
 
-def _decode_all(tenant: str, account: str, raw: dict[bytes | str, bytes | str]) -> list[Location]:
+def _decode_all(tenant: str, account: str, raw: _RawHash) -> list[Location]:
     locations = [_decode(tenant, account, field, value) for field, value in raw.items()]
     locations.sort(key=lambda location: location.device)
     return locations
+
+
+def _unavailable(exc: BaseException) -> SessionStoreUnavailable:
+    error = SessionStoreUnavailable(f"redis session store unavailable: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+class _Lookup:
+    """One caller's queued keys and the future that receives their ``HGETALL`` replies."""
+
+    __slots__ = ("future", "keys")
+
+    def __init__(self, keys: list[str], future: asyncio.Future[list[_RawHash]]) -> None:
+        self.keys = keys
+        self.future = future
+
+
+def _fail(lookup: _Lookup, error: BaseException) -> None:
+    if not lookup.future.done():
+        lookup.future.set_exception(error)
+
+
+class _LookupBatcher:
+    """Coalesces concurrent ``HGETALL`` lookups into shared pipelines (see the module
+    docstring). At most one pipeline is in flight; each holds up to ``batch_size``
+    distinct keys, and a caller's keys always travel in one pipeline together, so each
+    caller's replies come from one round trip (each key still read atomically on its own).
+    """
+
+    def __init__(self, client: RedisClient, batch_size: int) -> None:
+        self._client = client
+        self._batch_size = batch_size
+        self._queue: deque[_Lookup] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.round_trips = 0  # pipelines sent, for tests and curiosity
+
+    async def lookup(self, keys: list[str]) -> list[_RawHash]:
+        """The ``HGETALL`` reply of every key, in order; at most ``batch_size`` keys."""
+        if self._closed:
+            raise SessionStoreUnavailable("the redis session store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[_RawHash]] = loop.create_future()
+        self._queue.append(_Lookup(keys, future))
+        if self._task is None:
+            self._task = loop.create_task(self._run())
+        return await future
+
+    async def aclose(self) -> None:
+        """Refuse new lookups, stop the lookup task and fail what is still queued."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        while self._queue:
+            _fail(
+                self._queue.popleft(), SessionStoreUnavailable("the redis session store is closed")
+            )
+
+    async def _run(self) -> None:
+        try:
+            while self._queue:
+                await self._round_trip(self._take())
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None
+
+    def _take(self) -> list[_Lookup]:
+        """Queued lookups (oldest first) whose distinct keys fit in one pipeline."""
+        batch = [self._queue.popleft()]
+        distinct = len(batch[0].keys)
+        while self._queue and distinct + len(self._queue[0].keys) <= self._batch_size:
+            lookup = self._queue.popleft()
+            batch.append(lookup)
+            distinct += len(lookup.keys)
+        return batch
+
+    async def _round_trip(self, batch: list[_Lookup]) -> None:
+        live = [lookup for lookup in batch if not lookup.future.done()]  # not cancelled
+        if not live:
+            return
+        slots: dict[str, int] = {}
+        for lookup in live:
+            for key in lookup.keys:
+                slots.setdefault(key, len(slots))
+        self.round_trips += 1
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in slots:
+                    pipe.hgetall(key)
+                replies: list[_RawHash] = await pipe.execute()
+        except Exception as exc:
+            for lookup in live:
+                _fail(lookup, _unavailable(exc) if isinstance(exc, _UNAVAILABLE) else exc)
+            return
+        except BaseException:  # cancelled by aclose: nobody will send these again
+            for lookup in live:
+                _fail(lookup, SessionStoreUnavailable("the redis session store is closed"))
+            raise
+        for lookup in live:
+            if not lookup.future.done():
+                lookup.future.set_result([replies[slots[key]] for key in lookup.keys])
 
 
 class RedisSessionStore:
@@ -182,6 +302,7 @@ class RedisSessionStore:
         # before it has loaded the slot map; initialise it once, under a lock.
         self._ready = not isinstance(client, RedisCluster)
         self._ready_lock = anyio.Lock()
+        self._lookups = _LookupBatcher(client, batch_size)
 
     async def _ensure_ready(self) -> None:
         if self._ready:
@@ -279,27 +400,38 @@ class RedisSessionStore:
         return bool(removed)
 
     async def get_locations(self, tenant: str, account: str) -> list[Location]:
-        """See :meth:`SessionStore.get_locations`."""
+        """See :meth:`SessionStore.get_locations`. Coalesced with concurrent lookups."""
         await self._ensure_ready()
-        with _unavailable_as_storage_error():
-            raw = await self._client.hgetall(self.key(tenant, account))
+        (raw,) = await self._lookups.lookup([self.key(tenant, account)])
         return _decode_all(tenant, account, raw)
 
     async def get_locations_many(
         self, tenant: str, accounts: Sequence[str]
     ) -> dict[str, list[Location]]:
-        """See :meth:`SessionStore.get_locations_many`. One pipeline per ``batch_size``."""
+        """See :meth:`SessionStore.get_locations_many`.
+
+        Up to ``batch_size`` accounts share pipelines with concurrent lookups (one round
+        trip for all of them); more go in pipelines of their own, one per ``batch_size``.
+        """
         await self._ensure_ready()
         unique = list(dict.fromkeys(accounts))
         found: dict[str, list[Location]] = {}
+        if not unique:
+            return found
+        if len(unique) <= self._batch_size:
+            replies = await self._lookups.lookup([self.key(tenant, a) for a in unique])
+            for account, raw in zip(unique, replies, strict=True):
+                if raw:
+                    found[account] = _decode_all(tenant, account, raw)
+            return found
         for start in range(0, len(unique), self._batch_size):
             chunk = unique[start : start + self._batch_size]
             with _unavailable_as_storage_error():
                 async with self._client.pipeline(transaction=False) as pipe:
                     for account in chunk:
                         pipe.hgetall(self.key(tenant, account))
-                    replies: list[dict[bytes | str, bytes | str]] = await pipe.execute()
-            for account, raw in zip(chunk, replies, strict=True):
+                    chunk_replies: list[_RawHash] = await pipe.execute()
+            for account, raw in zip(chunk, chunk_replies, strict=True):
                 if raw:
                     found[account] = _decode_all(tenant, account, raw)
         return found
@@ -337,5 +469,6 @@ class RedisSessionStore:
             await self._client.ping()
 
     async def aclose(self) -> None:
-        """See :meth:`SessionStore.aclose`. Closes the client."""
+        """See :meth:`SessionStore.aclose`. Stops the lookup task, then closes the client."""
+        await self._lookups.aclose()
         await self._client.aclose()

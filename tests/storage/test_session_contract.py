@@ -177,6 +177,45 @@ async def test_get_locations_many(store: SessionStore) -> None:
     assert await store.get_locations_many("t2", accounts) == {}
 
 
+async def test_concurrent_lookups_each_get_their_own_answer(store: SessionStore) -> None:
+    """Lookups running at once (a push per stored message) may share round trips, but
+    every caller gets exactly its own accounts' locations, whatever the others asked."""
+    for i in range(40):
+        await store.add_location(loc("phone", f"ch-{i}", account=f"u{i}"))
+        await store.add_location(loc("phone", f"other-{i}", tenant="t2", account=f"u{i}"))
+
+    async def many(i: int) -> dict[str, list[Location]]:
+        return await store.get_locations_many("t1", [f"u{i}", f"u{(i + 1) % 40}", "ghost"])
+
+    answers = await asyncio.gather(
+        *(many(i) for i in range(40)),
+        *(store.get_locations("t2", f"u{i}") for i in range(40)),
+        store.get_locations_many("t1", []),
+    )
+    for i in range(40):
+        j = (i + 1) % 40
+        assert answers[i] == {
+            f"u{i}": [loc("phone", f"ch-{i}", account=f"u{i}")],
+            f"u{j}": [loc("phone", f"ch-{j}", account=f"u{j}")],
+        }
+        assert answers[40 + i] == [loc("phone", f"other-{i}", tenant="t2", account=f"u{i}")]
+    assert answers[80] == {}
+
+
+async def test_a_cancelled_lookup_does_not_disturb_the_others(store: SessionStore) -> None:
+    await store.add_location(loc())
+    waiting = [asyncio.ensure_future(store.get_locations("t1", "alice")) for _ in range(10)]
+    waiting[3].cancel()
+    waiting[7].cancel()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    for i, result in enumerate(results):
+        if i in (3, 7):
+            assert isinstance(result, asyncio.CancelledError)
+        else:
+            assert result == [loc()]
+    assert await store.get_locations_many("t1", ["alice"]) == {"alice": [loc()]}
+
+
 async def test_tenants_are_isolated(store: SessionStore) -> None:
     one = loc(tenant="t1", channel="ch-1")
     two = loc(tenant="t2", channel="ch-2")

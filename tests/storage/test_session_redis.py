@@ -166,3 +166,57 @@ async def test_more_concurrent_lookups_than_pooled_connections(
         assert all(len(locations) == 1 for locations in found)
     finally:
         await store.aclose()
+
+
+async def test_concurrent_lookups_share_round_trips(redis_url: str, key_prefix: str) -> None:
+    """A push per stored message used to cost a pipeline each; lookups queued while one
+    round trip is in flight now go together in the next one."""
+    store = RedisSessionStore.from_url(redis_url, prefix=key_prefix, batch_size=50)
+    try:
+        for i in range(200):
+            await store.add_location(Location("t", f"u{i}", "phone", f"ch-{i}", "gw", 1))
+        before = store._lookups.round_trips
+        found = await asyncio.gather(
+            *(store.get_locations_many("t", [f"u{i}", "ghost"]) for i in range(200))
+        )
+        assert [sorted(f) for f in found] == [[f"u{i}"] for i in range(200)]
+        trips = store._lookups.round_trips - before
+        # 200 lookups of 2 keys, at most 50 keys per pipeline: 8 pipelines at least,
+        # and far fewer than one per lookup.
+        assert 8 <= trips <= 20
+        # A lookup larger than one pipeline still answers completely.
+        big = await store.get_locations_many("t", [f"u{i}" for i in range(200)])
+        assert len(big) == 200
+    finally:
+        await store.aclose()
+
+
+async def test_aclose_fails_queued_lookups_and_later_ones(redis_url: str, key_prefix: str) -> None:
+    store = RedisSessionStore.from_url(redis_url, prefix=key_prefix)
+    await store.add_location(ALICE)
+    waiting = [asyncio.ensure_future(store.get_locations("t1", "alice")) for _ in range(5)]
+    await asyncio.sleep(0)  # queued, the lookup task started
+    await store.aclose()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    for result in results:  # answered before the close, or told the store is closed
+        assert result == [ALICE] or isinstance(result, SessionStoreUnavailable)
+    with pytest.raises(SessionStoreUnavailable):
+        await store.get_locations("t1", "alice")
+
+
+async def test_a_failed_round_trip_fails_every_caller_in_it() -> None:
+    store = RedisSessionStore.from_url(
+        f"redis://127.0.0.1:{_closed_port()}/0", socket_connect_timeout=0.5, retries=0
+    )
+    try:
+        with anyio.fail_after(10):
+            results = await asyncio.gather(
+                *(store.get_locations_many("t1", [f"u{i}"]) for i in range(20)),
+                return_exceptions=True,
+            )
+        errors = [r for r in results if isinstance(r, SessionStoreUnavailable)]
+        assert len(errors) == 20
+        assert all(isinstance(e.__cause__, RedisConnectionError) for e in errors)
+        assert len({id(e) for e in errors}) == 20  # one error each, not one shared
+    finally:
+        await store.aclose()
