@@ -17,7 +17,7 @@ from data_plane.cluster.protocol import META_CHANNELS
 from data_plane.metrics import GATEWAY_LINKS
 from data_plane.storage.base import Location
 from data_plane.transport.connection import PacketConnection
-from data_plane.wire import LogicPacket, Meta, Status, pb
+from data_plane.wire import Flag, LogicPacket, Meta, Status, pb
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,14 @@ class GatewayHub:
         for location in locations:
             by_gateway[location.gateway_id].append(location.channel_id)
         reached = 0
+        p = packet
         for gateway_id, channels in by_gateway.items():
-            addressed = packet.replace(meta=(Meta(META_CHANNELS, ",".join(channels)),))
+            # Built directly rather than with packet.replace (dataclasses.replace walks
+            # the fields on every call; this runs once per push).
+            meta = (Meta(META_CHANNELS, ",".join(channels)),)
+            addressed = LogicPacket(
+                p.command, p.channel_id, p.sequence, p.flag, p.status, p.dest, meta, p.body
+            )
             if self.send(gateway_id, addressed.encode()):
                 reached += len(channels)
         return reached
@@ -86,7 +92,13 @@ class Request:
         An answer larger than the client's packet limit is replaced by TooLarge (413), so
         the client gets a clear status instead of a packet it must refuse.
         """
-        answer = self.packet.replace(meta=(), dest="").response(status, body)
+        # The response without the gateway's meta and dest, built in one step (this runs
+        # once per request; replace + response would build two packets).
+        p = self.packet
+        raw = body.SerializeToString() if isinstance(body, Message) else bytes(body)
+        answer = LogicPacket(
+            p.command, p.channel_id, p.sequence, Flag.RESPONSE, int(status), "", (), raw
+        )
         data = answer.encode()
         if len(data) > self.max_answer_size:
             reason = f"the answer ({len(data)} bytes) exceeds the packet limit: page the request"

@@ -28,12 +28,23 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[None]]
 
+_OUTCOMES = ("ok", "error")
+
 
 class Router:
     """Dispatches requests by command."""
 
     def __init__(self, handlers: Mapping[str, Handler]) -> None:
         self._handlers: dict[str, Handler] = {str(c): h for c, h in handlers.items()}
+        # The metric children of every (command, outcome), looked up once here:
+        # ``labels()`` hashes and locks on every call, once per request otherwise.
+        self._counted = {
+            (command, outcome): REQUESTS.labels(command, outcome)
+            for command in self._handlers
+            for outcome in _OUTCOMES
+        }
+        self._timed = {command: REQUEST_SECONDS.labels(command) for command in self._handlers}
+        self._unknown = REQUESTS.labels("unknown", "not_implemented")
 
     async def dispatch(self, request: Request) -> None:
         """Run the handler of ``request``'s command; never raises (but cancellation)."""
@@ -41,7 +52,7 @@ class Router:
         handler = self._handlers.get(command)
         if handler is None:
             request.fail(Status.NOT_IMPLEMENTED, f"unknown command {command!r}")
-            REQUESTS.labels("unknown", "not_implemented").inc()
+            self._unknown.inc()
             return
         started = time.perf_counter()
         outcome = "error"
@@ -63,5 +74,5 @@ class Router:
             log.exception("handler of %s failed", request.packet.command)
             request.fail(Status.SYSTEM_EXCEPTION, "internal error")
         finally:
-            REQUESTS.labels(command, outcome).inc()
-            REQUEST_SECONDS.labels(command).observe(time.perf_counter() - started)
+            self._counted[command, outcome].inc()
+            self._timed[command].observe(time.perf_counter() - started)

@@ -3,14 +3,24 @@
 Each gateway link starts with a ``cluster.handshake`` whose secret must equal the
 cluster secret (compared in constant time); a wrong secret gets Unauthorized and the
 link is closed. Then every packet is a client request carrying the gateway's meta.
-Requests run as tasks of the node's task group, started in arrival order, so handlers
-that queue work without awaiting first (the message store's group commit) keep each
-client's order. A packet that does not decode is logged and dropped: it can only come
-from a buggy gateway, and the link stays up for everyone else.
+Each request runs as its own task, started in arrival order, so handlers that queue
+work without awaiting first (the message store's group commit) keep each client's
+order. A packet that does not decode is logged and dropped: it can only come from a
+buggy gateway, and the link stays up for everyone else.
+
+Request tasks are plain asyncio tasks, not anyio task-group tasks: anyio's
+``start_soon`` cost ~50 µs of CPU per task on our machine against ~8 µs for
+``create_task``, once per message. They keep the task group's guarantees by hand:
+the server owns every request task (a set, emptied as they finish), cancels the
+ones still running when it stops and awaits them all before ``run`` returns; tasks
+are created in arrival order and asyncio starts them in creation order; and one
+request cannot take the node down, because :meth:`Router.dispatch` turns every
+failure into a status (anything that still escapes is logged when its task ends).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 
@@ -51,9 +61,12 @@ class LogicServer:
         self.hub = hub
         self.port = settings.port
         self._tg: TaskGroup | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._requests: set[asyncio.Task[None]] = set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen for gateways; reports started once bound."""
+        self._loop = asyncio.get_running_loop()
         async with anyio.create_task_group() as tg:
             self._tg = tg
             server = await serve_tcp(
@@ -70,7 +83,22 @@ class LogicServer:
                 await anyio.sleep_forever()
             finally:
                 server.close()
+                with anyio.CancelScope(shield=True):
+                    await self._stop_requests()
                 self.hub.close_all()
+
+    async def _stop_requests(self) -> None:
+        """Cancel the request tasks still running and wait until every one has ended."""
+        while self._requests:
+            running = list(self._requests)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        self._requests.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("request task failed", exc_info=exc)
 
     def _accept(self, conn: PacketConnection) -> None:
         assert self._tg is not None
@@ -126,7 +154,9 @@ class LogicServer:
         return gateway_id, batch[1:]
 
     def _dispatch_batch(self, conn: PacketConnection, batch: list[bytes]) -> None:
-        assert self._tg is not None
+        loop = self._loop
+        assert loop is not None
+        dispatch = self.router.dispatch
         for raw in batch:
             try:
                 packet = decode_packet(raw, max_size=LINK_MAX_PACKET_SIZE)
@@ -135,18 +165,25 @@ class LogicServer:
                 continue
             if not isinstance(packet, LogicPacket) or packet.flag != Flag.REQUEST:
                 continue
+            # One pass over the meta (the first entry of a key wins, as in meta_value).
+            values: dict[str, str] = {}
+            for entry in packet.meta:
+                values.setdefault(entry.key, entry.value)
+            get = values.get
             request = Request(
-                packet=packet,
-                tenant=packet.meta_value(META_TENANT) or "",
-                account=packet.meta_value(META_ACCOUNT) or "",
-                device=packet.meta_value(META_DEVICE) or "",
-                channel_id=packet.channel_id,
-                gateway_id=packet.meta_value(META_GATEWAY) or "",
-                client_version=packet.meta_value(META_CLIENT_VERSION) or "",
-                conn=conn,
-                max_answer_size=self.settings.max_packet_size,
+                packet,
+                get(META_TENANT, ""),
+                get(META_ACCOUNT, ""),
+                get(META_DEVICE, ""),
+                packet.channel_id,
+                get(META_GATEWAY, ""),
+                get(META_CLIENT_VERSION, ""),
+                conn,
+                self.settings.max_packet_size,
             )
             if not request.tenant or not request.account:
                 request.fail(Status.UNAUTHORIZED, "request without an identity")
                 continue
-            self._tg.start_soon(self.router.dispatch, request)
+            task = loop.create_task(dispatch(request))
+            self._requests.add(task)
+            task.add_done_callback(self._request_done)
