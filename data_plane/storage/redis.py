@@ -147,10 +147,47 @@ def _decode(tenant: str, account: str, device: bytes | str, value: bytes | str) 
     )
 
 
-def _decode_all(tenant: str, account: str, raw: _RawHash) -> list[Location]:
-    locations = [_decode(tenant, account, field, value) for field, value in raw.items()]
-    locations.sort(key=lambda location: location.device)
-    return locations
+def _by_device(location: Location) -> str:
+    return location.device
+
+
+_DecodedKey: TypeAlias = "tuple[str, str, bytes | str, bytes | str]"
+
+DECODED_CACHE_SIZE = 16_384
+"""Decoded locations a store keeps (see :class:`_LocationDecoder`)."""
+
+
+class _LocationDecoder:
+    """Decodes stored locations, remembering recent ones.
+
+    A push decodes the receiver's and the sender's locations, and the same ones again
+    for their next message: the JSON parse and the ``Location`` were a visible share of
+    a lookup. The cache key is the whole stored record (tenant, account, device field
+    and value), so an entry can never be stale: a changed location is a different key.
+    Locations are frozen, so one object may be handed to many callers. When full, the
+    cache is simply emptied (no bookkeeping per hit).
+    """
+
+    def __init__(self, size: int = DECODED_CACHE_SIZE) -> None:
+        self._size = size
+        self._decoded: dict[_DecodedKey, Location] = {}
+
+    def decode_all(self, tenant: str, account: str, raw: _RawHash) -> list[Location]:
+        """The account's locations from its ``HGETALL`` reply, sorted by device."""
+        decoded = self._decoded
+        locations: list[Location] = []
+        for field, value in raw.items():
+            key = (tenant, account, field, value)
+            location = decoded.get(key)
+            if location is None:
+                location = _decode(tenant, account, field, value)
+                if len(decoded) >= self._size:
+                    decoded.clear()
+                decoded[key] = location
+            locations.append(location)
+        if len(locations) > 1:
+            locations.sort(key=_by_device)
+        return locations
 
 
 def _unavailable(exc: BaseException) -> SessionStoreUnavailable:
@@ -303,6 +340,7 @@ class RedisSessionStore:
         self._ready = not isinstance(client, RedisCluster)
         self._ready_lock = anyio.Lock()
         self._lookups = _LookupBatcher(client, batch_size)
+        self._decode_all = _LocationDecoder().decode_all
 
     async def _ensure_ready(self) -> None:
         if self._ready:
@@ -403,7 +441,7 @@ class RedisSessionStore:
         """See :meth:`SessionStore.get_locations`. Coalesced with concurrent lookups."""
         await self._ensure_ready()
         (raw,) = await self._lookups.lookup([self.key(tenant, account)])
-        return _decode_all(tenant, account, raw)
+        return self._decode_all(tenant, account, raw)
 
     async def get_locations_many(
         self, tenant: str, accounts: Sequence[str]
@@ -422,7 +460,7 @@ class RedisSessionStore:
             replies = await self._lookups.lookup([self.key(tenant, a) for a in unique])
             for account, raw in zip(unique, replies, strict=True):
                 if raw:
-                    found[account] = _decode_all(tenant, account, raw)
+                    found[account] = self._decode_all(tenant, account, raw)
             return found
         for start in range(0, len(unique), self._batch_size):
             chunk = unique[start : start + self._batch_size]
@@ -433,7 +471,7 @@ class RedisSessionStore:
                     chunk_replies: list[_RawHash] = await pipe.execute()
             for account, raw in zip(chunk, chunk_replies, strict=True):
                 if raw:
-                    found[account] = _decode_all(tenant, account, raw)
+                    found[account] = self._decode_all(tenant, account, raw)
         return found
 
     async def get_session(self, tenant: str, account: str, channel_id: str) -> Location | None:

@@ -18,7 +18,7 @@ from data_plane.storage.errors import (
     UnsupportedSessionStoreURL,
 )
 from data_plane.storage.memory import MemorySessionStore
-from data_plane.storage.redis import RedisSessionStore
+from data_plane.storage.redis import RedisSessionStore, _LocationDecoder
 from data_plane.storage.sessions import session_store_from_url
 
 pytestmark = pytest.mark.anyio
@@ -218,5 +218,31 @@ async def test_a_failed_round_trip_fails_every_caller_in_it() -> None:
         assert len(errors) == 20
         assert all(isinstance(e.__cause__, RedisConnectionError) for e in errors)
         assert len({id(e) for e in errors}) == 20  # one error each, not one shared
+    finally:
+        await store.aclose()
+
+
+def test_decoded_locations_are_cached_by_the_whole_record() -> None:
+    decoder = _LocationDecoder(size=2)
+    phone = b'["ch-1","gw-1",5]'
+    first = decoder.decode_all("t", "a", {b"phone": phone, b"web": b'["ch-2","gw-1",6]'})
+    assert [location.device for location in first] == ["phone", "web"]
+    again = decoder.decode_all("t", "a", {b"phone": phone})
+    assert again[0] is first[0]  # a hit hands out the same frozen object
+    moved = decoder.decode_all("t", "a", {b"phone": b'["ch-3","gw-2",7]'})
+    assert (moved[0].channel_id, moved[0].gateway_id) == ("ch-3", "gw-2")  # never stale
+    other = decoder.decode_all("t", "b", {b"phone": phone})
+    assert other[0].account == "b"  # the key includes the account
+    assert len(decoder._decoded) <= 2  # bounded: emptied when full
+
+
+async def test_a_changed_location_is_seen_after_being_read(redis_url: str, key_prefix: str) -> None:
+    store = RedisSessionStore.from_url(redis_url, prefix=key_prefix)
+    try:
+        await store.add_location(ALICE)
+        assert await store.get_locations("t1", "alice") == [ALICE]
+        newer = Location("t1", "alice", "phone", "ch-2", "gw-2", 2, client_version="2.0")
+        await store.add_location(newer)
+        assert await store.get_locations_many("t1", ["alice"]) == {"alice": [newer]}
     finally:
         await store.aclose()
