@@ -154,7 +154,7 @@ def _by_device(location: Location) -> str:
 _DecodedKey: TypeAlias = "tuple[str, str, bytes | str, bytes | str]"
 
 DECODED_CACHE_SIZE = 16_384
-"""Decoded locations a store keeps (see :class:`_LocationDecoder`)."""
+"""Decoded locations (see :class:`_LocationDecoder`) and account keys a store keeps."""
 
 
 class _LocationDecoder:
@@ -341,6 +341,7 @@ class RedisSessionStore:
         self._ready_lock = anyio.Lock()
         self._lookups = _LookupBatcher(client, batch_size)
         self._decode_all = _LocationDecoder().decode_all
+        self._keys: dict[tuple[str, str], str] = {}
 
     async def _ensure_ready(self) -> None:
         if self._ready:
@@ -397,7 +398,14 @@ class RedisSessionStore:
 
     def key(self, tenant: str, account: str) -> str:
         """The Redis key of the account's locations (for operators and tests)."""
-        return f"{self._prefix}:loc:{{{_escape(tenant)}:{_escape(account)}}}"
+        # Remembered: every push builds two keys, and escaping costs eight replaces.
+        key = self._keys.get((tenant, account))
+        if key is None:
+            key = f"{self._prefix}:loc:{{{_escape(tenant)}:{_escape(account)}}}"
+            if len(self._keys) >= DECODED_CACHE_SIZE:
+                self._keys.clear()
+            self._keys[tenant, account] = key
+        return key
 
     async def add_location(self, location: Location) -> Location | None:
         """See :meth:`SessionStore.add_location`."""
