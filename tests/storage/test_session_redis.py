@@ -246,3 +246,35 @@ async def test_a_changed_location_is_seen_after_being_read(redis_url: str, key_p
         assert await store.get_locations_many("t1", ["alice"]) == {"alice": [newer]}
     finally:
         await store.aclose()
+
+
+async def test_lookups_survive_a_server_that_forgot_the_script(
+    redis_url: str, key_prefix: str
+) -> None:
+    """A restarted server has no cached scripts: the lookup script is loaded again."""
+    store = RedisSessionStore.from_url(redis_url, prefix=key_prefix)
+    try:
+        await store.add_location(ALICE)
+        store._get_many.sha = "0" * 40  # as if the server had never seen it (NOSCRIPT)
+        assert await store.get_locations_many("t1", ["alice", "bob"]) == {"alice": [ALICE]}
+        assert await store.get_locations("t1", "alice") == [ALICE]
+    finally:
+        await store.aclose()
+
+
+async def test_big_lookups_go_in_chunks_on_either_kind_of_fetch(
+    redis_url: str, key_prefix: str
+) -> None:
+    store = RedisSessionStore.from_url(redis_url, prefix=key_prefix, batch_size=7)
+    try:
+        for i in range(30):
+            await store.add_location(Location("t", f"u{i}", "phone", f"ch-{i}", "gw", i))
+        accounts = [f"u{i}" for i in range(40)]
+        found = await store.get_locations_many("t", accounts)
+        assert sorted(found) == sorted(f"u{i}" for i in range(30))
+        assert all(found[f"u{i}"][0].login_at == i for i in range(30))
+        pipelined = await store._fetch_pipelined([store.key("t", a) for a in accounts])
+        scripted = await store._fetch_scripted([store.key("t", a) for a in accounts])
+        assert pipelined == scripted
+    finally:
+        await store.aclose()
