@@ -17,8 +17,9 @@ Lookups are coalesced. Every message a logic node stores is followed by a lookup
 its receiver's locations; one pipeline round trip per message cost more CPU than the
 rest of the push (a pooled connection, a timeout, a ``write`` and a parse each). So
 ``get_locations`` and small ``get_locations_many`` calls queue their keys and one
-*lookup task* sends everything queued as one pipeline, hands each caller its own
-replies, and repeats while callers queued up during the round trip: under load one
+*lookup task* fetches everything queued in one round trip (the script call, or a
+pipeline on a cluster), hands each caller its own replies, and repeats while callers
+queued up during the round trip: under load one
 round trip serves hundreds of concurrent pushes, and a lone lookup costs one round trip
 as before. The task is an asyncio task (the redis client is asyncio-only) owned by the
 store: started when the first lookup queues, ended when the queue is empty, cancelled
@@ -227,10 +228,11 @@ def _fail(lookup: _Lookup, error: BaseException) -> None:
 
 
 class _LookupBatcher:
-    """Coalesces concurrent ``HGETALL`` lookups into shared pipelines (see the module
-    docstring). At most one pipeline is in flight; each holds up to ``batch_size``
-    distinct keys, and a caller's keys always travel in one pipeline together, so each
-    caller's replies come from one round trip (each key still read atomically on its own).
+    """Coalesces concurrent ``HGETALL`` lookups into shared round trips (see the module
+    docstring). ``fetch(keys)`` makes one round trip and returns every key's hash. At
+    most one round trip is in flight; each carries up to ``batch_size`` distinct keys,
+    and a caller's keys always travel together, so each caller's replies come from one
+    round trip (each key still read atomically on its own).
     """
 
     def __init__(
@@ -241,7 +243,7 @@ class _LookupBatcher:
         self._queue: deque[_Lookup] = deque()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        self.round_trips = 0  # pipelines sent, for tests and curiosity
+        self.round_trips = 0  # fetches made, for tests and curiosity
 
     async def lookup(self, keys: list[str]) -> list[_RawHash]:
         """The ``HGETALL`` reply of every key, in order; at most ``batch_size`` keys."""
@@ -250,7 +252,8 @@ class _LookupBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[_RawHash]] = loop.create_future()
         self._queue.append(_Lookup(keys, future))
-        if self._task is None:
+        task = self._task
+        if task is None or task.get_loop() is not loop:  # none, or left on a closed loop
             self._task = loop.create_task(self._run())
         return await future
 
@@ -275,7 +278,7 @@ class _LookupBatcher:
                 self._task = None
 
     def _take(self) -> list[_Lookup]:
-        """Queued lookups (oldest first) whose distinct keys fit in one pipeline."""
+        """Queued lookups (oldest first) whose keys fit in one round trip."""
         batch = [self._queue.popleft()]
         distinct = len(batch[0].keys)
         while self._queue and distinct + len(self._queue[0].keys) <= self._batch_size:
@@ -321,7 +324,7 @@ class RedisSessionStore:
     re-add live locations (for example on client heartbeats) more often than that. Without
     it (the default) locations live until removed.
 
-    ``batch_size`` bounds the accounts per pipeline round trip in ``get_locations_many``
+    ``batch_size`` bounds the accounts per round trip in ``get_locations_many``
     and the removals per round trip in ``remove_gateway``.
 
     The store owns ``client``: :meth:`aclose` closes it. Responses may be decoded or not
@@ -474,8 +477,8 @@ class RedisSessionStore:
     ) -> dict[str, list[Location]]:
         """See :meth:`SessionStore.get_locations_many`.
 
-        Up to ``batch_size`` accounts share pipelines with concurrent lookups (one round
-        trip for all of them); more go in pipelines of their own, one per ``batch_size``.
+        Up to ``batch_size`` accounts share a round trip with concurrent lookups; more
+        go in round trips of their own, one per ``batch_size``.
         """
         await self._ensure_ready()
         unique = list(dict.fromkeys(accounts))
