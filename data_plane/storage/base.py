@@ -100,8 +100,12 @@ class SessionStore(Protocol):
 
         Accounts with no location are absent from the result; duplicates in ``accounts``
         are looked up once. Remote implementations batch the lookups (one round trip per
-        chunk of accounts), so this is the call for a group push. The result is not a
-        snapshot: each account is read atomically, the accounts not together.
+        chunk of accounts), so this is the call for a group push, and may coalesce
+        concurrent calls (and ``get_locations``) into shared round trips, so a push per
+        message does not cost a round trip per message; each caller still gets exactly
+        its own accounts' locations, and a cancelled caller does not disturb the others.
+        The result is not a snapshot: each account is read atomically, the accounts not
+        together.
         """
         ...
 
