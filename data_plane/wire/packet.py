@@ -168,25 +168,76 @@ class LogicPacket:
 
     def header(self) -> pb.Header:
         """The protobuf ``Header`` of this packet (a new message each call)."""
-        header = _Header(
-            command=self.command,
-            channelId=self.channel_id,
-            sequence=self.sequence,
-            flag=cast("pb.Flag.ValueType", self.flag),
-            status=cast("pb.Status.ValueType", self.status),
-            dest=self.dest,
-        )
+        header = self._header_without_meta(self.channel_id)
         if self.meta:
             add = header.meta.add
             for m in self.meta:
                 add(key=m.key, value=m.value, type=cast("pb.MetaType.ValueType", m.type))
         return header
 
+    def _header_without_meta(self, channel_id: str) -> pb.Header:
+        """Fields 1-6 of the ``Header``, ``channel_id`` given separately.
+
+        Only non-default fields are assigned: proto3 omits defaults on the wire anyway,
+        and each assignment is a call into upb (this is the hot path of every forward).
+        """
+        header = _Header()
+        if self.command:
+            header.command = self.command
+        if channel_id:
+            header.channelId = channel_id
+        if self.sequence:
+            header.sequence = self.sequence
+        if self.flag:
+            header.flag = cast("pb.Flag.ValueType", self.flag)
+        if self.status:
+            header.status = cast("pb.Status.ValueType", self.status)
+        if self.dest:
+            header.dest = self.dest
+        return header
+
     def encode(self) -> bytes:
         """The packet's bytes: magic | u32 header length | Header | u32 body length | body."""
-        raw = self.header().SerializeToString()
+        meta = self.meta
+        if not meta:
+            return self._encode(self.channel_id, b"")
+        # A response echoes its request's meta: the very tuple decoded from a cached run.
+        known = _META_RUNS.get(id(meta))
+        run = known[1] if known is not None and known[0] is meta else encode_meta(meta)
+        return self._encode(self.channel_id, run)
+
+    def encode_with(self, *, channel_id: str, meta: bytes) -> bytes:
+        """Exactly ``self.replace(channel_id=channel_id, meta=M).encode()`` where ``meta``
+        is :func:`encode_meta` of ``M``, without building that copy.
+
+        The gateway encodes its channels' constant metas once per login and splices them
+        onto every packet it forwards. This is byte-for-byte the same packet because
+        protobuf serializes fields in field-number order and ``meta`` (7) is the
+        Header's last field, and a parser concatenates repeated fields.
+        """
+        return self._encode(channel_id, meta)
+
+    def encode_without_meta(self, *, channel_id: str | None = None) -> bytes:
+        """Exactly ``self.replace(meta=())`` (and ``channel_id`` if given) encoded."""
+        return self._encode(self.channel_id if channel_id is None else channel_id, b"")
+
+    def _encode(self, channel_id: str, meta: bytes) -> bytes:
+        raw = self._header_without_meta(channel_id).SerializeToString() + meta
         body = self.body
         return b"".join((_LOGIC_HEAD.pack(LOGIC_MAGIC, len(raw)), raw, _U32.pack(len(body)), body))
+
+
+def encode_meta(meta: Iterable[Meta]) -> bytes:
+    """The ``Header.meta`` entries (field 7) serialized on their own.
+
+    Appended to a Header serialized without meta, they give the Header with that meta,
+    byte for byte (see :meth:`LogicPacket.encode_with`).
+    """
+    header = _Header()
+    add = header.meta.add
+    for m in meta:
+        add(key=m.key, value=m.value, type=cast("pb.MetaType.ValueType", m.type))
+    return header.SerializeToString()
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,17 +339,12 @@ def _decode_logic(data: bytes | bytearray | memoryview, size: int, max_size: int
         raise TruncatedPacket(f"body length {body_len}, {size - body_start} bytes follow")
     if end < size:
         raise MalformedPacket(f"{size - end} trailing bytes")
-    try:
-        # upb parses any byte buffer; the stub only admits bytes.
-        header = _Header.FromString(cast(bytes, data[8:header_end]))
-    except DecodeError as exc:
-        raise MalformedPacket("header is not a protobuf Header") from exc
+    header, meta = _parse_header(bytes(data[8:header_end]))
     flag = _FLAGS.get(header.flag)
     if flag is None:
         raise MalformedPacket(f"unknown flag {header.flag}")
-    meta: tuple[Meta, ...] = ()
-    if header.meta:
-        meta = tuple(_decode_meta(entry) for entry in header.meta)
+    if meta is None:
+        meta = tuple(_decode_meta(entry) for entry in header.meta) if header.meta else ()
     packet: LogicPacket = _new(LogicPacket)
     _set_command(packet, header.command)
     _set_channel_id(packet, header.channelId)
@@ -320,6 +366,112 @@ def _decode_meta(entry: pb.Meta) -> Meta:
     _set_key(meta, entry.key)
     _set_value(meta, entry.value)
     _set_type(meta, meta_type)
+    return meta
+
+
+def _parse_header(raw: bytes) -> tuple[pb.Header, tuple[Meta, ...] | None]:
+    """Parse a serialized ``Header``; return it and its meta as :class:`Meta` entries,
+    or None for the meta when the caller is to decode ``header.meta`` itself.
+
+    Every packet a gateway forwards ends with the same few metas per client (tenant,
+    account, device, ...), and building those :class:`Meta` objects costs several times
+    what upb takes to parse the rest. So when the Header's meta entries are one run of
+    bytes at its end (as every encoder here writes them: meta is the last field) and
+    that run was seen before, only the part before it is parsed and the (immutable)
+    entries decoded last time are reused. Anything else takes the plain path. Either way
+    the result is what parsing the whole Header gives: protobuf parses a concatenation as
+    the merge of its parts, and a run is cached only when it is exactly the canonical
+    encoding of its meta entries and nothing else.
+    """
+    split = _meta_offset(raw)
+    if split > 0 and len(raw) - split <= _META_CACHE_MAX_RUN:
+        run = raw[split:]
+        meta = _META_CACHE.get(run)
+        if meta is None:
+            meta = _learn_meta_run(run)
+        if meta is not None:
+            try:
+                head = _Header.FromString(raw[:split])
+            except DecodeError:
+                pass  # the plain path below raises the same error as before
+            else:
+                if not head.meta:
+                    return head, meta
+    try:
+        # upb parses any byte buffer; the stub only admits bytes.
+        header = _Header.FromString(raw)
+    except DecodeError as exc:
+        raise MalformedPacket("header is not a protobuf Header") from exc
+    return header, None
+
+
+_META_TAG = 0x3A  # field 7 (meta), wire type 2 (length-delimited)
+_META_CACHE_MAX_RUN = 1024
+"""Longer meta runs (a group push's channel list) are not worth keeping."""
+_META_CACHE_SIZE = 16384
+"""Distinct meta runs kept (about one per client of a gateway); oldest dropped first."""
+_META_CACHE: dict[bytes, tuple[Meta, ...]] = {}
+_META_RUNS: dict[int, tuple[tuple[Meta, ...], bytes]] = {}
+"""The reverse of ``_META_CACHE`` by the tuple's id (the entry keeps the tuple alive, so
+the id cannot be reused while it is there); :meth:`LogicPacket.encode` checks identity."""
+
+
+def _meta_offset(raw: bytes) -> int:
+    """Where the first meta entry starts in a serialized Header, found by stepping over
+    the fields before it; -1 when there is none or the walk meets something it does not
+    handle (a multi-byte tag, a group, a cut field): the caller then parses it all."""
+    pos = 0
+    end = len(raw)
+    try:
+        while pos < end:
+            tag = raw[pos]
+            if tag == _META_TAG:
+                return pos
+            if tag & 0x80:
+                return -1
+            pos += 1
+            wire_type = tag & 7
+            if wire_type == 2:
+                length = 0
+                shift = 0
+                while True:
+                    byte = raw[pos]
+                    pos += 1
+                    length |= (byte & 0x7F) << shift
+                    if byte < 0x80:
+                        break
+                    shift += 7
+                pos += length
+            elif wire_type == 0:
+                while raw[pos] & 0x80:
+                    pos += 1
+                pos += 1
+            elif wire_type == 5:
+                pos += 4
+            elif wire_type == 1:
+                pos += 8
+            else:
+                return -1
+    except IndexError:
+        return -1
+    return -1
+
+
+def _learn_meta_run(run: bytes) -> tuple[Meta, ...] | None:
+    """The meta entries of ``run`` when it is exactly their canonical encoding (then it
+    is cached), else None. Never raises: a bad run is left to the plain path."""
+    try:
+        header = _Header.FromString(run)
+        meta = tuple(_decode_meta(entry) for entry in header.meta)
+    except (DecodeError, MalformedPacket):
+        return None
+    if not meta or encode_meta(meta) != run:
+        return None  # other fields, unknown fields or a non-canonical encoding
+    if len(_META_CACHE) >= _META_CACHE_SIZE:
+        oldest = next(iter(_META_CACHE))
+        _META_RUNS.pop(id(_META_CACHE.pop(oldest)), None)
+    _META_CACHE[run] = meta
+    _META_RUNS[id(meta)] = (meta, run)
     return meta
 
 

@@ -1,0 +1,187 @@
+"""Spliced meta on encode and the cached meta runs on decode: same bytes, same packets."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from data_plane.wire import (
+    LOGIC_MAGIC,
+    Flag,
+    LogicPacket,
+    MalformedPacket,
+    Meta,
+    MetaType,
+    decode_packet,
+    encode_meta,
+    pb,
+)
+from data_plane.wire import packet as packet_module
+from tests.wire.strategies import logic_packets, metas, short_text
+
+IDENTITY = (
+    Meta("tenant", "t_1"),
+    Meta("account", "alice"),
+    Meta("device", "default"),
+    Meta("gateway", "gw-1"),
+    Meta("client_version", ""),
+)
+
+
+def _logic_bytes(header: bytes, body: bytes = b"") -> bytes:
+    return (
+        LOGIC_MAGIC + struct.pack(">I", len(header)) + header + struct.pack(">I", len(body)) + body
+    )
+
+
+def _reference(raw_header: bytes, body: bytes = b"") -> LogicPacket:
+    """What the decoder must return: the whole Header parsed by protobuf, nothing cached."""
+    header = pb.Header.FromString(raw_header)
+    meta = tuple(Meta(m.key, m.value, MetaType(m.type)) for m in header.meta)
+    return LogicPacket(
+        header.command,
+        header.channelId,
+        header.sequence,
+        Flag(header.flag),
+        header.status,
+        header.dest,
+        meta,
+        body,
+    )
+
+
+@settings(max_examples=300)
+@given(logic_packets, short_text, metas)
+def test_encode_with_is_replace_then_encode(
+    packet: LogicPacket, channel_id: str, meta: tuple[Meta, ...]
+) -> None:
+    expected = packet.replace(channel_id=channel_id, meta=meta).encode()
+    assert packet.encode_with(channel_id=channel_id, meta=encode_meta(meta)) == expected
+
+
+@settings(max_examples=300)
+@given(logic_packets, short_text)
+def test_encode_without_meta_is_replace_then_encode(packet: LogicPacket, channel_id: str) -> None:
+    assert packet.encode_without_meta() == packet.replace(meta=()).encode()
+    expected = packet.replace(meta=(), channel_id=channel_id).encode()
+    assert packet.encode_without_meta(channel_id=channel_id) == expected
+
+
+@settings(max_examples=300)
+@given(logic_packets)
+def test_encode_matches_protobuf_serialization(packet: LogicPacket) -> None:
+    raw = packet.encode()
+    header_len = struct.unpack_from(">I", raw, 4)[0]
+    assert raw[8 : 8 + header_len] == packet.header().SerializeToString()
+
+
+def test_repeated_decode_reuses_the_meta_entries() -> None:
+    raw = LogicPacket("chat.user.talk", "ch", 7, meta=IDENTITY, body=b"b").encode()
+    first = decode_packet(raw)
+    second = decode_packet(raw)
+    assert first == second == LogicPacket("chat.user.talk", "ch", 7, meta=IDENTITY, body=b"b")
+    assert second.meta is first.meta  # the cached run, not a fresh decode
+    other = decode_packet(LogicPacket("other", "ch2", 9, meta=IDENTITY).encode())
+    assert isinstance(first, LogicPacket) and isinstance(other, LogicPacket)
+    assert other.meta is first.meta and other.command == "other" and other.sequence == 9
+
+
+def test_response_echoing_cached_meta_encodes_the_same_bytes() -> None:
+    request = decode_packet(LogicPacket("c", "ch", 3, meta=IDENTITY).encode())
+    assert isinstance(request, LogicPacket)
+    response = request.response(0, b"x")
+    assert (
+        response.encode()
+        == LogicPacket("c", "ch", 3, Flag.RESPONSE, 0, "", IDENTITY, b"x").encode()
+    )
+
+
+header_fields = st.one_of(
+    st.builds(lambda v: pb.Header(command=v).SerializeToString(), short_text),
+    st.builds(lambda v: pb.Header(channelId=v).SerializeToString(), short_text),
+    st.builds(lambda v: pb.Header(dest=v).SerializeToString(), short_text),
+    st.builds(lambda v: pb.Header(sequence=v).SerializeToString(), st.integers(0, 2**32 - 1)),
+    st.builds(lambda v: pb.Header(status=v).SerializeToString(), st.integers(-(2**31), 2**31 - 1)),
+    st.builds(lambda v: pb.Header(flag=v).SerializeToString(), st.integers(0, 2)),
+    st.builds(encode_meta, metas),
+    # Fields this Header does not know (kept by protobuf as unknown fields): 9 varint,
+    # 10 fixed32, 11 fixed64, 12 bytes, and a two-byte tag (field 20).
+    st.builds(lambda v: b"\x48" + bytes([v]), st.integers(0, 127)),
+    st.just(b"\x55abcd"),
+    st.just(b"\x5912345678"),
+    st.builds(lambda v: b"\x62" + bytes([len(v)]) + v, st.binary(max_size=20)),
+    st.just(b"\xa0\x01\x05"),
+    st.just(b"\x38\x01"),  # field 7 (meta) with the wrong wire type
+)
+
+
+@settings(max_examples=500)
+@given(st.lists(header_fields, max_size=8), st.binary(max_size=20))
+def test_decode_equals_plain_protobuf_parse_in_any_field_order(
+    fields: list[bytes], body: bytes
+) -> None:
+    """Metas before, between or after the other fields, scalars repeated after the meta
+    run, unknown fields: decoding twice (the second time with every run cached) gives what
+    protobuf gives for the whole Header."""
+    raw_header = b"".join(fields)
+    expected = _reference(raw_header, body)
+    for _ in range(2):
+        assert decode_packet(_logic_bytes(raw_header, body)) == expected
+
+
+def test_non_canonical_meta_run_is_decoded_but_not_cached() -> None:
+    # One Meta with value (2) before key (1): valid protobuf, not how anyone encodes it.
+    entry = b"\x12\x01v\x0a\x01k"
+    run = b"\x3a" + bytes([len(entry)]) + entry
+    raw_header = pb.Header(command="c").SerializeToString() + run
+    for _ in range(2):
+        decoded = decode_packet(_logic_bytes(raw_header))
+        assert decoded == LogicPacket("c", meta=(Meta("k", "v", MetaType.INT),))
+    assert run not in packet_module._META_CACHE
+
+
+def test_unknown_meta_type_is_malformed_on_every_path() -> None:
+    bad_run = b"\x3a\x05\x0a\x01k\x18\x07"  # Meta{key="k", type=7}
+    raw = _logic_bytes(pb.Header(command="c").SerializeToString() + bad_run)
+    for _ in range(2):
+        with pytest.raises(MalformedPacket, match="unknown meta type 7"):
+            decode_packet(raw)
+    assert bad_run not in packet_module._META_CACHE
+
+
+def test_unknown_flag_is_reported_before_a_bad_meta_type() -> None:
+    bad_run = b"\x3a\x05\x0a\x01k\x18\x07"
+    raw = _logic_bytes(pb.Header(command="c", flag=9).SerializeToString() + bad_run)  # type: ignore[arg-type]
+    with pytest.raises(MalformedPacket, match="unknown flag 9"):
+        decode_packet(raw)
+
+
+def test_garbage_before_a_cached_run_is_still_malformed() -> None:
+    decode_packet(LogicPacket("c", meta=IDENTITY).encode())  # the run is cached now
+    run = encode_meta(IDENTITY)
+    for prefix in (b"\x0a\x05ab", b"\x0f", b"\x0a\x02\xff\xfe"):  # cut, group, bad UTF-8
+        with pytest.raises(MalformedPacket):
+            decode_packet(_logic_bytes(prefix + run))
+
+
+def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(packet_module, "_META_CACHE", {})
+    monkeypatch.setattr(packet_module, "_META_RUNS", {})
+    monkeypatch.setattr(packet_module, "_META_CACHE_SIZE", 8)
+    for i in range(50):
+        meta = (Meta("account", f"user{i}"),)
+        assert decode_packet(LogicPacket("c", meta=meta).encode()).meta == meta  # type: ignore[union-attr]
+    assert len(packet_module._META_CACHE) == 8
+    assert len(packet_module._META_RUNS) == 8
+    assert {runs[1] for runs in packet_module._META_RUNS.values()} == set(packet_module._META_CACHE)
+
+
+def test_long_meta_runs_are_not_cached() -> None:
+    channels = ",".join(f"gw_user{i}_{i}" for i in range(200))
+    meta = (Meta("channels", channels),)
+    raw = LogicPacket("chat.group.talk", meta=meta).encode()
+    assert decode_packet(raw).meta == meta  # type: ignore[union-attr]
+    assert encode_meta(meta) not in packet_module._META_CACHE
