@@ -127,7 +127,7 @@ class LogicPacket:
     def response(self, status: int = Status.SUCCESS, body: bytes | Message = b"") -> LogicPacket:
         """The response to this request: same command, channel id, sequence and meta,
         flag Response, ``dest`` cleared, the given status and body."""
-        return LogicPacket(
+        return _build(
             self.command,
             self.channel_id,
             self.sequence,
@@ -155,8 +155,22 @@ class LogicPacket:
         return dataclasses.replace(self, meta=meta)
 
     def replace(self, **changes: Any) -> LogicPacket:
-        """A copy with the given fields changed (``dataclasses.replace``)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with the given fields changed, as ``dataclasses.replace`` makes it
+        (``TypeError`` for a name that is not a field), at a third of its cost."""
+        if not changes.keys() <= _LOGIC_FIELD_SET:
+            unknown = ", ".join(sorted(changes.keys() - _LOGIC_FIELD_SET))
+            raise TypeError(f"LogicPacket has no field(s) {unknown}")
+        get = changes.get
+        return _build(
+            get("command", self.command),
+            get("channel_id", self.channel_id),
+            get("sequence", self.sequence),
+            get("flag", self.flag),
+            get("status", self.status),
+            get("dest", self.dest),
+            get("meta", self.meta),
+            get("body", self.body),
+        )
 
     def parse_body(self, message_type: type[M]) -> M:
         """Parse the body as ``message_type``; :class:`MalformedPacket` if it does not parse."""
@@ -294,6 +308,31 @@ if (
     _set_body,
 ) = (LogicPacket.__dict__[name].__set__ for name in _LOGIC_FIELDS)
 _set_key, _set_value, _set_type = (Meta.__dict__[name].__set__ for name in _META_FIELDS)
+_LOGIC_FIELD_SET = frozenset(_LOGIC_FIELDS)
+
+
+def _build(
+    command: str,
+    channel_id: str,
+    sequence: int,
+    flag: Flag,
+    status: int,
+    dest: str,
+    meta: tuple[Meta, ...],
+    body: bytes,
+) -> LogicPacket:
+    """``LogicPacket(...)`` without the frozen ``__init__``'s eight ``object.__setattr__``
+    calls (the dataclass has no ``__post_init__``: this is the same object)."""
+    packet: LogicPacket = _new(LogicPacket)
+    _set_command(packet, command)
+    _set_channel_id(packet, channel_id)
+    _set_sequence(packet, sequence)
+    _set_flag(packet, flag)
+    _set_status(packet, status)
+    _set_dest(packet, dest)
+    _set_meta(packet, meta)
+    _set_body(packet, body)
+    return packet
 
 
 def decode_packet(
@@ -345,7 +384,7 @@ def _decode_logic(data: bytes | bytearray | memoryview, size: int, max_size: int
         raise MalformedPacket(f"unknown flag {header.flag}")
     if meta is None:
         meta = tuple(_decode_meta(entry) for entry in header.meta) if header.meta else ()
-    packet: LogicPacket = _new(LogicPacket)
+    packet: LogicPacket = _new(LogicPacket)  # _build, inlined: this is the hottest path
     _set_command(packet, header.command)
     _set_channel_id(packet, header.channelId)
     _set_sequence(packet, header.sequence)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -185,3 +187,28 @@ def test_long_meta_runs_are_not_cached() -> None:
     raw = LogicPacket("chat.group.talk", meta=meta).encode()
     assert decode_packet(raw).meta == meta  # type: ignore[union-attr]
     assert encode_meta(meta) not in packet_module._META_CACHE
+
+
+@settings(max_examples=200)
+@given(logic_packets, logic_packets)
+def test_replace_is_dataclasses_replace(packet: LogicPacket, other: LogicPacket) -> None:
+    changes: dict[str, Any] = {"channel_id": other.channel_id, "meta": other.meta, "status": 5}
+    assert packet.replace(**changes) == dataclasses.replace(packet, **changes)
+    assert packet.replace() == packet
+    everything = {name: getattr(other, name) for name in packet_module._LOGIC_FIELDS}
+    assert packet.replace(**everything) == other
+
+
+def test_replace_unknown_field_is_type_error() -> None:
+    with pytest.raises(TypeError, match="bogus"):
+        LogicPacket("c").replace(bogus=1)
+
+
+@settings(max_examples=200)
+@given(logic_packets, st.integers(-(2**31), 2**31 - 1), st.binary(max_size=50))
+def test_response_is_the_documented_copy(packet: LogicPacket, status: int, body: bytes) -> None:
+    expected = LogicPacket(
+        packet.command, packet.channel_id, packet.sequence, Flag.RESPONSE, status, "",
+        packet.meta, body,
+    )  # fmt: skip
+    assert packet.response(status, body) == expected
