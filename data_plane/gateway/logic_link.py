@@ -2,7 +2,8 @@
 
 One TCP connection per logic node carries every client of this gateway (multiplexed by
 channel id). The link dials, sends the ``cluster.handshake`` with the cluster secret,
-and then hands every packet the logic node sends to ``on_packet``. When the connection
+and then hands every packet the logic node sends to ``on_packet`` (decoded, and as
+the bytes it came in). When the connection
 drops it redials with capped exponential back-off; while it is down, :meth:`send`
 returns False and the gateway answers its clients with a clear status.
 """
@@ -45,7 +46,7 @@ class LogicLink:
         *,
         gateway_id: str,
         cluster_secret: str,
-        on_packet: Callable[[LogicLink, LogicPacket], None],
+        on_packet: Callable[[LogicLink, LogicPacket, bytes], None],
         on_state: Callable[[LogicLink], None],
         max_packet_size: int,
         handshake_timeout: float = 5.0,
@@ -139,4 +140,4 @@ class LogicLink:
                     log.error("bad packet from logic node %s: %s", self.address, exc)
                     continue
                 if isinstance(packet, LogicPacket):
-                    self._on_packet(self, packet)
+                    self._on_packet(self, packet, raw)

@@ -438,7 +438,7 @@ class Gateway:
         # = packet.replace(channel_id=channel.id, meta=channel.meta).encode(), byte for byte
         return link.send(packet.encode_with(channel_id=channel.id, meta=channel.meta_raw))
 
-    def _on_logic_packet(self, link: LogicLink, packet: LogicPacket) -> None:
+    def _on_logic_packet(self, link: LogicLink, packet: LogicPacket, raw: bytes) -> None:
         if packet.flag == Flag.PUSH:
             self._on_push(packet)
             return
@@ -449,7 +449,9 @@ class Gateway:
             channel.login_answer = packet.replace(meta=()) if packet.meta else packet
             channel.login_done.set()
             return
-        self._deliver(channel, packet.encode_without_meta())
+        # The logic node answers without meta (it strips it): then the bytes it sent are
+        # already what the client gets, and re-encoding them would only copy them.
+        self._deliver(channel, packet.encode_without_meta() if packet.meta else raw)
         if packet.command == Command.LOGIN_SIGNOUT:
             channel.logged_in = False  # the logic node already removed the location
             channel.conn.close(CloseCode.NORMAL, "signed out")

@@ -422,7 +422,9 @@ def _parse_header(raw: bytes) -> tuple[pb.Header, tuple[Meta, ...] | None]:
     the merge of its parts, and a run is cached only when it is exactly the canonical
     encoding of its meta entries and nothing else.
     """
-    split = _meta_offset(raw)
+    # No 0x3A byte at all (most client requests and every answer without meta): no
+    # meta entry can start anywhere, so skip the walk.
+    split = _meta_offset(raw) if _META_TAG_BYTE in raw else -1
     if split > 0 and len(raw) - split <= _META_CACHE_MAX_RUN:
         run = raw[split:]
         meta = _META_CACHE.get(run)
@@ -445,6 +447,7 @@ def _parse_header(raw: bytes) -> tuple[pb.Header, tuple[Meta, ...] | None]:
 
 
 _META_TAG = 0x3A  # field 7 (meta), wire type 2 (length-delimited)
+_META_TAG_BYTE = bytes((_META_TAG,))
 _META_CACHE_MAX_RUN = 1024
 """Longer meta runs (a group push's channel list) are not worth keeping."""
 _META_CACHE_SIZE = 16384
