@@ -128,16 +128,17 @@ class LogicLink:
         return conn
 
     async def _pump(self, conn: TcpConnection) -> None:
-        while True:
+        """Handle the logic node's packets in the transport's callback until the link
+        closes (no task wake-up per read)."""
+        conn.set_receiver(self._handle_batch)
+        await conn.wait_closed()
+
+    def _handle_batch(self, batch: list[bytes]) -> None:
+        for raw in batch:
             try:
-                batch = await conn.receive()
-            except ConnectionClosed:
-                return
-            for raw in batch:
-                try:
-                    packet = decode_packet(raw, max_size=LINK_MAX_PACKET_SIZE)
-                except ProtocolError as exc:
-                    log.error("bad packet from logic node %s: %s", self.address, exc)
-                    continue
-                if isinstance(packet, LogicPacket):
-                    self._on_packet(self, packet, raw)
+                packet = decode_packet(raw, max_size=LINK_MAX_PACKET_SIZE)
+            except ProtocolError as exc:
+                log.error("bad packet from logic node %s: %s", self.address, exc)
+                continue
+            if isinstance(packet, LogicPacket):
+                self._on_packet(self, packet, raw)

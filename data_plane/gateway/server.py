@@ -12,10 +12,10 @@ gets one task running :meth:`Gateway._serve_client`:
    connection closes with code 4001. An accepted login gets a channel id containing the
    account and is forwarded to the logic node that owns the account; its answer goes
    back to the client, and only a Success makes the channel live.
-2. **Pump.** Every further packet is decoded (header only; the body passes through),
-   pings are answered here, and logic packets are forwarded with the client's meta
-   replaced by the gateway's (tenant, account, device, gateway). A connection silent
-   for ``idle_timeout`` is closed.
+2. **Pump.** Every further packet is decoded (header only; the body passes through)
+   in the transport's callback as it arrives, pings are answered here, and logic
+   packets are forwarded with the client's meta replaced by the gateway's (tenant,
+   account, device, gateway). A connection silent for ``idle_timeout`` is closed.
 3. **End.** The channel is dropped and the logic node is told (``login.signout``), so
    it removes the location if that location still belongs to this channel.
 
@@ -356,14 +356,13 @@ class Gateway:
     async def _pump(self, channel: Channel) -> None:
         conn = channel.conn
         # One timer per connection rather than a cancel scope per receive: a scope costs
-        # more than handling the packets it waits for. Closing wakes receive(), which
-        # then raises ConnectionClosed.
+        # more than handling the packets it waits for.
         watchdog = _IdleWatchdog(conn, self.settings.idle_timeout)
         try:
-            while True:
-                batch = await conn.receive()
-                if not self._forward_batch(channel, batch):
-                    return
+            # Packets are handled in the transport's callback, as they are decoded: no
+            # task wake-up per read. A handler error closes the connection with 1011.
+            conn.set_receiver(lambda batch: self._forward_batch(channel, batch))
+            await conn.wait_closed()
         finally:
             watchdog.cancel()
 

@@ -123,6 +123,7 @@ class WsConnection(PacketConnection, WSListener):
             return
         if frame.fin and not self._fragments:
             self._packet_received(frame.get_payload_as_bytes())
+            self._dispatch()
             return
         self._fragments.append(frame.get_payload_as_bytes())
         self._fragments_size = size
@@ -131,6 +132,7 @@ class WsConnection(PacketConnection, WSListener):
             self._fragments.clear()
             self._fragments_size = 0
             self._packet_received(packet)
+            self._dispatch()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._peer_closed(CloseCode.ABNORMAL, "connection lost")

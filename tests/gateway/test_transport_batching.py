@@ -191,3 +191,101 @@ async def test_idle_watchdog_cancel_stops_it() -> None:
     client.close()
     conn.close()
     server.close()
+
+
+async def _tcp_pair(**server_options: int) -> tuple[asyncio.Server, TcpConnection, TcpConnection]:
+    accepted = _Accepted()
+    server = await serve_tcp("127.0.0.1", 0, accepted, **server_options)
+    port = server.sockets[0].getsockname()[1]
+    client = await connect_tcp("127.0.0.1", port)
+    conn = await accepted.get()
+    assert isinstance(conn, TcpConnection)
+    return server, conn, client
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Poll ``condition`` (state of the transport, not an event) for up to 5 s."""
+    for _ in range(500):
+        if condition():
+            return
+        await anyio.sleep(0.01)
+    raise AssertionError("condition not reached within 5 s")
+
+
+async def test_receiver_gets_queued_then_new_packets_in_order() -> None:
+    server, conn, client = await _tcp_pair()
+    for i in range(5):
+        client.send(b"early%d" % i)
+    await _until(lambda: len(conn._inbox) == 5)
+    got: list[list[bytes]] = []
+    conn.set_receiver(got.append)
+    assert got == [[b"early%d" % i for i in range(5)]]  # handed over at once
+    for i in range(300):
+        client.send(b"late%d" % i)
+    await _until(lambda: sum(map(len, got)) == 305)
+    flat = [packet for batch in got for packet in batch]
+    assert flat == [b"early%d" % i for i in range(5)] + [b"late%d" % i for i in range(300)]
+    assert len(got) < 300  # whole reads at once, not one call per packet
+    client.close(CloseCode.NORMAL, "bye")
+    with anyio.fail_after(5):
+        await conn.wait_closed()
+    assert conn.close_reason is not None and conn.close_reason.by_peer
+    server.close()
+
+
+async def test_receiver_resumes_paused_reading() -> None:
+    accepted = _Accepted()
+    server = await serve_tcp("127.0.0.1", 0, accepted)
+    port = server.sockets[0].getsockname()[1]
+    client = await connect_tcp("127.0.0.1", port)
+    conn = await accepted.get()
+    conn._max_inbox = 4  # the serve_tcp default is 1,024
+    for i in range(50):
+        client.send(b"%d" % i)
+    await _until(lambda: conn._reading_paused)
+    got: list[bytes] = []
+    conn.set_receiver(got.extend)
+    await _until(lambda: len(got) == 50)
+    assert got == [b"%d" % i for i in range(50)]
+    client.close()
+    conn.close()
+    server.close()
+
+
+async def test_receiver_error_closes_only_that_connection_with_1011() -> None:
+    server, conn, client = await _tcp_pair()
+    other_server, other, other_client = await _tcp_pair()
+    calls: list[list[bytes]] = []
+
+    def broken(batch: list[bytes]) -> None:
+        calls.append(batch)
+        raise RuntimeError("handler bug")
+
+    conn.set_receiver(broken)
+    client.send(b"boom")
+    with anyio.fail_after(5):
+        await client.wait_closed()
+    assert client.close_reason is not None
+    assert (client.close_reason.code, client.close_reason.reason) == (1011, "internal error")
+    assert calls == [[b"boom"]]
+    other_got: list[bytes] = []
+    other.set_receiver(other_got.extend)
+    other_client.send(b"fine")
+    await _until(lambda: other_got == [b"fine"])
+    other_client.close()
+    other.close()
+    other_server.close()
+    server.close()
+
+
+async def test_ws_receiver_gets_every_message_in_order(
+    ws_pair: tuple[WsConnection, WsConnection],
+) -> None:
+    server, client = ws_pair
+    got: list[bytes] = []
+    server.set_receiver(got.extend)
+    payloads = _payloads()
+    for payload in payloads:
+        client.send(payload)
+    await _until(lambda: len(got) == len(payloads))
+    assert got == payloads
