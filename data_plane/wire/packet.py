@@ -213,12 +213,7 @@ class LogicPacket:
     def encode(self) -> bytes:
         """The packet's bytes: magic | u32 header length | Header | u32 body length | body."""
         meta = self.meta
-        if not meta:
-            return self._encode(self.channel_id, b"")
-        # A response echoes its request's meta: the very tuple decoded from a cached run.
-        known = _META_RUNS.get(id(meta))
-        run = known[1] if known is not None and known[0] is meta else encode_meta(meta)
-        return self._encode(self.channel_id, run)
+        return self._encode(self.channel_id, encode_meta(meta) if meta else b"")
 
     def encode_with(self, *, channel_id: str, meta: bytes) -> bytes:
         """Exactly ``self.replace(channel_id=channel_id, meta=M).encode()`` where ``meta``
@@ -378,12 +373,7 @@ def _decode_logic(data: bytes | bytearray | memoryview, size: int, max_size: int
         raise TruncatedPacket(f"body length {body_len}, {size - body_start} bytes follow")
     if end < size:
         raise MalformedPacket(f"{size - end} trailing bytes")
-    header, meta = _parse_header(bytes(data[8:header_end]))
-    flag = _FLAGS.get(header.flag)
-    if flag is None:
-        raise MalformedPacket(f"unknown flag {header.flag}")
-    if meta is None:
-        meta = tuple(_decode_meta(entry) for entry in header.meta) if header.meta else ()
+    header, flag, meta = _parse_header(bytes(data[8:header_end]))
     packet: LogicPacket = _new(LogicPacket)  # _build, inlined: this is the hottest path
     _set_command(packet, header.command)
     _set_channel_id(packet, header.channelId)
@@ -408,60 +398,127 @@ def _decode_meta(entry: pb.Meta) -> Meta:
     return meta
 
 
-def _parse_header(raw: bytes) -> tuple[pb.Header, tuple[Meta, ...] | None]:
-    """Parse a serialized ``Header``; return it and its meta as :class:`Meta` entries,
-    or None for the meta when the caller is to decode ``header.meta`` itself.
+def _parse_header(raw: bytes) -> tuple[pb.Header, Flag, tuple[Meta, ...]]:
+    """Parse a serialized ``Header``: the message, its flag and its meta entries.
 
     Every packet a gateway forwards ends with the same few metas per client (tenant,
     account, device, ...), and building those :class:`Meta` objects costs several times
-    what upb takes to parse the rest. So when the Header's meta entries are one run of
-    bytes at its end (as every encoder here writes them: meta is the last field) and
-    that run was seen before, only the part before it is parsed and the (immutable)
-    entries decoded last time are reused. Anything else takes the plain path. Either way
-    the result is what parsing the whole Header gives: protobuf parses a concatenation as
-    the merge of its parts, and a run is cached only when it is exactly the canonical
-    encoding of its meta entries and nothing else.
+    what upb takes to parse the rest. So when the Header's meta entries form one run of
+    bytes at its end (as every encoder here writes them: meta is the last field) and that
+    run was seen before, only the part before it is parsed and the (immutable) entries
+    decoded from the same bytes last time are reused (see :class:`_MetaRuns`). The
+    result is what parsing the whole Header gives: protobuf parses a concatenation as the
+    merge of its parts, the part before the run holds no meta entry, and the run holds
+    nothing but meta entries.
     """
-    # No 0x3A byte at all (most client requests and every answer without meta): no
-    # meta entry can start anywhere, so skip the walk.
-    split = _meta_offset(raw) if _META_TAG_BYTE in raw else -1
-    if split > 0 and len(raw) - split <= _META_CACHE_MAX_RUN:
-        run = raw[split:]
-        meta = _META_CACHE.get(run)
-        if meta is None:
-            meta = _learn_meta_run(run)
-        if meta is not None:
-            try:
-                head = _Header.FromString(raw[:split])
-            except DecodeError:
-                pass  # the plain path below raises the same error as before
-            else:
-                if not head.meta:
-                    return head, meta
+    runs = _META_RUNS
+    run = b""
+    if runs.paused:
+        runs.paused -= 1
+    elif _META_TAG_BYTE in raw:  # else no meta entry can start anywhere: skip the walk
+        split = _first_meta_entry(raw)
+        if split > 0 and len(raw) - split <= runs.max_run:
+            run = raw[split:]
+            meta = runs.entries.get(run)
+            runs.lookups += 1
+            if runs.lookups >= runs.window:
+                runs.tally()
+            if meta is not None:
+                runs.hits += 1
+                try:
+                    header = _Header.FromString(raw[:split])
+                except DecodeError as exc:
+                    raise MalformedPacket("header is not a protobuf Header") from exc
+                flag = _FLAGS.get(header.flag)
+                if flag is None:
+                    raise MalformedPacket(f"unknown flag {header.flag}")
+                return header, flag, meta
     try:
         # upb parses any byte buffer; the stub only admits bytes.
         header = _Header.FromString(raw)
     except DecodeError as exc:
         raise MalformedPacket("header is not a protobuf Header") from exc
-    return header, None
+    flag = _FLAGS.get(header.flag)
+    if flag is None:
+        raise MalformedPacket(f"unknown flag {header.flag}")
+    if not header.meta:
+        return header, flag, ()
+    meta = tuple(_decode_meta(entry) for entry in header.meta)
+    if run and not runs.paused and _is_meta_run(run):
+        # The whole Header's meta entries are exactly the run's (none before it). That a
+        # run is nothing but meta entries depends on its bytes alone: a later hit on the
+        # same bytes needs no walk over the run.
+        runs.put(run, meta)
+    return header, flag, meta
+
+
+class _MetaRuns:
+    """Decoded meta runs by their bytes, bounded, and out of the way when they miss.
+
+    A run is kept until ``max_entries`` are, then all are dropped at once (dropping the
+    oldest of a dict one by one is not O(1); clients that stay connected come back at the
+    cost of one miss each). When fewer than half of a ``window`` of lookups hit (more
+    distinct clients than entries, or metas that never repeat), lookups stop for the next
+    ``pause`` packets: a miss costs more than no cache (a walk, a check, and objects kept
+    alive for the garbage collector to scan), so thrashing must not go on.
+    """
+
+    __slots__ = (
+        "entries",
+        "hits",
+        "lookups",
+        "max_entries",
+        "max_run",
+        "pause",
+        "paused",
+        "window",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = 16384,
+        max_run: int = 1024,
+        window: int = 4096,
+        pause: int = 65536,
+    ) -> None:
+        self.entries: dict[bytes, tuple[Meta, ...]] = {}
+        self.max_entries = max_entries
+        self.max_run = max_run
+        """Longer runs (a group push's channel list) are not worth keeping."""
+        self.window = window
+        self.pause = pause
+        self.lookups = 0
+        self.hits = 0
+        self.paused = 0
+        """Packets left to decode without the cache."""
+
+    def put(self, run: bytes, meta: tuple[Meta, ...]) -> None:
+        """Keep ``meta`` as the decoding of ``run``."""
+        if len(self.entries) >= self.max_entries:
+            self.entries.clear()
+        self.entries[run] = meta
+
+    def tally(self) -> None:
+        """End of a window of lookups: pause when fewer than half of them hit."""
+        if self.hits * 2 < self.lookups:
+            self.entries.clear()
+            self.paused = self.pause
+        self.lookups = 0
+        self.hits = 0
 
 
 _META_TAG = 0x3A  # field 7 (meta), wire type 2 (length-delimited)
 _META_TAG_BYTE = bytes((_META_TAG,))
-_META_CACHE_MAX_RUN = 1024
-"""Longer meta runs (a group push's channel list) are not worth keeping."""
-_META_CACHE_SIZE = 16384
-"""Distinct meta runs kept (about one per client of a gateway); oldest dropped first."""
-_META_CACHE: dict[bytes, tuple[Meta, ...]] = {}
-_META_RUNS: dict[int, tuple[tuple[Meta, ...], bytes]] = {}
-"""The reverse of ``_META_CACHE`` by the tuple's id (the entry keeps the tuple alive, so
-the id cannot be reused while it is there); :meth:`LogicPacket.encode` checks identity."""
+_META_RUNS = _MetaRuns()
 
 
-def _meta_offset(raw: bytes) -> int:
+def _first_meta_entry(raw: bytes) -> int:
     """Where the first meta entry starts in a serialized Header, found by stepping over
     the fields before it; -1 when there is none or the walk meets something it does not
-    handle (a multi-byte tag, a group, a cut field): the caller then parses it all."""
+    handle (a multi-byte tag, which could be a field 7 written long, a group, a cut
+    field): the caller then parses the Header as a whole, as it would without the cache.
+    """
     pos = 0
     end = len(raw)
     try:
@@ -473,7 +530,7 @@ def _meta_offset(raw: bytes) -> int:
                 return -1
             pos += 1
             wire_type = tag & 7
-            if wire_type == 2:
+            if wire_type == 2:  # _skip_value, inlined: this runs for every packet
                 length = 0
                 shift = 0
                 while True:
@@ -499,22 +556,45 @@ def _meta_offset(raw: bytes) -> int:
     return -1
 
 
-def _learn_meta_run(run: bytes) -> tuple[Meta, ...] | None:
-    """The meta entries of ``run`` when it is exactly their canonical encoding (then it
-    is cached), else None. Never raises: a bad run is left to the plain path."""
+def _is_meta_run(run: bytes) -> bool:
+    """True when ``run`` is one or more whole meta entries (field 7) and nothing else."""
+    pos = 0
+    end = len(run)
     try:
-        header = _Header.FromString(run)
-        meta = tuple(_decode_meta(entry) for entry in header.meta)
-    except (DecodeError, MalformedPacket):
-        return None
-    if not meta or encode_meta(meta) != run:
-        return None  # other fields, unknown fields or a non-canonical encoding
-    if len(_META_CACHE) >= _META_CACHE_SIZE:
-        oldest = next(iter(_META_CACHE))
-        _META_RUNS.pop(id(_META_CACHE.pop(oldest)), None)
-    _META_CACHE[run] = meta
-    _META_RUNS[id(meta)] = (meta, run)
-    return meta
+        while pos < end:
+            if run[pos] != _META_TAG:
+                return False
+            pos = _skip_value(run, pos + 1, 2)
+    except (IndexError, ValueError):
+        return False
+    return pos == end
+
+
+def _skip_value(raw: bytes, pos: int, wire_type: int) -> int:
+    """The offset after the value of ``wire_type`` at ``pos``; IndexError when it is cut
+    short, ValueError for a wire type other than varint, fixed and length-delimited."""
+    if wire_type == 2:
+        length = 0
+        shift = 0
+        while True:
+            byte = raw[pos]
+            pos += 1
+            length |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+        if pos + length > len(raw):
+            raise IndexError("cut short")
+        return pos + length
+    if wire_type == 0:
+        while raw[pos] & 0x80:
+            pos += 1
+        return pos + 1
+    if wire_type == 5:
+        return pos + 4
+    if wire_type == 1:
+        return pos + 8
+    raise ValueError(f"wire type {wire_type}")
 
 
 def _decode_basic(data: bytes | bytearray | memoryview, size: int, max_size: int) -> BasicPacket:

@@ -134,7 +134,7 @@ def test_decode_equals_plain_protobuf_parse_in_any_field_order(
         assert decode_packet(_logic_bytes(raw_header, body)) == expected
 
 
-def test_non_canonical_meta_run_is_decoded_but_not_cached() -> None:
+def test_non_canonical_meta_run_decodes_the_same_from_the_cache() -> None:
     # One Meta with value (2) before key (1): valid protobuf, not how anyone encodes it.
     entry = b"\x12\x01v\x0a\x01k"
     run = b"\x3a" + bytes([len(entry)]) + entry
@@ -142,7 +142,16 @@ def test_non_canonical_meta_run_is_decoded_but_not_cached() -> None:
     for _ in range(2):
         decoded = decode_packet(_logic_bytes(raw_header))
         assert decoded == LogicPacket("c", meta=(Meta("k", "v", MetaType.INT),))
-    assert run not in packet_module._META_CACHE
+    assert packet_module._META_RUNS.entries[run] == (Meta("k", "v", MetaType.INT),)
+
+
+def test_fields_after_the_meta_entries_are_not_a_cached_run() -> None:
+    run = encode_meta(IDENTITY)
+    raw_header = run + pb.Header(command="late").SerializeToString()
+    for _ in range(2):
+        assert decode_packet(_logic_bytes(raw_header)) == LogicPacket("late", meta=IDENTITY)
+    decode_packet(LogicPacket("c", meta=IDENTITY).encode())  # now the run alone is cached
+    assert decode_packet(_logic_bytes(raw_header)) == LogicPacket("late", meta=IDENTITY)
 
 
 def test_unknown_meta_type_is_malformed_on_every_path() -> None:
@@ -151,7 +160,7 @@ def test_unknown_meta_type_is_malformed_on_every_path() -> None:
     for _ in range(2):
         with pytest.raises(MalformedPacket, match="unknown meta type 7"):
             decode_packet(raw)
-    assert bad_run not in packet_module._META_CACHE
+    assert bad_run not in packet_module._META_RUNS.entries
 
 
 def test_unknown_flag_is_reported_before_a_bad_meta_type() -> None:
@@ -170,15 +179,38 @@ def test_garbage_before_a_cached_run_is_still_malformed() -> None:
 
 
 def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(packet_module, "_META_CACHE", {})
-    monkeypatch.setattr(packet_module, "_META_RUNS", {})
-    monkeypatch.setattr(packet_module, "_META_CACHE_SIZE", 8)
+    monkeypatch.setattr(packet_module, "_META_RUNS", packet_module._MetaRuns(max_entries=8))
     for i in range(50):
         meta = (Meta("account", f"user{i}"),)
         assert decode_packet(LogicPacket("c", meta=meta).encode()).meta == meta  # type: ignore[union-attr]
-    assert len(packet_module._META_CACHE) == 8
-    assert len(packet_module._META_RUNS) == 8
-    assert {runs[1] for runs in packet_module._META_RUNS.values()} == set(packet_module._META_CACHE)
+        assert len(packet_module._META_RUNS.entries) <= 8
+    newest = encode_meta((Meta("account", "user49"),))
+    assert packet_module._META_RUNS.entries[newest] == (Meta("account", "user49"),)
+
+
+def test_cache_pauses_while_it_thrashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = packet_module._MetaRuns(max_entries=4, window=16, pause=32)
+    monkeypatch.setattr(packet_module, "_META_RUNS", runs)
+    for i in range(16):  # 16 distinct accounts through 4 entries: every lookup misses
+        decode_packet(LogicPacket("c", meta=(Meta("account", f"user{i}"),)).encode())
+    assert runs.paused == 32 and not runs.entries
+    again = LogicPacket("c", meta=IDENTITY).encode()
+    for _ in range(32):  # decoded right, without the cache
+        assert decode_packet(again) == LogicPacket("c", meta=IDENTITY)
+    assert runs.paused == 0 and not runs.entries
+    first = decode_packet(again)  # back on: cached, then hit
+    second = decode_packet(again)
+    assert isinstance(first, LogicPacket) and isinstance(second, LogicPacket)
+    assert second.meta is first.meta and runs.hits == 1
+
+
+def test_hits_keep_the_cache_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = packet_module._MetaRuns(max_entries=4, window=16, pause=32)
+    monkeypatch.setattr(packet_module, "_META_RUNS", runs)
+    raw = LogicPacket("c", meta=IDENTITY).encode()
+    for _ in range(100):
+        decode_packet(raw)
+    assert runs.paused == 0 and list(runs.entries) == [encode_meta(IDENTITY)]
 
 
 def test_long_meta_runs_are_not_cached() -> None:
@@ -186,7 +218,7 @@ def test_long_meta_runs_are_not_cached() -> None:
     meta = (Meta("channels", channels),)
     raw = LogicPacket("chat.group.talk", meta=meta).encode()
     assert decode_packet(raw).meta == meta  # type: ignore[union-attr]
-    assert encode_meta(meta) not in packet_module._META_CACHE
+    assert encode_meta(meta) not in packet_module._META_RUNS.entries
 
 
 @settings(max_examples=200)
