@@ -95,13 +95,17 @@ class LogicPacket:
         meta: Iterable[Meta] = (),
     ) -> LogicPacket:
         """A request (flag Request, status 0); a protobuf ``body`` is serialized."""
-        return cls(
-            command,
-            channel_id=channel_id,
-            sequence=sequence,
-            dest=dest,
-            meta=tuple(meta),
-            body=_to_bytes(body),
+        if cls is not LogicPacket:  # a subclass gets its own __init__
+            return cls(
+                command,
+                channel_id=channel_id,
+                sequence=sequence,
+                dest=dest,
+                meta=tuple(meta),
+                body=_to_bytes(body),
+            )
+        return _build(
+            command, channel_id, sequence, Flag.REQUEST, 0, dest, tuple(meta), _to_bytes(body)
         )
 
     @classmethod
@@ -115,14 +119,16 @@ class LogicPacket:
         meta: Iterable[Meta] = (),
     ) -> LogicPacket:
         """A server push (flag Push, sequence 0); a protobuf ``body`` is serialized."""
-        return cls(
-            command,
-            channel_id=channel_id,
-            flag=Flag.PUSH,
-            dest=dest,
-            meta=tuple(meta),
-            body=_to_bytes(body),
-        )
+        if cls is not LogicPacket:  # a subclass gets its own __init__
+            return cls(
+                command,
+                channel_id=channel_id,
+                flag=Flag.PUSH,
+                dest=dest,
+                meta=tuple(meta),
+                body=_to_bytes(body),
+            )
+        return _build(command, channel_id, 0, Flag.PUSH, 0, dest, tuple(meta), _to_bytes(body))
 
     def response(self, status: int = Status.SUCCESS, body: bytes | Message = b"") -> LogicPacket:
         """The response to this request: same command, channel id, sequence and meta,

@@ -244,3 +244,29 @@ def test_response_is_the_documented_copy(packet: LogicPacket, status: int, body:
         packet.meta, body,
     )  # fmt: skip
     assert packet.response(status, body) == expected
+
+
+@settings(max_examples=100)
+@given(logic_packets)
+def test_request_and_make_push_build_the_documented_packets(packet: LogicPacket) -> None:
+    request = LogicPacket.request(
+        packet.command,
+        packet.body,
+        sequence=packet.sequence,
+        dest=packet.dest,
+        channel_id=packet.channel_id,
+        meta=list(packet.meta),
+    )
+    assert request == LogicPacket(
+        packet.command, packet.channel_id, packet.sequence, Flag.REQUEST, 0, packet.dest,
+        packet.meta, packet.body,
+    )  # fmt: skip
+    push = LogicPacket.make_push(
+        packet.command, packet.body, channel_id=packet.channel_id, dest=packet.dest,
+        meta=packet.meta,
+    )  # fmt: skip
+    assert push == LogicPacket(
+        packet.command, packet.channel_id, 0, Flag.PUSH, 0, packet.dest, packet.meta,
+        packet.body,
+    )  # fmt: skip
+    assert type(request) is LogicPacket and type(push) is LogicPacket
