@@ -379,7 +379,23 @@ def _decode_logic(data: bytes | bytearray | memoryview, size: int, max_size: int
         raise TruncatedPacket(f"body length {body_len}, {size - body_start} bytes follow")
     if end < size:
         raise MalformedPacket(f"{size - end} trailing bytes")
-    header, flag, meta = _parse_header(bytes(data[8:header_end]))
+    raw = data[8:header_end]
+    if type(raw) is not bytes:
+        raw = bytes(raw)  # a memoryview or bytearray slice: the cache keys on bytes
+    if _META_TAG_BYTE in raw:
+        header, flag, meta = _parse_header(raw)
+    else:
+        # No 0x3A byte at all (most client requests, every answer without meta): no meta
+        # entry can start anywhere, so this is the whole of it.
+        try:
+            header = _Header.FromString(raw)
+        except DecodeError as exc:
+            raise MalformedPacket("header is not a protobuf Header") from exc
+        known = _FLAGS.get(header.flag)
+        if known is None:
+            raise MalformedPacket(f"unknown flag {header.flag}")
+        flag = known
+        meta = ()
     packet: LogicPacket = _new(LogicPacket)  # _build, inlined: this is the hottest path
     _set_command(packet, header.command)
     _set_channel_id(packet, header.channelId)
@@ -421,7 +437,7 @@ def _parse_header(raw: bytes) -> tuple[pb.Header, Flag, tuple[Meta, ...]]:
     run = b""
     if runs.paused:
         runs.paused -= 1
-    elif _META_TAG_BYTE in raw:  # else no meta entry can start anywhere: skip the walk
+    else:
         split = _first_meta_entry(raw)
         if split > 0 and len(raw) - split <= runs.max_run:
             run = raw[split:]
@@ -440,7 +456,6 @@ def _parse_header(raw: bytes) -> tuple[pb.Header, Flag, tuple[Meta, ...]]:
                     raise MalformedPacket(f"unknown flag {header.flag}")
                 return header, flag, meta
     try:
-        # upb parses any byte buffer; the stub only admits bytes.
         header = _Header.FromString(raw)
     except DecodeError as exc:
         raise MalformedPacket("header is not a protobuf Header") from exc
@@ -465,8 +480,9 @@ class _MetaRuns:
     oldest of a dict one by one is not O(1); clients that stay connected come back at the
     cost of one miss each). When fewer than half of a ``window`` of lookups hit (more
     distinct clients than entries, or metas that never repeat), lookups stop for the next
-    ``pause`` packets: a miss costs more than no cache (a walk, a check, and objects kept
-    alive for the garbage collector to scan), so thrashing must not go on.
+    ``pause`` packets that may carry meta: a miss costs more than no cache (a walk, a
+    check, and objects kept alive for the garbage collector to scan), so thrashing must
+    not go on.
     """
 
     __slots__ = (
