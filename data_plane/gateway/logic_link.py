@@ -2,10 +2,11 @@
 
 One TCP connection per logic node carries every client of this gateway (multiplexed by
 channel id). The link dials, sends the ``cluster.handshake`` with the cluster secret,
-and then hands every packet the logic node sends to ``on_packet`` (decoded, and as
-the bytes it came in). When the connection
-drops it redials with capped exponential back-off; while it is down, :meth:`send`
-returns False and the gateway answers its clients with a clear status.
+and then hands every packet the logic node sends to ``on_packet``, decoded and as the
+bytes it came in, straight from the transport's callback. An exception there closes
+the link (1011, logged) and it redials. When the connection drops it redials with
+capped exponential back-off; while it is down, :meth:`send` returns False and the
+gateway answers its clients with a clear status.
 """
 
 from __future__ import annotations
