@@ -2,9 +2,11 @@
 
 One TCP connection per logic node carries every client of this gateway (multiplexed by
 channel id). The link dials, sends the ``cluster.handshake`` with the cluster secret,
-and then hands every packet the logic node sends to ``on_packet``. When the connection
-drops it redials with capped exponential back-off; while it is down, :meth:`send`
-returns False and the gateway answers its clients with a clear status.
+and then hands every packet the logic node sends to ``on_packet``, decoded and as the
+bytes it came in, straight from the transport's callback. An exception there closes
+the link (1011, logged) and it redials. When the connection drops it redials with
+capped exponential back-off; while it is down, :meth:`send` returns False and the
+gateway answers its clients with a clear status.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class LogicLink:
         *,
         gateway_id: str,
         cluster_secret: str,
-        on_packet: Callable[[LogicLink, LogicPacket], None],
+        on_packet: Callable[[LogicLink, LogicPacket, bytes], None],
         on_state: Callable[[LogicLink], None],
         max_packet_size: int,
         handshake_timeout: float = 5.0,
@@ -127,16 +129,17 @@ class LogicLink:
         return conn
 
     async def _pump(self, conn: TcpConnection) -> None:
-        while True:
+        """Handle the logic node's packets in the transport's callback until the link
+        closes (no task wake-up per read)."""
+        conn.set_receiver(self._handle_batch)
+        await conn.wait_closed()
+
+    def _handle_batch(self, batch: list[bytes]) -> None:
+        for raw in batch:
             try:
-                batch = await conn.receive()
-            except ConnectionClosed:
-                return
-            for raw in batch:
-                try:
-                    packet = decode_packet(raw, max_size=LINK_MAX_PACKET_SIZE)
-                except ProtocolError as exc:
-                    log.error("bad packet from logic node %s: %s", self.address, exc)
-                    continue
-                if isinstance(packet, LogicPacket):
-                    self._on_packet(self, packet)
+                packet = decode_packet(raw, max_size=LINK_MAX_PACKET_SIZE)
+            except ProtocolError as exc:
+                log.error("bad packet from logic node %s: %s", self.address, exc)
+                continue
+            if isinstance(packet, LogicPacket):
+                self._on_packet(self, packet, raw)

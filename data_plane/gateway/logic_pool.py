@@ -36,7 +36,7 @@ class LogicPool:
         self,
         settings: GatewaySettings,
         registry: RegistryClient,
-        on_packet: Callable[[LogicLink, LogicPacket], None],
+        on_packet: Callable[[LogicLink, LogicPacket, bytes], None],
     ) -> None:
         self._settings = settings
         self._registry = registry

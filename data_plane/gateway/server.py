@@ -12,10 +12,10 @@ gets one task running :meth:`Gateway._serve_client`:
    connection closes with code 4001. An accepted login gets a channel id containing the
    account and is forwarded to the logic node that owns the account; its answer goes
    back to the client, and only a Success makes the channel live.
-2. **Pump.** Every further packet is decoded (header only; the body passes through),
-   pings are answered here, and logic packets are forwarded with the client's meta
-   replaced by the gateway's (tenant, account, device, gateway). A connection silent
-   for ``idle_timeout`` is closed.
+2. **Pump.** Every further packet is decoded (header only; the body passes through)
+   in the transport's callback as it arrives, pings are answered here, and logic
+   packets are forwarded with the client's meta replaced by the gateway's (tenant,
+   account, device, gateway). A connection silent for ``idle_timeout`` is closed.
 3. **End.** The channel is dropped and the logic node is told (``login.signout``), so
    it removes the location if that location still belongs to this channel.
 
@@ -27,6 +27,7 @@ disconnected as a slow consumer; nobody else waits for it.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from collections import Counter
@@ -72,6 +73,7 @@ from data_plane.wire import (
     ProtocolError,
     Status,
     decode_packet,
+    encode_meta,
     pb,
 )
 
@@ -94,6 +96,8 @@ class Channel:
     device: str
     meta: tuple[Meta, ...]
     client_version: str = ""
+    meta_raw: bytes = b""
+    """``meta`` encoded once at login, spliced onto every packet forwarded for it."""
     link: LogicLink | None = None
     links_version: int = -1
     logged_in: bool = False
@@ -293,6 +297,7 @@ class Gateway:
                 Meta(META_CLIENT_VERSION, version),
             ),
         )
+        channel.meta_raw = encode_meta(channel.meta)
         if quotas.messages_per_second > 0:
             channel.bucket = TokenBucket(quotas.messages_per_second, anyio.current_time)
         self.channels[channel_id] = channel
@@ -350,17 +355,16 @@ class Gateway:
 
     async def _pump(self, channel: Channel) -> None:
         conn = channel.conn
-        idle = self.settings.idle_timeout
-        while True:
-            with anyio.move_on_after(idle) as scope:
-                batch = await conn.receive()
-            if scope.cancelled_caught:
-                if anyio.current_time() - conn.last_activity >= idle:
-                    conn.close(CloseCode.IDLE_TIMEOUT, "idle timeout")
-                    return
-                continue
-            if not self._forward_batch(channel, batch):
-                return
+        # One timer per connection rather than a cancel scope per receive: a scope costs
+        # more than handling the packets it waits for.
+        watchdog = _IdleWatchdog(conn, self.settings.idle_timeout)
+        try:
+            # Packets are handled in the transport's callback, as they are decoded: no
+            # task wake-up per read. A handler error closes the connection with 1011.
+            conn.set_receiver(lambda batch: self._forward_batch(channel, batch))
+            await conn.wait_closed()
+        finally:
+            watchdog.cancel()
 
     def _forward_batch(self, channel: Channel, batch: list[bytes]) -> bool:
         """Handle client packets in order; False once the connection was closed."""
@@ -430,22 +434,23 @@ class Gateway:
         link = self._pick_link(channel)
         if link is None:
             return False
-        out = packet.replace(channel_id=channel.id, meta=channel.meta)
-        return link.send(out.encode())
+        # = packet.replace(channel_id=channel.id, meta=channel.meta).encode(), byte for byte
+        return link.send(packet.encode_with(channel_id=channel.id, meta=channel.meta_raw))
 
-    def _on_logic_packet(self, link: LogicLink, packet: LogicPacket) -> None:
+    def _on_logic_packet(self, link: LogicLink, packet: LogicPacket, raw: bytes) -> None:
         if packet.flag == Flag.PUSH:
             self._on_push(packet)
             return
         channel = self.channels.get(packet.channel_id)
         if channel is None or packet.command.startswith(INTERNAL_PREFIXES):
             return  # the client left meanwhile, or an answer to the gateway's own request
-        answer = packet.replace(meta=()) if packet.meta else packet
         if not channel.logged_in and packet.command == Command.LOGIN_SIGNIN:
-            channel.login_answer = answer
+            channel.login_answer = packet.replace(meta=()) if packet.meta else packet
             channel.login_done.set()
             return
-        self._deliver(channel, answer.encode())
+        # The logic node answers without meta (it strips it): then the bytes it sent are
+        # already what the client gets, and re-encoding them would only copy them.
+        self._deliver(channel, packet.encode_without_meta() if packet.meta else raw)
         if packet.command == Command.LOGIN_SIGNOUT:
             channel.logged_in = False  # the logic node already removed the location
             channel.conn.close(CloseCode.NORMAL, "signed out")
@@ -454,7 +459,7 @@ class Gateway:
         targets = packet.meta_value(META_CHANNELS)
         if not targets:
             return
-        data = packet.replace(meta=(), channel_id="").encode()
+        data = packet.encode_without_meta(channel_id="")
         kickout = packet.command == Command.LOGIN_SIGNIN
         for channel_id in targets.split(","):
             channel = self.channels.get(channel_id)
@@ -470,3 +475,33 @@ class Gateway:
             return
         if not channel.conn.send(data):
             channel.conn.close(CloseCode.SLOW_CONSUMER, "client too slow: send buffer full")
+
+
+class _IdleWatchdog:
+    """Closes ``conn`` with IDLE_TIMEOUT once no frame arrived for ``idle`` seconds.
+
+    One loop timer, re-armed for the time left whenever it fires early: activity only
+    moves ``conn.last_activity`` forward, it never touches the timer.
+    """
+
+    __slots__ = ("_conn", "_handle", "_idle", "_loop")
+
+    def __init__(self, conn: PacketConnection, idle: float) -> None:
+        self._conn = conn
+        self._idle = idle
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_at(conn.last_activity + idle, self._check)
+
+    def _check(self) -> None:
+        conn = self._conn
+        if conn.is_closed:
+            return
+        deadline = conn.last_activity + self._idle
+        if self._loop.time() >= deadline:
+            conn.close(CloseCode.IDLE_TIMEOUT, "idle timeout")
+        else:
+            self._handle = self._loop.call_at(deadline, self._check)
+
+    def cancel(self) -> None:
+        """Stop watching (the pump has ended)."""
+        self._handle.cancel()

@@ -17,17 +17,32 @@ slow client never holds memory or time that belongs to the others.
 
 Reading is paused while the inbox holds more than ``max_inbox`` packets, which pushes
 back on a peer that sends faster than we handle.
+
+An owner that handles packets synchronously can skip the inbox and the task wake-up:
+after :meth:`PacketConnection.set_receiver` the transport hands every packet to the
+callback as soon as it is decoded (TCP: all the packets of one read at once), in order,
+and :meth:`~PacketConnection.wait_closed` takes the place of the receive loop. The
+callback does the handling the receive loop did, so nothing queues up and reading never
+needs pausing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from data_plane.transport.errors import ConnectionClosed
+
+log = logging.getLogger(__name__)
+
+Receiver = Callable[[list[bytes]], object]
+"""Takes the packets just received, in order; what it returns is ignored (see
+:meth:`PacketConnection.set_receiver`)."""
 
 
 class CloseCode(enum.IntEnum):
@@ -94,6 +109,7 @@ class PacketConnection(ABC):
         self._reading_paused = False
         self._closed: CloseReason | None = None
         self._closed_event = asyncio.Event()
+        self._receiver: Receiver | None = None
         self.last_activity = self._loop.time()
         self.remote_address = ""
 
@@ -130,6 +146,22 @@ class PacketConnection(ABC):
             self._resume_reading()
         return batch
 
+    def set_receiver(self, receiver: Receiver) -> None:
+        """Hand packets to ``receiver`` from now on instead of queueing them for
+        :meth:`receive` (which must not be used afterwards).
+
+        Packets already queued go to ``receiver`` at once. It is called from the
+        transport's callbacks, in the order the peer sent the packets, and never after
+        the connection closed. It must not block; an exception it raises is logged and
+        closes this connection with INTERNAL_ERROR (1011), never the event loop.
+        """
+        self._receiver = receiver
+        if self._reading_paused:
+            self._reading_paused = False
+            self._resume_reading()
+        if self._inbox:
+            self._dispatch()
+
     def send(self, packet: bytes) -> bool:
         """Queue ``packet`` for sending; False when closed or the peer is too slow."""
         if self._closed is not None:
@@ -160,11 +192,28 @@ class PacketConnection(ABC):
     # -- used by the transports --------------------------------------------------------
 
     def _packet_received(self, packet: bytes) -> None:
+        """Queue one packet; with a receiver set, the transport calls :meth:`_dispatch`
+        once it has queued everything from the current read."""
         self._inbox.append(packet)
+        if self._receiver is not None:
+            return
         if len(self._inbox) >= self._max_inbox and not self._reading_paused:
             self._reading_paused = True
             self._pause_reading()
         self._wake()
+
+    def _dispatch(self) -> None:
+        """Hand the queued packets to the receiver (no-op without one)."""
+        receiver = self._receiver
+        if receiver is None or not self._inbox or self._closed is not None:
+            return
+        batch = list(self._inbox)
+        self._inbox.clear()
+        try:
+            receiver(batch)
+        except Exception:
+            log.exception("packet handler failed for %s", self.remote_address)
+            self.close(CloseCode.INTERNAL_ERROR, "internal error")
 
     def _touch(self) -> None:
         self.last_activity = self._loop.time()

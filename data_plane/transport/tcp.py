@@ -82,12 +82,14 @@ class TcpConnection(PacketConnection, asyncio.Protocol):
             elif opcode == Opcode.PING:
                 self.write_raw(encode_frame(Opcode.PONG, frame.payload))
             elif opcode == Opcode.CLOSE:
+                self._dispatch()  # what came before the close frame, in order
                 code, reason = decode_close_payload(frame.payload)
                 self._peer_closed(code, reason)
                 if self._transport is not None:
                     self._transport.close()
                 return
             # PONG: activity only, already noted.
+        self._dispatch()
 
     def eof_received(self) -> bool:
         self._peer_closed(CloseCode.ABNORMAL, "peer closed the stream")

@@ -9,6 +9,7 @@ Fragmented messages are reassembled up to that maximum.
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Callable
 
 from picows import (
@@ -29,6 +30,28 @@ from data_plane.transport.connection import (
     PacketConnection,
 )
 from data_plane.wire import DEFAULT_MAX_PACKET_SIZE
+
+_SHORT = struct.Struct(">BB")
+_MEDIUM = struct.Struct(">BBH")
+_LONG = struct.Struct(">BBQ")
+_FIN_BINARY = 0x82  # FIN | opcode 2 (binary)
+
+
+def encode_server_frames(payloads: list[bytes]) -> bytes:
+    """Unmasked (server-to-client) final binary frames for ``payloads``, joined (RFC 6455
+    §5.2: 7-bit length, or 126 + u16, or 127 + u64)."""
+    parts: list[bytes] = []
+    append = parts.append
+    for payload in payloads:
+        size = len(payload)
+        if size < 126:
+            append(_SHORT.pack(_FIN_BINARY, size))
+        elif size < 0x10000:
+            append(_MEDIUM.pack(_FIN_BINARY, 126, size))
+        else:
+            append(_LONG.pack(_FIN_BINARY, 127, size))
+        append(payload)
+    return b"".join(parts)
 
 
 class WsConnection(PacketConnection, WSListener):
@@ -100,6 +123,7 @@ class WsConnection(PacketConnection, WSListener):
             return
         if frame.fin and not self._fragments:
             self._packet_received(frame.get_payload_as_bytes())
+            self._dispatch()
             return
         self._fragments.append(frame.get_payload_as_bytes())
         self._fragments_size = size
@@ -108,6 +132,7 @@ class WsConnection(PacketConnection, WSListener):
             self._fragments.clear()
             self._fragments_size = 0
             self._packet_received(packet)
+            self._dispatch()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._peer_closed(CloseCode.ABNORMAL, "connection lost")
@@ -117,10 +142,18 @@ class WsConnection(PacketConnection, WSListener):
 
     def _write_packets(self, packets: list[bytes]) -> None:
         ws = self._ws
-        if ws is None or ws.is_disconnected:
+        if ws is None or ws.is_disconnected or ws.is_close_frame_sent:
             return
-        for packet in packets:
-            ws.send(WSMsgType.BINARY, packet)
+        if len(packets) == 1 or ws.is_client_side:
+            # picows writes each frame with its own send(); a client must also mask
+            # every frame with a fresh key, which is picows' job.
+            for packet in packets:
+                ws.send(WSMsgType.BINARY, packet)
+            return
+        # Several packets queued in one loop iteration: one write (one system call) for
+        # all their frames. Server frames are unmasked, so they are just header + payload;
+        # picows writes whole frames only, so nothing of its own can interleave.
+        ws.underlying_transport.write(encode_server_frames(packets))
 
     def _write_buffer_size(self) -> int:
         ws = self._ws

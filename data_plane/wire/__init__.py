@@ -49,6 +49,7 @@ from data_plane.wire.packet import (
     Meta,
     Packet,
     decode_packet,
+    encode_meta,
 )
 
 __all__ = [
@@ -79,5 +80,6 @@ __all__ = [
     "decode_packet",
     "encode_frame",
     "encode_frames",
+    "encode_meta",
     "pb",
 ]

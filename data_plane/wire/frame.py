@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import NoReturn
 
 from data_plane.wire.enums import Opcode
@@ -41,6 +41,13 @@ class Frame:
 
     opcode: Opcode
     payload: bytes
+
+
+_new = object.__new__
+_set_opcode = Frame.__dict__["opcode"].__set__
+_set_payload = Frame.__dict__["payload"].__set__
+if tuple(f.name for f in fields(Frame)) != ("opcode", "payload"):  # pragma: no cover
+    raise RuntimeError("update the Frame setters in FrameDecoder._parse")
 
 
 def encode_frame(opcode: int, payload: bytes) -> bytes:
@@ -120,6 +127,9 @@ class FrameDecoder:
         unpack_from = _HEAD.unpack_from
         opcodes = _OPCODES
         max_payload = self._max_payload
+        new = _new
+        set_opcode = _set_opcode
+        set_payload = _set_payload
         pos = 0
         while end - pos >= FRAME_HEADER_SIZE:
             code, length = unpack_from(source, pos)
@@ -132,7 +142,10 @@ class FrameDecoder:
             stop = start + length
             if stop > end:
                 return frames, pos
-            append(Frame(opcode, bytes(source[start:stop])))
+            frame: Frame = new(Frame)  # Frame(...) without the frozen __init__'s setattrs
+            set_opcode(frame, opcode)
+            set_payload(frame, bytes(source[start:stop]))
+            append(frame)
             pos = stop
         if pos < end and source[pos] not in opcodes:
             self._fail(BadOpcode(f"0x{source[pos]:02x}"))
