@@ -39,7 +39,6 @@ from typing import Any, TypeVar
 import anyio
 from sqlalchemy import (
     ColumnElement,
-    Insert,
     Select,
     Table,
     and_,
@@ -50,7 +49,6 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import (
     DBAPIError,
@@ -89,7 +87,6 @@ from data_plane.storage.sql_schema import (
     chat_groups,
     group_members,
     inbox,
-    inbox_seq,
     messages,
     read_index,
 )
@@ -132,6 +129,195 @@ class _Ack:
 
 
 _SendOutcome = tuple[SendResult, list[str]]
+
+_InboxTail = tuple[int, int, str, str, int]
+"""An inbox row after (tenant, account, seq): message_id, direction, account_b, group_id,
+send_time. A group message's rows share one tail object."""
+_Delivery = tuple[str, str, _InboxTail]
+"""(tenant, account, tail): one inbox row still to be numbered."""
+_InboxRow = tuple[str, str, int, _InboxTail]
+_RECEIVED = int(Direction.RECEIVED)
+_SENT = int(Direction.SENT)
+_COUNTER_CHUNK = 1000
+"""Inbox counters per upsert / read-back (a 1,000-member group message in one go)."""
+_MESSAGE_COLUMNS = (
+    "message_id, tenant, sender, receiver, group_id, group_seq, type, body, extra, "
+    "client_msg_id, send_time"
+)
+_INBOX_COLUMNS = "tenant, account, seq, message_id, direction, account_b, group_id, send_time"
+_NO_PARAMETERS = {"no_parameters": True}
+"""Run a statement without parameter substitution (its values are already literals)."""
+
+
+class _SendSql:
+    """The send path's statements as driver SQL run with plain tuples (SQLite).
+
+    A batch runs about ten statements carrying thousands of values; through SQLAlchemy
+    Core most of its CPU went into compiling the statements and processing every
+    parameter. These statements are written out once per dialect and run with
+    ``exec_driver_sql``, whose tuples the driver binds as they are (in C for SQLite).
+    Statements, their order and their locks are the same as the Core ones were.
+    """
+
+    mark = "?"
+    for_update = ""
+    counter_upsert = (
+        "INSERT INTO inbox_seq (tenant, account, seq) VALUES (?, ?, ?) "
+        "ON CONFLICT (tenant, account) DO UPDATE SET seq = inbox_seq.seq + excluded.seq"
+    )
+
+    def marks(self, count: int, width: int = 1) -> str:
+        """``count`` placeholders (``width`` > 1: that many row values of ``width``)."""
+        if width == 1:
+            return ", ".join([self.mark] * count)
+        row = "(" + ", ".join([self.mark] * width) + ")"
+        return ", ".join([row] * count)
+
+    def pair_list(self, count: int) -> str:
+        """The right side of ``(a, b) IN …`` for ``count`` pairs."""
+        return f"(VALUES {self.marks(count, 2)})"
+
+    async def originals(
+        self, conn: AsyncConnection, tenant: str, pairs: Sequence[tuple[str, str | None]]
+    ) -> Sequence[Any]:
+        """(sender, client_msg_id, message_id, send_time, group_seq) of stored keys."""
+        statement = (
+            "SELECT sender, client_msg_id, message_id, send_time, group_seq FROM messages "
+            f"WHERE tenant = {self.mark} AND (sender, client_msg_id) IN "
+            f"{self.pair_list(len(pairs))}"
+        )
+        params = (tenant, *(value for pair in pairs for value in pair))
+        return (await conn.exec_driver_sql(statement, params)).all()
+
+    async def lock_groups(
+        self, conn: AsyncConnection, tenant: str, group_ids: Sequence[str]
+    ) -> Sequence[Any]:
+        """(group_id, seq) of the existing groups, their rows locked in sorted order."""
+        statement = (
+            f"SELECT group_id, seq FROM chat_groups WHERE tenant = {self.mark} "
+            f"AND group_id IN ({self.marks(len(group_ids))}) ORDER BY group_id"
+            f"{self.for_update}"
+        )
+        return (await conn.exec_driver_sql(statement, (tenant, *group_ids))).all()
+
+    async def members(
+        self, conn: AsyncConnection, tenant: str, group_ids: Sequence[str]
+    ) -> Sequence[Any]:
+        """(group_id, account) of the groups' members, by group, then join order."""
+        statement = (
+            f"SELECT group_id, account FROM group_members WHERE tenant = {self.mark} "
+            f"AND group_id IN ({self.marks(len(group_ids))}) "
+            "ORDER BY group_id, join_time, account"
+        )
+        return (await conn.exec_driver_sql(statement, (tenant, *group_ids))).all()
+
+    async def insert_messages(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+        """Insert ``messages`` rows (``_MESSAGE_COLUMNS`` order), one executemany."""
+        statement = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({self.marks(11)})"
+        for chunk in _chunks(rows, 1000):
+            await conn.exec_driver_sql(statement, list(chunk))
+
+    async def add_to_counters(
+        self, conn: AsyncConnection, tenant: str, counts: list[tuple[str, int]]
+    ) -> None:
+        """Add each count to its inbox counter (created at the count), in list order."""
+        await conn.exec_driver_sql(self.counter_upsert, [(tenant, a, n) for a, n in counts])
+
+    async def read_counters(
+        self, conn: AsyncConnection, tenant: str, accounts: Sequence[str]
+    ) -> Sequence[Any]:
+        """(account, seq) of the accounts' inbox counters."""
+        statement = (
+            f"SELECT account, seq FROM inbox_seq WHERE tenant = {self.mark} "
+            f"AND account IN ({self.marks(len(accounts))})"
+        )
+        return (await conn.exec_driver_sql(statement, (tenant, *accounts))).all()
+
+    async def insert_inbox(self, conn: AsyncConnection, rows: list[_InboxRow]) -> None:
+        """Insert the numbered inbox rows."""
+        statement = f"INSERT INTO inbox ({_INBOX_COLUMNS}) VALUES ({self.marks(8)})"
+        flat = [(t, a, seq, *tail) for t, a, seq, tail in rows]
+        for chunk in _chunks(flat, 1000):
+            await conn.exec_driver_sql(statement, list(chunk))
+
+    async def store_group_seqs(
+        self, conn: AsyncConnection, rows: list[tuple[int, str, str]]
+    ) -> None:
+        """Set each (seq, tenant, group_id)'s group sequence."""
+        statement = (
+            f"UPDATE chat_groups SET seq = {self.mark} "
+            f"WHERE tenant = {self.mark} AND group_id = {self.mark}"
+        )
+        await conn.exec_driver_sql(statement, rows)
+
+
+class _MysqlSendSql(_SendSql):
+    """MySQL: the same statements; inbox and counter rows rendered as literals.
+
+    aiomysql escapes every parameter in Python (one call per value, 8 per inbox row).
+    Inbox rows repeat most of their values (tenant, and the whole tail of a group
+    message), so they and the counter rows are rendered into one multi-row INSERT in
+    which each distinct value is escaped once, by the connection's own ``escape`` — the
+    function aiomysql itself applies to parameters — and run without parameter
+    substitution, as aiomysql's ``executemany`` runs its own multi-row rewrite.
+    """
+
+    mark = "%s"
+    for_update = " FOR UPDATE"
+    counter_upsert = (
+        "INSERT INTO inbox_seq (tenant, account, seq) VALUES {rows} "
+        "ON DUPLICATE KEY UPDATE seq = seq + VALUES(seq)"
+    )
+
+    def pair_list(self, count: int) -> str:
+        return f"({self.marks(count, 2)})"
+
+    @staticmethod
+    async def _escape(conn: AsyncConnection) -> Callable[[str], str]:
+        raw = await conn.get_raw_connection()
+        quote: Callable[[str], str] = raw.driver_connection.escape  # type: ignore[union-attr]
+        return quote
+
+    async def add_to_counters(
+        self, conn: AsyncConnection, tenant: str, counts: list[tuple[str, int]]
+    ) -> None:
+        quote = await self._escape(conn)
+        t = quote(tenant)
+        rows = ",".join([f"({t},{quote(a)},{int(n)})" for a, n in counts])
+        await conn.exec_driver_sql(
+            self.counter_upsert.format(rows=rows), execution_options=_NO_PARAMETERS
+        )
+
+    async def insert_inbox(self, conn: AsyncConnection, rows: list[_InboxRow]) -> None:
+        quote = await self._escape(conn)
+        literals: dict[str, str] = {}
+        tails: dict[_InboxTail, str] = {}
+
+        def literal(value: str) -> str:
+            found = literals.get(value)
+            if found is None:
+                found = literals[value] = quote(value)
+            return found
+
+        def tail_of(tail: _InboxTail) -> str:
+            found = tails.get(tail)
+            if found is None:
+                message_id, direction, account_b, group_id, send_time = tail
+                found = tails[tail] = (
+                    f"{int(message_id)},{int(direction)},{literal(account_b)},"
+                    f"{literal(group_id)},{int(send_time)})"
+                )
+            return found
+
+        prefix = f"INSERT INTO inbox ({_INBOX_COLUMNS}) VALUES "
+        for chunk in _chunks(rows, 1000):
+            values = ",".join(
+                [
+                    f"({literal(t)},{literal(a)},{int(seq)},{tail_of(tail)}"
+                    for t, a, seq, tail in chunk
+                ]
+            )
+            await conn.exec_driver_sql(prefix + values, execution_options=_NO_PARAMETERS)
 
 
 def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
@@ -258,6 +444,7 @@ class SqlMessageStore:
         self._engine = engine
         self._write_engine = engine.execution_options(**{_WRITE_OPTION: True})
         self._mysql = engine.dialect.name in ("mysql", "mariadb")
+        self._send_sql = _MysqlSendSql() if self._mysql else _SendSql()
         self._ids = ids if ids is not None else SnowflakeIds(node_id)
         self._sends: GroupCommitter[_Send, _SendOutcome] = GroupCommitter(
             self._flush_sends, linger_s=linger_s, max_batch=max_batch
@@ -397,14 +584,15 @@ class SqlMessageStore:
     async def _write_sends(
         self, conn: AsyncConnection, items: Sequence[_Send]
     ) -> list[_SendOutcome | BaseException]:
+        sql = self._send_sql
         originals = await self._originals(conn, items)
         wanted = {(i.tenant, i.group_id) for i in items if i.group_id and i.key not in originals}
         group_seqs, group_accounts = await self._lock_groups(conn, wanted)
         group_sets = {group: set(accounts) for group, accounts in group_accounts.items()}
         outcomes: list[_SendOutcome | BaseException] = []
         in_batch: dict[tuple[str, str, str], SendResult] = {}
-        message_rows: list[dict[str, Any]] = []
-        deliveries: list[tuple[str, str, Direction, str, int, str, int]] = []
+        message_rows: list[tuple[Any, ...]] = []
+        deliveries: list[_Delivery] = []
         for item in items:
             key = item.key
             if key is not None and key in originals:
@@ -418,7 +606,6 @@ class SqlMessageStore:
                 if group not in group_seqs:
                     outcomes.append(GroupNotFound(f"group {item.group_id!r} does not exist"))
                     continue
-                accounts = group_accounts[group]
                 if item.sender not in group_sets[group]:
                     outcomes.append(
                         NotAMember(f"{item.sender!r} is not a member of group {item.group_id!r}")
@@ -426,38 +613,23 @@ class SqlMessageStore:
                     continue
                 group_seqs[group] += 1
                 seq = group_seqs[group]
-                targets = [
-                    (a, Direction.SENT if a == item.sender else Direction.RECEIVED, item.sender)
-                    for a in accounts
-                ]
-                receivers = list(accounts)
             else:
                 seq = 0
-                receivers = []
-                targets = [(item.sender, Direction.SENT, item.receiver)]
-                if item.receiver != item.sender:
-                    targets.insert(0, (item.receiver, Direction.RECEIVED, item.sender))
             message_id = self._ids.next_id()
             send_time = SnowflakeIds.time_of(message_id)
             result = SendResult(message_id, send_time, duplicate=False, seq=seq)
             if key is not None:
                 in_batch[key] = result
             message_rows.append(_message_row(item, message_id, send_time, seq))
-            for account, direction, account_b in targets:
-                deliveries.append(
-                    (
-                        item.tenant,
-                        account,
-                        direction,
-                        account_b,
-                        message_id,
-                        item.group_id,
-                        send_time,
-                    )
-                )
-            outcomes.append((result, receivers))
+            if item.group_id:
+                accounts = group_accounts[(item.tenant, item.group_id)]
+                _add_group_deliveries(deliveries, item, accounts, message_id, send_time)
+                outcomes.append((result, list(accounts)))
+            else:
+                _add_user_deliveries(deliveries, item, message_id, send_time)
+                outcomes.append((result, []))
         if message_rows:
-            await self._insert_rows(conn, messages, message_rows)
+            await sql.insert_messages(conn, message_rows)
             await self._insert_inbox_rows(conn, deliveries)
             await self._store_group_seqs(conn, group_seqs, wanted)
         return outcomes
@@ -470,18 +642,7 @@ class SqlMessageStore:
         found: dict[tuple[str, str, str], SendResult] = {}
         for tenant, pairs in _by_tenant(keys):
             for chunk in _chunks(pairs):
-                rows = await conn.execute(
-                    select(
-                        messages.c.sender,
-                        messages.c.client_msg_id,
-                        messages.c.message_id,
-                        messages.c.send_time,
-                        messages.c.group_seq,
-                    ).where(
-                        messages.c.tenant == tenant,
-                        tuple_(messages.c.sender, messages.c.client_msg_id).in_(chunk),
-                    )
-                )
+                rows = await self._send_sql.originals(conn, tenant, chunk)
                 for sender, client_msg_id, message_id, send_time, group_seq in rows:
                     found[(tenant, sender, client_msg_id)] = SendResult(
                         message_id, send_time, duplicate=True, seq=group_seq
@@ -492,31 +653,17 @@ class SqlMessageStore:
         self, conn: AsyncConnection, wanted: set[tuple[str, str]]
     ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], list[str]]]:
         """Lock the groups' rows (sorted); their sequences and members by join order."""
+        sql = self._send_sql
         seqs: dict[tuple[str, str], int] = {}
         accounts: dict[tuple[str, str], list[str]] = {}
         for tenant, group_ids in _by_tenant(wanted):
             for chunk in _chunks(group_ids):
-                rows = await conn.execute(
-                    select(chat_groups.c.group_id, chat_groups.c.seq)
-                    .where(chat_groups.c.tenant == tenant, chat_groups.c.group_id.in_(chunk))
-                    .order_by(chat_groups.c.group_id)
-                    .with_for_update()
-                )
-                for group_id, seq in rows:
+                for group_id, seq in await sql.lock_groups(conn, tenant, chunk):
                     seqs[(tenant, group_id)] = seq
                     accounts[(tenant, group_id)] = []
             found = [g for t, g in seqs if t == tenant]
             for chunk in _chunks(found):
-                rows = await conn.execute(
-                    select(group_members.c.group_id, group_members.c.account)
-                    .where(group_members.c.tenant == tenant, group_members.c.group_id.in_(chunk))
-                    .order_by(
-                        group_members.c.group_id,
-                        group_members.c.join_time,
-                        group_members.c.account,
-                    )
-                )
-                for group_id, account in rows:
+                for group_id, account in await sql.members(conn, tenant, chunk):
                     accounts[(tenant, group_id)].append(account)
         return seqs, accounts
 
@@ -527,73 +674,37 @@ class SqlMessageStore:
         wanted: set[tuple[str, str]],
     ) -> None:
         rows = [
-            {"b_tenant": tenant, "b_group": group_id, "b_seq": seq}
+            (seq, tenant, group_id)
             for (tenant, group_id), seq in sorted(seqs.items())
             if (tenant, group_id) in wanted
         ]
         if rows:
-            await conn.execute(
-                update(chat_groups)
-                .where(
-                    chat_groups.c.tenant == bindparam("b_tenant"),
-                    chat_groups.c.group_id == bindparam("b_group"),
-                )
-                .values(seq=bindparam("b_seq")),
-                rows,
-            )
+            await self._send_sql.store_group_seqs(conn, rows)
 
-    async def _insert_inbox_rows(
-        self,
-        conn: AsyncConnection,
-        deliveries: list[tuple[str, str, Direction, str, int, str, int]],
-    ) -> None:
-        counts = Counter((tenant, account) for tenant, account, *_ in deliveries)
+    async def _insert_inbox_rows(self, conn: AsyncConnection, deliveries: list[_Delivery]) -> None:
+        """One inbox row per delivery, numbered in batch order within each inbox."""
+        counts = Counter((tenant, account) for tenant, account, _ in deliveries)
         next_seq = await self._reserve_inbox_seqs(conn, counts)
-        rows = []
-        for tenant, account, direction, account_b, message_id, group_id, send_time in deliveries:
-            seq = next_seq[(tenant, account)]
-            next_seq[(tenant, account)] = seq + 1
-            rows.append(
-                {
-                    "tenant": tenant,
-                    "account": account,
-                    "seq": seq,
-                    "message_id": message_id,
-                    "direction": int(direction),
-                    "account_b": account_b,
-                    "group_id": group_id,
-                    "send_time": send_time,
-                }
-            )
-        await self._insert_rows(conn, inbox, rows)
+        rows: list[_InboxRow] = []
+        for tenant, account, rest in deliveries:
+            key = (tenant, account)
+            seq = next_seq[key]
+            next_seq[key] = seq + 1
+            rows.append((tenant, account, seq, rest))
+        await self._send_sql.insert_inbox(conn, rows)
 
     async def _reserve_inbox_seqs(
         self, conn: AsyncConnection, counts: Counter[tuple[str, str]]
     ) -> dict[tuple[str, str], int]:
         """Add ``counts`` to the inbox counters (locking them, sorted); first seq of each."""
+        sql = self._send_sql
         first: dict[tuple[str, str], int] = {}
         for tenant, accounts in _by_tenant(counts):
-            for chunk in _chunks(accounts):
-                rows = [{"tenant": tenant, "account": a, "seq": counts[(tenant, a)]} for a in chunk]
-                await conn.execute(self._increment_inbox_seqs(), rows)
-                result = await conn.execute(
-                    select(inbox_seq.c.account, inbox_seq.c.seq).where(
-                        inbox_seq.c.tenant == tenant, inbox_seq.c.account.in_(chunk)
-                    )
-                )
-                for account, last in result:
+            for chunk in _chunks(accounts, _COUNTER_CHUNK):
+                await sql.add_to_counters(conn, tenant, [(a, counts[(tenant, a)]) for a in chunk])
+                for account, last in await sql.read_counters(conn, tenant, chunk):
                     first[(tenant, account)] = last - counts[(tenant, account)] + 1
         return first
-
-    def _increment_inbox_seqs(self) -> Insert:
-        if self._mysql:
-            stmt = mysql.insert(inbox_seq)
-            return stmt.on_duplicate_key_update(seq=inbox_seq.c.seq + stmt.inserted.seq)
-        lite = sqlite.insert(inbox_seq)
-        return lite.on_conflict_do_update(
-            index_elements=[inbox_seq.c.tenant, inbox_seq.c.account],
-            set_={"seq": inbox_seq.c.seq + lite.excluded.seq},
-        )
 
     @staticmethod
     async def _insert_rows(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -933,20 +1044,45 @@ def _inbox_seq_of(tenant: str, account: str, message_id: int) -> Select[tuple[in
     )
 
 
-def _message_row(item: _Send, message_id: int, send_time: int, group_seq: int) -> dict[str, Any]:
-    return {
-        "message_id": message_id,
-        "tenant": item.tenant,
-        "sender": item.sender,
-        "receiver": item.receiver,
-        "group_id": item.group_id,
-        "group_seq": group_seq,
-        "type": item.type,
-        "body": item.body,
-        "extra": item.extra,
-        "client_msg_id": item.client_msg_id,
-        "send_time": send_time,
-    }
+def _message_row(item: _Send, message_id: int, send_time: int, group_seq: int) -> tuple[Any, ...]:
+    """A ``messages`` row in ``_MESSAGE_COLUMNS`` order."""
+    return (
+        message_id,
+        item.tenant,
+        item.sender,
+        item.receiver,
+        item.group_id,
+        group_seq,
+        item.type,
+        item.body,
+        item.extra,
+        item.client_msg_id,
+        send_time,
+    )
+
+
+def _add_user_deliveries(
+    deliveries: list[_Delivery], item: _Send, message_id: int, send_time: int
+) -> None:
+    """The receiver's inbox row first, then the sender's (one row if they are the same)."""
+    if item.receiver != item.sender:
+        received = (message_id, _RECEIVED, item.sender, "", send_time)
+        deliveries.append((item.tenant, item.receiver, received))
+    deliveries.append((item.tenant, item.sender, (message_id, _SENT, item.receiver, "", send_time)))
+
+
+def _add_group_deliveries(
+    deliveries: list[_Delivery],
+    item: _Send,
+    accounts: list[str],
+    message_id: int,
+    send_time: int,
+) -> None:
+    """One inbox row per member in join order; all but the sender's share one tail."""
+    tenant, sender = item.tenant, item.sender
+    received = (message_id, _RECEIVED, sender, item.group_id, send_time)
+    sent = (message_id, _SENT, sender, item.group_id, send_time)
+    deliveries.extend((tenant, a, sent if a == sender else received) for a in accounts)
 
 
 def _member_row(tenant: str, group_id: str, member: Member) -> dict[str, Any]:
