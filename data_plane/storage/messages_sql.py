@@ -7,12 +7,24 @@ Theory of operation:
   (2) locks the groups it writes to (``SELECT … FOR UPDATE``) and reads their members,
   (3) decides every item in batch order (duplicates, ``GroupNotFound``, ``NotAMember``,
   group sequence + 1) and inserts the contents, (4) reserves each touched inbox's next
-  sequences with one upsert that adds the batch's row count to ``inbox_seq`` (which
-  locks those rows until COMMIT) and reads the results back, then (5) inserts the inbox
-  rows. Statements are batched (``executemany``), never one per message. The hot inbox
-  counters are locked last, so they are held only for the last two statements and the
+  sequences with one upsert per tenant that adds the batch's row count to ``inbox_seq``
+  (which locks those rows until COMMIT) and reads the results back, then (5) inserts the
+  inbox rows, numbered in batch order within each inbox. Statements are batched (one
+  multi-row statement or ``executemany``), never one per inbox row. The hot inbox
+  counters are locked last, so they are held only for the last statements and the
   commit. Nothing is awaited between a caller and its queue slot, and items are decided
   in queue order, so one sender's pipelined messages keep their order.
+- Write diffusion in the database: a large group none of whose members gets any other
+  row in the batch is written in bulk. Its members' counters are raised inside the same
+  sorted upsert (``INSERT … SELECT`` from ``group_members``), and each of its messages'
+  rows is one ``INSERT … SELECT`` joining ``group_members`` with ``inbox_seq``: the
+  counter minus the batch's later messages to that group. Those are the numbers row by
+  row would give; the member list read under the group row lock is the one these
+  statements read (joins and quits take that lock too), and on MySQL at READ COMMITTED
+  their reads of ``group_members`` are consistent reads, taking no locks.
+- The hot statements are driver SQL run with plain tuples, not SQLAlchemy Core
+  (``_SendSql``): on MySQL inbox and counter rows are rendered as literals with each
+  distinct value escaped once by the connection's own ``escape``.
 - Lock order is the same in every transaction: group rows, then inbox counters, each
   sorted by (tenant, key); acks lock only read-index rows. Counters stay locked until
   COMMIT, so inbox sequences commit in order with no gaps, across nodes too.
@@ -136,6 +148,36 @@ send_time. A group message's rows share one tail object."""
 _Delivery = tuple[str, str, _InboxTail]
 """(tenant, account, tail): one inbox row still to be numbered."""
 _InboxRow = tuple[str, str, int, _InboxTail]
+BULK_MIN_MEMBERS = 32
+"""Groups this large have their inbox rows written by the database (see ``_plan_deliveries``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _BulkMessage:
+    """A group message whose inbox rows the database writes from ``group_members``.
+
+    Each member's row takes the member's counter (already raised by the whole batch)
+    minus ``later``: the number of the batch's messages to this group after this one.
+    """
+
+    tenant: str
+    group_id: str
+    message_id: int
+    sender: str
+    send_time: int
+    later: int
+
+
+@dataclass(frozen=True, slots=True)
+class _DeliveryPlan:
+    """A batch's inbox rows: numbered in Python, or in bulk by the database."""
+
+    individual: list[_Delivery]
+    bulk: list[_BulkMessage]
+    bulk_counts: dict[tuple[str, str], int]
+    """(tenant, group_id) → the batch's messages to that bulk group."""
+
+
 _RECEIVED = int(Direction.RECEIVED)
 _SENT = int(Direction.SENT)
 _COUNTER_CHUNK = 1000
@@ -218,10 +260,53 @@ class _SendSql:
             await conn.exec_driver_sql(statement, list(chunk))
 
     async def add_to_counters(
-        self, conn: AsyncConnection, tenant: str, counts: list[tuple[str, int]]
+        self,
+        conn: AsyncConnection,
+        tenant: str,
+        counts: list[tuple[str, int]],
+        groups: list[tuple[str, int]],
     ) -> None:
-        """Add each count to its inbox counter (created at the count), in list order."""
-        await conn.exec_driver_sql(self.counter_upsert, [(tenant, a, n) for a, n in counts])
+        """Raise inbox counters (creating missing ones): each (account, n) of ``counts``
+        by n, and every member's of each (group_id, n) of ``groups`` by n.
+
+        SQLite has one writer at a time, so the order of the statements does not matter.
+        """
+        for group_id, n in groups:
+            await conn.exec_driver_sql(
+                "INSERT INTO inbox_seq (tenant, account, seq) "
+                "SELECT tenant, account, ? FROM group_members WHERE tenant = ? AND group_id = ? "
+                "ON CONFLICT (tenant, account) DO UPDATE SET seq = inbox_seq.seq + excluded.seq",
+                (n, tenant, group_id),
+            )
+        if counts:
+            await conn.exec_driver_sql(self.counter_upsert, [(tenant, a, n) for a, n in counts])
+
+    def bulk_inbox_insert(self) -> str:
+        """INSERT … SELECT of one bulk group message's rows (params: see ``insert_bulk_inbox``)."""
+        m = self.mark
+        return (
+            f"INSERT INTO inbox ({_INBOX_COLUMNS}) "
+            f"SELECT gm.tenant, gm.account, s.seq - {m}, {m}, "
+            f"CASE WHEN gm.account = {m} THEN {_SENT} ELSE {_RECEIVED} END, {m}, {m}, {m} "
+            "FROM group_members gm JOIN inbox_seq s "
+            "ON s.tenant = gm.tenant AND s.account = gm.account "
+            f"WHERE gm.tenant = {m} AND gm.group_id = {m}"
+        )
+
+    async def insert_bulk_inbox(self, conn: AsyncConnection, bulk: _BulkMessage) -> None:
+        """One inbox row per member of the bulk message's group, numbered from the
+        members' counters (already raised by the whole batch)."""
+        params = (
+            bulk.later,
+            bulk.message_id,
+            bulk.sender,
+            bulk.sender,
+            bulk.group_id,
+            bulk.send_time,
+            bulk.tenant,
+            bulk.group_id,
+        )
+        await conn.exec_driver_sql(self.bulk_inbox_insert(), params)
 
     async def read_counters(
         self, conn: AsyncConnection, tenant: str, accounts: Sequence[str]
@@ -279,14 +364,39 @@ class _MysqlSendSql(_SendSql):
         return quote
 
     async def add_to_counters(
-        self, conn: AsyncConnection, tenant: str, counts: list[tuple[str, int]]
+        self,
+        conn: AsyncConnection,
+        tenant: str,
+        counts: list[tuple[str, int]],
+        groups: list[tuple[str, int]],
     ) -> None:
+        """As on SQLite, but every counter of the tenant in one statement, sorted.
+
+        Other writers run at the same time here, so the counters must be locked in one
+        order everywhere: the accounts' rows and the bulk groups' members are one
+        ``UNION ALL`` ordered by account (bulk accounts are never in ``counts``).
+        """
         quote = await self._escape(conn)
         t = quote(tenant)
-        rows = ",".join([f"({t},{quote(a)},{int(n)})" for a, n in counts])
-        await conn.exec_driver_sql(
-            self.counter_upsert.format(rows=rows), execution_options=_NO_PARAMETERS
+        if not groups:
+            for chunk in _chunks(counts, _COUNTER_CHUNK):
+                rows = ",".join([f"({t},{quote(a)},{int(n)})" for a, n in chunk])
+                await conn.exec_driver_sql(
+                    self.counter_upsert.format(rows=rows), execution_options=_NO_PARAMETERS
+                )
+            return
+        parts = [
+            f"SELECT tenant, account, {int(n)} AS n FROM group_members "
+            f"WHERE tenant = {t} AND group_id = {quote(g)}"
+            for g, n in groups
+        ]
+        parts.extend(f"SELECT {t}, {quote(a)}, {int(n)}" for a, n in counts)
+        statement = (
+            "INSERT INTO inbox_seq (tenant, account, seq) SELECT u.tenant, u.account, u.n "
+            f"FROM ({' UNION ALL '.join(parts)}) u ORDER BY u.account COLLATE utf8mb4_bin "
+            "ON DUPLICATE KEY UPDATE seq = inbox_seq.seq + VALUES(seq)"
         )
+        await conn.exec_driver_sql(statement, execution_options=_NO_PARAMETERS)
 
     async def insert_inbox(self, conn: AsyncConnection, rows: list[_InboxRow]) -> None:
         quote = await self._escape(conn)
@@ -453,6 +563,8 @@ class SqlMessageStore:
             self._flush_acks, linger_s=linger_s, max_batch=max_batch
         )
         self._closed = False
+        self.bulk_min_members = BULK_MIN_MEMBERS
+        """Groups at least this large are written in bulk when they can be (tests lower it)."""
         self.retries = 0
         """Write transactions run again after a deadlock, lock timeout or key race."""
 
@@ -592,7 +704,7 @@ class SqlMessageStore:
         outcomes: list[_SendOutcome | BaseException] = []
         in_batch: dict[tuple[str, str, str], SendResult] = {}
         message_rows: list[tuple[Any, ...]] = []
-        deliveries: list[_Delivery] = []
+        stored: list[tuple[_Send, int, int]] = []
         for item in items:
             key = item.key
             if key is not None and key in originals:
@@ -621,16 +733,15 @@ class SqlMessageStore:
             if key is not None:
                 in_batch[key] = result
             message_rows.append(_message_row(item, message_id, send_time, seq))
+            stored.append((item, message_id, send_time))
             if item.group_id:
-                accounts = group_accounts[(item.tenant, item.group_id)]
-                _add_group_deliveries(deliveries, item, accounts, message_id, send_time)
-                outcomes.append((result, list(accounts)))
+                outcomes.append((result, list(group_accounts[(item.tenant, item.group_id)])))
             else:
-                _add_user_deliveries(deliveries, item, message_id, send_time)
                 outcomes.append((result, []))
         if message_rows:
+            plan = _plan_deliveries(stored, group_accounts, group_sets, self.bulk_min_members)
             await sql.insert_messages(conn, message_rows)
-            await self._insert_inbox_rows(conn, deliveries)
+            await self._insert_inbox_rows(conn, plan)
             await self._store_group_seqs(conn, group_seqs, wanted)
         return outcomes
 
@@ -681,27 +792,50 @@ class SqlMessageStore:
         if rows:
             await self._send_sql.store_group_seqs(conn, rows)
 
-    async def _insert_inbox_rows(self, conn: AsyncConnection, deliveries: list[_Delivery]) -> None:
-        """One inbox row per delivery, numbered in batch order within each inbox."""
-        counts = Counter((tenant, account) for tenant, account, _ in deliveries)
-        next_seq = await self._reserve_inbox_seqs(conn, counts)
+    async def _insert_inbox_rows(self, conn: AsyncConnection, plan: _DeliveryPlan) -> None:
+        """One inbox row per delivery, numbered in batch order within each inbox.
+
+        Counters first (one sorted pass), then the rows numbered in Python, then the
+        bulk group messages' rows, numbered by the database from the counters.
+        """
+        counts = Counter((tenant, account) for tenant, account, _ in plan.individual)
+        next_seq = await self._reserve_inbox_seqs(conn, counts, plan.bulk_counts)
         rows: list[_InboxRow] = []
-        for tenant, account, rest in deliveries:
+        for tenant, account, tail in plan.individual:
             key = (tenant, account)
             seq = next_seq[key]
             next_seq[key] = seq + 1
-            rows.append((tenant, account, seq, rest))
-        await self._send_sql.insert_inbox(conn, rows)
+            rows.append((tenant, account, seq, tail))
+        if rows:
+            await self._send_sql.insert_inbox(conn, rows)
+        for bulk in plan.bulk:
+            await self._send_sql.insert_bulk_inbox(conn, bulk)
 
     async def _reserve_inbox_seqs(
-        self, conn: AsyncConnection, counts: Counter[tuple[str, str]]
+        self,
+        conn: AsyncConnection,
+        counts: Counter[tuple[str, str]],
+        bulk_counts: dict[tuple[str, str], int],
     ) -> dict[tuple[str, str], int]:
-        """Add ``counts`` to the inbox counters (locking them, sorted); first seq of each."""
+        """Add the batch's rows to the inbox counters (locking them); first seq of each.
+
+        ``counts`` are per account, ``bulk_counts`` per group (to every member). Per
+        tenant in order, every counter is locked in one pass sorted by account. Only
+        the ``counts`` accounts' counters are read back.
+        """
         sql = self._send_sql
+        accounts_of = dict(_by_tenant(counts))
+        groups_of = dict(_by_tenant(bulk_counts))
         first: dict[tuple[str, str], int] = {}
-        for tenant, accounts in _by_tenant(counts):
+        for tenant in sorted(accounts_of.keys() | groups_of.keys()):
+            accounts = accounts_of.get(tenant, [])
+            await sql.add_to_counters(
+                conn,
+                tenant,
+                [(a, counts[(tenant, a)]) for a in accounts],
+                [(g, bulk_counts[(tenant, g)]) for g in groups_of.get(tenant, [])],
+            )
             for chunk in _chunks(accounts, _COUNTER_CHUNK):
-                await sql.add_to_counters(conn, tenant, [(a, counts[(tenant, a)]) for a in chunk])
                 for account, last in await sql.read_counters(conn, tenant, chunk):
                     first[(tenant, account)] = last - counts[(tenant, account)] + 1
         return first
@@ -1059,6 +1193,67 @@ def _message_row(item: _Send, message_id: int, send_time: int, group_seq: int) -
         item.client_msg_id,
         send_time,
     )
+
+
+def _plan_deliveries(
+    stored: list[tuple[_Send, int, int]],
+    group_accounts: dict[tuple[str, str], list[str]],
+    group_sets: dict[tuple[str, str], set[str]],
+    bulk_min_members: int,
+) -> _DeliveryPlan:
+    """Which of the batch's inbox rows the database writes in bulk, and the others.
+
+    A group goes in bulk when it has at least ``bulk_min_members`` members and none
+    of them gets any other row in this batch (no 1:1 message, no other group's). Then
+    every member gets exactly the batch's messages to that group, so one count per
+    group raises all their counters and each message's rows are the counters minus
+    the messages after it: the same numbers, in the same batch order, as row by row.
+    ``stored`` is (item, message_id, send_time) of the stored sends, in batch order.
+    """
+    per_group = Counter((i.tenant, i.group_id) for i, _, _ in stored if i.group_id)
+    big = [g for g in per_group if len(group_accounts[g]) >= bulk_min_members]
+    bulk_groups = _exclusive_groups(stored, big, group_sets) if big else set()
+    remaining = {g: per_group[g] for g in bulk_groups}
+    individual: list[_Delivery] = []
+    bulk: list[_BulkMessage] = []
+    for item, message_id, send_time in stored:
+        group = (item.tenant, item.group_id)
+        if not item.group_id:
+            _add_user_deliveries(individual, item, message_id, send_time)
+        elif group in bulk_groups:
+            remaining[group] -= 1
+            bulk.append(
+                _BulkMessage(
+                    item.tenant, item.group_id, message_id, item.sender, send_time, remaining[group]
+                )
+            )
+        else:
+            _add_group_deliveries(individual, item, group_accounts[group], message_id, send_time)
+    return _DeliveryPlan(individual, bulk, {g: per_group[g] for g in bulk_groups})
+
+
+def _exclusive_groups(
+    stored: list[tuple[_Send, int, int]],
+    candidates: list[tuple[str, str]],
+    group_sets: dict[tuple[str, str], set[str]],
+) -> set[tuple[str, str]]:
+    """The candidate groups none of whose members gets a row from anything else."""
+    user_accounts: dict[str, set[str]] = {}
+    groups_of: dict[str, set[str]] = {}
+    for item, _, _ in stored:
+        if item.group_id:
+            groups_of.setdefault(item.tenant, set()).add(item.group_id)
+        else:
+            user_accounts.setdefault(item.tenant, set()).update((item.sender, item.receiver))
+    exclusive: set[tuple[str, str]] = set()
+    for tenant, group_id in candidates:
+        members = group_sets[(tenant, group_id)]
+        if not members.isdisjoint(user_accounts.get(tenant, ())):
+            continue
+        others = (g for g in groups_of[tenant] if g != group_id)
+        if all(members.isdisjoint(group_sets[(tenant, g)]) for g in others):
+            exclusive.add((tenant, group_id))
+    return exclusive
 
 
 def _add_user_deliveries(

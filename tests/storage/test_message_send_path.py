@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import pytest
@@ -130,6 +131,7 @@ async def test_two_nodes_write_overlapping_groups_without_gaps(sql_url: str, ten
         open_sql_message_store(sql_url, node_id=22) as one,
         open_sql_message_store(sql_url, node_id=23) as two,
     ):
+        one.bulk_min_members = two.bulk_min_members = 1
         ga = (await one.create_group(tenant, "m000", "a", "", "", shared[:40])).group_id
         gb = (await two.create_group(tenant, "m059", "b", "", "", shared[20:])).group_id
 
@@ -156,3 +158,80 @@ async def test_two_nodes_write_overlapping_groups_without_gaps(sql_url: str, ten
                 per_group[entry.group_id].append(entry.message_id)
         # m030 is in both groups: 30 messages each, in the group's own order.
         assert {g: len(m) for g, m in per_group.items()} == {ga: 30, gb: 30}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("bulk_min_members", [1, 10_000], ids=["bulk", "row-by-row"])
+async def test_bulk_groups_and_row_by_row_give_the_same_inboxes(
+    sql_store: SqlMessageStore,
+    tenant: str,
+    bulk_min_members: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    db = sql_store
+    db.bulk_min_members = bulk_min_members
+    await db.send_user_message(tenant, "x", "a", 1, b"", "", None)  # a's counter exists
+    await db.send_user_message(tenant, "x", "k", 1, b"", "", None)
+    membership = {
+        "g1": ["a", "b", "c"],  # nobody else in the batch reaches them: bulk
+        "g2": ["d", "e"],  # bulk too
+        "g3": ["h", "i"],  # h also gets a 1:1 message: row by row
+        "g4": ["j", "k"],  # g4 and g5 share k: row by row
+        "g5": ["k", "l"],
+    }
+    ids = {
+        name: (await db.create_group(tenant, m[0], name, "", "", m)).group_id
+        for name, m in membership.items()
+    }
+    bulk_calls: list[int] = []
+    insert_bulk = db._send_sql.insert_bulk_inbox
+
+    async def counting(conn: Any, bulk: Any) -> None:
+        bulk_calls.append(bulk.message_id)
+        await insert_bulk(conn, bulk)
+
+    monkeypatch.setattr(db._send_sql, "insert_bulk_inbox", counting)
+
+    def user(sender: str, receiver: str) -> _Send:
+        return _Send(tenant, sender, receiver, "", 1, b"", "", None)
+
+    def grp(sender: str, name: str) -> _Send:
+        return _Send(tenant, sender, "", ids[name], 1, b"", "", None)
+
+    batch = [
+        grp("a", "g1"),
+        user("x", "y"),
+        grp("d", "g2"),
+        grp("b", "g1"),
+        grp("h", "g3"),
+        user("x", "h"),
+        grp("j", "g4"),
+        grp("l", "g5"),
+        grp("c", "g1"),
+        grp("e", "g2"),
+    ]
+    outcomes = await db._flush_sends(batch)
+    expected: dict[str, list[tuple[int, Direction, str, str]]] = defaultdict(list)
+    group_seqs: dict[str, list[int]] = defaultdict(list)
+    name_of = {gid: name for name, gid in ids.items()}
+    for item, outcome in zip(batch, outcomes, strict=True):
+        assert not isinstance(outcome, BaseException)
+        result, receivers = outcome
+        if item.group_id:
+            members = membership[name_of[item.group_id]]
+            assert sorted(receivers) == sorted(members)
+            group_seqs[item.group_id].append(result.seq)
+            for account in members:
+                direction = Direction.SENT if account == item.sender else Direction.RECEIVED
+                expected[account].append((result.message_id, direction, item.sender, item.group_id))
+        else:
+            expected[item.receiver].append((result.message_id, Direction.RECEIVED, "x", ""))
+            expected["x"].append((result.message_id, Direction.SENT, item.receiver, ""))
+    assert len(bulk_calls) == (5 if bulk_min_members == 1 else 0)
+    assert all(seqs == list(range(1, len(seqs) + 1)) for seqs in group_seqs.values())
+    for account in ["x", "y", *sorted({a for m in membership.values() for a in m})]:
+        entries = await read_all(db, tenant, account)
+        assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+        before = {"a": 1, "k": 1, "x": 2}.get(account, 0)
+        got = [(e.message_id, e.direction, e.account_b, e.group_id) for e in entries[before:]]
+        assert got == expected[account], account
