@@ -187,6 +187,9 @@ _MESSAGE_COLUMNS = (
     "client_msg_id, send_time"
 )
 _INBOX_COLUMNS = "tenant, account, seq, message_id, direction, account_b, group_id, send_time"
+_STATEMENT_CHARS = 1_000_000
+"""Rendered multi-row statements are split below this many characters (max_allowed_packet
+is 16 MiB by default; a character is at most 4 bytes; one oversized row goes alone)."""
 _NO_PARAMETERS = {"no_parameters": True}
 """Run a statement without parameter substitution (its values are already literals)."""
 
@@ -336,32 +339,89 @@ class _SendSql:
         await conn.exec_driver_sql(statement, rows)
 
 
-class _MysqlSendSql(_SendSql):
-    """MySQL: the same statements; inbox and counter rows rendered as literals.
+class _Literals:
+    """SQL literals of values, each distinct string escaped once per statement batch.
 
-    aiomysql escapes every parameter in Python (one call per value, 8 per inbox row).
-    Inbox rows repeat most of their values (tenant, and the whole tail of a group
-    message), so they and the counter rows are rendered into one multi-row INSERT in
-    which each distinct value is escaped once, by the connection's own ``escape`` — the
-    function aiomysql itself applies to parameters — and run without parameter
+    ``quote`` is the connection's ``escape`` (aiomysql's own parameter escaping, which
+    follows the server's NO_BACKSLASH_ESCAPES mode); ints are written out, None is NULL.
+    """
+
+    __slots__ = ("_quote", "_strings")
+
+    def __init__(self, quote: Callable[[object], str]) -> None:
+        self._quote = quote
+        self._strings: dict[str, str] = {}
+
+    def __call__(self, value: object) -> str:
+        if type(value) is str:
+            found = self._strings.get(value)
+            if found is None:
+                found = self._strings[value] = self._quote(value)
+            return found
+        if type(value) is int:
+            return str(value)
+        if value is None:
+            return "NULL"
+        return self._quote(value)
+
+
+class _MysqlSendSql(_SendSql):
+    """MySQL: the same statements, their values rendered as literals.
+
+    aiomysql escapes every parameter in Python, one call per value (8 per inbox row,
+    11 per message). The send path's values repeat (tenant, senders, a group
+    message's whole row tail), so its statements are rendered with each distinct
+    string escaped once by the connection's own ``escape`` — the function aiomysql
+    itself applies to parameters — into multi-row statements run without parameter
     substitution, as aiomysql's ``executemany`` runs its own multi-row rewrite.
     """
 
     mark = "%s"
     for_update = " FOR UPDATE"
-    counter_upsert = (
-        "INSERT INTO inbox_seq (tenant, account, seq) VALUES {rows} "
-        "ON DUPLICATE KEY UPDATE seq = seq + VALUES(seq)"
-    )
-
-    def pair_list(self, count: int) -> str:
-        return f"({self.marks(count, 2)})"
 
     @staticmethod
-    async def _escape(conn: AsyncConnection) -> Callable[[str], str]:
+    async def _literals(conn: AsyncConnection) -> _Literals:
         raw = await conn.get_raw_connection()
-        quote: Callable[[str], str] = raw.driver_connection.escape  # type: ignore[union-attr]
-        return quote
+        return _Literals(raw.driver_connection.escape)  # type: ignore[union-attr]
+
+    @staticmethod
+    async def _run(conn: AsyncConnection, statement: str) -> Sequence[Any]:
+        result = await conn.exec_driver_sql(statement, execution_options=_NO_PARAMETERS)
+        return result.all() if result.returns_rows else ()
+
+    async def _insert_rows(
+        self, conn: AsyncConnection, prefix: str, rows: Iterable[str], suffix: str = ""
+    ) -> None:
+        """``prefix`` + rendered rows + ``suffix``, split below ``_STATEMENT_CHARS``."""
+        parts: list[str] = []
+        size = 0
+        for row in rows:
+            if parts and size + len(row) > _STATEMENT_CHARS:
+                await self._run(conn, prefix + ",".join(parts) + suffix)
+                parts, size = [], 0
+            parts.append(row)
+            size += len(row) + 1
+        if parts:
+            await self._run(conn, prefix + ",".join(parts) + suffix)
+
+    async def originals(
+        self, conn: AsyncConnection, tenant: str, pairs: Sequence[tuple[str, str | None]]
+    ) -> Sequence[Any]:
+        lit = await self._literals(conn)
+        keys = ",".join([f"({lit(sender)},{lit(client)})" for sender, client in pairs])
+        return await self._run(
+            conn,
+            "SELECT sender, client_msg_id, message_id, send_time, group_seq FROM messages "
+            f"WHERE tenant = {lit(tenant)} AND (sender, client_msg_id) IN ({keys})",
+        )
+
+    async def insert_messages(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+        lit = await self._literals(conn)
+        await self._insert_rows(
+            conn,
+            f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ",
+            ("(" + ",".join([lit(value) for value in row]) + ")" for row in rows),
+        )
 
     async def add_to_counters(
         self,
@@ -370,64 +430,64 @@ class _MysqlSendSql(_SendSql):
         counts: list[tuple[str, int]],
         groups: list[tuple[str, int]],
     ) -> None:
-        """As on SQLite, but every counter of the tenant in one statement, sorted.
+        """As on SQLite, but every counter of the tenant in one pass, sorted.
 
         Other writers run at the same time here, so the counters must be locked in one
-        order everywhere: the accounts' rows and the bulk groups' members are one
-        ``UNION ALL`` ordered by account (bulk accounts are never in ``counts``).
+        order everywhere: sorted by account. Without bulk groups that is the sorted
+        ``counts`` (split into statements in order if very many); with them, one
+        ``UNION ALL`` of the groups' members and the accounts, ordered by account
+        (bulk accounts are never in ``counts``).
         """
-        quote = await self._escape(conn)
-        t = quote(tenant)
+        lit = await self._literals(conn)
+        t = lit(tenant)
+        upsert = " ON DUPLICATE KEY UPDATE seq = inbox_seq.seq + VALUES(seq)"
         if not groups:
-            for chunk in _chunks(counts, _COUNTER_CHUNK):
-                rows = ",".join([f"({t},{quote(a)},{int(n)})" for a, n in chunk])
-                await conn.exec_driver_sql(
-                    self.counter_upsert.format(rows=rows), execution_options=_NO_PARAMETERS
-                )
+            rows = (f"({t},{lit(a)},{int(n)})" for a, n in counts)
+            await self._insert_rows(
+                conn, "INSERT INTO inbox_seq (tenant, account, seq) VALUES ", rows, upsert
+            )
             return
         parts = [
             f"SELECT tenant, account, {int(n)} AS n FROM group_members "
-            f"WHERE tenant = {t} AND group_id = {quote(g)}"
+            f"WHERE tenant = {t} AND group_id = {lit(g)}"
             for g, n in groups
         ]
-        parts.extend(f"SELECT {t}, {quote(a)}, {int(n)}" for a, n in counts)
-        statement = (
+        parts.extend(f"SELECT {t}, {lit(a)}, {int(n)}" for a, n in counts)
+        await self._run(
+            conn,
             "INSERT INTO inbox_seq (tenant, account, seq) SELECT u.tenant, u.account, u.n "
-            f"FROM ({' UNION ALL '.join(parts)}) u ORDER BY u.account COLLATE utf8mb4_bin "
-            "ON DUPLICATE KEY UPDATE seq = inbox_seq.seq + VALUES(seq)"
+            f"FROM ({' UNION ALL '.join(parts)}) u ORDER BY u.account COLLATE utf8mb4_bin" + upsert,
         )
-        await conn.exec_driver_sql(statement, execution_options=_NO_PARAMETERS)
+
+    async def read_counters(
+        self, conn: AsyncConnection, tenant: str, accounts: Sequence[str]
+    ) -> Sequence[Any]:
+        lit = await self._literals(conn)
+        return await self._run(
+            conn,
+            f"SELECT account, seq FROM inbox_seq WHERE tenant = {lit(tenant)} "
+            f"AND account IN ({','.join([lit(a) for a in accounts])})",
+        )
 
     async def insert_inbox(self, conn: AsyncConnection, rows: list[_InboxRow]) -> None:
-        quote = await self._escape(conn)
-        literals: dict[str, str] = {}
+        lit = await self._literals(conn)
         tails: dict[_InboxTail, str] = {}
-
-        def literal(value: str) -> str:
-            found = literals.get(value)
-            if found is None:
-                found = literals[value] = quote(value)
-            return found
 
         def tail_of(tail: _InboxTail) -> str:
             found = tails.get(tail)
             if found is None:
                 message_id, direction, account_b, group_id, send_time = tail
                 found = tails[tail] = (
-                    f"{int(message_id)},{int(direction)},{literal(account_b)},"
-                    f"{literal(group_id)},{int(send_time)})"
+                    f"{int(message_id)},{int(direction)},{lit(account_b)},"
+                    f"{lit(group_id)},{int(send_time)})"
                 )
             return found
 
-        prefix = f"INSERT INTO inbox ({_INBOX_COLUMNS}) VALUES "
-        for chunk in _chunks(rows, 1000):
-            values = ",".join(
-                [
-                    f"({literal(t)},{literal(a)},{int(seq)},{tail_of(tail)}"
-                    for t, a, seq, tail in chunk
-                ]
-            )
-            await conn.exec_driver_sql(prefix + values, execution_options=_NO_PARAMETERS)
+        await self._insert_rows(
+            conn,
+            f"INSERT INTO inbox ({_INBOX_COLUMNS}) VALUES ",
+            (f"({lit(t)},{lit(a)},{int(seq)},{tail_of(tail)}" for t, a, seq, tail in rows),
+        )
 
 
 def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
