@@ -235,3 +235,28 @@ async def test_bulk_groups_and_row_by_row_give_the_same_inboxes(
         before = {"a": 1, "k": 1, "x": 2}.get(account, 0)
         got = [(e.message_id, e.direction, e.account_b, e.group_id) for e in entries[before:]]
         assert got == expected[account], account
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("concat_max", [None, 4], ids=["one-value", "cut-short"])
+async def test_group_members_come_back_complete_in_join_order(
+    sql_url: str,  # noqa: F811
+    tenant: str,
+    concat_max: int | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 4 is MySQL's smallest group_concat_max_len: every list is cut and read row by row.
+    if concat_max is not None:
+        monkeypatch.setattr("data_plane.storage.messages_sql._GROUP_CONCAT_MAX", concat_max)
+    async with open_sql_message_store(sql_url, node_id=24) as db:
+        owner, *others = TRICKY
+        group = await db.create_group(tenant, owner, "g", "", "", others)
+        late = ["zz-late", "a,b", "00"]  # joined later: after everyone else, in join order
+        for account in late:
+            await anyio.sleep(0.002)
+            assert await db.join_group(tenant, group.group_id, account)
+        _, receivers = await db.send_group_message(tenant, owner, group.group_id, 1, b"", "", None)
+        assert receivers == [
+            m.account for m in (await db.get_group(tenant, group.group_id)).members
+        ]
+        assert receivers[-3:] == late and sorted(receivers) == sorted([*TRICKY, *late])
