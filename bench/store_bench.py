@@ -14,6 +14,8 @@ The store is opened on a fresh SQLite file or a fresh ``cirno_bench_*`` MySQL da
   store's own cost per message: deciding the batch, building and escaping the
   statements' parameters, the driver, and (SQLite) the database engine itself, which
   runs in a thread of this process. The group committer's queueing is not included.
+  ``prefill`` messages are stored in the tenant first (not measured), so the batches
+  meet a table of a realistic size rather than an empty one.
 - **group messages**: one sender sends ``group_messages`` messages one after another to
   a group of ``group_members`` accounts, through the public ``send_group_message``
   (one transaction per message: content, one inbox row per member, the group sequence).
@@ -54,6 +56,7 @@ class StoreBenchConfig:
     group_members: int = 1000
     group_messages: int = 20
     body_size: int = 100
+    prefill: int = 0
 
 
 @dataclass
@@ -115,7 +118,8 @@ def _user_batch(tenant: str, config: StoreBenchConfig, number: int) -> list[_Sen
 async def _bench_user(store: SqlMessageStore, config: StoreBenchConfig) -> tuple[float, float]:
     """CPU and wall µs per message of 1:1 batches (after one warm-up batch)."""
     tenant = f"bench-{uuid.uuid4().hex[:8]}"
-    await _flush_checked(store, _user_batch(tenant, config, -1))
+    for number in range(-(config.prefill // config.batch) - 1, 0):
+        await _flush_checked(store, _user_batch(tenant, config, number))
     cpu = wall = 0.0
     for number in range(config.batches):
         items = _user_batch(tenant, config, number)
@@ -202,6 +206,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=StoreBenchConfig.batches)
     parser.add_argument("--group-members", type=int, default=StoreBenchConfig.group_members)
     parser.add_argument("--group-messages", type=int, default=StoreBenchConfig.group_messages)
+    parser.add_argument(
+        "--prefill", type=int, default=0, help="1:1 messages stored before measuring"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
     config = StoreBenchConfig(
@@ -209,6 +216,7 @@ def main() -> None:
         batches=args.batches,
         group_members=args.group_members,
         group_messages=args.group_messages,
+        prefill=args.prefill,
     )
     results = [
         anyio.run(run_store_bench, backend, config, args.mysql_url)

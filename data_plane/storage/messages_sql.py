@@ -58,7 +58,6 @@ from sqlalchemy import (
     event,
     func,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -220,21 +219,44 @@ class _SendSql:
         row = "(" + ", ".join([self.mark] * width) + ")"
         return ", ".join([row] * count)
 
-    def pair_list(self, count: int) -> str:
-        """The right side of ``(a, b) IN …`` for ``count`` pairs."""
-        return f"(VALUES {self.marks(count, 2)})"
+    async def select_pairs(
+        self,
+        conn: AsyncConnection,
+        table: str,
+        columns: str,
+        tenant: str,
+        key: tuple[str, str],
+        pairs: Sequence[tuple[Any, Any]],
+        tail: str = "",
+    ) -> Sequence[Any]:
+        """``columns`` (of ``t``) of ``table``'s rows of ``tenant`` whose ``key`` columns
+        are one of ``pairs``; ``tail`` ends the statement (ORDER BY, locking).
+
+        SQLite plans ``(a, b) IN (VALUES …)`` as a scan of the tenant's whole index,
+        which grows with the table (measured: 53 ms for 250 keys among 300,000 rows).
+        Joined with the pairs as the outer loop, each pair is one index lookup (0.5 ms).
+        """
+        first, second = key
+        statement = (
+            f"SELECT {columns} FROM (VALUES {self.marks(len(pairs), 2)}) AS k "
+            f"CROSS JOIN {table} t ON t.tenant = ? "
+            f"AND t.{first} = k.column1 AND t.{second} = k.column2{tail}"
+        )
+        params = (*(value for pair in pairs for value in pair), tenant)
+        return (await conn.exec_driver_sql(statement, params)).all()
 
     async def originals(
         self, conn: AsyncConnection, tenant: str, pairs: Sequence[tuple[str, str | None]]
     ) -> Sequence[Any]:
         """(sender, client_msg_id, message_id, send_time, group_seq) of stored keys."""
-        statement = (
-            "SELECT sender, client_msg_id, message_id, send_time, group_seq FROM messages "
-            f"WHERE tenant = {self.mark} AND (sender, client_msg_id) IN "
-            f"{self.pair_list(len(pairs))}"
+        return await self.select_pairs(
+            conn,
+            "messages",
+            "t.sender, t.client_msg_id, t.message_id, t.send_time, t.group_seq",
+            tenant,
+            ("sender", "client_msg_id"),
+            pairs,
         )
-        params = (tenant, *(value for pair in pairs for value in pair))
-        return (await conn.exec_driver_sql(statement, params)).all()
 
     async def lock_groups(
         self, conn: AsyncConnection, tenant: str, group_ids: Sequence[str]
@@ -390,6 +412,25 @@ class _MysqlSendSql(_SendSql):
     async def _run(conn: AsyncConnection, statement: str) -> Sequence[Any]:
         result = await conn.exec_driver_sql(statement, execution_options=_NO_PARAMETERS)
         return result.all() if result.returns_rows else ()
+
+    async def select_pairs(
+        self,
+        conn: AsyncConnection,
+        table: str,
+        columns: str,
+        tenant: str,
+        key: tuple[str, str],
+        pairs: Sequence[tuple[Any, Any]],
+        tail: str = "",
+    ) -> Sequence[Any]:
+        """As on SQLite; here a row-value IN list is a range scan of the key's index."""
+        first, second = key
+        statement = (
+            f"SELECT {columns} FROM {table} t WHERE t.tenant = %s "
+            f"AND (t.{first}, t.{second}) IN ({self.marks(len(pairs), 2)}){tail}"
+        )
+        params = (tenant, *(value for pair in pairs for value in pair))
+        return (await conn.exec_driver_sql(statement, params)).all()
 
     async def _insert_rows(
         self, conn: AsyncConnection, prefix: str, rows: Iterable[str], suffix: str = ""
@@ -959,11 +1000,13 @@ class SqlMessageStore:
         seqs: dict[tuple[str, str, int], int] = {}
         for tenant, pairs in _by_tenant((i.tenant, (i.account, i.message_id)) for i in items):
             for chunk in _chunks(pairs):
-                rows = await conn.execute(
-                    select(inbox.c.account, inbox.c.message_id, inbox.c.seq).where(
-                        inbox.c.tenant == tenant,
-                        tuple_(inbox.c.account, inbox.c.message_id).in_(chunk),
-                    )
+                rows = await self._send_sql.select_pairs(
+                    conn,
+                    "inbox",
+                    "t.account, t.message_id, t.seq",
+                    tenant,
+                    ("account", "message_id"),
+                    chunk,
                 )
                 for account, message_id, seq in rows:
                     seqs[(tenant, account, message_id)] = seq
@@ -971,14 +1014,14 @@ class SqlMessageStore:
         current: dict[tuple[str, str, str], int] = {}
         for tenant, devices in _by_tenant((i.tenant, (i.account, i.device)) for i in known):
             for part in _chunks(devices):
-                rows = await conn.execute(
-                    select(read_index.c.account, read_index.c.device, read_index.c.seq)
-                    .where(
-                        read_index.c.tenant == tenant,
-                        tuple_(read_index.c.account, read_index.c.device).in_(part),
-                    )
-                    .order_by(read_index.c.account, read_index.c.device)
-                    .with_for_update()
+                rows = await self._send_sql.select_pairs(
+                    conn,
+                    "read_index",
+                    "t.account, t.device, t.seq",
+                    tenant,
+                    ("account", "device"),
+                    part,
+                    " ORDER BY t.account, t.device" + self._send_sql.for_update,
                 )
                 for account, device, seq in rows:
                     current[(tenant, account, device)] = seq
