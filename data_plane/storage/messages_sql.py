@@ -190,9 +190,9 @@ _STATEMENT_CHARS = 1_000_000
 """Rendered multi-row statements are split below this many characters (max_allowed_packet
 is 16 MiB by default; a character is at most 4 bytes; one oversized row goes alone)."""
 _NO_PARAMETERS = {"no_parameters": True}
+"""Run a statement without parameter substitution (its values are already literals)."""
 _GROUP_CONCAT_MAX = 8 * 1024 * 1024
 """Session ``group_concat_max_len``: 10,000 ids of 64 4-byte characters in hex fit."""
-"""Run a statement without parameter substitution (its values are already literals)."""
 
 
 class _SendSql:
@@ -364,7 +364,7 @@ class _SendSql:
 
 
 class _Literals:
-    """SQL literals of values, each distinct string escaped once per statement batch.
+    """SQL literals of values for one statement, each distinct string escaped once.
 
     ``quote`` is the connection's ``escape`` (aiomysql's own parameter escaping, which
     follows the server's NO_BACKSLASH_ESCAPES mode); ints are written out, None is NULL.
