@@ -7,7 +7,7 @@ import pytest
 
 from data_plane.wire import Command, Status, pb
 from tests.e2e.harness import Cluster, RawClient
-from tests.e2e.test_chat import index, online, unique
+from tests.e2e.test_chat import index, online, send, unique
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -224,3 +224,53 @@ async def test_five_thousand_member_group(cluster: Cluster) -> None:
     assert [e.message_id for e in pulled.indexes if e.group == group_id] == [resp.messageId]
     late.close()
     owner.close()
+
+
+async def test_large_group_and_direct_messages_to_a_member_interleave_without_gaps(
+    cluster: Cluster,
+) -> None:
+    # 50 members: large enough for the store to write the group's rows in bulk whenever
+    # a batch allows it, while the direct messages to one member force row-by-row.
+    owner_name, other_name, friend_name = unique("lg"), unique("lh"), unique("lf")
+    members = [other_name, *[f"{owner_name}-m{i:02d}" for i in range(48)]]
+    watcher_name = members[7]
+    owner = await online(cluster, owner_name)
+    other = await online(cluster, other_name, tcp=True)
+    friend = await online(cluster, friend_name)
+    group_id = await create_group(owner, members)
+    per_sender = 15
+
+    async def group_burst(client: RawClient, tag: str) -> None:
+        for i in range(per_sender):
+            status, _ = await group_send(client, group_id, f"{tag}-{i}")
+            assert status == Status.SUCCESS
+
+    async def direct_burst() -> None:
+        for i in range(per_sender):
+            await send(friend, watcher_name, f"D-{i}")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(group_burst, owner, "A")
+        tg.start_soon(group_burst, other, "B")
+        tg.start_soon(direct_burst)
+
+    watcher = await online(cluster, watcher_name)
+    entries: list[pb.MessageIndex] = []
+    after = 0
+    while True:
+        page = await index(watcher, after)
+        if not page.indexes:
+            break
+        entries.extend(page.indexes)
+        after = page.indexes[-1].message_id
+    assert [e.seq for e in entries] == list(range(1, 3 * per_sender + 1))
+    seq = watcher.request(
+        Command.CHAT_OFFLINE_CONTENT,
+        pb.MessageContentReq(message_ids=[e.message_id for e in entries]),
+    )
+    contents = (await watcher.response(seq)).parse_body(pb.MessageContentResp).contents
+    bodies = [c.body for c in contents]
+    for tag in ("A", "B", "D"):
+        assert [b for b in bodies if b.startswith(tag)] == [f"{tag}-{i}" for i in range(per_sender)]
+    for client in (owner, other, friend, watcher):
+        client.close()
