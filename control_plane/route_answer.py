@@ -21,8 +21,8 @@ several problems gets): parameter lengths (400), the token (401 / 403), the addr
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from json.encoder import encode_basestring_ascii
 from urllib.parse import parse_qsl
 
 from control_plane.deps import secrets_equal
@@ -32,7 +32,7 @@ from control_plane.models.routing import HEARTBEAT_INTERVAL_S, Reconnect
 from control_plane.routing import BadAddress, choose_gateways, client_address, parse_ip
 from control_plane.routing import resolve_region as region_of
 from control_plane.settings import ControlPlaneSettings
-from control_plane.snapshot import Snapshot, SnapshotCache
+from control_plane.snapshot import GatewayView, Snapshot, SnapshotCache
 from control_plane.tokens import TokenRefused, TokenVerifier, UnknownSigner, VerifiedToken
 from data_plane.cluster.grayscale import ClientFacts, evaluate
 
@@ -42,10 +42,11 @@ PARAMETER_LIMITS: dict[str, int | None] = {"token": None, "version": 32, "platfo
 
 _ADMIN_HEADER_KEY = ADMIN_HEADER.lower().encode("latin-1")
 _BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
-_RECONNECT = Reconnect().model_dump()
-# One encoder for every answer (``json.dumps`` with options builds a new one per call);
-# the output is exactly ``json.dumps(answer, separators=(",", ":"))``.
-_encode_answer = json.JSONEncoder(separators=(",", ":")).encode
+_ANSWER_TAIL = (
+    f'],"heartbeat_interval_s":{json.dumps(HEARTBEAT_INTERVAL_S)},"reconnect":'
+    f"{json.dumps(Reconnect().model_dump(), separators=(',', ':'))}}}"
+)
+"""The constant end of every answer, encoded once."""
 
 RawHeaders = Iterable[tuple[bytes, bytes]]
 """ASGI ``scope["headers"]``: lower-case names, latin-1 values, in request order."""
@@ -111,21 +112,15 @@ class RouteService:
         choice = choose_gateways(snapshot, region, decision.gateway_pool, identity.account, now)
         if not choice.gateways:
             raise RouteRefused(503, "no live gateway")
-        answer: dict[str, Any] = {
-            "country": geo.country,
-            "continent": geo.continent,
-            "region": region,
-            "geo": source,
-            "pool": choice.pool,
-            "fallback": choice.fallback,
-            "gateways": [
-                {"id": g.id, "ws_url": g.ws_url, "tcp_addr": g.tcp_addr, "zone": g.zone}
-                for g in choice.gateways
-            ],
-            "heartbeat_interval_s": HEARTBEAT_INTERVAL_S,
-            "reconnect": _RECONNECT,
-        }
-        return _encode_answer(answer).encode("utf-8")
+        return encode_answer(
+            geo.country,
+            geo.continent,
+            region,
+            source,
+            choice.pool,
+            choice.fallback,
+            choice.gateways,
+        )
 
     async def _verify(self, token: str, now: float) -> tuple[VerifiedToken, Snapshot]:
         snapshot = await self.snapshots.get()
@@ -162,6 +157,40 @@ class RouteService:
             raise RouteRefused(400, f"bad X-Forwarded-For: {exc}") from exc
         found = self.geo.lookup(address) if address is not None else NO_GEO
         return found, found.source
+
+
+def encode_answer(
+    country: str | None,
+    continent: str | None,
+    region: str | None,
+    geo: str,
+    pool: str | None,
+    fallback: bool,
+    gateways: Sequence[GatewayView],
+) -> bytes:
+    """The ``RouteAnswer`` JSON: byte for byte ``json.dumps(answer, separators=(",", ":"))``.
+
+    Written from pieces (each string escaped by ``json``'s own C escaper, the constant
+    tail encoded once) because building and walking the whole dict cost four times as
+    much; a test compares the two on generated answers.
+    """
+    listed = ",".join(
+        [
+            f'{{"id":{_string(g.id)},"ws_url":{_string(g.ws_url)},'
+            f'"tcp_addr":{_string(g.tcp_addr)},"zone":{_string(g.zone)}}}'
+            for g in gateways
+        ]
+    )
+    head = (
+        f'{{"country":{_string(country)},"continent":{_string(continent)},'
+        f'"region":{_string(region)},"geo":{_string(geo)},"pool":{_string(pool)},'
+        f'"fallback":{"true" if fallback else "false"},"gateways":['
+    )
+    return (head + listed + _ANSWER_TAIL).encode("ascii")
+
+
+def _string(value: str | None) -> str:
+    return "null" if value is None else encode_basestring_ascii(value)
 
 
 def _refused(exc: TokenRefused) -> RouteRefused:

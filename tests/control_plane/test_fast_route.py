@@ -9,6 +9,7 @@ metrics; the parsing helpers must read parameters and headers as Starlette does.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,13 +27,16 @@ from starlette.datastructures import Headers, QueryParams
 from control_plane.app import create_app
 from control_plane.fast_route import RouteFastPath
 from control_plane.models import ErrorResponse, RouteAnswer
+from control_plane.models.routing import HEARTBEAT_INTERVAL_S, Reconnect
 from control_plane.route_answer import (
     PARAMETER_LIMITS,
     RouteRefused,
+    encode_answer,
     read_headers,
     read_parameters,
 )
 from control_plane.settings import parse_networks
+from control_plane.snapshot import GatewayView
 from tests.control_plane.conftest import ADMIN, ADMIN_TOKEN, CLUSTER, FakeClock, settings_for
 from tests.control_plane.geo import DE_V4, DE_V6, FR_V4, JP_V4, UNKNOWN_V4, US_V4, US_V6
 
@@ -301,3 +305,57 @@ def test_headers_are_read_as_starlette_reads_them(raw: list[tuple[bytes, bytes]]
         headers.get("x-cirno-admin-token"),
         headers.getlist("x-forwarded-for"),
     )
+
+
+optional_text = st.none() | st.text(max_size=12)
+gateway_views = st.builds(
+    GatewayView,
+    id=st.text(max_size=12),
+    zone=st.text(max_size=8),
+    region=st.just("eu"),
+    pool=st.just(""),
+    ws_url=optional_text,
+    tcp_addr=optional_text,
+    connections=st.just(0),
+    capacity=st.just(1),
+    draining=st.just(False),
+    expires_at=st.just(0.0),
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(
+    optional_text,
+    optional_text,
+    optional_text,
+    st.sampled_from(["db", "none", "admin"]),
+    optional_text,
+    st.booleans(),
+    st.lists(gateway_views, max_size=3),
+)
+def test_answers_are_encoded_as_json_dumps_would(
+    country: str | None,
+    continent: str | None,
+    region: str | None,
+    geo: str,
+    pool: str | None,
+    fallback: bool,
+    gateways: list[GatewayView],
+) -> None:
+    answer = {
+        "country": country,
+        "continent": continent,
+        "region": region,
+        "geo": geo,
+        "pool": pool,
+        "fallback": fallback,
+        "gateways": [
+            {"id": g.id, "ws_url": g.ws_url, "tcp_addr": g.tcp_addr, "zone": g.zone}
+            for g in gateways
+        ],
+        "heartbeat_interval_s": HEARTBEAT_INTERVAL_S,
+        "reconnect": Reconnect().model_dump(),
+    }
+    encoded = encode_answer(country, continent, region, geo, pool, fallback, gateways)
+    assert encoded == json.dumps(answer, separators=(",", ":")).encode("utf-8")
+    assert RouteAnswer.model_validate_json(encoded).model_dump() == answer
