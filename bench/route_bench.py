@@ -24,6 +24,12 @@ that the server, not the generator, is what saturates. Each phase stops after
 two or more cores the server is pinned to CPU 0 and the generator to CPU 1. Loopback
 only; nothing else is contacted.
 
+Besides rates and latencies, each phase reports the server's CPU microseconds per
+answered request and the CPU other processes used meanwhile (``others``, from
+``/proc/stat``): on a shared machine the request rate follows whatever else runs on the
+server's core, the CPU cost of an answer much less, so compare runs by the latter and
+read the former together with ``others``.
+
 Run: ``python -m bench.route_bench [--duration S] [--concurrency N]``. Prints a table
 and writes ``bench/results/route.json``.
 """
@@ -97,6 +103,12 @@ class Phase:
     """Server CPU seconds per wall second during the phase (1.0 = one core busy)."""
     loadgen_cpu: float
     """The load generator's CPU seconds per wall second."""
+    server_us_per_request: float
+    """Server CPU microseconds per answered request: the cost of one answer, which other
+    processes on the machine disturb far less than the request rate."""
+    others_cpu: float
+    """CPU seconds per wall second used by everything else on the machine (other work
+    competing for the cores; NaN where ``/proc/stat`` is missing)."""
 
 
 def free_port() -> int:
@@ -138,6 +150,19 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return math.nan
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy since boot (Linux ``/proc/stat``), or NaN."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return math.nan
+    jiffies = [int(field) for field in fields]
+    idle = jiffies[3] + (jiffies[4] if len(jiffies) > 4 else 0)  # idle + iowait
+    # guest time is already counted in user time
+    busy = sum(jiffies[:8]) - idle
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def pin(pid: int, cpu: int) -> bool:
@@ -355,6 +380,7 @@ async def load(
     measuring = True
     cpu_before = cpu_seconds(server_pid)
     own_before = time.process_time()
+    machine_before = machine_busy_seconds()
     began = time.perf_counter()
     with contextlib.suppress(TimeoutError):  # the usual end: the duration is over
         await asyncio.wait_for(enough.wait(), timeout=duration)
@@ -362,6 +388,7 @@ async def load(
     measured = len(latencies)
     cpu = (cpu_seconds(server_pid) - cpu_before) / elapsed
     own_cpu = (time.process_time() - own_before) / elapsed
+    others = (machine_busy_seconds() - machine_before) / elapsed - cpu - own_cpu
     measuring = False
     stop = True
     await asyncio.gather(*tasks)
@@ -378,6 +405,8 @@ async def load(
         max_ms=round(ordered[-1] * 1000 if ordered else math.nan, 3),
         server_cpu=round(cpu, 3),
         loadgen_cpu=round(own_cpu, 3),
+        server_us_per_request=round(cpu / (measured / elapsed) * 1e6, 1) if measured else math.nan,
+        others_cpu=round(max(others, 0.0), 3),
     )
 
 
@@ -479,13 +508,14 @@ def print_table(result: dict[str, Any]) -> None:
     """The phases as a small table."""
     print(
         f"{'endpoint':<10}{'client':<8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}"
-        f"{'errors':>8}{'srv cpu':>9}{'gen cpu':>9}"
+        f"{'errors':>8}{'srv cpu':>9}{'gen cpu':>9}{'others':>8}{'srv µs/req':>12}"
     )
     for phase in result["phases"]:
         print(
             f"{phase['name']:<10}{phase['client']:<8}{phase['rps']:>10.0f}{phase['p50_ms']:>10.2f}"
             f"{phase['p99_ms']:>10.2f}{phase['max_ms']:>10.2f}{phase['errors']:>8}"
-            f"{phase['server_cpu']:>9.2f}{phase['loadgen_cpu']:>9.2f}"
+            f"{phase['server_cpu']:>9.2f}{phase['loadgen_cpu']:>9.2f}{phase['others_cpu']:>8.2f}"
+            f"{phase['server_us_per_request']:>12.0f}"
         )
     print(f"route / ping throughput: {result['route_vs_ping']}")
 

@@ -9,11 +9,14 @@ from importlib import metadata
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
 from control_plane.db import make_engine
+from control_plane.fast_route import ROUTE_PATH, RouteFastPath
 from control_plane.geoip import GeoResolver
 from control_plane.metrics import HttpMetrics, MetricsMiddleware
+from control_plane.route_answer import RouteService
 from control_plane.routes import (
     grayscale,
     health,
@@ -43,13 +46,17 @@ def package_version() -> str:
         return version
 
 
-def create_app(settings: ControlPlaneSettings) -> FastAPI:
+def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> FastAPI:
     """A control-plane app on the database of ``settings`` (already migrated).
 
     The app owns its engine, its GeoIP reader, its route snapshot cache and its metrics
     registry; the engine and the reader are closed when the app shuts down. Migrating is
     the caller's job (``control_plane.server.run`` does). Raises ``ConfigurationError``
     when the GeoIP database cannot be opened.
+
+    ``GET /v1/route`` is served by the ASGI fast path (``control_plane.fast_route``)
+    inside the metrics middleware; ``fast_route=False`` leaves it to the declared FastAPI
+    route alone (the same answers; tests compare the two).
     """
     engine = make_engine(settings.database_url)
     geo = GeoResolver(settings.geoip_db)
@@ -72,15 +79,36 @@ def create_app(settings: ControlPlaneSettings) -> FastAPI:
             "(cluster secret)."
         ),
         lifespan=lifespan,
+        # The control plane's metrics are Prometheus (/metrics). FastAPI's native
+        # OpenTelemetry, with no provider configured, still looked the three global
+        # providers up on every request (~9 us, environment reads included).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.geo = geo
     app.state.snapshots = SnapshotCache(engine, settings.clock, settings.cache_ttl)
     app.state.token_verifier = TokenVerifier()
+    app.state.route_service = RouteService(
+        settings, geo, app.state.snapshots, app.state.token_verifier
+    )
     app.state.metrics = HttpMetrics(CollectorRegistry(auto_describe=True))
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     # The hot routes first: a request is matched against the routes in this order.
     for module in (route, internal, health, tenants, secrets, regions, grayscale, nodes):
         app.include_router(module.router)
+    # The middleware added last runs first: metrics, then the fast path, then FastAPI.
+    if fast_route:
+        app.add_middleware(
+            RouteFastPath, service=app.state.route_service, declared=declared_route(ROUTE_PATH)
+        )
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app
+
+
+def declared_route(path: str) -> APIRoute:
+    """The FastAPI route declared for ``GET path`` in ``control_plane.routes.route``."""
+    routes = [r for r in route.router.routes if isinstance(r, APIRoute) and r.path == path]
+    for candidate in routes:
+        if "GET" in (candidate.methods or set()):
+            return candidate
+    raise LookupError(f"no GET {path} route is declared")

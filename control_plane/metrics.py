@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNMATCHED_ROUTE = "<unmatched>"
+MAX_CACHED_SERIES = 4096
+"""Label combinations whose children the middleware keeps at hand (the rest look theirs up)."""
 
 
 class HttpMetrics:
@@ -32,6 +34,27 @@ class HttpMetrics:
             ["method", "route"],
             registry=registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def record(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request and observe its latency.
+
+        ``labels()`` validates and joins its values under a lock on every call; the
+        children of each (method, route, status) are looked up once and kept (up to
+        :data:`MAX_CACHED_SERIES`; series are never removed, so a kept child stays the
+        registered one).
+        """
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            if len(self._children) < MAX_CACHED_SERIES:
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class MetricsMiddleware:
@@ -59,6 +82,4 @@ class MetricsMiddleware:
         finally:
             # The router stores the matched route in the (shared) scope.
             route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
-            method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status_code)).inc()
-            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+            self.metrics.record(scope["method"], route, status_code, time.perf_counter() - started)

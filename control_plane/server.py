@@ -14,8 +14,15 @@ from control_plane.settings import ControlPlaneSettings
 def run(settings: ControlPlaneSettings) -> None:
     """Migrate the database to head, then serve the API until interrupted.
 
-    One uvicorn worker on uvloop: the control plane is not on the message path, and
-    several processes (gateways, logic nodes) poll it, not every client.
+    One uvicorn worker on uvloop and httptools: the control plane is not on the message
+    path, and several processes (gateways, logic nodes) poll it, not every client.
+
+    ``proxy_headers=False``: uvicorn would otherwise rewrite the client address from
+    ``X-Forwarded-For`` for peers in ``FORWARDED_ALLOW_IPS`` (loopback by default)
+    before the app sees it; ``/v1/route`` believes the header only from
+    ``CIRNO_TRUSTED_PROXIES``, so the app must see the real peer. No access log (at the
+    ``warning`` level it was never written, but each request still formatted its
+    arguments) and no ``server`` header.
     """
     upgrade(settings.database_url)
     app = create_app(settings)
@@ -28,6 +35,10 @@ def run(settings: ControlPlaneSettings) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
+        http="httptools",
         log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
         workers=1,
     )

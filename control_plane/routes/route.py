@@ -2,33 +2,23 @@
 
 The route handler is the hot path of the control plane: it is ``async`` and reads an
 in-memory snapshot (``control_plane.snapshot``), never the database, and answers with
-pre-serialised JSON. See ``control_plane.routing`` for the algorithm.
+pre-serialised JSON. See ``control_plane.routing`` for the algorithm and
+``control_plane.route_answer`` for the request handling, which this declared route
+shares with the ASGI fast path (``control_plane.fast_route``) that serves it in the app.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response
 
-from control_plane.deps import secrets_equal
-from control_plane.geoip import NOT_FOUND as NO_GEO
-from control_plane.geoip import GeoResolver, GeoResult
 from control_plane.models import Ping, RouteAnswer
-from control_plane.models.routing import HEARTBEAT_INTERVAL_S, Reconnect
+from control_plane.route_answer import ADMIN_HEADER, RouteRefused, RouteService
 from control_plane.routes import error_responses
-from control_plane.routing import BadAddress, choose_gateways, client_address, parse_ip
-from control_plane.routing import resolve_region as region_of
-from control_plane.settings import ControlPlaneSettings
-from control_plane.snapshot import Snapshot, SnapshotCache
-from control_plane.tokens import TokenRefused, TokenVerifier, UnknownSigner, VerifiedToken
-from data_plane.cluster.grayscale import ClientFacts, evaluate
 
 router = APIRouter(prefix="/v1", tags=["routing"])
 
-ADMIN_HEADER = "X-Cirno-Admin-Token"
-_RECONNECT = Reconnect().model_dump()
 _JSON = "application/json"
 
 
@@ -42,58 +32,6 @@ async def ping() -> Ping:
     return Ping(ok=True)
 
 
-def _refuse(exc: TokenRefused) -> HTTPException:
-    return HTTPException(
-        status_code=exc.status,
-        detail=exc.reason,
-        headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None,
-    )
-
-
-async def _verify(request: Request, token: str, now: float) -> tuple[VerifiedToken, Snapshot]:
-    cache: SnapshotCache = request.app.state.snapshots
-    verifier: TokenVerifier = request.app.state.token_verifier
-    snapshot = await cache.get()
-    try:
-        return verifier.verify(token, snapshot, now), snapshot
-    except UnknownSigner:
-        # A tenant or key created a moment ago (possibly by another process): reload once.
-        snapshot = await cache.reload()
-    except TokenRefused as exc:
-        raise _refuse(exc) from exc
-    try:
-        return verifier.verify(token, snapshot, now), snapshot
-    except TokenRefused as exc:
-        raise _refuse(exc) from exc
-
-
-def _locate(
-    request: Request, settings: ControlPlaneSettings, ip: str | None, admin_token: str | None
-) -> tuple[GeoResult, str]:
-    geo: GeoResolver = request.app.state.geo
-    if ip is not None:
-        if admin_token is None or not secrets_equal(admin_token, settings.admin_token):
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, detail=f"?ip= needs the {ADMIN_HEADER} header"
-            )
-        try:
-            return geo.lookup(parse_ip(ip)), "admin"
-        except BadAddress as exc:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
-    peer = request.client.host if request.client is not None else None
-    try:
-        address = client_address(
-            peer, request.headers.getlist("x-forwarded-for"), settings.trusted_proxies
-        )
-    except BadAddress as exc:
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST, detail=f"bad X-Forwarded-For: {exc}"
-        ) from exc
-    found = geo.lookup(address) if address is not None else NO_GEO
-    return found, found.source
-
-
-_PARAMETER_LIMITS = {"token": None, "version": 32, "platform": 32, "ip": 64}
 ROUTE_PARAMETERS: list[dict[str, Any]] = [
     {
         "name": "token",
@@ -133,25 +71,6 @@ ROUTE_PARAMETERS: list[dict[str, Any]] = [
 ]
 
 
-def _parameters(request: Request) -> dict[str, str | None]:
-    """The query parameters of a route request, length-checked (400 when too long)."""
-    query = request.query_params
-    values: dict[str, str | None] = {}
-    for name, limit in _PARAMETER_LIMITS.items():
-        value = query.get(name)
-        if value is not None and limit is not None and len(value) > limit:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST, detail=f"{name} is longer than {limit} characters"
-            )
-        values[name] = value
-    return values
-
-
-def _bearer(request: Request) -> str | None:
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    return credentials.strip() or None if scheme.lower() == "bearer" else None
-
-
 @router.get(
     "/route",
     summary="Where should this client connect?",
@@ -179,39 +98,11 @@ async def route(request: Request) -> Response:
     FastAPI's parameter machinery, which costs as much as the routing itself; they are
     declared for the OpenAPI document by hand.)
     """
-    settings: ControlPlaneSettings = request.app.state.settings
-    params = _parameters(request)
-    token = params["token"]
-    given = token if token is not None else _bearer(request)
-    if not given:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="missing token (?token= or Authorization: Bearer)",
-            headers={"WWW-Authenticate": "Bearer"},
+    service: RouteService = request.app.state.route_service
+    try:
+        body = await service.answer(
+            request.scope["query_string"], request.scope["headers"], request.scope.get("client")
         )
-    now = settings.clock()
-    identity, snapshot = await _verify(request, given, now)
-    geo, source = _locate(request, settings, params["ip"], request.headers.get(ADMIN_HEADER))
-    region = region_of(snapshot, geo.country, geo.continent)
-    facts = ClientFacts(
-        identity.tenant, identity.account, params["version"], params["platform"], region
-    )
-    decision = evaluate(snapshot.rules, facts)
-    choice = choose_gateways(snapshot, region, decision.gateway_pool, identity.account, now)
-    if not choice.gateways:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="no live gateway")
-    answer: dict[str, Any] = {
-        "country": geo.country,
-        "continent": geo.continent,
-        "region": region,
-        "geo": source,
-        "pool": choice.pool,
-        "fallback": choice.fallback,
-        "gateways": [
-            {"id": g.id, "ws_url": g.ws_url, "tcp_addr": g.tcp_addr, "zone": g.zone}
-            for g in choice.gateways
-        ],
-        "heartbeat_interval_s": HEARTBEAT_INTERVAL_S,
-        "reconnect": _RECONNECT,
-    }
-    return Response(content=json.dumps(answer, separators=(",", ":")), media_type=_JSON)
+    except RouteRefused as exc:
+        raise HTTPException(exc.status, detail=exc.detail, headers=exc.headers) from exc
+    return Response(content=body, media_type=_JSON)

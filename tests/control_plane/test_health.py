@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry, generate_latest
 
+from control_plane import metrics as metrics_module
 from control_plane.app import create_app
+from control_plane.metrics import HttpMetrics
 from tests.control_plane.conftest import ADMIN, settings_for
 
 
@@ -56,3 +60,15 @@ def test_each_app_has_its_own_registry(client: TestClient, tmp_path: Path) -> No
     with TestClient(create_app(settings_for(f"sqlite:///{tmp_path}/other.db"))) as other:
         text = other.get("/metrics").text
     assert 'route="/healthz"' not in text
+
+
+def test_recorded_series_count_past_the_child_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics_module, "MAX_CACHED_SERIES", 2)
+    metrics = HttpMetrics(CollectorRegistry(auto_describe=True))
+    for status in (200, 200, 404, 500, 500, 500, 200):
+        metrics.record("GET", "/x", status, 0.001)
+    text = generate_latest(metrics.registry).decode()
+    for status, count in ((200, 3), (404, 1), (500, 3)):
+        line = f'cirno_control_http_requests_total{{method="GET",route="/x",status="{status}"}}'
+        assert f"{line} {count}.0" in text
+    assert 'cirno_control_http_request_duration_seconds_count{method="GET",route="/x"} 7.0' in text

@@ -6,8 +6,12 @@ import ipaddress
 from collections import Counter
 from pathlib import Path
 
+import geoip2.database
+import geoip2.errors
 import jwt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from control_plane import jws
 from control_plane.geoip import GeoResolver, GeoResult
@@ -198,6 +202,42 @@ def test_geo_resolver_reads_each_database_type(tmp_path: Path, database_type: st
     finally:
         resolver.close()
     assert resolver.lookup(DE_V4).source == "none"
+
+
+addresses = st.one_of(
+    st.ip_addresses(v=4),
+    st.ip_addresses(v=6),
+    st.sampled_from([DE_V4, DE_V6, US_V4, JP_V4, "2.0.3.4", "2001:4860::8888"]).map(ip),
+    st.integers(0, 255).map(lambda n: ip(f"5.9.{n}.1")),
+)
+
+
+@pytest.mark.parametrize("database_type", ["GeoLite2-City", "GeoIP2-Country"])
+def test_geo_resolver_agrees_with_geoip2_models(tmp_path: Path, database_type: str) -> None:
+    """The raw record gives the codes geoip2's ``city()`` / ``country()`` give."""
+    path = str(write_mmdb(tmp_path / "db.mmdb", database_type))
+    resolver = GeoResolver(path)
+    reference = geoip2.database.Reader(path)
+    model = reference.city if "City" in database_type else reference.country
+
+    @settings(max_examples=300, deadline=None, derandomize=True, database=None)
+    @given(addresses)
+    def agree(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+        try:
+            found = model(address)
+            codes = (found.country.iso_code, found.continent.code)
+        except (geoip2.errors.AddressNotFoundError, ValueError):
+            codes = (None, None)
+        expected = (
+            GeoResult(*codes, "db") if codes != (None, None) else GeoResult(None, None, "none")
+        )
+        assert resolver.lookup(address) == expected
+
+    try:
+        agree()
+    finally:
+        resolver.close()
+        reference.close()
 
 
 def test_geo_resolver_without_a_database() -> None:
