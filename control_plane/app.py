@@ -87,12 +87,14 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
     app.state.settings = settings
     app.state.engine = engine
     app.state.geo = geo
-    app.state.snapshots = SnapshotCache(engine, settings.clock, settings.cache_ttl)
+    app.state.metrics = HttpMetrics(CollectorRegistry(auto_describe=True))
+    app.state.snapshots = SnapshotCache(
+        engine, settings.clock, settings.cache_ttl, app.state.metrics.registry
+    )
     app.state.token_verifier = TokenVerifier()
     app.state.route_service = RouteService(
         settings, geo, app.state.snapshots, app.state.token_verifier
     )
-    app.state.metrics = HttpMetrics(CollectorRegistry(auto_describe=True))
     # The hot routes first: a request is matched against the routes in this order.
     for module in (route, internal, health, tenants, secrets, regions, grayscale, nodes):
         app.include_router(module.router)

@@ -23,7 +23,14 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
-from control_plane.models import HeartbeatIn, IdLease, Node, NodeRole
+from control_plane.models import (
+    HeartbeatIn,
+    IdLease,
+    Node,
+    NodeRole,
+    RevisionScope,
+    commit_change,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +71,10 @@ def record_heartbeat(
             lease = None
             if beat.role is NodeRole.LOGIC:
                 lease = _lease(session, beat.id, now, lease_ttl, id_node_count)
-            session.commit()
+            if changed:  # route snapshots of every control-plane process re-read gateways
+                commit_change(session, RevisionScope.GATEWAYS)
+            else:
+                session.commit()
         except (IntegrityError, OperationalError, LeaseRace) as exc:
             session.rollback()
             log.debug("heartbeat of %s lost a race (attempt %d): %s", beat.id, attempt, exc)

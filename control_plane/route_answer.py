@@ -15,12 +15,17 @@ test_fast_route.py`` compares both paths byte for byte.
 The order of the checks is part of the contract (it decides which error a request with
 several problems gets): parameter lengths (400), the token (401 / 403), the address
 (``?ip=``: 403 without the admin header, 400 when unparsable; a trusted proxy's bad
-``X-Forwarded-For``: 400), then the gateways (503 when none is live).
+``X-Forwarded-For``: 400), then the gateways (503 when none is live). One 503 comes
+earlier, right after the missing-token check and before the token is verified (with
+the snapshot's keys): when the process has never been able to load a snapshot (its
+database unreachable since start-up). A process that loaded one keeps answering from
+it while the database is unreachable (``control_plane.snapshot``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from json.encoder import encode_basestring_ascii
 from urllib.parse import parse_qsl
@@ -32,7 +37,7 @@ from control_plane.models.routing import HEARTBEAT_INTERVAL_S, Reconnect
 from control_plane.routing import BadAddress, choose_gateways, client_address, parse_ip
 from control_plane.routing import resolve_region as region_of
 from control_plane.settings import ControlPlaneSettings
-from control_plane.snapshot import GatewayView, Snapshot, SnapshotCache
+from control_plane.snapshot import GatewayView, Snapshot, SnapshotCache, SnapshotUnavailable
 from control_plane.tokens import TokenRefused, TokenVerifier, UnknownSigner, VerifiedToken
 from data_plane.cluster.grayscale import ClientFacts, evaluate
 
@@ -123,11 +128,15 @@ class RouteService:
         )
 
     async def _verify(self, token: str, now: float) -> tuple[VerifiedToken, Snapshot]:
-        snapshot = await self.snapshots.get()
+        try:
+            snapshot = await self.snapshots.get()
+        except SnapshotUnavailable as exc:
+            raise self._unavailable(exc) from exc
         try:
             return self.verifier.verify(token, snapshot, now), snapshot
         except UnknownSigner:
             # A tenant or key created a moment ago (possibly by another process): reload once.
+            # (With a snapshot in hand, reload() never raises SnapshotUnavailable.)
             snapshot = await self.snapshots.reload()
         except TokenRefused as exc:
             raise _refused(exc) from exc
@@ -135,6 +144,11 @@ class RouteService:
             return self.verifier.verify(token, snapshot, now), snapshot
         except TokenRefused as exc:
             raise _refused(exc) from exc
+
+    def _unavailable(self, exc: SnapshotUnavailable) -> RouteRefused:
+        """503 with the reason; ``Retry-After``: the next reload is one TTL away."""
+        retry_after = str(max(1, math.ceil(self.settings.cache_ttl)))
+        return RouteRefused(503, str(exc), {"Retry-After": retry_after})
 
     def _locate(
         self,

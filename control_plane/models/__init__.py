@@ -50,6 +50,13 @@ from control_plane.models.regions import (
     RegionZone,
     ZoneWeight,
 )
+from control_plane.models.revisions import (
+    Revision,
+    RevisionScope,
+    bump_revision,
+    commit_change,
+    read_revisions,
+)
 from control_plane.models.routing import Reconnect, RouteAnswer, RouteGateway
 from control_plane.models.tenants import (
     DEFAULT_SECRET_KID,
@@ -111,6 +118,8 @@ __all__ = [
     "RegionUpdate",
     "RegionZone",
     "RegionsPublic",
+    "Revision",
+    "RevisionScope",
     "RouteAnswer",
     "RouteGateway",
     "RuleCreate",
@@ -140,6 +149,9 @@ __all__ = [
     "ZoneWeight",
     "as_datetime",
     "as_epoch",
+    "bump_revision",
+    "commit_change",
     "isolation_problem",
+    "read_revisions",
     "utcnow",
 ]

@@ -26,6 +26,7 @@ from control_plane.models import (
     RulesPublic,
     RuleUpdate,
     as_datetime,
+    commit_change,
 )
 from control_plane.models.common import SLUG_MAX, SLUG_PATTERN
 from control_plane.routes import ADMIN_ERRORS, BAD_BODY, error_responses
@@ -69,7 +70,7 @@ def _check_priority(session: Session, priority: int, rule_id: str) -> None:
 
 def _commit(session: Session) -> None:
     try:
-        session.commit()
+        commit_change(session)
     except IntegrityError as exc:  # a concurrent write took the priority (or the id)
         session.rollback()
         raise HTTPException(
@@ -163,5 +164,5 @@ def update_rule(
 def delete_rule(rule_id: RuleIdPath, session: SessionDep, request: Request) -> None:
     """Delete a rule; route answers follow at once, gateways on their next poll."""
     session.delete(_get_or_404(session, rule_id))
-    session.commit()
+    commit_change(session)
     invalidate_routes(request)

@@ -29,6 +29,7 @@ from control_plane.models import (
     RegionZone,
     ZoneWeight,
     as_datetime,
+    commit_change,
 )
 from control_plane.models.common import SLUG_MAX, SLUG_PATTERN
 from control_plane.routes import ADMIN_ERRORS, BAD_BODY, error_responses
@@ -134,7 +135,7 @@ def _make_default(session: Session, region: Region) -> None:
 
 def _commit(session: Session, conflict: str) -> None:
     try:
-        session.commit()
+        commit_change(session)
     except IntegrityError as exc:  # a concurrent write claimed a code (or the id) first
         session.rollback()
         raise HTTPException(status.HTTP_409_CONFLICT, detail=conflict) from exc
@@ -254,5 +255,5 @@ def delete_region(region_id: RegionIdPath, session: SessionDep, request: Request
             )
     _replace_children(session, region_id, [], [], [])
     session.delete(region)
-    session.commit()
+    commit_change(session)
     invalidate_routes(request)

@@ -81,7 +81,10 @@ ROUTE_PARAMETERS: list[dict[str, Any]] = [
         "parameter is too long.",
         e401="No token, or a malformed, expired, foreign or badly signed one.",
         e403="The tenant is disabled, or `?ip=` without the admin header.",
-        e503="No live gateway at all.",
+        e503="No live gateway at all; or no routing data, because this control-plane "
+        "process has not been able to read its database since it started (with "
+        "`Retry-After`). Once it has, it keeps answering from the last data it read "
+        "while the database is unreachable.",
     ),
     openapi_extra={"parameters": ROUTE_PARAMETERS},
 )

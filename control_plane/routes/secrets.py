@@ -45,6 +45,7 @@ from control_plane.models import (
     TokenCreate,
     TokenCreated,
     as_datetime,
+    commit_change,
 )
 from control_plane.routes import ADMIN_ERRORS, BAD_BODY, error_responses
 from control_plane.routes.tenants import NOT_FOUND, TenantIdPath, get_tenant_or_404
@@ -81,7 +82,7 @@ def rotate_secret(
     for _ in range(ROTATION_RETRIES):
         key = add_key(session, tenant_id, secret, now, body.overlap_seconds)
         try:
-            session.commit()
+            commit_change(session)
         except IntegrityError:  # a concurrent rotation took the same kid
             session.rollback()
             continue
@@ -144,7 +145,7 @@ def revoke_secret(
     if is_live(key, moment) and not any(is_live(k, moment) for k in keys if k is not key):
         raise HTTPException(status.HTTP_409_CONFLICT, detail="cannot revoke the last live key")
     session.delete(key)
-    session.commit()
+    commit_change(session)
     invalidate_routes(request)
 
 

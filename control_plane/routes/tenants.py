@@ -34,6 +34,7 @@ from control_plane.models import (
     TenantsPublic,
     TenantUpdate,
     as_datetime,
+    commit_change,
     isolation_problem,
 )
 from control_plane.routes import ADMIN_ERRORS, BAD_BODY, error_responses
@@ -103,7 +104,7 @@ def create_tenant(
     try:
         session.flush()  # the tenant row first: the key's foreign key points at it
         key = add_key(session, tenant_id, body.secret or new_secret(), now, overlap_seconds=0)
-        session.commit()
+        commit_change(session)
     except IntegrityError as exc:  # created concurrently since the check above
         session.rollback()
         raise HTTPException(status_code=status.HTTP_409_CONFLICT, detail="tenant exists") from exc
@@ -169,7 +170,7 @@ def update_tenant(
     tenant.sqlmodel_update(changes)
     tenant.updated_at = as_datetime(now)
     session.add(tenant)
-    session.commit()
+    commit_change(session)
     invalidate_routes(request)
     session.refresh(tenant)
     return TenantPublic.of(tenant)
@@ -187,5 +188,5 @@ def delete_tenant(tenant_id: TenantIdPath, session: SessionDep, request: Request
     tenant = get_tenant_or_404(session, tenant_id)
     delete_keys(session, tenant_id)
     session.delete(tenant)
-    session.commit()
+    commit_change(session)
     invalidate_routes(request)

@@ -84,9 +84,18 @@ def mysql_migrated(mysql_url: str) -> str:
     return mysql_url
 
 
+SEEDED_TABLES = frozenset({"revisions"})
+"""Tables whose rows the migrations create: kept (revision counters only ever grow)."""
+
+
 def empty_mysql(url: str) -> None:
-    """Delete every row of every table (the schema stays at head)."""
-    tables = [t.name for metadata in target_metadata() for t in metadata.sorted_tables]
+    """Delete every row of every table but the seeded ones (the schema stays at head)."""
+    tables = [
+        t.name
+        for metadata in target_metadata()
+        for t in metadata.sorted_tables
+        if t.name not in SEEDED_TABLES
+    ]
     engine = create_engine(sync_url(url))
     try:
         with engine.begin() as connection:
