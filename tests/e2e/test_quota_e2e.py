@@ -8,6 +8,7 @@ successful heartbeats mean one was sent after the change and answered.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import time
@@ -228,6 +229,47 @@ def wait_for_port(url: str, timeout: float = 30.0) -> None:
         except OSError:
             time.sleep(0.1)
     raise AssertionError(f"{url} did not come back in {timeout} s")
+
+
+async def live_nodes(topology: Topology, http: httpx.AsyncClient) -> dict[str, bool]:
+    """Live gateway id → whether it is draining, as the registry lists them."""
+    answer = await http.get(
+        f"{topology.control_url}/internal/v1/nodes",
+        params={"role": "gateway"},
+        headers={"X-Cirno-Cluster-Secret": topology.env["CIRNO_CLUSTER_SECRET"]},
+    )
+    assert answer.status_code == 200, answer.text
+    return {node["id"]: node["draining"] for node in answer.json()["nodes"]}
+
+
+async def test_a_drained_gateway_frees_its_slots_before_it_expires(
+    topology: Topology, tenant: Tenant, http: httpx.AsyncClient, metrics_ports: list[int]
+) -> None:
+    held = [await tenant.held(0), await tenant.held(0), await tenant.held(1)]
+    await settle(http, metrics_ports, SETTLE_ALL)
+    await tenant.refused(1)
+    assert topology.stop("gateway-1") == 0  # SIGTERM: the last heartbeat reports none
+    admitted = await tenant.admitted_eventually(1, timeout=10)
+    assert (await live_nodes(topology, http)).get("gw-1") is True, "not by expiry"
+    ws_port = int(topology.ws_urls[0].rsplit(":", 1)[1].strip("/"))
+    topology.start(
+        "gateway-1",
+        "gateway",
+        {
+            "CIRNO_GATEWAY_ID": "gw-1",
+            "CIRNO_GATEWAY_WS_PORT": str(ws_port),
+            "CIRNO_GATEWAY_TCP_PORT": str(topology.tcp_addrs[0][1]),
+            "CIRNO_GATEWAY_METRICS_PORT": str(metrics_ports[0]),
+        },
+    )
+    with anyio.fail_after(30):  # back and heartbeating (for the next test)
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if await ok_heartbeats(http, metrics_ports[0]) >= 1:
+                    break
+            await anyio.sleep(0.1)
+    for client in [*held, admitted]:
+        client.close()
 
 
 async def test_an_expired_gateways_connections_stop_counting(
