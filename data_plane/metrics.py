@@ -27,6 +27,12 @@ CLOSES = Counter(
     "cirno_gateway_closes_total", "Client connections closed by code", ["code"], registry=REGISTRY
 )
 LOGIC_LINKS = Gauge("cirno_gateway_logic_links_up", "Logic links up", registry=REGISTRY)
+HEARTBEATS = Counter(
+    "cirno_gateway_heartbeats_total",
+    "Registry heartbeats by result (while they fail, quotas use the last known counts)",
+    ["result"],
+    registry=REGISTRY,
+)
 
 # Logic node
 REQUESTS = Counter(

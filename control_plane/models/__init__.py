@@ -37,6 +37,7 @@ from control_plane.models.nodes import (
     NodeRole,
     NodesInfo,
     NodesPublic,
+    NodeTenantConnections,
 )
 from control_plane.models.regions import (
     Continent,
@@ -106,6 +107,7 @@ __all__ = [
     "NodeInfo",
     "NodePublic",
     "NodeRole",
+    "NodeTenantConnections",
     "NodesInfo",
     "NodesPublic",
     "Ping",

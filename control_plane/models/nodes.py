@@ -3,18 +3,23 @@
 A node row is live while ``expires_at`` (its last heartbeat plus the node TTL) is in
 the future. Logic nodes also hold an ``id_leases`` row: the 10-bit node id of their
 message ids, unique among unexpired leases (the primary key enforces uniqueness of the
-number, the unique ``node_id`` one lease per node).
+number, the unique ``node_id`` one lease per node). Gateways report their connections
+per tenant (``node_tenant_connections``), which count towards a tenant's cluster-wide
+``max_connections`` while the gateway is live.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 import sqlalchemy as sa
-from pydantic import ConfigDict
+from pydantic import ConfigDict, StringConstraints
 from sqlmodel import Field, SQLModel
 
 from control_plane.models.common import DOUBLE_TYPE, MYSQL_TABLE, string_enum
+from control_plane.models.tenants import TENANT_ID_MAX, TENANT_ID_PATTERN
+from data_plane.cluster.registry import MAX_TENANT_COUNTS
 
 NODE_ID_PATTERN = r"^[^\s,{}\x00-\x1f\x7f]{1,64}$"
 NODE_ID_MAX = 64
@@ -32,6 +37,11 @@ class NodeRole(StrEnum):
 
 
 ROLE_TYPE = string_enum(NodeRole)
+
+TenantIdKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=TENANT_ID_MAX, pattern=TENANT_ID_PATTERN)
+]
+ConnectionCount = Annotated[int, Field(ge=0, le=INT32_MAX)]
 
 
 class HeartbeatIn(SQLModel):
@@ -62,10 +72,19 @@ class HeartbeatIn(SQLModel):
     connections: int = Field(ge=0, le=INT32_MAX)
     capacity: int = Field(ge=1, le=INT32_MAX)
     draining: bool = False
+    tenant_connections: dict[TenantIdKey, ConnectionCount] = Field(
+        default_factory=dict,
+        max_length=MAX_TENANT_COUNTS,
+        description="Gateways: open connections per tenant id, for the tenants with a "
+        "connection quota that have at least one here (at most "
+        f"{MAX_TENANT_COUNTS:,}, the largest counts). Replaces the node's previous report; "
+        "counts towards the tenants' cluster-wide `max_connections` while the node is live.",
+    )
 
 
 class HeartbeatOut(SQLModel):
-    """Answer to a heartbeat: when to beat again at the latest, and the node-id lease."""
+    """Answer to a heartbeat: when to beat again at the latest, the node-id lease, and
+    (gateways) the connections the other live gateways hold per quota-limited tenant."""
 
     ttl_s: float = Field(description="The node expires this long after this heartbeat.")
     id_node: int | None = Field(
@@ -74,6 +93,13 @@ class HeartbeatOut(SQLModel):
     )
     id_node_expires_at: float | None = Field(
         description="Epoch seconds when the lease lapses without another heartbeat."
+    )
+    tenant_connections: dict[str, int] = Field(
+        default_factory=dict,
+        description="Gateways: per tenant with a connection quota, the connections the "
+        "*other* live gateways reported in their last heartbeats (at most "
+        f"{MAX_TENANT_COUNTS:,}, the largest). Left out when empty: a tenant not named "
+        "holds no connection elsewhere.",
     )
 
 
@@ -98,6 +124,22 @@ class Node(SQLModel, table=True):
     first_seen: float = Field(sa_type=DOUBLE_TYPE)
     last_seen: float = Field(sa_type=DOUBLE_TYPE)
     expires_at: float = Field(sa_type=DOUBLE_TYPE, index=True)
+
+
+class NodeTenantConnections(SQLModel, table=True):
+    """A gateway's open connections of one tenant, as of its last heartbeat.
+
+    They count towards the tenant's ``max_connections`` only while the node's row is live
+    (``nodes.expires_at`` in the future), so an expired gateway stops counting without
+    anyone deleting its rows; its next heartbeat replaces them.
+    """
+
+    __tablename__ = "node_tenant_connections"
+    __table_args__ = MYSQL_TABLE
+
+    node_id: str = Field(primary_key=True, max_length=NODE_ID_MAX)
+    tenant_id: str = Field(primary_key=True, max_length=TENANT_ID_MAX)
+    connections: int
 
 
 class IdLease(SQLModel, table=True):

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 from sqlmodel import SQLModel, col, select
 
+from control_plane.connection_counts import exchange_counts
 from control_plane.db import SessionDep
 from control_plane.deps import NowDep, SettingsDep, invalidate_routes, require_cluster
 from control_plane.keys import live_keys_by_tenant
@@ -117,6 +118,7 @@ def tenant_secrets(session: SessionDep, now: NowDep, if_none_match: IfNoneMatch 
     "/nodes/heartbeat",
     summary="Node heartbeat",
     operation_id="internal-nodes-heartbeat",
+    response_model_exclude_defaults=True,  # no `tenant_connections` when there are none
     responses={
         **BAD_BODY,
         **error_responses(e503="The registry is contended; retry the heartbeat."),
@@ -138,6 +140,12 @@ def heartbeat(
     number is handed to another node only after its lease lapsed. `id_node` is null for
     gateways, and for a logic node when every number is leased (it must not issue ids
     until it gets one).
+
+    A gateway reports `tenant_connections`, its open connections per tenant with a
+    connection quota (this replaces its previous report), and gets back in
+    `tenant_connections` what the *other* live gateways reported, per tenant whose
+    `max_connections` is set: it admits a login only while its own connections plus
+    those stay under the quota. An expired gateway's connections stop counting.
     """
     try:
         result = record_heartbeat(
@@ -152,11 +160,18 @@ def heartbeat(
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
     if result.shape_changed:
         invalidate_routes(request)
+    elsewhere: dict[str, int] = {}
+    if beat.role is NodeRole.GATEWAY:
+        try:
+            elsewhere = exchange_counts(session, beat.id, beat.tenant_connections, now)
+        except RegistryBusy as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
     lease = result.lease
     return HeartbeatOut(
         ttl_s=settings.node_ttl,
         id_node=lease.number if lease is not None else None,
         id_node_expires_at=lease.expires_at if lease is not None else None,
+        tenant_connections=elsewhere,
     )
 
 

@@ -1,7 +1,9 @@
 """The data plane's client of the control plane's node registry and grayscale rules.
 
 Gateways and logic nodes heartbeat their state (``POST /internal/v1/nodes/heartbeat``,
-cluster secret); logic nodes get their message-id node number leased in the answer.
+cluster secret); logic nodes get their message-id node number leased in the answer, and
+gateways, which report their connections per quota-limited tenant, get the connections
+the other live gateways hold per tenant (for cluster-wide connection quotas).
 Gateways poll the live logic nodes (``GET /internal/v1/nodes?role=logic``) and the
 grayscale rules (``GET /internal/v1/grayscale``) with ``If-None-Match``. Every call
 fails soft: the caller keeps its last answer while the control plane is down.
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
@@ -19,6 +21,9 @@ import httpx
 from data_plane.cluster.grayscale import GrayscaleError, GrayscaleRule, rules_from_json
 
 log = logging.getLogger(__name__)
+
+MAX_TENANT_COUNTS = 10_000
+"""Most tenants a heartbeat reports (and its answer names) connection counts for."""
 
 
 class RegistryUnavailable(Exception):
@@ -41,16 +46,35 @@ class NodeState:
     ws_url: str | None = None
     tcp_addr: str | None = None
     link_addr: str | None = None
+    tenant_connections: dict[str, int] = field(default_factory=dict)
+    """Gateways: open connections per quota-limited tenant (at most MAX_TENANT_COUNTS)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Lease:
     """A heartbeat's answer: the node-id lease of a logic node, valid until
-    ``valid_until`` on this process's monotonic clock."""
+    ``valid_until`` on this process's monotonic clock, and for a gateway the connections
+    the other live gateways hold per quota-limited tenant (absent tenants: none)."""
 
     id_node: int | None
     valid_until: float
     ttl_s: float
+    tenant_connections: dict[str, int] = field(default_factory=dict)
+
+
+def parse_tenant_counts(raw: object) -> dict[str, int]:
+    """A heartbeat answer's ``tenant_connections`` (absent: empty); ValueError when it is
+    not an object of at most MAX_TENANT_COUNTS non-negative integers."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or len(raw) > MAX_TENANT_COUNTS:
+        raise ValueError("tenant_connections must be an object of bounded size")
+    counts: dict[str, int] = {}
+    for tenant, count in raw.items():
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ValueError(f"bad connection count for tenant {tenant!r}: {count!r}")
+        counts[str(tenant)] = count
+    return counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +113,9 @@ class RegistryClient:
                 id_node=body.get("id_node"),
                 valid_until=sent_at + valid_for,
                 ttl_s=float(body["ttl_s"]),
+                tenant_connections=parse_tenant_counts(body.get("tenant_connections")),
             )
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise RegistryUnavailable(f"heartbeat to {self._base} failed: {exc}") from exc
 
     async def _poll(self, path: str) -> Any | None:

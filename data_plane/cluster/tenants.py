@@ -118,6 +118,10 @@ class TenantDirectory:
             await self.refresh()
             await anyio.sleep(self._refresh_interval)
 
+    def cached(self, tenant_id: str) -> TenantInfo | None:
+        """The tenant as last fetched, without suspending or refreshing."""
+        return self._tenants.get(tenant_id)
+
     async def lookup(self, tenant_id: str) -> TenantInfo | None:
         """The tenant, refreshing once early when it is not cached yet.
 

@@ -11,7 +11,9 @@ gets one task running :meth:`Gateway._serve_client`:
    response with status Unauthorized (105) and an ``ErrorResp`` reason, then the
    connection closes with code 4001. An accepted login gets a channel id containing the
    account and is forwarded to the logic node that owns the account; its answer goes
-   back to the client, and only a Success makes the channel live.
+   back to the client, and only a Success makes the channel live. A tenant's
+   ``max_connections`` holds across the cluster (see :mod:`data_plane.gateway.quota`):
+   a login over it gets QuotaExceeded (430) and close 4006.
 2. **Pump.** Every further packet is decoded (header only; the body passes through)
    in the transport's callback as it arrives, pings are answered here, and logic
    packets are forwarded with the client's meta replaced by the gateway's (tenant,
@@ -30,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -55,8 +56,9 @@ from data_plane.gateway.auth import AuthError, verify_token
 from data_plane.gateway.limits import TokenBucket
 from data_plane.gateway.logic_link import LogicLink
 from data_plane.gateway.logic_pool import LogicPool
+from data_plane.gateway.quota import ConnectionQuota
 from data_plane.gateway.settings import GatewaySettings
-from data_plane.metrics import CLOSES, CONNECTIONS, LOGINS
+from data_plane.metrics import CLOSES, CONNECTIONS, HEARTBEATS, LOGINS
 from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.transport.errors import ConnectionClosed
 from data_plane.transport.tcp import serve_tcp
@@ -126,8 +128,8 @@ class Gateway:
         self.pool = LogicPool(settings, self.registry, self._on_logic_packet)
         self.draining = False
         self._channel_numbers = itertools.count(1)
-        self.tenant_connections: Counter[str] = Counter()
-        """Live channels per tenant on this gateway (for the connection quota)."""
+        self.quota = ConnectionQuota()
+        """Channels per tenant here and on the other gateways (the connection quota)."""
         self._tg: TaskGroup | None = None
         self.ws_port = settings.ws_port
         self.tcp_port = settings.tcp_port
@@ -170,11 +172,13 @@ class Gateway:
                     channel.conn.close(CloseCode.GOING_AWAY, "gateway shutting down")
                 with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
                     self.draining = True  # the registry stops handing this gateway out
-                    await self._heartbeat()
+                    # Every client was just closed: their quota slots are free cluster-wide
+                    # now rather than when this node expires.
+                    await self._heartbeat(closing=True)
                 await self.directory.aclose()
                 await self.registry.aclose()
 
-    def _state(self) -> NodeState:
+    def _state(self, *, closing: bool = False) -> NodeState:
         s = self.settings
         return NodeState(
             id=s.gateway_id,
@@ -183,21 +187,32 @@ class Gateway:
             region=s.region,
             pool=s.pool,
             version=s.version,
-            connections=len(self.channels),
+            connections=0 if closing else len(self.channels),
             capacity=s.capacity,
             draining=self.draining,
             ws_url=s.public_ws_url or f"ws://{s.ws_host}:{self.ws_port}/",
             tcp_addr=s.public_tcp_addr or f"{s.tcp_host}:{self.tcp_port}",
+            tenant_connections={} if closing else self.quota.report(self._quota_of),
         )
 
-    async def _heartbeat(self) -> None:
+    def _quota_of(self, tenant: str) -> int:
+        info = self.directory.cached(tenant)
+        return info.max_connections if info is not None else 0
+
+    async def _heartbeat(self, *, closing: bool = False) -> None:
         try:
-            await self.registry.heartbeat(self._state())
+            answer = await self.registry.heartbeat(self._state(closing=closing))
         except RegistryUnavailable as exc:
-            log.warning("%s", exc)
+            HEARTBEATS.labels("failed").inc()
+            log.warning("%s (quotas go on with the last known counts)", exc)
+            return
+        self.quota.learn(answer.tenant_connections)
+        HEARTBEATS.labels("ok").inc()
 
     async def _heartbeats(self) -> None:
-        """Report this gateway's address and load to the registry, for /v1/route."""
+        """Report this gateway's address, load and connections per quota-limited tenant
+        to the registry (for /v1/route and the other gateways' quotas), and learn the
+        other gateways' connections per tenant from its answer."""
         while True:
             await self._heartbeat()
             await anyio.sleep(self.settings.heartbeat_interval)
@@ -274,7 +289,7 @@ class Gateway:
             self._refuse(conn, packet, Status.INVALID_PACKET_BODY, "device must be 1-32 characters")
         version = req.client_version[:MAX_CLIENT_VERSION_LENGTH]
         quotas = claims.tenant_info
-        if 0 < quotas.max_connections <= self.tenant_connections[claims.tenant]:
+        if not self.quota.admits(claims.tenant, quotas.max_connections):
             self._refuse(
                 conn,
                 packet,
@@ -301,7 +316,7 @@ class Gateway:
         if quotas.messages_per_second > 0:
             channel.bucket = TokenBucket(quotas.messages_per_second, anyio.current_time)
         self.channels[channel_id] = channel
-        self.tenant_connections[channel.tenant] += 1
+        self.quota.acquire(channel.tenant)  # no suspension since admits(): the slot is ours
         channel.counted = True
         try:
             if not self.pool.ready.is_set():
@@ -408,9 +423,7 @@ class Gateway:
         self.channels.pop(channel.id, None)
         if channel.counted:
             channel.counted = False
-            self.tenant_connections[channel.tenant] -= 1
-            if self.tenant_connections[channel.tenant] <= 0:
-                del self.tenant_connections[channel.tenant]
+            self.quota.release(channel.tenant)
         if channel.logged_in:
             bye = LogicPacket.request(Command.LOGIN_SIGNOUT)
             self._send_to_logic(channel, bye)

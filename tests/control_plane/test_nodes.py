@@ -253,3 +253,90 @@ def test_gateways_take_no_lease(migrated_url: str, clock: FakeClock) -> None:
         assert direct_heartbeat(engine, "logic", clock.now, count=1) == 0
     finally:
         engine.dispose()
+
+
+def tenant_with_quota(client: TestClient, tenant_id: str, max_connections: int) -> None:
+    body = {"id": tenant_id, "name": tenant_id, "max_connections": max_connections}
+    assert client.post("/v1/tenants", json=body, headers=ADMIN).status_code == 201
+
+
+def gateway_beat(client: TestClient, node_id: str, counts: dict[str, int]) -> dict[str, int]:
+    """A gateway heartbeat reporting ``counts``; returns the counts held elsewhere."""
+    answer = send(client, beat(node_id, "gateway", tenant_connections=counts))
+    elsewhere: dict[str, int] = answer.get("tenant_connections", {})
+    return elsewhere
+
+
+def test_gateways_learn_each_others_connections_per_quota_tenant(
+    client: TestClient, clock: FakeClock
+) -> None:
+    tenant_with_quota(client, "acme", 3)
+    tenant_with_quota(client, "beta", 10)
+    tenant_with_quota(client, "free", 0)  # unlimited: nobody needs its count
+    assert gateway_beat(client, "gw-1", {"acme": 2, "beta": 1, "free": 9, "gone": 4}) == {}
+    assert gateway_beat(client, "gw-2", {"acme": 1}) == {"acme": 2, "beta": 1}
+    assert gateway_beat(client, "gw-3", {}) == {"acme": 3, "beta": 1}
+    assert gateway_beat(client, "gw-1", {"acme": 2, "beta": 1}) == {"acme": 1}
+
+    # A report replaces the previous one: tenants left out hold nothing there any more.
+    assert gateway_beat(client, "gw-1", {"beta": 5}) == {"acme": 1}
+    assert gateway_beat(client, "gw-3", {}) == {"acme": 1, "beta": 5}
+    assert gateway_beat(client, "gw-1", {"beta": 0}) == {"acme": 1}  # zero = none
+    assert gateway_beat(client, "gw-3", {}) == {"acme": 1}
+
+    # Logic nodes take no part: their answer has no counts, whatever they send.
+    logic = send(client, beat("logic-1", tenant_connections={"acme": 7}))
+    assert "tenant_connections" not in logic
+    assert gateway_beat(client, "gw-3", {}) == {"acme": 1}
+
+
+def test_an_expired_gateway_stops_counting(client: TestClient, clock: FakeClock) -> None:
+    tenant_with_quota(client, "acme", 3)
+    gateway_beat(client, "gw-1", {"acme": 2})
+    gateway_beat(client, "gw-2", {"acme": 1})
+    clock.advance(TTL - 1)
+    assert gateway_beat(client, "gw-2", {"acme": 1}) == {"acme": 2}
+    clock.advance(1)  # gw-1's last heartbeat is TTL old: it expired
+    assert gateway_beat(client, "gw-2", {"acme": 1}) == {}
+    assert gateway_beat(client, "gw-1", {"acme": 1}) == {"acme": 1}  # back, with a new report
+    assert gateway_beat(client, "gw-2", {"acme": 1}) == {"acme": 1}
+
+
+def test_a_draining_gateway_counts_until_it_reports_none(
+    client: TestClient, clock: FakeClock
+) -> None:
+    tenant_with_quota(client, "acme", 3)
+    send(client, beat("gw-1", "gateway", draining=True, tenant_connections={"acme": 2}))
+    assert gateway_beat(client, "gw-2", {}) == {"acme": 2}
+    send(client, beat("gw-1", "gateway", draining=True, tenant_connections={}))
+    assert gateway_beat(client, "gw-2", {}) == {}
+
+
+def test_a_large_report_is_stored_and_summed(client: TestClient, clock: FakeClock) -> None:
+    many = {f"t{i:05d}": i % 7 + 1 for i in range(1200)}
+    for tenant in list(many)[:3]:
+        tenant_with_quota(client, tenant, 100)
+    gateway_beat(client, "gw-1", many)  # more than one DELETE chunk of rows later
+    assert gateway_beat(client, "gw-2", {}) == {"t00000": 1, "t00001": 2, "t00002": 3}
+    gateway_beat(client, "gw-1", {"t00001": 5})
+    assert gateway_beat(client, "gw-2", {}) == {"t00001": 5}
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [
+        {"acme": -1},
+        {"acme": 2**31},
+        {"acme": 1.5},
+        {"acme": None},
+        {"Not-A-Tenant": 1},
+        {"": 1},
+        {"a" * 65: 1},
+        [["acme", 1]],
+        {f"t{i}": 1 for i in range(10_001)},
+    ],
+)
+def test_malformed_tenant_connections_are_422(client: TestClient, counts: Any) -> None:
+    body = beat("gw-x", "gateway", tenant_connections=counts)
+    assert client.post(HEARTBEAT, json=body, headers=CLUSTER).status_code == 422
+    assert live_ids(client) == []
