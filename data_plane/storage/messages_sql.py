@@ -154,6 +154,8 @@ _Delivery = tuple[str, str, _InboxTail]
 _InboxRow = tuple[str, str, int, _InboxTail]
 BULK_MIN_MEMBERS = 32
 """Groups this large have their inbox rows written by the database (see ``_plan_deliveries``)."""
+OPTIMISTIC_MAX = 32
+"""Send batches this small are stored before looking for resends (see ``_write_sends``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -710,6 +712,8 @@ class SqlMessageStore:
         self._closed = False
         self.bulk_min_members = BULK_MIN_MEMBERS
         """Groups at least this large are written in bulk when they can be (tests lower it)."""
+        self.optimistic_max = OPTIMISTIC_MAX
+        """Batches this small skip the duplicate lookup unless a resend is among them."""
         self.retries = 0
         """Write transactions run again after a deadlock, lock timeout or key race."""
 
@@ -856,8 +860,39 @@ class SqlMessageStore:
     async def _write_sends(
         self, conn: WriterConnection, items: Sequence[_Send]
     ) -> list[_SendOutcome | BaseException]:
+        """Store a batch; small 1:1 batches first optimistically, without the lookup.
+
+        A resend is rare, and in a small batch the duplicate lookup is a whole round
+        trip of its own. So a 1:1 batch of at most ``optimistic_max`` items is first
+        stored as if none of its client message ids were stored yet, after a
+        savepoint: a resend then breaks the ``messages`` unique key in the first packet
+        (contents, counters, their read-back: the read-back is a query, so the packet
+        is sent inside this call, and the statements after the failing one never run),
+        the work is rolled back to the savepoint, and the batch is stored again the
+        usual way, lookup first, in the same transaction. Nothing is answered before
+        that, so a resend still gets its original id and nothing is stored twice.
+        Batches with group messages always look up first: their first queries lock the
+        groups, and a batch of bulk groups may have no query after the contents.
+        """
+        if not any(item.client_msg_id for item in items):
+            return await self._store_sends(conn, items, {})
+        if len(items) <= self.optimistic_max and not any(item.group_id for item in items):
+            await conn.execute("SAVEPOINT cirno_fresh")
+            try:
+                return await self._store_sends(conn, items, {})
+            except IntegrityError:
+                await conn.execute("ROLLBACK TO SAVEPOINT cirno_fresh")
+        return await self._store_sends(conn, items, await self._originals(conn, items))
+
+    async def _store_sends(
+        self,
+        conn: WriterConnection,
+        items: Sequence[_Send],
+        originals: dict[tuple[str, str, str], SendResult],
+    ) -> list[_SendOutcome | BaseException]:
+        """Decide every item in batch order (``originals``: stored sends among the
+        batch's keys) and write contents, counters and inbox rows."""
         sql = self._send_sql
-        originals = await self._originals(conn, items)
         wanted = {(i.tenant, i.group_id) for i in items if i.group_id and i.key not in originals}
         group_seqs, group_accounts = await self._lock_groups(conn, wanted)
         group_sets = {group: set(accounts) for group, accounts in group_accounts.items()}

@@ -46,20 +46,60 @@ def user(tenant: str, sender: str, receiver: str, client: str | None) -> _Send:
     return _Send(tenant, sender, receiver, "", 1, b"hi", "", client)
 
 
-async def test_a_small_batch_takes_three_round_trips_two_without_client_ids(
-    sql_store: SqlMessageStore, tenant: str
-) -> None:
+async def test_a_small_batch_takes_two_round_trips(sql_store: SqlMessageStore, tenant: str) -> None:
     link = sql_store._send_link
     await sql_store._flush_sends([user(tenant, "a", "b", "warm-up")])  # opens the connection
     before = link.round_trips
     await sql_store._flush_sends([user(tenant, "a", "b", "c1")])
-    # Duplicate lookup; contents + counters + read-back; inbox rows + COMMIT.
-    assert link.round_trips - before == 3
+    # Contents + counters + read-back; inbox rows + COMMIT. No duplicate lookup.
+    assert link.round_trips - before == 2
     before = link.round_trips
     await sql_store._flush_sends([user(tenant, "a", "b", None), user(tenant, "b", "a", None)])
     assert link.round_trips - before == 2
     assert link.connects == 1
     assert [e.seq for e in await read_all(sql_store, tenant, "b")] == [1, 2, 3, 4]
+
+
+async def test_a_resend_in_a_small_batch_gets_its_original_and_nothing_is_stored_twice(
+    sql_store: SqlMessageStore, tenant: str
+) -> None:
+    old = await sql_store.send_user_message(tenant, "a", "b", 1, b"old", "", "k-old")
+    link = sql_store._send_link
+    before = link.round_trips
+    batch = [
+        user(tenant, "a", "b", "k-new1"),
+        user(tenant, "a", "b", "k-old"),  # a resend: the optimistic insert fails
+        user(tenant, "a", "b", "k-new1"),  # the same key again in the batch
+        user(tenant, "b", "a", "k-new2"),
+    ]
+    outcomes = await sql_store._flush_sends(batch)
+    results = [o[0] for o in outcomes if not isinstance(o, BaseException)]
+    assert len(results) == 4
+    assert [r.duplicate for r in results] == [False, True, True, False]
+    assert results[1].message_id == old.message_id
+    assert results[2].message_id == results[0].message_id
+    # Failed packet; rollback to the savepoint + lookup; contents again; rows + COMMIT.
+    assert link.round_trips - before == 4
+    entries = await read_all(sql_store, tenant, "b", device="other")
+    assert [e.seq for e in entries] == [1, 2, 3]
+    expected = [old.message_id, results[0].message_id, results[3].message_id]
+    assert [e.message_id for e in entries] == expected
+    contents = await sql_store.get_contents(tenant, "b", [e.message_id for e in entries])
+    assert [c.body for c in contents] == [b"old", b"hi", b"hi"]
+
+
+async def test_batches_above_the_optimistic_size_look_up_first(
+    sql_store: SqlMessageStore, tenant: str
+) -> None:
+    sql_store.optimistic_max = 1
+    await sql_store._flush_sends([user(tenant, "a", "b", "warm-up")])
+    link = sql_store._send_link
+    before = link.round_trips
+    outcomes = await sql_store._flush_sends(
+        [user(tenant, "a", "b", "x1"), user(tenant, "a", "b", "warm-up")]
+    )
+    assert link.round_trips - before == 3  # lookup; contents + counters; rows + COMMIT
+    assert [o[0].duplicate for o in outcomes if not isinstance(o, BaseException)] == [False, True]
 
 
 async def test_a_failing_deferred_statement_commits_nothing(sql_url: str, tenant: str) -> None:  # noqa: F811
