@@ -1,6 +1,6 @@
 """In-process message store benchmark: CPU per stored message, no network, no servers.
 
-``python -m bench.store_bench [--backends sqlite,mysql] [--mysql-url URL]``
+``python -m bench.store_bench [--backends sqlite,mysql] [--mysql-url URL] [--batch 1,10,250]``
 
 Theory of operation
 -------------------
@@ -23,6 +23,8 @@ The store is opened on a fresh SQLite file or a fresh ``cirno_bench_*`` MySQL da
 CPU is ``time.process_time`` of this process (all its threads), so it is not disturbed
 by other processes on the machine; MariaDB's own CPU is not in it. Wall time is printed
 too, for what it is worth on a shared machine. A warm-up batch / message comes first.
+``--batch`` takes several sizes (one row each, same store); ``--group-messages 0``
+leaves the group shape out.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import anyio
@@ -64,11 +66,12 @@ class StoreBenchResult:
     """Figures of one backend."""
 
     backend: str
+    batch: int
     user_cpu_us_per_msg: float
     user_wall_us_per_msg: float
     user_messages: int
-    group_cpu_ms_per_msg: float
-    group_wall_ms_per_msg: float
+    group_cpu_ms_per_msg: float | None
+    group_wall_ms_per_msg: float | None
     group_messages: int
 
 
@@ -164,35 +167,55 @@ async def _bench_group(store: SqlMessageStore, config: StoreBenchConfig) -> tupl
 
 
 async def run_store_bench(
-    backend: str, config: StoreBenchConfig, mysql_url: str = DEFAULT_MYSQL_URL
-) -> StoreBenchResult:
-    """Measure one backend (``sqlite`` or ``mysql``) on a database of its own."""
+    backend: str,
+    config: StoreBenchConfig,
+    mysql_url: str = DEFAULT_MYSQL_URL,
+    batches: tuple[int, ...] = (),
+) -> list[StoreBenchResult]:
+    """Measure one backend (``sqlite`` or ``mysql``) on a database of its own: the 1:1
+    shape at each of ``batches`` (default: ``config.batch``), then the group shape."""
+    results: list[StoreBenchResult] = []
     with _database(backend, mysql_url) as url:
         async with _store(url) as store:
-            user_cpu, user_wall = await _bench_user(store, config)
-            group_cpu, group_wall = await _bench_group(store, config)
-    return StoreBenchResult(
-        backend,
-        round(user_cpu, 1),
-        round(user_wall, 1),
-        config.batch * config.batches,
-        round(group_cpu, 2),
-        round(group_wall, 2),
-        config.group_messages,
-    )
+            for batch in batches or (config.batch,):
+                shape = replace(config, batch=batch)
+                user_cpu, user_wall = await _bench_user(store, shape)
+                results.append(
+                    StoreBenchResult(
+                        backend,
+                        batch,
+                        round(user_cpu, 1),
+                        round(user_wall, 1),
+                        batch * config.batches,
+                        None,
+                        None,
+                        0,
+                    )
+                )
+            if config.group_messages > 0:
+                group_cpu, group_wall = await _bench_group(store, config)
+                results[-1] = replace(
+                    results[-1],
+                    group_cpu_ms_per_msg=round(group_cpu, 2),
+                    group_wall_ms_per_msg=round(group_wall, 2),
+                    group_messages=config.group_messages,
+                )
+    return results
 
 
 def format_table(results: list[StoreBenchResult], config: StoreBenchConfig) -> str:
     """The results as a Markdown table."""
     lines = [
-        f"| backend | 1:1 CPU µs/msg (batches of {config.batch}) | 1:1 wall µs/msg "
+        "| backend | batch | 1:1 CPU µs/msg | 1:1 wall µs/msg "
         f"| group CPU ms/msg ({config.group_members} members) | group wall ms/msg |",
-        "|---|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
+        group_cpu = "–" if r.group_cpu_ms_per_msg is None else f"{r.group_cpu_ms_per_msg:.1f}"
+        group_wall = "–" if r.group_wall_ms_per_msg is None else f"{r.group_wall_ms_per_msg:.1f}"
         lines.append(
-            f"| {r.backend} | {r.user_cpu_us_per_msg:.0f} | {r.user_wall_us_per_msg:.0f} "
-            f"| {r.group_cpu_ms_per_msg:.1f} | {r.group_wall_ms_per_msg:.1f} |"
+            f"| {r.backend} | {r.batch} | {r.user_cpu_us_per_msg:.0f} "
+            f"| {r.user_wall_us_per_msg:.0f} | {group_cpu} | {group_wall} |"
         )
     return "\n".join(lines)
 
@@ -202,7 +225,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--backends", default="sqlite,mysql")
     parser.add_argument("--mysql-url", default=DEFAULT_MYSQL_URL)
-    parser.add_argument("--batch", type=int, default=StoreBenchConfig.batch)
+    parser.add_argument(
+        "--batch", default=str(StoreBenchConfig.batch), help="batch sizes, comma-separated"
+    )
     parser.add_argument("--batches", type=int, default=StoreBenchConfig.batches)
     parser.add_argument("--group-members", type=int, default=StoreBenchConfig.group_members)
     parser.add_argument("--group-messages", type=int, default=StoreBenchConfig.group_messages)
@@ -211,16 +236,18 @@ def main() -> None:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
+    sizes = tuple(int(size) for size in args.batch.split(","))
     config = StoreBenchConfig(
-        batch=args.batch,
+        batch=sizes[0],
         batches=args.batches,
         group_members=args.group_members,
         group_messages=args.group_messages,
         prefill=args.prefill,
     )
     results = [
-        anyio.run(run_store_bench, backend, config, args.mysql_url)
+        result
         for backend in args.backends.split(",")
+        for result in anyio.run(run_store_bench, backend, config, args.mysql_url, sizes)
     ]
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))

@@ -25,6 +25,12 @@ Theory of operation:
 - The hot statements are driver SQL run with plain tuples, not SQLAlchemy Core
   (``_SendSql``): on MySQL inbox and counter rows are rendered as literals with each
   distinct value escaped once by the connection's own ``escape``.
+- Each writer (sends, acks) holds one raw driver connection across its transactions
+  (``sql_writer.WriterLink``): no pool checkout or ping per batch, and statements that
+  return no rows travel with the next one that does, or with COMMIT. A 1:1 batch is
+  three round trips (duplicate lookup; contents + counters + their read-back; inbox
+  rows + COMMIT), two without client message ids. Reads and group changes use the
+  engine's pool.
 - Lock order is the same in every transaction: group rows, then inbox counters, each
   sorted by (tenant, key); acks lock only read-index rows. Counters stay locked until
   COMMIT, so inbox sequences commit in order with no gaps, across nodes too.
@@ -54,11 +60,9 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
-    bindparam,
     event,
     func,
     select,
-    update,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import (
@@ -101,6 +105,7 @@ from data_plane.storage.sql_schema import (
     messages,
     read_index,
 )
+from data_plane.storage.sql_writer import WriterConnection, WriterLink
 from data_plane.storage.urls import async_url, backend_of
 
 T = TypeVar("T")
@@ -149,6 +154,8 @@ _Delivery = tuple[str, str, _InboxTail]
 _InboxRow = tuple[str, str, int, _InboxTail]
 BULK_MIN_MEMBERS = 32
 """Groups this large have their inbox rows written by the database (see ``_plan_deliveries``)."""
+OPTIMISTIC_MAX = 32
+"""Send batches this small are stored before looking for resends (see ``_write_sends``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,20 +196,19 @@ _INBOX_COLUMNS = "tenant, account, seq, message_id, direction, account_b, group_
 _STATEMENT_CHARS = 1_000_000
 """Rendered multi-row statements are split below this many characters (max_allowed_packet
 is 16 MiB by default; a character is at most 4 bytes; one oversized row goes alone)."""
-_NO_PARAMETERS = {"no_parameters": True}
-"""Run a statement without parameter substitution (its values are already literals)."""
 _GROUP_CONCAT_MAX = 8 * 1024 * 1024
 """Session ``group_concat_max_len``: 10,000 ids of 64 4-byte characters in hex fit."""
 
 
 class _SendSql:
-    """The send path's statements as driver SQL run with plain tuples (SQLite).
+    """The writers' statements as driver SQL run with plain tuples (SQLite).
 
     A batch runs about ten statements carrying thousands of values; through SQLAlchemy
     Core most of its CPU went into compiling the statements and processing every
-    parameter. These statements are written out once per dialect and run with
-    ``exec_driver_sql``, whose tuples the driver binds as they are (in C for SQLite).
-    Statements, their order and their locks are the same as the Core ones were.
+    parameter. These statements are written out once per dialect and run on the
+    writer's own connection (``sql_writer.WriterConnection``), whose tuples the driver
+    binds as they are (in C for SQLite). Statements, their order and their locks are the
+    same as the Core ones were.
     """
 
     mark = "?"
@@ -221,7 +227,7 @@ class _SendSql:
 
     async def select_pairs(
         self,
-        conn: AsyncConnection,
+        conn: WriterConnection,
         table: str,
         columns: str,
         tenant: str,
@@ -243,10 +249,10 @@ class _SendSql:
             f"AND t.{first} = k.column1 AND t.{second} = k.column2{tail}"
         )
         params = (*(value for pair in pairs for value in pair), tenant)
-        return (await conn.exec_driver_sql(statement, params)).all()
+        return await conn.query(statement, params)
 
     async def originals(
-        self, conn: AsyncConnection, tenant: str, pairs: Sequence[tuple[str, str | None]]
+        self, conn: WriterConnection, tenant: str, pairs: Sequence[tuple[str, str | None]]
     ) -> Sequence[Any]:
         """(sender, client_msg_id, message_id, send_time, group_seq) of stored keys."""
         return await self.select_pairs(
@@ -259,7 +265,7 @@ class _SendSql:
         )
 
     async def lock_groups(
-        self, conn: AsyncConnection, tenant: str, group_ids: Sequence[str]
+        self, conn: WriterConnection, tenant: str, group_ids: Sequence[str]
     ) -> Sequence[Any]:
         """(group_id, seq) of the existing groups, their rows locked in sorted order."""
         statement = (
@@ -267,10 +273,10 @@ class _SendSql:
             f"AND group_id IN ({self.marks(len(group_ids))}) ORDER BY group_id"
             f"{self.for_update}"
         )
-        return (await conn.exec_driver_sql(statement, (tenant, *group_ids))).all()
+        return await conn.query(statement, (tenant, *group_ids))
 
     async def members(
-        self, conn: AsyncConnection, tenant: str, group_ids: Sequence[str]
+        self, conn: WriterConnection, tenant: str, group_ids: Sequence[str]
     ) -> Sequence[Any]:
         """(group_id, account) of the groups' members, by group, then join order."""
         statement = (
@@ -278,17 +284,16 @@ class _SendSql:
             f"AND group_id IN ({self.marks(len(group_ids))}) "
             "ORDER BY group_id, join_time, account"
         )
-        return (await conn.exec_driver_sql(statement, (tenant, *group_ids))).all()
+        return await conn.query(statement, (tenant, *group_ids))
 
-    async def insert_messages(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+    async def insert_messages(self, conn: WriterConnection, rows: list[tuple[Any, ...]]) -> None:
         """Insert ``messages`` rows (``_MESSAGE_COLUMNS`` order), one executemany."""
         statement = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({self.marks(11)})"
-        for chunk in _chunks(rows, 1000):
-            await conn.exec_driver_sql(statement, list(chunk))
+        await conn.executemany(statement, rows)
 
     async def add_to_counters(
         self,
-        conn: AsyncConnection,
+        conn: WriterConnection,
         tenant: str,
         counts: list[tuple[str, int]],
         groups: list[tuple[str, int]],
@@ -299,14 +304,14 @@ class _SendSql:
         SQLite has one writer at a time, so the order of the statements does not matter.
         """
         for group_id, n in groups:
-            await conn.exec_driver_sql(
+            await conn.execute(
                 "INSERT INTO inbox_seq (tenant, account, seq) "
                 "SELECT tenant, account, ? FROM group_members WHERE tenant = ? AND group_id = ? "
                 "ON CONFLICT (tenant, account) DO UPDATE SET seq = inbox_seq.seq + excluded.seq",
                 (n, tenant, group_id),
             )
         if counts:
-            await conn.exec_driver_sql(self.counter_upsert, [(tenant, a, n) for a, n in counts])
+            await conn.executemany(self.counter_upsert, [(tenant, a, n) for a, n in counts])
 
     def bulk_inbox_insert(self) -> str:
         """INSERT … SELECT of one bulk group message's rows (params: see ``insert_bulk_inbox``)."""
@@ -320,7 +325,7 @@ class _SendSql:
             f"WHERE gm.tenant = {m} AND gm.group_id = {m}"
         )
 
-    async def insert_bulk_inbox(self, conn: AsyncConnection, bulk: _BulkMessage) -> None:
+    async def insert_bulk_inbox(self, conn: WriterConnection, bulk: _BulkMessage) -> None:
         """One inbox row per member of the bulk message's group, numbered from the
         members' counters (already raised by the whole batch)."""
         params = (
@@ -333,34 +338,32 @@ class _SendSql:
             bulk.tenant,
             bulk.group_id,
         )
-        await conn.exec_driver_sql(self.bulk_inbox_insert(), params)
+        await conn.execute(self.bulk_inbox_insert(), params)
 
     async def read_counters(
-        self, conn: AsyncConnection, tenant: str, accounts: Sequence[str]
+        self, conn: WriterConnection, tenant: str, accounts: Sequence[str]
     ) -> Sequence[Any]:
         """(account, seq) of the accounts' inbox counters."""
         statement = (
             f"SELECT account, seq FROM inbox_seq WHERE tenant = {self.mark} "
             f"AND account IN ({self.marks(len(accounts))})"
         )
-        return (await conn.exec_driver_sql(statement, (tenant, *accounts))).all()
+        return await conn.query(statement, (tenant, *accounts))
 
-    async def insert_inbox(self, conn: AsyncConnection, rows: list[_InboxRow]) -> None:
+    async def insert_inbox(self, conn: WriterConnection, rows: list[_InboxRow]) -> None:
         """Insert the numbered inbox rows."""
         statement = f"INSERT INTO inbox ({_INBOX_COLUMNS}) VALUES ({self.marks(8)})"
-        flat = [(t, a, seq, *tail) for t, a, seq, tail in rows]
-        for chunk in _chunks(flat, 1000):
-            await conn.exec_driver_sql(statement, list(chunk))
+        await conn.executemany(statement, [(t, a, seq, *tail) for t, a, seq, tail in rows])
 
     async def store_group_seqs(
-        self, conn: AsyncConnection, rows: list[tuple[int, str, str]]
+        self, conn: WriterConnection, rows: list[tuple[int, str, str]]
     ) -> None:
         """Set each (seq, tenant, group_id)'s group sequence."""
         statement = (
             f"UPDATE chat_groups SET seq = {self.mark} "
             f"WHERE tenant = {self.mark} AND group_id = {self.mark}"
         )
-        await conn.exec_driver_sql(statement, rows)
+        await conn.executemany(statement, rows)
 
 
 class _Literals:
@@ -404,18 +407,12 @@ class _MysqlSendSql(_SendSql):
     for_update = " FOR UPDATE"
 
     @staticmethod
-    async def _literals(conn: AsyncConnection) -> _Literals:
-        raw = await conn.get_raw_connection()
-        return _Literals(raw.driver_connection.escape)  # type: ignore[union-attr]
-
-    @staticmethod
-    async def _run(conn: AsyncConnection, statement: str) -> Sequence[Any]:
-        result = await conn.exec_driver_sql(statement, execution_options=_NO_PARAMETERS)
-        return result.all() if result.returns_rows else ()
+    async def _literals(conn: WriterConnection) -> _Literals:
+        return _Literals(conn.escape)
 
     async def select_pairs(
         self,
-        conn: AsyncConnection,
+        conn: WriterConnection,
         table: str,
         columns: str,
         tenant: str,
@@ -430,36 +427,35 @@ class _MysqlSendSql(_SendSql):
             f"AND (t.{first}, t.{second}) IN ({self.marks(len(pairs), 2)}){tail}"
         )
         params = (tenant, *(value for pair in pairs for value in pair))
-        return (await conn.exec_driver_sql(statement, params)).all()
+        return await conn.query(statement, params)
 
     async def _insert_rows(
-        self, conn: AsyncConnection, prefix: str, rows: Iterable[str], suffix: str = ""
+        self, conn: WriterConnection, prefix: str, rows: Iterable[str], suffix: str = ""
     ) -> None:
         """``prefix`` + rendered rows + ``suffix``, split below ``_STATEMENT_CHARS``."""
         parts: list[str] = []
         size = 0
         for row in rows:
             if parts and size + len(row) > _STATEMENT_CHARS:
-                await self._run(conn, prefix + ",".join(parts) + suffix)
+                await conn.execute(prefix + ",".join(parts) + suffix)
                 parts, size = [], 0
             parts.append(row)
             size += len(row) + 1
         if parts:
-            await self._run(conn, prefix + ",".join(parts) + suffix)
+            await conn.execute(prefix + ",".join(parts) + suffix)
 
     async def originals(
-        self, conn: AsyncConnection, tenant: str, pairs: Sequence[tuple[str, str | None]]
+        self, conn: WriterConnection, tenant: str, pairs: Sequence[tuple[str, str | None]]
     ) -> Sequence[Any]:
         lit = await self._literals(conn)
         keys = ",".join([f"({lit(sender)},{lit(client)})" for sender, client in pairs])
-        return await self._run(
-            conn,
+        return await conn.query(
             "SELECT sender, client_msg_id, message_id, send_time, group_seq FROM messages "
             f"WHERE tenant = {lit(tenant)} AND (sender, client_msg_id) IN ({keys})",
         )
 
     async def members(
-        self, conn: AsyncConnection, tenant: str, group_ids: Sequence[str]
+        self, conn: WriterConnection, tenant: str, group_ids: Sequence[str]
     ) -> Sequence[Any]:
         """As on SQLite, but one row per group: its members' hex, comma-separated.
 
@@ -471,8 +467,7 @@ class _MysqlSendSql(_SendSql):
         row by row instead.
         """
         lit = await self._literals(conn)
-        rows = await self._run(
-            conn,
+        rows = await conn.query(
             "SELECT group_id, COUNT(*), SUM(LENGTH(account)), "
             "GROUP_CONCAT(HEX(account) ORDER BY join_time, account SEPARATOR ',') "
             f"FROM group_members WHERE tenant = {lit(tenant)} "
@@ -489,7 +484,7 @@ class _MysqlSendSql(_SendSql):
             found.extend((group_id, bytes.fromhex(h).decode()) for h in packed.split(","))
         return found
 
-    async def insert_messages(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+    async def insert_messages(self, conn: WriterConnection, rows: list[tuple[Any, ...]]) -> None:
         lit = await self._literals(conn)
         await self._insert_rows(
             conn,
@@ -499,7 +494,7 @@ class _MysqlSendSql(_SendSql):
 
     async def add_to_counters(
         self,
-        conn: AsyncConnection,
+        conn: WriterConnection,
         tenant: str,
         counts: list[tuple[str, int]],
         groups: list[tuple[str, int]],
@@ -527,23 +522,21 @@ class _MysqlSendSql(_SendSql):
             for g, n in groups
         ]
         parts.extend(f"SELECT {t}, {lit(a)}, {int(n)}" for a, n in counts)
-        await self._run(
-            conn,
+        await conn.execute(
             "INSERT INTO inbox_seq (tenant, account, seq) SELECT u.tenant, u.account, u.n "
             f"FROM ({' UNION ALL '.join(parts)}) u ORDER BY u.account COLLATE utf8mb4_bin" + upsert,
         )
 
     async def read_counters(
-        self, conn: AsyncConnection, tenant: str, accounts: Sequence[str]
+        self, conn: WriterConnection, tenant: str, accounts: Sequence[str]
     ) -> Sequence[Any]:
         lit = await self._literals(conn)
-        return await self._run(
-            conn,
+        return await conn.query(
             f"SELECT account, seq FROM inbox_seq WHERE tenant = {lit(tenant)} "
             f"AND account IN ({','.join([lit(a) for a in accounts])})",
         )
 
-    async def insert_inbox(self, conn: AsyncConnection, rows: list[_InboxRow]) -> None:
+    async def insert_inbox(self, conn: WriterConnection, rows: list[_InboxRow]) -> None:
         lit = await self._literals(conn)
         tails: dict[_InboxTail, str] = {}
 
@@ -586,9 +579,9 @@ def _retryable(exc: DBAPIError) -> bool:
 
 
 async def _write_with(
-    write: Callable[[AsyncConnection, Sequence[T]], Awaitable[R]],
+    write: Callable[[WriterConnection, Sequence[T]], Awaitable[R]],
     items: Sequence[T],
-    conn: AsyncConnection,
+    conn: WriterConnection,
 ) -> R:
     """``write(conn, items)`` with the connection last, for ``partial``."""
     return await write(conn, items)
@@ -689,11 +682,26 @@ class SqlMessageStore:
         linger_s: float = DEFAULT_LINGER_S,
         max_batch: int = DEFAULT_MAX_BATCH,
         ids: SnowflakeIds | None = None,
+        busy_timeout_s: float = 5.0,
+        connect_timeout_s: int = 5,
     ) -> None:
         self._engine = engine
         self._write_engine = engine.execution_options(**{_WRITE_OPTION: True})
         self._mysql = engine.dialect.name in ("mysql", "mariadb")
         self._send_sql = _MysqlSendSql() if self._mysql else _SendSql()
+        # Each writer holds a connection of its own (see ``sql_writer``); the engine's
+        # pool serves the reads and the group writes, which run concurrently.
+        url = engine.url.render_as_string(hide_password=False)
+        links = partial(
+            WriterLink,
+            url,
+            connect_timeout_s=connect_timeout_s,
+            busy_timeout_s=busy_timeout_s,
+            # Room for a 10,000-member group's member list in one GROUP_CONCAT.
+            mysql_init_command=f"SET SESSION group_concat_max_len = {_GROUP_CONCAT_MAX}",
+        )
+        self._send_link = links()
+        self._ack_link = links()
         self._ids = ids if ids is not None else SnowflakeIds(node_id)
         self._sends: GroupCommitter[_Send, _SendOutcome] = GroupCommitter(
             self._flush_sends, linger_s=linger_s, max_batch=max_batch
@@ -704,6 +712,8 @@ class SqlMessageStore:
         self._closed = False
         self.bulk_min_members = BULK_MIN_MEMBERS
         """Groups at least this large are written in bulk when they can be (tests lower it)."""
+        self.optimistic_max = OPTIMISTIC_MAX
+        """Batches this small skip the duplicate lookup unless a resend is among them."""
         self.retries = 0
         """Write transactions run again after a deadlock, lock timeout or key race."""
 
@@ -732,29 +742,41 @@ class SqlMessageStore:
         self._acks.close()
         await self._sends.wait_stopped()
         await self._acks.wait_stopped()
+        await self._send_link.aclose()
+        await self._ack_link.aclose()
         await self._engine.dispose()
 
     # -- transactions ---------------------------------------------------------------
 
     async def _transact(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """Run ``work`` in a write transaction, again on a transient conflict."""
-        for attempt in range(_ATTEMPTS):
+        """Run ``work`` in a write transaction of the engine, again on a transient conflict."""
+
+        async def attempt() -> T:
+            async with self._write_engine.begin() as conn:
+                return await work(conn)
+
+        return await self._retrying(attempt)
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()``, again (up to ``_ATTEMPTS`` in all) after a transient conflict."""
+        for number in range(_ATTEMPTS):
             try:
-                async with self._write_engine.begin() as conn:
-                    return await work(conn)
+                return await attempt()
             except DBAPIError as exc:
-                if attempt + 1 == _ATTEMPTS or not _retryable(exc):
+                if number + 1 == _ATTEMPTS or not _retryable(exc):
                     raise
                 self.retries += 1
-            await anyio.sleep(random.uniform(0.001, 0.005) * (attempt + 1))
+            await anyio.sleep(random.uniform(0.001, 0.005) * (number + 1))
         raise AssertionError("unreachable")
 
     async def _flush_isolating(
         self,
         items: Sequence[T],
-        write: Callable[[AsyncConnection, Sequence[T]], Awaitable[list[R | BaseException]]],
+        write: Callable[[WriterConnection, Sequence[T]], Awaitable[list[R | BaseException]]],
+        link: WriterLink,
     ) -> list[R | BaseException]:
-        """One transaction for the batch; if an item poisons it, one per item.
+        """One transaction on the writer's ``link`` for the batch; if an item poisons
+        it, one per item.
 
         A connection failure fails the whole batch (the writer answers every caller
         ``MessageStoreUnavailable``). Any other failure — a value the database refuses,
@@ -762,14 +784,17 @@ class SqlMessageStore:
         the offending item's caller gets ``MessageStoreUnavailable``.
         """
         try:
-            return await self._transact(partial(_write_with, write, items))
+            return await self._retrying(
+                partial(link.transaction, partial(_write_with, write, items))
+            )
         except Exception as exc:
             if len(items) == 1 or _connection_failure(exc):
                 raise
         outcomes: list[R | BaseException] = []
         for item in items:
             try:
-                outcomes.extend(await self._transact(partial(_write_with, write, (item,))))
+                one = partial(link.transaction, partial(_write_with, write, (item,)))
+                outcomes.extend(await self._retrying(one))
             except Exception as exc:
                 if _connection_failure(exc):
                     raise
@@ -830,13 +855,44 @@ class SqlMessageStore:
         return await self._sends.submit(item)
 
     async def _flush_sends(self, items: Sequence[_Send]) -> list[_SendOutcome | BaseException]:
-        return await self._flush_isolating(items, self._write_sends)
+        return await self._flush_isolating(items, self._write_sends, self._send_link)
 
     async def _write_sends(
-        self, conn: AsyncConnection, items: Sequence[_Send]
+        self, conn: WriterConnection, items: Sequence[_Send]
     ) -> list[_SendOutcome | BaseException]:
+        """Store a batch; small 1:1 batches first optimistically, without the lookup.
+
+        A resend is rare, and in a small batch the duplicate lookup is a whole round
+        trip of its own. So a 1:1 batch of at most ``optimistic_max`` items is first
+        stored as if none of its client message ids were stored yet, after a
+        savepoint: a resend then breaks the ``messages`` unique key in the first packet
+        (contents, counters, their read-back: the read-back is a query, so the packet
+        is sent inside this call, and the statements after the failing one never run),
+        the work is rolled back to the savepoint, and the batch is stored again the
+        usual way, lookup first, in the same transaction. Nothing is answered before
+        that, so a resend still gets its original id and nothing is stored twice.
+        Batches with group messages always look up first: their first queries lock the
+        groups, and a batch of bulk groups may have no query after the contents.
+        """
+        if not any(item.client_msg_id for item in items):
+            return await self._store_sends(conn, items, {})
+        if len(items) <= self.optimistic_max and not any(item.group_id for item in items):
+            await conn.execute("SAVEPOINT cirno_fresh")
+            try:
+                return await self._store_sends(conn, items, {})
+            except IntegrityError:
+                await conn.execute("ROLLBACK TO SAVEPOINT cirno_fresh")
+        return await self._store_sends(conn, items, await self._originals(conn, items))
+
+    async def _store_sends(
+        self,
+        conn: WriterConnection,
+        items: Sequence[_Send],
+        originals: dict[tuple[str, str, str], SendResult],
+    ) -> list[_SendOutcome | BaseException]:
+        """Decide every item in batch order (``originals``: stored sends among the
+        batch's keys) and write contents, counters and inbox rows."""
         sql = self._send_sql
-        originals = await self._originals(conn, items)
         wanted = {(i.tenant, i.group_id) for i in items if i.group_id and i.key not in originals}
         group_seqs, group_accounts = await self._lock_groups(conn, wanted)
         group_sets = {group: set(accounts) for group, accounts in group_accounts.items()}
@@ -885,7 +941,7 @@ class SqlMessageStore:
         return outcomes
 
     async def _originals(
-        self, conn: AsyncConnection, items: Sequence[_Send]
+        self, conn: WriterConnection, items: Sequence[_Send]
     ) -> dict[tuple[str, str, str], SendResult]:
         """Already stored sends among the batch's (tenant, sender, client_msg_id) keys."""
         keys = {(i.tenant, (i.sender, i.client_msg_id)) for i in items if i.client_msg_id}
@@ -900,7 +956,7 @@ class SqlMessageStore:
         return found
 
     async def _lock_groups(
-        self, conn: AsyncConnection, wanted: set[tuple[str, str]]
+        self, conn: WriterConnection, wanted: set[tuple[str, str]]
     ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], list[str]]]:
         """Lock the groups' rows (sorted); their sequences and members by join order."""
         sql = self._send_sql
@@ -919,7 +975,7 @@ class SqlMessageStore:
 
     async def _store_group_seqs(
         self,
-        conn: AsyncConnection,
+        conn: WriterConnection,
         seqs: dict[tuple[str, str], int],
         wanted: set[tuple[str, str]],
     ) -> None:
@@ -931,7 +987,7 @@ class SqlMessageStore:
         if rows:
             await self._send_sql.store_group_seqs(conn, rows)
 
-    async def _insert_inbox_rows(self, conn: AsyncConnection, plan: _DeliveryPlan) -> None:
+    async def _insert_inbox_rows(self, conn: WriterConnection, plan: _DeliveryPlan) -> None:
         """One inbox row per delivery, numbered in batch order within each inbox.
 
         Counters first (one sorted pass), then the rows numbered in Python, then the
@@ -952,7 +1008,7 @@ class SqlMessageStore:
 
     async def _reserve_inbox_seqs(
         self,
-        conn: AsyncConnection,
+        conn: WriterConnection,
         counts: Counter[tuple[str, str]],
         bulk_counts: dict[tuple[str, str], int],
     ) -> dict[tuple[str, str], int]:
@@ -992,10 +1048,10 @@ class SqlMessageStore:
         return await self._acks.submit(_Ack(tenant, account, device, message_id))
 
     async def _flush_acks(self, items: Sequence[_Ack]) -> list[bool | BaseException]:
-        return await self._flush_isolating(items, self._write_acks)
+        return await self._flush_isolating(items, self._write_acks, self._ack_link)
 
     async def _write_acks(
-        self, conn: AsyncConnection, items: Sequence[_Ack]
+        self, conn: WriterConnection, items: Sequence[_Ack]
     ) -> list[bool | BaseException]:
         seqs: dict[tuple[str, str, int], int] = {}
         for tenant, pairs in _by_tenant((i.tenant, (i.account, i.message_id)) for i in items):
@@ -1044,38 +1100,34 @@ class SqlMessageStore:
         await self._store_read_indexes(conn, moved_to, existing)
         return outcomes
 
-    @staticmethod
     async def _store_read_indexes(
-        conn: AsyncConnection,
+        self,
+        conn: WriterConnection,
         moved_to: dict[tuple[str, str, str], tuple[int, int]],
         existing: set[tuple[str, str, str]],
     ) -> None:
+        """Move the read indexes that moved: an update per existing row (locked above),
+        one multi-row insert of the new ones."""
+        m = self._send_sql.mark
         changed = sorted(moved_to.items())
-        updates = [
-            {"b_tenant": t, "b_account": a, "b_device": d, "b_message_id": m, "b_seq": s}
-            for (t, a, d), (m, s) in changed
-            if (t, a, d) in existing
-        ]
+        updates = [(mid, s, t, a, d) for (t, a, d), (mid, s) in changed if (t, a, d) in existing]
         inserts = [
-            {"tenant": t, "account": a, "device": d, "message_id": m, "seq": s}
-            for (t, a, d), (m, s) in changed
-            if (t, a, d) not in existing
+            (t, a, d, mid, s) for (t, a, d), (mid, s) in changed if (t, a, d) not in existing
         ]
         if updates:
-            await conn.execute(
-                update(read_index)
-                .where(
-                    read_index.c.tenant == bindparam("b_tenant"),
-                    read_index.c.account == bindparam("b_account"),
-                    read_index.c.device == bindparam("b_device"),
-                )
-                .values(message_id=bindparam("b_message_id"), seq=bindparam("b_seq")),
+            await conn.executemany(
+                f"UPDATE read_index SET message_id = {m}, seq = {m} "
+                f"WHERE tenant = {m} AND account = {m} AND device = {m}",
                 updates,
             )
-        if inserts:
+        for chunk in _chunks(inserts):
             # A concurrent first ack of the same device fails this with a unique-key
             # error; the batch then runs again and sees that row.
-            await conn.execute(read_index.insert(), inserts)
+            await conn.execute(
+                "INSERT INTO read_index (tenant, account, device, message_id, seq) "
+                f"VALUES {self._send_sql.marks(len(chunk), 5)}",
+                [value for row in chunk for value in row],
+            )
 
     async def list_index(
         self, tenant: str, account: str, device: str, after_message_id: int, limit: int

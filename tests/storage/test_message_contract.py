@@ -16,7 +16,6 @@ import anyio
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from data_plane.storage.errors import MessageStoreUnavailable
 from data_plane.storage.ids import wall_clock_ms
@@ -37,6 +36,7 @@ from data_plane.storage.messages_sql import (
     open_sql_message_store,
 )
 from data_plane.storage.sql_schema import metadata
+from data_plane.storage.sql_writer import WriterConnection
 from data_plane.storage.urls import sync_url
 
 BACKENDS = ["memory", "sqlite", pytest.param("mysql", marks=pytest.mark.mysql)]
@@ -413,7 +413,7 @@ async def test_an_item_the_database_refuses_fails_alone(
     async with open_sql_message_store(sql_url, node_id=4, linger_s=0.02) as store:
         write_sends = store._write_sends
 
-        async def refuse_poison(conn: AsyncConnection, items: Sequence[Any]) -> Any:
+        async def refuse_poison(conn: WriterConnection, items: Sequence[Any]) -> Any:
             if any(item.body == b"poison" for item in items):
                 raise IntegrityError("INSERT …", {}, Exception("refused"))
             return await write_sends(conn, items)
