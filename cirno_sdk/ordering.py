@@ -38,8 +38,11 @@ the buffered pushes follow in order (those the sync returned are dropped as dupl
 Group messages occupy inbox sequences too without their pushes saying which, so such a
 "gap" may hold only group messages the client already has: one index request finds that
 out and nothing is delivered twice. Sequences above the next one that are already known
-(our own receipts) do not count as a gap. A push that a finished sync has already
-answered for is never held twice, so a gap the index does not fill cannot loop.
+(our own receipts) do not count as a gap. Until a sync has shown where the inbox stands
+(the login sync may find nothing new), the first 1:1 push counts as a gap too: one index
+request sets the baseline, so a push lost just before it is caught as well. A push that
+a finished sync has already answered for is never held twice, so a gap the index does
+not fill cannot loop.
 
 Where a group's sequence stands is learnt from its first push after the client starts
 (or joins), or is 0 for a group created while the client is online (its create notify or
@@ -281,9 +284,10 @@ class Orderer:
                 self._inbox_known(inbox_seq)
             return
         if inbox_seq > 0:
-            if check_inbox and self._inbox is not None and inbox_seq > self._inbox + 1:
+            if check_inbox and (self._inbox is None or inbox_seq > self._inbox + 1):
                 # An earlier message of this inbox is missing (its push was lost, or it
-                # is a group message): wait for a sync and buffer everything after it.
+                # is a group message), or we do not know where the inbox stands (the
+                # login sync found nothing new): wait for a sync and buffer what follows.
                 self._begin_buffering()
                 self._gap = True
                 self._inbox_held.add(message.message_id)
@@ -322,13 +326,10 @@ class Orderer:
 
     def _inbox_known(self, seq: int) -> None:
         """Inbox sequence ``seq`` is delivered or stored: move the known prefix on."""
-        if self._inbox is None:
-            self._inbox = seq  # the first one sets the baseline, as for groups
-        elif seq > self._inbox + 1:
-            self._inbox_above.add(seq)
+        if self._inbox is None or seq > self._inbox + 1:
+            self._inbox_above.add(seq)  # a sync or the pushes in between will join it up
             return
-        else:
-            self._inbox = max(self._inbox, seq)
+        self._inbox = max(self._inbox, seq)
         self._inbox_advance()
 
     def _inbox_synced(self, seq: int) -> None:

@@ -110,13 +110,19 @@ def test_our_own_receipt_fills_its_slot() -> None:
     assert h.push(msg(7, 7)) == [7]
 
 
-def test_the_first_push_sets_the_baseline() -> None:
+def test_without_a_baseline_the_first_push_waits_for_one_sync() -> None:
     h = Harness()
     h.sync()  # an empty first sync (nothing after the cursor) tells us nothing
     assert top(h) is None
-    assert h.push(msg(7, 7)) == [7]
-    assert top(h) == 7
-    assert h.push(msg(8, 8)) == [8]
+    h.orderer.own_inbox(5)  # a receipt alone does not set it either
+    assert h.push(msg(7, 7)) == []
+    assert wants(h)
+    assert h.push(msg(8, 8)) == []
+    # The sync finds 6 (its push was lost) before 7 and 8; 5 is our own, stored already.
+    assert h.sync(msg(6, 6), msg(7, 7), msg(8, 8)) == [6, 7, 8]
+    assert top(h) == 8
+    assert h.push(msg(9, 9)) == [9]
+    assert not wants(h)
 
 
 def test_pushes_without_an_inbox_seq_are_never_held() -> None:
