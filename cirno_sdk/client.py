@@ -11,7 +11,8 @@ out, its relogin was refused, or it was closed. A session is an ``asyncio.TaskGr
   nothing for ``read_timeout`` seconds counts as a dead connection;
 - the **syncer** pages ``chat.offline.index`` after the store's sync cursor, fetches
   unknown contents in batches and hands them to the :class:`~cirno_sdk.ordering.Orderer`,
-  once after login and again whenever the orderer sees a group gap;
+  once after login and again whenever the orderer sees a group gap or an inbox gap (a
+  1:1 push whose inbox sequence is beyond the next one: an earlier push was lost);
 - the **acker** sends the batched ack of the newest stored message;
 - the **pinger** sends a BasicPkt ping every ``ping_interval`` seconds;
 - the **gap timer** releases held group messages after ``gap_wait``.
@@ -552,9 +553,12 @@ class Client:
             seq=resp.seq if group else 0,
             client_msg_id=client_msg_id,
             direction=Direction.SENT,
+            inbox_seq=0 if group else resp.inbox_seq,
         )
         if self._store.add(own) and group:
             self._deliver(self._orderer.own_sent(to, resp.messageId, resp.seq))
+        elif not group:
+            self._orderer.own_inbox(resp.inbox_seq)
         return Sent(resp.messageId, resp.sendTime, client_msg_id, resp.seq if group else 0)
 
     async def sync(self, *, timeout: float | None = None) -> None:

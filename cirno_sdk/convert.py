@@ -10,7 +10,8 @@ def push_to_message(packet: LogicPacket, me: str) -> Message:
     """A ``MessagePush`` (1:1 or group) as seen by account ``me``.
 
     A push of our own message (sent from another device) names the receiver only when
-    the server sets the header's ``dest``.
+    the server sets the header's ``dest``. A 1:1 push's ``inbox_seq`` is the sequence in
+    ``me``'s inbox (the server sends each account's devices their own).
     """
     push = packet.parse_body(pb.MessagePush)
     sent = push.sender == me
@@ -27,6 +28,7 @@ def push_to_message(packet: LogicPacket, me: str) -> Message:
         seq=push.seq if push.group else 0,
         client_msg_id=push.client_msg_id,
         direction=Direction.SENT if sent else Direction.RECEIVED,
+        inbox_seq=0 if push.group else push.inbox_seq,
     )
 
 
@@ -50,6 +52,7 @@ def synced_message(index: pb.MessageIndex, content: pb.MessageContent, me: str) 
         extra=content.extra,
         send_time=index.send_time,
         direction=direction,
+        inbox_seq=index.seq,
     )
 
 

@@ -27,6 +27,8 @@ class Message:
     (0 for 1:1 messages, and for group messages that came through offline sync before
     any push of that group told the client where the sequence stands).
     ``client_msg_id`` is empty for messages that came through offline sync.
+    ``inbox_seq`` is the message's sequence in this account's inbox when the server said
+    (offline sync always does, 1:1 pushes do from servers with the extension; 0 else).
     """
 
     message_id: int
@@ -40,6 +42,7 @@ class Message:
     seq: int = 0
     client_msg_id: str = ""
     direction: Direction = Direction.RECEIVED
+    inbox_seq: int = 0
 
     @property
     def is_group(self) -> bool:

@@ -27,6 +27,23 @@ the next free slots in the order they were sent (older servers). The exact slot 
 pushes of other members' messages committed just before ours may arrive after our
 receipt, and guessing "next free slot" would then let a later push overtake them.
 
+1:1 messages carry no group sequence, but pushes from servers with the extension carry
+their **inbox sequence** (``Message.inbox_seq``), and so does every synced message and
+the receipt of our own 1:1 send (:meth:`Orderer.own_inbox`). The orderer keeps the inbox
+sequence up to which it has seen everything; a 1:1 push beyond the next one means an
+earlier message's push was lost (e.g. its logic node died between commit and push). That
+push is buffered as if a sync were running, :attr:`Orderer.wants_sync` turns on, and
+every push after it is buffered too, so the sync delivers the missing message first and
+the buffered pushes follow in order (those the sync returned are dropped as duplicates).
+Group messages occupy inbox sequences too without their pushes saying which, so such a
+"gap" may hold only group messages the client already has: one index request finds that
+out and nothing is delivered twice. Sequences above the next one that are already known
+(our own receipts) do not count as a gap. Until a sync has shown where the inbox stands
+(the login sync may find nothing new), the first 1:1 push counts as a gap too: one index
+request sets the baseline, so a push lost just before it is caught as well. A push that
+a finished sync has already answered for is never held twice, so a gap the index does
+not fill cannot loop.
+
 Where a group's sequence stands is learnt from its first push after the client starts
 (or joins), or is 0 for a group created while the client is online (its create notify or
 our own ``chat.group.create``): without that, when the first two pushes of a new group
@@ -69,6 +86,10 @@ class Orderer:
         self._sync_started = 0.0
         self._buffer: list[Message] = []
         self._buffer_seq: dict[int, int] = {}
+        self._buffer_ids: set[int] = set()
+        self._inbox: int | None = None
+        self._inbox_above: set[int] = set()
+        self._inbox_held: set[int] = set()
         self._last: dict[str, int] = {}
         self._held: dict[str, dict[int, _Held]] = {}
         self._held_ids: dict[int, tuple[str, int]] = {}
@@ -87,8 +108,13 @@ class Orderer:
 
     @property
     def wants_sync(self) -> bool:
-        """A group gap appeared since the last sync started: run one to fill it."""
+        """A group or inbox gap appeared since the last sync started: run one to fill it."""
         return self._gap
+
+    @property
+    def inbox_seq(self) -> int | None:
+        """The inbox sequence up to which every message is known (None: not known yet)."""
+        return self._inbox
 
     def last_seq(self, group: str) -> int | None:
         """The last delivered sequence of ``group`` (None: not known yet)."""
@@ -99,7 +125,7 @@ class Orderer:
         where = self._held_ids.get(message_id)
         if where is not None:
             return self._held[where[0]][where[1]].message
-        if message_id in self._buffer_seq:
+        if message_id in self._buffer_ids:
             for message in self._buffer:
                 if message.message_id == message_id:
                     return message
@@ -117,13 +143,15 @@ class Orderer:
 
     def push(self, message: Message) -> list[Message]:
         """A live push arrived; returns what can be delivered now."""
-        if self._syncing:
-            self._buffer.append(message)
-            if message.group and message.seq > 0:
-                self._buffer_seq[message.message_id] = message.seq
-            return []
-        self._accept(message)
+        self._take(message, check_inbox=True)
         return self._drain()
+
+    def own_inbox(self, seq: int) -> None:
+        """Our own 1:1 message took inbox sequence ``seq`` (its send receipt said so; 0:
+        the server did not say). It is in the store already and is not pushed back to
+        us, so its slot is known and a push right after it is no gap."""
+        if seq > 0:
+            self._inbox_known(seq)
 
     def own_sent(self, group: str, message_id: int, seq: int = 0) -> list[Message]:
         """Our own group message was stored with sequence ``seq`` (0: unknown, it takes
@@ -154,9 +182,7 @@ class Orderer:
 
     def start_sync(self) -> None:
         """A sync (or a login followed by one) begins: buffer pushes from now on."""
-        if not self._syncing:
-            self._syncing = True
-            self._sync_started = self._clock()
+        self._begin_buffering()
         self._gap = False
 
     def synced(self, batch: list[Message]) -> list[Message]:
@@ -164,6 +190,8 @@ class Orderer:
         group sequences filled in, plus any held pushes they unblock."""
         for message in batch:
             group = message.group
+            if message.inbox_seq > 0:
+                self._inbox_synced(message.inbox_seq)
             if self._is_dup(message.message_id):
                 own = self._own.get(group)
                 if own and message.message_id in own:
@@ -189,11 +217,16 @@ class Orderer:
         self._syncing = False
         buffered, self._buffer = self._buffer, []
         self._buffer_seq.clear()
+        self._buffer_ids.clear()
+        answered, self._inbox_held = self._inbox_held, set()
         for group, held in list(self._held.items()):
             if any(h.held_at <= self._sync_started for h in held.values()):
                 self._flush(group)
         for message in buffered:
-            self._accept(message)
+            # A push held for an inbox gap before this sync began is not held again: the
+            # sync saw everything committed before it. Later pushes may show a new gap;
+            # holding one buffers the rest again, so they keep their order.
+            self._take(message, check_inbox=message.message_id not in answered)
         return self._drain()
 
     def expire(self) -> list[Message]:
@@ -227,11 +260,42 @@ class Orderer:
             return where[1]
         return self._buffer_seq.get(message_id)
 
-    def _accept(self, message: Message) -> None:
-        """Place one push (not syncing): deliver, hold, or drop as a duplicate."""
-        if self._is_dup(message.message_id) or message.message_id in self._held_ids:
+    def _begin_buffering(self) -> None:
+        if not self._syncing:
+            self._syncing = True
+            self._sync_started = self._clock()
+
+    def _take(self, message: Message, *, check_inbox: bool) -> None:
+        """Buffer one push while a sync runs (or is due), else place it."""
+        if self._syncing:
+            self._buffer.append(message)
+            self._buffer_ids.add(message.message_id)
+            if message.group and message.seq > 0:
+                self._buffer_seq[message.message_id] = message.seq
             return
+        self._accept(message, check_inbox=check_inbox)
+
+    def _accept(self, message: Message, *, check_inbox: bool) -> None:
+        """Place one push (not syncing): deliver, hold, or drop as a duplicate."""
         group, seq = message.group, message.seq
+        inbox_seq = 0 if group else message.inbox_seq
+        if self._is_dup(message.message_id) or message.message_id in self._held_ids:
+            if inbox_seq > 0:
+                self._inbox_known(inbox_seq)
+            return
+        if inbox_seq > 0:
+            if check_inbox and (self._inbox is None or inbox_seq > self._inbox + 1):
+                # An earlier message of this inbox is missing (its push was lost, or it
+                # is a group message), or we do not know where the inbox stands (the
+                # login sync found nothing new): wait for a sync and buffer what follows.
+                self._begin_buffering()
+                self._gap = True
+                self._inbox_held.add(message.message_id)
+                self._take(message, check_inbox=False)
+                return
+            self._emit(message)
+            self._inbox_known(inbox_seq)
+            return
         if not group or seq <= 0:
             self._emit(message)
             return
@@ -259,6 +323,28 @@ class Orderer:
             self._held.setdefault(group, {})[seq] = _Held(message, self._clock())
             self._held_ids[message.message_id] = (group, seq)
             self._gap = True
+
+    def _inbox_known(self, seq: int) -> None:
+        """Inbox sequence ``seq`` is delivered or stored: move the known prefix on."""
+        if self._inbox is None or seq > self._inbox + 1:
+            self._inbox_above.add(seq)  # a sync or the pushes in between will join it up
+            return
+        self._inbox = max(self._inbox, seq)
+        self._inbox_advance()
+
+    def _inbox_synced(self, seq: int) -> None:
+        """A sync walked inbox sequence ``seq``: it walks every row after the cursor and
+        the rows before it were walked earlier, so everything up to ``seq`` is known."""
+        self._inbox = seq if self._inbox is None else max(self._inbox, seq)
+        self._inbox_advance()
+
+    def _inbox_advance(self) -> None:
+        assert self._inbox is not None
+        above = self._inbox_above
+        while self._inbox + 1 in above:
+            self._inbox += 1
+        if above:
+            above.difference_update([s for s in above if s <= self._inbox])
 
     def _advance(self, group: str, seq: int) -> None:
         """``seq`` of ``group`` was delivered: move on over our own messages' slots and

@@ -82,13 +82,18 @@ class SendResult:
 
     ``seq`` is the group sequence of a group message, 0 for a 1:1 message.
     ``duplicate`` is True when the send was a resend of an already stored
-    ``client_msg_id``: the other fields are then the original's.
+    ``client_msg_id``: the other fields are then the original's, except the inbox
+    sequences. ``inbox_seq`` / ``receiver_inbox_seq`` are the sequences of a stored 1:1
+    message's rows in the sender's / receiver's inbox (equal for a message to oneself);
+    0 for group messages and duplicates (nothing is pushed for those).
     """
 
     message_id: int
     send_time: int
     duplicate: bool
     seq: int
+    inbox_seq: int = 0
+    receiver_inbox_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

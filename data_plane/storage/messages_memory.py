@@ -145,10 +145,17 @@ class MemoryMessageStore:
                 self._inbox(tenant, receiver).append(
                     m.message_id, Direction.RECEIVED, m.send_time, sender, ""
                 )
-            self._inbox(tenant, sender).append(
-                m.message_id, Direction.SENT, m.send_time, receiver, ""
+            own = self._inbox(tenant, sender)
+            own.append(m.message_id, Direction.SENT, m.send_time, receiver, "")
+            receiver_seq = self._inbox(tenant, receiver).seq_of[m.message_id]
+            result = SendResult(
+                m.message_id,
+                m.send_time,
+                duplicate=False,
+                seq=0,
+                inbox_seq=own.seq_of[m.message_id],
+                receiver_inbox_seq=receiver_seq,
             )
-            result = SendResult(m.message_id, m.send_time, duplicate=False, seq=0)
         await anyio.lowlevel.checkpoint()
         return result
 

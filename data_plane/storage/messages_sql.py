@@ -900,6 +900,7 @@ class SqlMessageStore:
         in_batch: dict[tuple[str, str, str], SendResult] = {}
         message_rows: list[tuple[Any, ...]] = []
         stored: list[tuple[_Send, int, int]] = []
+        user_sends: list[tuple[int, _Send, SendResult]] = []
         for item in items:
             key = item.key
             if key is not None and key in originals:
@@ -932,12 +933,28 @@ class SqlMessageStore:
             if item.group_id:
                 outcomes.append((result, list(group_accounts[(item.tenant, item.group_id)])))
             else:
+                user_sends.append((len(outcomes), item, result))
                 outcomes.append((result, []))
         if message_rows:
             plan = _plan_deliveries(stored, group_accounts, group_sets, self.bulk_min_members)
             await sql.insert_messages(conn, message_rows)
-            await self._insert_inbox_rows(conn, plan)
+            user_seqs = await self._insert_inbox_rows(conn, plan)
             await self._store_group_seqs(conn, group_seqs, wanted)
+            for index, item, result in user_sends:
+                # The 1:1 rows' sequences, so pushes can tell each inbox where it stands
+                # (built directly: dataclasses.replace costs microseconds per message).
+                message_id = result.message_id
+                outcomes[index] = (
+                    SendResult(
+                        message_id,
+                        result.send_time,
+                        False,
+                        0,
+                        user_seqs[(item.tenant, item.sender, message_id)],
+                        user_seqs[(item.tenant, item.receiver, message_id)],
+                    ),
+                    [],
+                )
         return outcomes
 
     async def _originals(
@@ -987,24 +1004,31 @@ class SqlMessageStore:
         if rows:
             await self._send_sql.store_group_seqs(conn, rows)
 
-    async def _insert_inbox_rows(self, conn: WriterConnection, plan: _DeliveryPlan) -> None:
+    async def _insert_inbox_rows(
+        self, conn: WriterConnection, plan: _DeliveryPlan
+    ) -> dict[tuple[str, str, int], int]:
         """One inbox row per delivery, numbered in batch order within each inbox.
 
         Counters first (one sorted pass), then the rows numbered in Python, then the
-        bulk group messages' rows, numbered by the database from the counters.
+        bulk group messages' rows, numbered by the database from the counters. Returns
+        the sequence of each 1:1 row by (tenant, account, message_id).
         """
         counts = Counter((tenant, account) for tenant, account, _ in plan.individual)
         next_seq = await self._reserve_inbox_seqs(conn, counts, plan.bulk_counts)
         rows: list[_InboxRow] = []
+        user_seqs: dict[tuple[str, str, int], int] = {}
         for tenant, account, tail in plan.individual:
             key = (tenant, account)
             seq = next_seq[key]
             next_seq[key] = seq + 1
             rows.append((tenant, account, seq, tail))
+            if not tail[3]:
+                user_seqs[(tenant, account, tail[0])] = seq
         if rows:
             await self._send_sql.insert_inbox(conn, rows)
         for bulk in plan.bulk:
             await self._send_sql.insert_bulk_inbox(conn, bulk)
+        return user_seqs
 
     async def _reserve_inbox_seqs(
         self,

@@ -318,20 +318,24 @@ class MessageResp(_message.Message):
     MESSAGEID_FIELD_NUMBER: _builtins.int
     SENDTIME_FIELD_NUMBER: _builtins.int
     SEQ_FIELD_NUMBER: _builtins.int
+    INBOX_SEQ_FIELD_NUMBER: _builtins.int
     messageId: _builtins.int
     sendTime: _builtins.int
     seq: _builtins.int
     """cirno extension: the per-group sequence of a group message"""
+    inbox_seq: _builtins.int
+    """cirno extension: the sender's inbox sequence of the message"""
     def __init__(
         self,
         *,
         messageId: _builtins.int = ...,
         sendTime: _builtins.int = ...,
         seq: _builtins.int = ...,
+        inbox_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["messageId", b"messageId", "sendTime", b"sendTime", "seq", b"seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["inbox_seq", b"inbox_seq", "messageId", b"messageId", "sendTime", b"sendTime", "seq", b"seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -350,6 +354,7 @@ class MessagePush(_message.Message):
     CLIENT_MSG_ID_FIELD_NUMBER: _builtins.int
     SEQ_FIELD_NUMBER: _builtins.int
     GROUP_FIELD_NUMBER: _builtins.int
+    INBOX_SEQ_FIELD_NUMBER: _builtins.int
     messageId: _builtins.int
     type: _builtins.int
     body: _builtins.str
@@ -362,6 +367,8 @@ class MessagePush(_message.Message):
     """cirno extension: per-group sequence of group messages"""
     group: _builtins.str
     """cirno extension: group id of group messages"""
+    inbox_seq: _builtins.int
+    """cirno extension: the receiving account's inbox sequence (1:1)"""
     def __init__(
         self,
         *,
@@ -374,10 +381,11 @@ class MessagePush(_message.Message):
         client_msg_id: _builtins.str = ...,
         seq: _builtins.int = ...,
         group: _builtins.str = ...,
+        inbox_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "client_msg_id", b"client_msg_id", "extra", b"extra", "group", b"group", "messageId", b"messageId", "sendTime", b"sendTime", "sender", b"sender", "seq", b"seq", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "client_msg_id", b"client_msg_id", "extra", b"extra", "group", b"group", "inbox_seq", b"inbox_seq", "messageId", b"messageId", "sendTime", b"sendTime", "sender", b"sender", "seq", b"seq", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

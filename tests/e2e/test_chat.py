@@ -206,3 +206,42 @@ async def test_bad_chat_requests_get_clear_statuses(cluster: Cluster) -> None:
     assert (await send(client, unique("fine"), "still here")).messageId > 0
     client.close()
     other.close()
+
+
+async def test_pushes_and_receipts_carry_each_inbox_sequence(cluster: Cluster) -> None:
+    """Receiver and sender's other device each get their own inbox's sequence, the sender's
+    receipt its own; they match the index, and a message to oneself has one."""
+    me, peer = unique("seqme"), unique("seqpeer")
+    phone = await online(cluster, me, device="phone")
+    laptop = await online(cluster, me, device="laptop", tcp=True)
+    receiver = await online(cluster, peer)
+    await send(receiver, me, "first, so the inboxes differ")  # me: 1, peer: 1
+    await phone.push(Command.CHAT_USER_TALK)
+    await laptop.push(Command.CHAT_USER_TALK)
+    for expected_mine, expected_peer in ((2, 2), (3, 3)):
+        resp = await send(phone, peer, "to peer")
+        assert resp.inbox_seq == expected_mine
+        to_peer = (await receiver.push(Command.CHAT_USER_TALK)).parse_body(pb.MessagePush)
+        copy = (await laptop.push(Command.CHAT_USER_TALK)).parse_body(pb.MessagePush)
+        assert to_peer.messageId == copy.messageId == resp.messageId
+        assert (to_peer.inbox_seq, copy.inbox_seq) == (expected_peer, expected_mine)
+    await send(receiver, unique("other"), "peer: 4")
+    resp = await send(phone, peer, "me: 4, peer: 5")
+    assert resp.inbox_seq == 4
+    assert (await receiver.push(Command.CHAT_USER_TALK)).parse_body(pb.MessagePush).inbox_seq == 5
+    assert (await laptop.push(Command.CHAT_USER_TALK)).parse_body(pb.MessagePush).inbox_seq == 4
+    note = await send(phone, me, "to myself")
+    assert note.inbox_seq == 5
+    mine = (await laptop.push(Command.CHAT_USER_TALK)).parse_body(pb.MessagePush)
+    assert (mine.messageId, mine.inbox_seq) == (note.messageId, 5)
+    page = await index(laptop, 0)
+    assert [(e.message_id, e.seq) for e in page.indexes][-2:] == [
+        (resp.messageId, 4),
+        (note.messageId, 5),
+    ]
+    # A resend is answered as a duplicate: no push, and no inbox number to report.
+    again = await send(phone, peer, "again", client_msg_id="dup-1")
+    dup = await send(phone, peer, "again", client_msg_id="dup-1")
+    assert dup.messageId == again.messageId and again.inbox_seq == 6 and dup.inbox_seq == 0
+    for client in (phone, laptop, receiver):
+        client.close()

@@ -99,10 +99,15 @@ KIM_FIELDS: dict[str, dict[str, tuple[int, int, bool]]] = {
 EXTENSION_FIELDS: dict[str, dict[str, tuple[int, int, bool]]] = {
     "LoginReq": {"device": (5, S, False), "client_version": (6, S, False)},
     "MessageReq": {"client_msg_id": (4, S, False)},
-    "MessageResp": {"seq": (3, I64, False)},
+    "MessageResp": {"seq": (3, I64, False), "inbox_seq": (4, I64, False)},
     "GroupGetReq": {"offset": (2, I32, False), "limit": (3, I32, False)},
     "GroupGetResp": {"member_count": (8, I32, False)},
-    "MessagePush": {"client_msg_id": (7, S, False), "seq": (8, I64, False), "group": (9, S, False)},
+    "MessagePush": {
+        "client_msg_id": (7, S, False),
+        "seq": (8, I64, False),
+        "group": (9, S, False),
+        "inbox_seq": (10, I64, False),
+    },
     "MessageIndex": {"seq": (6, I64, False)},
     "MessageIndexResp": {"has_more": (2, BOOL, False)},
     "GroupJoinNotify": {"group_id": (1, S, False), "account": (2, S, False)},

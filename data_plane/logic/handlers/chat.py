@@ -2,7 +2,10 @@
 
 ``chat.user.talk`` stores the message (content once, one inbox row for the receiver and
 one for the sender) and answers ``MessageResp`` only after the commit; then it pushes to
-every online device of the receiver and to the sender's other devices. A resend with
+every online device of the receiver and to the sender's other devices. The answer and
+each push carry the message's sequence in the inbox of the account they go to
+(``inbox_seq``), so a device that sees a number skipped knows a push was lost (e.g. this
+node died between a commit and its push) and syncs. A resend with
 the same ``client_msg_id`` gets the original id and time and pushes nothing. Online push
 is best effort: if the session store fails after the commit, the message is still
 stored and acknowledged, and the receivers get it by pulling.
@@ -26,10 +29,17 @@ MAX_CONTENT_IDS = 200
 
 
 def message_push(
-    command: str, req: pb.MessageReq, sender: str, dest: str, result: SendResult, group: str = ""
+    command: str,
+    req: pb.MessageReq,
+    sender: str,
+    dest: str,
+    result: SendResult,
+    group: str = "",
+    inbox_seq: int = 0,
 ) -> LogicPacket:
     """The push announcing a stored message; the header's ``dest`` is the receiver (1:1)
-    or the group, so the sender's other devices know where their message went."""
+    or the group, so the sender's other devices know where their message went.
+    ``inbox_seq`` is the message's sequence in the inbox of the account pushed to (1:1)."""
     return LogicPacket.make_push(
         command,
         pb.MessagePush(
@@ -42,9 +52,27 @@ def message_push(
             client_msg_id=req.client_msg_id,
             seq=result.seq,
             group=group,
+            inbox_seq=inbox_seq,
         ),
         dest=dest,
     )
+
+
+async def push_targets(
+    sessions: SessionStore, request: Request, accounts: list[str]
+) -> dict[str, list[Location]]:
+    """The locations of ``accounts`` except the requesting channel, by account (one
+    session lookup for all); none when the session store fails (that is logged: the
+    response has already been sent and the pull path delivers the message)."""
+    try:
+        found = await sessions.get_locations_many(request.tenant, accounts)
+    except SessionStoreUnavailable as exc:
+        log.warning("push skipped, session store unavailable: %s", exc)
+        return {}
+    return {
+        account: [loc for loc in locations if loc.channel_id != request.channel_id]
+        for account, locations in found.items()
+    }
 
 
 async def push_to_accounts(
@@ -59,17 +87,8 @@ async def push_to_accounts(
     Best effort: a failing session store is logged, not reported (the response has
     already been sent and the pull path delivers the message).
     """
-    try:
-        found = await sessions.get_locations_many(request.tenant, accounts)
-    except SessionStoreUnavailable as exc:
-        log.warning("push skipped, session store unavailable: %s", exc)
-        return
-    targets: list[Location] = [
-        location
-        for locations in found.values()
-        for location in locations
-        if location.channel_id != request.channel_id
-    ]
+    found = await push_targets(sessions, request, accounts)
+    targets = [location for locations in found.values() for location in locations]
     if targets:
         hub.push(targets, packet)
 
@@ -99,12 +118,35 @@ class ChatHandlers:
             req.extra,
             req.client_msg_id or None,
         )
-        request.reply(body=pb.MessageResp(messageId=result.message_id, sendTime=result.send_time))
+        request.reply(
+            body=pb.MessageResp(
+                messageId=result.message_id, sendTime=result.send_time, inbox_seq=result.inbox_seq
+            )
+        )
         if result.duplicate:
             return
-        push = message_push(Command.CHAT_USER_TALK, req, request.account, receiver, result)
-        accounts = [receiver] if receiver == request.account else [receiver, request.account]
-        await push_to_accounts(self._sessions, self._hub, request, accounts, push)
+        await self._push_user_message(request, req, receiver, result)
+
+    async def _push_user_message(
+        self, request: Request, req: pb.MessageReq, receiver: str, result: SendResult
+    ) -> None:
+        """Push to the receiver's devices and the sender's other devices, each with its
+        own inbox's sequence (two packets; the sender's only when it has another device
+        online). One session lookup for both accounts."""
+        sender = request.account
+        accounts = [receiver] if receiver == sender else [receiver, sender]
+        found = await push_targets(self._sessions, request, accounts)
+        command = Command.CHAT_USER_TALK
+        to_receiver = found.get(receiver)
+        if to_receiver:
+            seq = result.receiver_inbox_seq
+            self._hub.push(
+                to_receiver, message_push(command, req, sender, receiver, result, "", seq)
+            )
+        to_sender = found.get(sender) if receiver != sender else None
+        if to_sender:
+            seq = result.inbox_seq
+            self._hub.push(to_sender, message_push(command, req, sender, receiver, result, "", seq))
 
     async def ack(self, request: Request) -> None:
         """Move this device's read index forward to the acknowledged message."""
