@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.private_redis import PrivateRedis
 from tests.services import MYSQL_ENV, REDIS_ENV, fresh_mysql_database, service_url
 
 
@@ -48,3 +49,12 @@ def key_prefix() -> str:
 def anyio_backend() -> str:
     """Async tests run on asyncio (the transports and picows are asyncio-based)."""
     return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+    """A private ``redis-server`` for this module, which it may stop, restart or pause."""
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()

@@ -143,3 +143,20 @@ def client(migrated_url: str, clock: FakeClock) -> Iterator[TestClient]:
     """A client of an app on the migrated database, without credentials."""
     with TestClient(create_app(settings_for(migrated_url, clock=clock))) as test_client:
         yield test_client
+
+
+def heartbeat_gateway(client: TestClient, node_id: str, **fields: Any) -> None:
+    """Heartbeat a gateway of region ``eu``, zone ``eu-a`` (``fields`` override); assert 200."""
+    body = {
+        "id": node_id,
+        "role": "gateway",
+        "zone": "eu-a",
+        "region": "eu",
+        "version": "1.0.0",
+        "ws_url": f"ws://{node_id}.test:8000/",
+        "connections": 0,
+        "capacity": 100,
+        **fields,
+    }
+    response = client.post("/internal/v1/nodes/heartbeat", json=body, headers=CLUSTER)
+    assert response.status_code == 200, response.text

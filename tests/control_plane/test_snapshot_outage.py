@@ -19,7 +19,13 @@ from fastapi.testclient import TestClient
 
 from control_plane.app import create_app
 from control_plane.snapshot import UNAVAILABLE
-from tests.control_plane.conftest import ADMIN, CLUSTER, FakeClock, empty_mysql, settings_for
+from tests.control_plane.conftest import (
+    ADMIN,
+    FakeClock,
+    empty_mysql,
+    heartbeat_gateway,
+    settings_for,
+)
 from tests.e2e.proxy import TcpProxy
 
 SECRET = "outage-tests-secret-0123456789abcdef"
@@ -37,22 +43,6 @@ def proxied_mysql(mysql_migrated: str) -> Iterator[tuple[TcpProxy, str]]:
         yield proxy, urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
     finally:
         proxy.close()
-
-
-def heartbeat(client: TestClient, node_id: str, **fields: Any) -> None:
-    body = {
-        "id": node_id,
-        "role": "gateway",
-        "zone": "eu-a",
-        "region": "eu",
-        "version": "1.0.0",
-        "ws_url": f"ws://{node_id}.test:8000/",
-        "connections": 0,
-        "capacity": 100,
-        **fields,
-    }
-    response = client.post("/internal/v1/nodes/heartbeat", json=body, headers=CLUSTER)
-    assert response.status_code == 200, response.text
 
 
 def token(client: TestClient, tenant: str = "acme", account: str = "alice") -> str:
@@ -97,9 +87,9 @@ def test_the_last_good_snapshot_is_served_while_mysql_is_unreachable(
         body = {"id": "eu", "name": "Europe", "countries": ["DE"], "zones": [{"zone": "eu-a"}]}
         assert client.post("/v1/regions", json=body, headers=ADMIN).status_code == 201
         alice = token(client)
-        heartbeat(client, "gw-a")
+        heartbeat_gateway(client, "gw-a")
         clock.advance(5)
-        heartbeat(client, "gw-b")  # expires 5 s after gw-a
+        heartbeat_gateway(client, "gw-b")  # expires 5 s after gw-a
         assert routed(client, alice) == ["gw-a", "gw-b"]
         assert metric(client, FAILURES) == 0
 
@@ -127,7 +117,7 @@ def test_the_last_good_snapshot_is_served_while_mysql_is_unreachable(
         assert metric(client, IN_A_ROW) == 4
 
         proxy.restore()
-        heartbeat(client, "gw-c")  # a write through this process: reloaded at once
+        heartbeat_gateway(client, "gw-c")  # a write through this process: reloaded at once
         assert routed(client, alice) == ["gw-c"]
         assert metric(client, IN_A_ROW) == 0
         assert metric(client, FAILURES) == 4
@@ -143,7 +133,7 @@ def test_without_any_snapshot_the_route_answers_503_with_a_reason(
         tenant = {"id": "acme", "name": "Acme"}
         assert client.post("/v1/tenants", json=tenant, headers=ADMIN).status_code == 201
         alice = token(client)
-        heartbeat(client, "gw-a")
+        heartbeat_gateway(client, "gw-a")
         proxy.cut()  # before the first route request: nothing was ever loaded
         for _ in range(2):
             response = client.get("/v1/route", params={"token": alice})

@@ -21,7 +21,7 @@ from sqlmodel import Session
 from control_plane.app import create_app
 from control_plane.db import make_engine
 from control_plane.models import RevisionScope, commit_change, read_revisions
-from tests.control_plane.conftest import ADMIN, CLUSTER, FakeClock, settings_for
+from tests.control_plane.conftest import ADMIN, FakeClock, heartbeat_gateway, settings_for
 
 SECRET = "revision-tests-secret-0123456789abcdef"
 SKEW = 5.0
@@ -56,22 +56,6 @@ class Pair:
 
     def routed(self) -> list[str]:
         return sorted(g["id"] for g in self.route()["gateways"])
-
-
-def beat(client: TestClient, node_id: str, **fields: Any) -> None:
-    body = {
-        "id": node_id,
-        "role": "gateway",
-        "zone": "eu-a",
-        "region": "eu",
-        "version": "1.0.0",
-        "ws_url": f"ws://{node_id}.test:8000/",
-        "connections": 0,
-        "capacity": 100,
-        **fields,
-    }
-    response = client.post("/internal/v1/nodes/heartbeat", json=body, headers=CLUSTER)
-    assert response.status_code == 200, response.text
 
 
 def set_up(writer: TestClient) -> str:
@@ -109,8 +93,8 @@ def pair(request: pytest.FixtureRequest, migrated_url: str, clock: FakeClock) ->
 
 def test_writes_in_the_same_tick_or_stamped_earlier_are_seen(pair: Pair) -> None:
     """A's snapshot holds rows stamped now; B's updates carry the same or older stamps."""
-    beat(pair.a, "gw-1")
-    beat(pair.a, "gw-2", pool="canary")
+    heartbeat_gateway(pair.a, "gw-1")
+    heartbeat_gateway(pair.a, "gw-2", pool="canary")
     assert pair.routed() == ["gw-2"]  # the rule sends alice to the canary pool
 
     patch = {"gateway_pool": "blue"}  # no such pool: the region's default pool instead
@@ -129,17 +113,17 @@ def test_writes_in_the_same_tick_or_stamped_earlier_are_seen(pair: Pair) -> None
 
 
 def test_node_shape_changes_through_another_process_are_seen(pair: Pair) -> None:
-    beat(pair.a, "gw-1")
-    beat(pair.a, "gw-2", pool="canary")
+    heartbeat_gateway(pair.a, "gw-1")
+    heartbeat_gateway(pair.a, "gw-2", pool="canary")
     assert pair.routed() == ["gw-2"]
     pair.clock.advance(1.5)
     # B's heartbeat carries an expiry up to SKEW seconds older than A's newest.
-    beat(pair.b, "gw-2", pool="canary", draining=True)
+    heartbeat_gateway(pair.b, "gw-2", pool="canary", draining=True)
     pair.clock.advance(1.5)
     answer = pair.route()  # canary drained: the region's default pool
     assert (answer["pool"], answer["fallback"]) == ("stable", True)
     assert [g["id"] for g in answer["gateways"]] == ["gw-1"]
-    beat(pair.b, "gw-2", pool="canary", ws_url="ws://gw-2.moved:8000/")
+    heartbeat_gateway(pair.b, "gw-2", pool="canary", ws_url="ws://gw-2.moved:8000/")
     pair.clock.advance(1.5)
     assert pair.route()["gateways"] == [
         {"id": "gw-2", "ws_url": "ws://gw-2.moved:8000/", "tcp_addr": None, "zone": "eu-a"}
@@ -148,15 +132,15 @@ def test_node_shape_changes_through_another_process_are_seen(pair: Pair) -> None
 
 def test_a_gateway_kept_alive_only_through_another_process_stays_routable(pair: Pair) -> None:
     """A slower clock's renewals fall behind the re-read window: looked up before expiry."""
-    beat(pair.a, "gw-1")
-    beat(pair.a, "gw-2")
+    heartbeat_gateway(pair.a, "gw-1")
+    heartbeat_gateway(pair.a, "gw-2")
     assert pair.b.delete("/v1/grayscale/rules/canary", headers=ADMIN).status_code == 204
     assert pair.routed() == ["gw-1", "gw-2"]
     pair.clock.advance(10)
-    beat(pair.a, "gw-2")  # A's newest expiry moves 10 s on
+    heartbeat_gateway(pair.a, "gw-2")  # A's newest expiry moves 10 s on
     assert pair.routed() == ["gw-1", "gw-2"]
     pair.clock.advance(1)
-    beat(pair.b, "gw-1")  # renewed through B only: no shape change, no revision bump
+    heartbeat_gateway(pair.b, "gw-1")  # renewed through B only: no shape change, no revision bump
     pair.clock.advance(1.5)
     assert pair.routed() == ["gw-1", "gw-2"]
     pair.clock.advance(4)  # past gw-1's first expiry, not its renewed one

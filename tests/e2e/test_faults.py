@@ -7,10 +7,7 @@ MySQL is reached through a TCP proxy the test can cut; Redis is a private
 
 from __future__ import annotations
 
-import shutil
 import signal
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,57 +22,12 @@ from data_plane.transport.connection import CloseCode
 from data_plane.wire import Command, Status, pb
 from tests.e2e.harness import RawClient, Topology, make_token, run_topology
 from tests.e2e.proxy import TcpProxy
+from tests.private_redis import PrivateRedis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.anyio]
 
 TENANT = "faulty"
 SECRET = "faulty-tenant-secret-0123456789-abcdef"
-
-
-class PrivateRedis:
-    """A ``redis-server`` of this test module that can be stopped and started again."""
-
-    def __init__(self, directory: Path) -> None:
-        if shutil.which("redis-server") is None:
-            pytest.fail("redis-server is not installed", pytrace=False)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port: int = sock.getsockname()[1]
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("private redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(Path(tmp_path_factory.mktemp("redis")))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from cirno_sdk import Client, ClientOptions, Disconnected, Event, Message, Recon
 from data_plane.cluster.selection import rendezvous_pick
 from data_plane.wire import Command, Status, pb
 from tests.e2e.harness import RawClient, Topology, make_token, run_topology
-from tests.e2e.test_faults import PrivateRedis
+from tests.private_redis import PrivateRedis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.anyio]
 
@@ -34,15 +34,6 @@ TENANT = "pushgap"
 SECRET = "pushgap-tenant-secret-0123456789-abcdef"
 PAUSE_MS = 4000
 """Long enough to get the answer and kill the node while its push waits on Redis."""
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
-    """A private Redis: pausing the shared one would stall every other test."""
-    server = PrivateRedis(Path(tmp_path_factory.mktemp("redis")))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
