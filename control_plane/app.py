@@ -8,11 +8,14 @@ from contextlib import asynccontextmanager
 from importlib import metadata
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from control_plane.db import make_engine
+from control_plane.errors import DATABASE_UNAVAILABLE
 from control_plane.fast_route import ROUTE_PATH, RouteFastPath
 from control_plane.geoip import GeoResolver
 from control_plane.metrics import HttpMetrics, MetricsMiddleware
@@ -95,6 +98,8 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
     app.state.route_service = RouteService(
         settings, geo, app.state.snapshots, app.state.token_verifier
     )
+    app.add_exception_handler(OperationalError, database_unavailable)
+    app.add_exception_handler(InterfaceError, database_unavailable)
     # The hot routes first: a request is matched against the routes in this order.
     for module in (route, internal, health, tenants, secrets, regions, grayscale, nodes):
         app.include_router(module.router)
@@ -105,6 +110,18 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
         )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app
+
+
+async def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    """503 with a reason, not 500, when a route's database cannot be reached or refuses
+    to work right now (connection refused or lost, locked, deadlocked).
+
+    The request may succeed when retried. Its transaction was rolled back, unless the
+    connection was lost during the commit itself, whose outcome is then unknown, as with
+    any answer lost on the network (a retried create then gets 409)."""
+    return JSONResponse(
+        {"detail": DATABASE_UNAVAILABLE}, status_code=503, headers={"Retry-After": "1"}
+    )
 
 
 def declared_route(path: str) -> APIRoute:

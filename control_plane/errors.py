@@ -9,3 +9,7 @@ class ControlPlaneError(Exception):
 
 class ConfigurationError(ControlPlaneError, ValueError):
     """The environment does not describe a usable control plane (missing or bad setting)."""
+
+
+DATABASE_UNAVAILABLE = "the control plane cannot reach its database; retry later"
+"""The reason of the 503 any route answers when its database cannot be reached."""

@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from control_plane.app import create_app
+from control_plane.errors import DATABASE_UNAVAILABLE
 from control_plane.snapshot import UNAVAILABLE
 from tests.control_plane.conftest import (
     ADMIN,
@@ -169,3 +170,35 @@ def test_an_unopenable_sqlite_database_is_a_503_on_both_paths(
             assert metric(client, counter) == 1
             answers.append((response.headers.raw, response.content))
     assert answers[0] == answers[1]
+
+
+def test_admin_routes_answer_503_while_mysql_is_unreachable(
+    proxied_mysql: tuple[TcpProxy, str], clock: FakeClock
+) -> None:
+    """A clear, retryable 503 instead of a 500; the same request works once it is back."""
+    proxy, url = proxied_mysql
+    tenant = {"id": "acme", "name": "Acme"}
+    with TestClient(create_app(settings_for(url, clock=clock))) as client:
+        assert client.get("/v1/tenants", headers=ADMIN).status_code == 200
+        proxy.cut()
+        for method, path, body in (
+            ("POST", "/v1/tenants", tenant),
+            ("GET", "/v1/tenants", None),
+            ("GET", "/v1/regions", None),
+        ):
+            response = client.request(method, path, json=body, headers=ADMIN)
+            assert response.status_code == 503, (method, path, response.text)
+            assert response.json() == {"detail": DATABASE_UNAVAILABLE}
+            assert response.headers["retry-after"] == "1"
+        proxy.restore()
+        assert client.post("/v1/tenants", json=tenant, headers=ADMIN).status_code == 201
+
+
+def test_an_unopenable_sqlite_database_is_a_503_on_admin_routes(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    settings = settings_for(f"sqlite:///{tmp_path}", clock=clock)
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/v1/tenants", json={"id": "acme", "name": "Acme"}, headers=ADMIN)
+        assert response.status_code == 503
+        assert response.json() == {"detail": DATABASE_UNAVAILABLE}
