@@ -215,7 +215,7 @@ class RawClient:
 
     def send_raw(self, data: bytes) -> None:
         """Send bytes as one packet (one WebSocket message or one TCP frame)."""
-        assert self.conn.send(data)
+        assert self.conn.send(data), f"send refused; connection closed: {self.conn.close_reason}"
 
     def request(self, command: str, body: bytes | object = b"", *, dest: str = "") -> int:
         """Send a request; returns its sequence."""
