@@ -1,4 +1,4 @@
-"""What a route answer is computed from: an immutable :class:`Snapshot` and its index.
+"""What a route answer is computed from: a frozen :class:`Snapshot` and its index.
 
 A snapshot holds the routable gateways (not draining, with an address), regions,
 grayscale rules and tenants' live keys, as read from the database at ``loaded_at``
