@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from control_plane import jws
-from control_plane.snapshot import KeyView, Snapshot
+from control_plane.route.snapshot import KeyView, Snapshot
 
 MAX_TOKEN_LENGTH = 4096
 _ACCOUNT = re.compile(r"^[^\s,{}\x00-\x1f\x7f]{1,64}$")
