@@ -131,6 +131,8 @@ class SessionRunner:
 
     def start(self) -> None:
         """Start the runner task (once)."""
+        # The client's one root task: ``connect()`` returns while it runs, so no task
+        # group of the caller can hold it; ``close()`` cancels and awaits it instead.
         self._task = asyncio.create_task(self._run(), name="cirno-sdk-runner")
 
     async def close(self) -> None:
