@@ -9,7 +9,8 @@ never runs on the event loop. ``cirno_up`` doubles as a liveness probe. The port
 <data_plane.logic.settings.LogicSettings.metrics_port>`); unset or 0 serves none.
 ``cirno up`` sets them from ``--gateway-metrics-port`` / ``--logic-metrics-port``
 (9100 / 9101 by default); a multi-node topology (``cirno/cluster.py``) unsets them,
-since one port cannot serve several processes of a role (see docs/operations.md). The control plane serves its metrics on ``/metrics`` of its REST port.
+since one port cannot serve several processes of a role (see docs/operations.md). The
+control plane serves its own metrics on ``/metrics`` of its REST port.
 """
 
 from __future__ import annotations
