@@ -17,10 +17,10 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 import pytest
 
+from cirno.harness import RawClient, Topology, make_token, run_topology
 from data_plane.cluster.selection import rendezvous_pick
 from data_plane.transport.connection import CloseCode
 from data_plane.wire import Command, Status, pb
-from tests.e2e.harness import RawClient, Topology, make_token, run_topology
 from tests.e2e.proxy import TcpProxy
 from tests.private_redis import PrivateRedis
 

@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 import anyio
 import pytest
 
+from cirno.harness import Cluster, RawClient, make_token
 from data_plane.transport.connection import CloseCode
 from data_plane.wire import BasicCode, Command, Flag, Status, pb
 from tests.e2e.conftest import SECRET, TENANT
-from tests.e2e.harness import Cluster, RawClient, make_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
