@@ -70,7 +70,7 @@ class ClientSessions:
                 return
             if pending:
                 self.forward_batch(channel, pending)
-            await self._pump(channel)
+            await self.pump(channel)
         except (ConnectionClosed, LoginRefused):
             pass
         except Exception:
@@ -84,7 +84,9 @@ class ClientSessions:
             reason = conn.close_reason
             CLOSES.labels(str(reason.code) if reason else "?").inc()
 
-    async def _pump(self, channel: Channel) -> None:
+    async def pump(self, channel: Channel) -> None:
+        """Serve a logged-in ``channel`` until its connection closes (by either side, or
+        by the idle watchdog)."""
         conn = channel.conn
         # One timer per connection rather than a cancel scope per receive: a scope costs
         # more than handling the packets it waits for.
