@@ -1,5 +1,6 @@
-"""The gateway's timers on a fake clock: the login deadline, the idle timeout (and pings
-that keep a connection alive) and the location re-assert, over real loopback sockets.
+"""The gateway's timers on a fake clock: the login deadline, the wait for a logic node,
+the idle timeout (and pings that keep a connection alive) and the location re-assert,
+over real loopback sockets.
 
 The gateway's connection handling (:class:`ClientSessions`, its router and admission)
 is the production code, built by :class:`Gateway` with a :class:`FakeClock`; the test
@@ -8,6 +9,8 @@ advances that clock, so nothing here waits for wall-clock time to pass.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -15,7 +18,7 @@ import anyio
 import pytest
 from anyio.abc import TaskGroup
 
-from cirno.harness import RawClient
+from cirno.harness import RawClient, make_token
 from data_plane.cluster.protocol import REFRESH_COMMAND
 from data_plane.cluster.tenants import TenantDirectory
 from data_plane.gateway.channel import Channel
@@ -30,6 +33,9 @@ pytestmark = pytest.mark.anyio
 
 LOGIN_TIMEOUT = 10.0
 IDLE_TIMEOUT = 180.0
+LOGIC_REQUEST_TIMEOUT = 10.0
+TENANT = "acme"
+SECRET = "acme-secret-0123456789-abcdefghijklmn"
 # Nothing listens there: these tests never reach the control plane or a logic node.
 UNREACHABLE = "http://127.0.0.1:9"
 
@@ -71,6 +77,7 @@ async def rig() -> AsyncIterator[Rig]:
         gateway_id="gw-test",
         login_timeout=LOGIN_TIMEOUT,
         idle_timeout=IDLE_TIMEOUT,
+        logic_request_timeout=LOGIC_REQUEST_TIMEOUT,
     )
     directory = TenantDirectory(UNREACHABLE, "s")
     gateway = Gateway(settings, directory, clock=clock)
@@ -132,6 +139,50 @@ async def test_a_first_packet_in_time_is_judged_not_timed_out(rig: Rig) -> None:
         code, reason = await client.closed()
         assert (code, reason) == (CloseCode.UNAUTHORIZED, "login.signin must be the first packet")
     assert rig.clock.pending() == 0  # the deadline was cancelled, not left behind
+
+
+async def _tenant_list(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """The control plane's ``/internal/v1/tenants`` answer for one tenant (one request)."""
+    await reader.readuntil(b"\r\n\r\n")
+    body = json.dumps(
+        {"tenants": [{"id": TENANT, "status": "active", "keys": [{"kid": "k1", "secret": SECRET}]}]}
+    ).encode()
+    writer.write(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    await writer.drain()
+    writer.close()
+
+
+async def test_login_waits_for_a_logic_node_until_its_deadline(rig: Rig) -> None:
+    tenants = await asyncio.start_server(_tenant_list, "127.0.0.1", 0)
+    port = tenants.sockets[0].getsockname()[1]
+    directory = TenantDirectory(f"http://127.0.0.1:{port}", "s")
+    rig.gateway.admission.directory = directory
+    try:
+        assert await directory.refresh()  # the tenant is known; no logic node is up
+        client, conn = await rig.client()
+        async with anyio.create_task_group() as tg:
+            await _serve(tg, rig, conn)
+            token = make_token(TENANT, "alice", SECRET)
+            seq = client.request(Command.LOGIN_SIGNIN, pb.LoginReq(token=token))
+            # Verified and admitted, the login now waits for the pool on the clock.
+            await _until(lambda: bool(rig.gateway.channels))
+            await rig.clock.advance(LOGIC_REQUEST_TIMEOUT - 0.001)
+            assert not conn.is_closed
+            await rig.clock.advance(0.001)
+            answer = await client.response(seq)
+            assert answer.status == Status.SYSTEM_EXCEPTION
+            assert answer.parse_body(pb.ErrorResp).message == "no logic node available"
+            assert await client.closed() == (CloseCode.TRY_AGAIN_LATER, "no logic node available")
+        assert rig.gateway.channels == {}
+        assert rig.gateway.quota.admits(TENANT, 1)  # its quota slot was given back
+    finally:
+        await directory.aclose()
+        tenants.close()
+        await tenants.wait_closed()
 
 
 async def test_idle_timeout_closes_a_silent_channel(rig: Rig) -> None:
