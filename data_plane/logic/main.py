@@ -14,6 +14,7 @@ from data_plane.logic.context import GatewayHub
 from data_plane.logic.handlers.chat import ChatHandlers
 from data_plane.logic.handlers.group import GroupHandlers
 from data_plane.logic.handlers.login import LoginHandlers
+from data_plane.logic.handlers.sync import SyncHandlers
 from data_plane.logic.lease import NodeMembership
 from data_plane.logic.router import Handler, Router
 from data_plane.logic.server import LogicServer
@@ -57,14 +58,15 @@ async def build_logic(
             login = LoginHandlers(sessions, hub)
             chat = ChatHandlers(stores, sessions, hub)
             group = GroupHandlers(stores, sessions, hub)
+            sync = SyncHandlers(stores)
             handlers: dict[str, Handler] = {
                 REFRESH_COMMAND: login.refresh,
                 Command.LOGIN_SIGNIN: login.signin,
                 Command.LOGIN_SIGNOUT: login.signout,
                 Command.CHAT_USER_TALK: chat.user_talk,
                 Command.CHAT_TALK_ACK: chat.ack,
-                Command.CHAT_OFFLINE_INDEX: chat.offline_index,
-                Command.CHAT_OFFLINE_CONTENT: chat.offline_content,
+                Command.CHAT_OFFLINE_INDEX: sync.index,
+                Command.CHAT_OFFLINE_CONTENT: sync.content,
                 Command.CHAT_GROUP_CREATE: group.create,
                 Command.CHAT_GROUP_JOIN: group.join,
                 Command.CHAT_GROUP_QUIT: group.quit,
