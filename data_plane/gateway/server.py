@@ -55,7 +55,7 @@ from data_plane.cluster.tenants import TenantDirectory
 from data_plane.gateway.auth import AuthError, verify_token
 from data_plane.gateway.limits import TokenBucket
 from data_plane.gateway.logic_link import LogicLink
-from data_plane.gateway.logic_pool import LogicPool
+from data_plane.gateway.logic_pool import LogicPool, LogicRoutes
 from data_plane.gateway.quota import ConnectionQuota
 from data_plane.gateway.settings import GatewaySettings
 from data_plane.metrics import CLOSES, CONNECTIONS, HEARTBEATS, LOGINS
@@ -100,8 +100,8 @@ class Channel:
     client_version: str = ""
     meta_raw: bytes = b""
     """``meta`` encoded once at login, spliced onto every packet forwarded for it."""
-    link: LogicLink | None = None
-    links_version: int = -1
+    routes: LogicRoutes | None = None
+    """The logic links its commands go to, by service (set on the first send)."""
     logged_in: bool = False
     counted: bool = False
     bucket: TokenBucket | None = None
@@ -430,8 +430,8 @@ class Gateway:
 
     # -- logic nodes -------------------------------------------------------------------
 
-    def _pick_link(self, channel: Channel) -> LogicLink | None:
-        if channel.links_version != self.pool.version or channel.link is None:
+    def _pick_link(self, channel: Channel, command: str) -> LogicLink | None:
+        if channel.routes is None:
             facts = ClientFacts(
                 tenant=channel.tenant,
                 account=channel.account,
@@ -439,12 +439,11 @@ class Gateway:
                 platform=channel.device,
                 region=self.settings.region,
             )
-            channel.link = self.pool.pick(facts)
-            channel.links_version = self.pool.version
-        return channel.link
+            channel.routes = self.pool.routes(facts)
+        return channel.routes.link_for(command)
 
     def _send_to_logic(self, channel: Channel, packet: LogicPacket) -> bool:
-        link = self._pick_link(channel)
+        link = self._pick_link(channel, packet.command)
         if link is None:
             return False
         # = packet.replace(channel_id=channel.id, meta=channel.meta).encode(), byte for byte
