@@ -10,7 +10,8 @@ node runs the command's service (:mod:`data_plane.cluster.services`; every link 
 command without one); among them the grayscale logic zone when a rule names one and a
 node of that zone is up, then rendezvous hashing on ``tenant:account``, so a node
 joining or leaving moves few accounts. When every node runs every service (the
-default) all of an account's commands go to one node, as they did before services.
+default) the candidates are the same for every command: an account's commands all go
+to one node.
 No candidate means no pick, and the gateway answers as when no node is reachable.
 ``version`` changes whenever the outcome could change (a link up or down, new rules),
 so :class:`LogicRoutes` caches a channel's picks until then.
