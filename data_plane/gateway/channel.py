@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from data_plane.gateway.limits import TokenBucket
-from data_plane.gateway.logic_link import LogicLink
+from data_plane.gateway.logic_pool import LogicRoutes
 from data_plane.transport.connection import PacketConnection
 from data_plane.wire import BasicCode, BasicPacket, LogicPacket, Meta, pb
 
@@ -27,8 +27,8 @@ class Channel:
     client_version: str = ""
     meta_raw: bytes = b""
     """``meta`` encoded once at login, spliced onto every packet forwarded for it."""
-    link: LogicLink | None = None
-    links_version: int = -1
+    routes: LogicRoutes | None = None
+    """The logic links its commands go to, by service (set on the first send)."""
     logged_in: bool = False
     counted: bool = False
     bucket: TokenBucket | None = None

@@ -39,8 +39,8 @@ class ChannelRouter:
 
     # -- towards the logic nodes -------------------------------------------------------
 
-    def _pick_link(self, channel: Channel) -> LogicLink | None:
-        if channel.links_version != self.pool.version or channel.link is None:
+    def _pick_link(self, channel: Channel, command: str) -> LogicLink | None:
+        if channel.routes is None:
             facts = ClientFacts(
                 tenant=channel.tenant,
                 account=channel.account,
@@ -48,13 +48,12 @@ class ChannelRouter:
                 platform=channel.device,
                 region=self.settings.region,
             )
-            channel.link = self.pool.pick(facts)
-            channel.links_version = self.pool.version
-        return channel.link
+            channel.routes = self.pool.routes(facts)
+        return channel.routes.link_for(command)
 
     def send_to_logic(self, channel: Channel, packet: LogicPacket) -> bool:
         """Forward ``packet`` for ``channel``; False when no logic node is available."""
-        link = self._pick_link(channel)
+        link = self._pick_link(channel, packet.command)
         if link is None:
             return False
         # = packet.replace(channel_id=channel.id, meta=channel.meta).encode(), byte for byte
