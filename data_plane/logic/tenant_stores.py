@@ -17,8 +17,8 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from data_plane.cluster.tenants import TenantDirectory
 from data_plane.storage.errors import MessageStoreUnavailable
-from data_plane.storage.messages_base import MessageStore
-from data_plane.storage.messages_sql import open_message_store
+from data_plane.storage.messages.factory import open_message_store
+from data_plane.storage.messages.protocol import MessageStore
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Message store: messages, inboxes, read indexes, groups.
 
-Hand-written to match ``data_plane.storage.sql_schema`` exactly (types, lengths,
+Hand-written to match ``data_plane.storage.messages.schema`` exactly (types, lengths,
 nullability, keys, indexes and MySQL table options).
 
 Revision ID: 0002

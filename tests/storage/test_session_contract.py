@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from redis.asyncio import Redis, RedisCluster
 
-from data_plane.storage.base import Location, SessionStore
-from data_plane.storage.memory import MemorySessionStore
-from data_plane.storage.redis import RedisSessionStore
+from data_plane.storage.sessions.memory import MemorySessionStore
+from data_plane.storage.sessions.protocol import Location, SessionStore
+from data_plane.storage.sessions.redis import RedisSessionStore
 
 pytestmark = pytest.mark.anyio
 

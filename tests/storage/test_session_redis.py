@@ -11,15 +11,15 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from data_plane.storage.base import Location
 from data_plane.storage.errors import (
     SessionStoreUnavailable,
     StorageError,
     UnsupportedSessionStoreURL,
 )
-from data_plane.storage.memory import MemorySessionStore
-from data_plane.storage.redis import RedisSessionStore, _LocationDecoder
-from data_plane.storage.sessions import session_store_from_url
+from data_plane.storage.sessions.factory import session_store_from_url
+from data_plane.storage.sessions.memory import MemorySessionStore
+from data_plane.storage.sessions.protocol import Location
+from data_plane.storage.sessions.redis import RedisSessionStore, _LocationDecoder
 
 pytestmark = pytest.mark.anyio
 

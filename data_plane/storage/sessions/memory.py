@@ -12,14 +12,14 @@ from collections.abc import Iterable, Sequence
 
 from anyio.lowlevel import checkpoint
 
-from data_plane.storage.base import Location
 from data_plane.storage.errors import SessionStoreUnavailable
+from data_plane.storage.sessions.protocol import Location
 
 _AccountKey = tuple[str, str]
 
 
 class MemorySessionStore:
-    """A :class:`~data_plane.storage.base.SessionStore` in dicts, for one logic node.
+    """A :class:`~data_plane.storage.sessions.protocol.SessionStore` in dicts, for one logic node.
 
     Locations live as long as the store; there is no TTL. After :meth:`aclose` every
     method raises ``SessionStoreUnavailable``.

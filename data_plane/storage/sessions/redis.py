@@ -44,8 +44,8 @@ from redis.exceptions import ClusterDownError, ReadOnlyError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from data_plane.storage.base import Location
 from data_plane.storage.errors import SessionStoreUnavailable, UnsupportedSessionStoreURL
+from data_plane.storage.sessions.protocol import Location
 
 RedisClient: TypeAlias = "Redis | RedisCluster"
 """A single-node client or a cluster client; the stores use only what both offer."""
@@ -312,7 +312,7 @@ class _LookupBatcher:
 
 
 class RedisSessionStore:
-    """A :class:`~data_plane.storage.base.SessionStore` on Redis or Redis Cluster.
+    """A :class:`~data_plane.storage.sessions.protocol.SessionStore` on Redis or Redis Cluster.
 
     ``add_location`` and ``remove_location`` are single-key Lua scripts, so the
     read-and-replace and the compare-and-delete are atomic on the server.
