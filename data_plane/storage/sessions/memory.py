@@ -89,9 +89,10 @@ class MemorySessionStore:
             for loc in locations
         )
 
-    async def ping(self) -> None:
-        """See :meth:`SessionStore.ping`."""
+    async def ping(self) -> float:
+        """See :meth:`SessionStore.ping`: the backend is this process; 0.0 while open."""
         await self._enter()
+        return 0.0
 
     async def aclose(self) -> None:
         """See :meth:`SessionStore.aclose`."""
