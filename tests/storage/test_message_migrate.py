@@ -105,3 +105,11 @@ def test_a_database_of_the_embedded_history_is_adopted(empty_url: str) -> None:
     assert position(empty_url) == [migrate.FIRST_REVISION]
     assert schema_differences(empty_url) == []  # the control plane's tables are left alone
     embedded_downgrade(empty_url)
+
+
+def test_the_command_line_migrates_up_and_down(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/cli/messages.db"
+    assert migrate.main(["upgrade", url]) == 0
+    assert tables(url) == MESSAGE_TABLES | {migrate.VERSION_TABLE}
+    assert migrate.main(["downgrade", url]) == 0
+    assert tables(url) == {migrate.VERSION_TABLE}

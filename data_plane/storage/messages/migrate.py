@@ -21,12 +21,15 @@ there. The control-plane tables such a database also received are left alone: th
 unused there, and dropping tables is an operator's decision.
 
 The URL is a plain ``sqlite:///…`` or ``mysql://…`` one; a SQLite file's directory is
-created when missing.
+created when missing. CLI: ``python -m data_plane.storage.messages.migrate
+[upgrade|downgrade] URL [--revision R]``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import argparse
+import sys
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -92,3 +95,24 @@ def _ensure_sqlite_parent(url: str) -> None:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``python -m data_plane.storage.messages.migrate`` command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m data_plane.storage.messages.migrate",
+        description="Migrate the message tables of a dedicated tenant database.",
+    )
+    parser.add_argument("direction", choices=["upgrade", "downgrade"])
+    parser.add_argument("url", help="database URL (sqlite:///… or mysql://…)")
+    parser.add_argument("--revision", help="target revision (default: head / base)")
+    args = parser.parse_args(argv)
+    if args.direction == "upgrade":
+        upgrade(args.url, args.revision or "head")
+    else:
+        downgrade(args.url, args.revision or "base")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
