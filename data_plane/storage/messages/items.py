@@ -22,6 +22,8 @@ CHUNK = 300
 
 @dataclass(frozen=True, slots=True)
 class Send:
+    """One queued send (1:1 or group), as the send writer decides it."""
+
     tenant: str
     sender: str
     receiver: str  # '' for a group message
@@ -33,6 +35,7 @@ class Send:
 
     @property
     def key(self) -> tuple[str, str, str] | None:
+        """The idempotency key (tenant, sender, client_msg_id), or None without one."""
         if self.client_msg_id is None:
             return None
         return (self.tenant, self.sender, self.client_msg_id)
@@ -40,6 +43,8 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class Ack:
+    """One queued ack: move the device's read index to ``message_id`` if newer."""
+
     tenant: str
     account: str
     device: str
@@ -47,6 +52,7 @@ class Ack:
 
 
 SendOutcome = tuple[SendResult, list[str]]
+"""A stored send's result and, for a group message, the members it reached."""
 
 InboxTail = tuple[int, int, str, str, int]
 """An inbox row after (tenant, account, seq): message_id, direction, account_b, group_id,
@@ -54,6 +60,7 @@ send_time. A group message's rows share one tail object."""
 Delivery = tuple[str, str, InboxTail]
 """(tenant, account, tail): one inbox row still to be numbered."""
 InboxRow = tuple[str, str, int, InboxTail]
+"""(tenant, account, seq, tail): one numbered inbox row."""
 
 RECEIVED = int(Direction.RECEIVED)
 SENT = int(Direction.SENT)
