@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import stat
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -279,23 +280,30 @@ def _say(out: TextIO, text: str) -> None:
     out.flush()
 
 
+def _pollable(stream: TextIO) -> bool:
+    """Whether the event loop can watch ``stream``: a pipe, a socket or a terminal.
+    Files and devices such as /dev/null cannot be registered with epoll (the loop would
+    fail later, in a callback), so they are read from a thread."""
+    try:
+        fd = stream.fileno()
+        mode = os.fstat(fd).st_mode
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
+
+
 async def stdin_lines() -> AsyncIterator[str]:
-    """Lines of stdin without blocking the event loop: a pipe or terminal through the
-    loop, anything else (a file, /dev/null) through a thread; nothing when stdin is
-    closed."""
+    """Lines of stdin without blocking the event loop; nothing when stdin is closed."""
     stdin = sys.stdin
     if stdin is None or stdin.closed:
         return
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    try:
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), stdin
-        )
-    except (ValueError, OSError):  # a file or a device: reads never block for long
+    if not _pollable(stdin):  # a file or /dev/null: reads never block for long
         while line := await asyncio.to_thread(stdin.readline):
             yield line
         return
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
     try:
         while line_bytes := await reader.readline():
             yield line_bytes.decode("utf-8", "replace")
