@@ -261,19 +261,20 @@ def up(args: argparse.Namespace) -> int:
             print(f"cirno up: {line}", file=sys.stderr)
         print("cirno up: nothing was started", file=sys.stderr, flush=True)
         return 2
-    env = up_environment(args)
-    from control_plane.migrate import upgrade
-
-    upgrade(env["CIRNO_DATABASE_URL"])
-    upgrade(env["CIRNO_MESSAGE_DATABASE_URL"])
     stopping = False
 
     def on_signal(signum: int, frame: types.FrameType | None) -> None:
         nonlocal stopping
         stopping = True
 
+    # From here on Ctrl-C is a request to stop in order, never a traceback.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    env = up_environment(args)
+    from control_plane.migrate import upgrade
+
+    upgrade(env["CIRNO_DATABASE_URL"])
+    upgrade(env["CIRNO_MESSAGE_DATABASE_URL"])
     supervisor = Supervisor(env, lambda: stopping)
     try:
         _start_in_order(supervisor, args, env)
