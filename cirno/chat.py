@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import stat
 import sys
@@ -134,10 +135,23 @@ def main(args: argparse.Namespace) -> int:
     else:
         print("cirno chat: give --token, or --tenant, --account and --secret", file=sys.stderr)
         return USAGE_ERROR
+    show_sdk_progress(sys.stderr)
     try:
         return asyncio.run(_main(args.url, token, args.device))
     except KeyboardInterrupt:
         return 130
+
+
+def show_sdk_progress(err: TextIO) -> None:
+    """Print the SDK's own account of reconnects (``connect failed: …``, ``login did not
+    complete: …``) on ``err``: after a lost connection the SDK retries by itself, and a
+    user should see each attempt fail rather than silence."""
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("cirno chat: %(message)s"))
+    sdk = logging.getLogger("cirno_sdk")
+    sdk.handlers = [handler]
+    sdk.setLevel(logging.INFO)
+    sdk.propagate = False
 
 
 async def wait_reachable(url: str, err: TextIO) -> None:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from cirno.chat import default_url, format_message, mint_token, run
+from cirno.chat import default_url, format_message, mint_token, run, show_sdk_progress
 from cirno_sdk import Client, ClientOptions, Direction, Message
 from tests.e2e.harness import Cluster
 from tests.sdk.conftest import SECRET, TENANT, tcp_url, token
@@ -158,3 +158,22 @@ def test_chat_with_stdin_at_dev_null_logs_in_and_exits(cluster: Cluster) -> None
     assert done.returncode == 0, done
     assert f"connected to ws://127.0.0.1:{port}/" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_sdk_reconnect_attempts_are_shown() -> None:
+    """After a lost connection the SDK retries alone; each failure reaches the user."""
+    import logging
+
+    err = io.StringIO()
+    sdk = logging.getLogger("cirno_sdk")
+    saved = (sdk.handlers[:], sdk.level, sdk.propagate)
+    try:
+        show_sdk_progress(err)
+        sdk.info("connect failed: %s", "cannot connect to tcp://127.0.0.1:1: refused")
+    finally:
+        sdk.handlers, sdk.propagate = saved[0], saved[2]
+        sdk.setLevel(saved[1])
+    assert (
+        err.getvalue()
+        == "cirno chat: connect failed: cannot connect to tcp://127.0.0.1:1: refused\n"
+    )
