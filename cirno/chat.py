@@ -55,14 +55,6 @@ TOKEN_TTL_SECONDS = 24 * 3600
 HELP = "commands: @<account> <text> | #<group> <text> | /create <name> <members...> | " + (
     "/join <group> | /leave <group> | /members <group> | /quit"
 )
-
-
-def mint_token(tenant: str, account: str, secret: str, ttl: float = TOKEN_TTL_SECONDS) -> str:
-    """A user token as a tenant backend mints it: HS256, claims acc/app/exp."""
-    claims = {"acc": account, "app": tenant, "exp": int(time.time() + ttl)}
-    return jwt.encode(claims, secret, algorithm="HS256")
-
-
 USAGE_ERROR = 2
 DESCRIPTION = (
     "Chat in the terminal. Commands, one per line on stdin:\n"
@@ -72,6 +64,12 @@ DESCRIPTION = (
     "the end of its input. An unreachable gateway is reported at once and retried with\n"
     "back-off until it answers (Ctrl-C stops)."
 )
+
+
+def mint_token(tenant: str, account: str, secret: str, ttl: float = TOKEN_TTL_SECONDS) -> str:
+    """A user token as a tenant backend mints it: HS256, claims acc/app/exp."""
+    claims = {"acc": account, "app": tenant, "exp": int(time.time() + ttl)}
+    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def default_url() -> str:
