@@ -34,6 +34,7 @@ matched whole (``fullmatch``), never with ``match``, whose ``$`` lets ``"alice\\
 
 from __future__ import annotations
 
+import binascii
 import json
 import re
 from collections.abc import Iterable
@@ -42,7 +43,7 @@ from typing import Any
 
 import jwt
 from jwt.algorithms import HMACAlgorithm
-from jwt.types import SigOptions
+from jwt.utils import base64url_decode
 
 ALGORITHM = "HS256"
 MAX_TOKEN_LENGTH = 4096
@@ -145,7 +146,6 @@ def _codec() -> jwt.PyJWS:
 
 _CODEC = _codec()
 _ALGORITHMS = [ALGORITHM]
-_PEEK: SigOptions = {"verify_signature": False}
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +155,6 @@ class UnverifiedToken:
     token: str
     tenant: str
     kid: str | None
-    claims: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,29 +169,40 @@ class Identity:
 
 
 def read_token(token: str) -> UnverifiedToken:
-    """Parse ``token`` without verifying it, to learn its tenant and key id.
+    """Read ``token``'s tenant and key id, without verifying anything yet.
 
     Raises :class:`MalformedToken`, :class:`WrongAlgorithm` or :class:`InvalidClaims`
-    (no ``app``). Nothing read here is trusted until :func:`verify_token` succeeds.
+    (no ``app``). This is a quick read that only picks the keys to try: the signature,
+    PyJWT's strict parse and every claim check follow in :func:`verify_token`, whose
+    claims come from the verified payload, not from here.
     """
     if not token:
         raise MalformedToken("empty token")
     if len(token) > MAX_TOKEN_LENGTH:
         raise MalformedToken("token too long")
-    try:
-        decoded = _CODEC.decode_complete(token, options=_PEEK)
-        claims = json.loads(decoded["payload"])
-    except (jwt.PyJWTError, ValueError, RecursionError) as exc:
-        raise MalformedToken(f"malformed token: {exc}") from exc
-    header: dict[str, Any] = decoded["header"]
+    segments = token.split(".")
+    if len(segments) != 3:
+        raise MalformedToken("malformed token: a token has three dot-separated segments")
+    header = _json_object(segments[0], "header")
     if header.get("alg") != ALGORITHM:
         raise WrongAlgorithm(f"token algorithm must be {ALGORITHM}")
-    if not isinstance(claims, dict):
-        raise MalformedToken("malformed token: the claims are not a JSON object")
-    tenant = claims.get("app")
+    tenant = _json_object(segments[1], "claims").get("app")
     if not isinstance(tenant, str) or not tenant:
         raise InvalidClaims("token has no 'app' (tenant) claim")
-    return UnverifiedToken(token, tenant, header.get("kid"), claims)
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise MalformedToken("malformed token: 'kid' must be a string")
+    return UnverifiedToken(token, tenant, kid)
+
+
+def _json_object(segment: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(base64url_decode(segment))
+    except (binascii.Error, ValueError, RecursionError) as exc:  # UnicodeError is a ValueError
+        raise MalformedToken(f"malformed token: the {what} is not base64url JSON") from exc
+    if not isinstance(value, dict):
+        raise MalformedToken(f"malformed token: the {what} is not a JSON object")
+    return value
 
 
 def verify_token(token: UnverifiedToken, keys: Iterable[tuple[str, str]], now: float) -> Identity:
@@ -207,12 +217,14 @@ def verify_token(token: UnverifiedToken, keys: Iterable[tuple[str, str]], now: f
         raise UnknownKey(f"unknown key id {(token.kid or '')[:32]!r}")
     for kid, secret in candidates:
         try:
-            _CODEC.decode_complete(token.token, secret, algorithms=_ALGORITHMS)
+            decoded = _CODEC.decode_complete(token.token, secret, algorithms=_ALGORITHMS)
         except jwt.InvalidSignatureError:
             continue
-        except jwt.PyJWTError as exc:  # e.g. a secret PyJWT refuses as an asymmetric key
+        except jwt.InvalidKeyError as exc:  # a secret that is really a public key
             raise InvalidToken(f"invalid token: {exc}") from exc
-        return _identity(token, kid, now)
+        except jwt.PyJWTError as exc:  # the strict parse found what the quick read let by
+            raise MalformedToken(f"malformed token: {exc}") from exc
+        return _identity(decoded["payload"], token.tenant, kid, now)
     raise BadSignature("invalid token signature")
 
 
@@ -222,8 +234,10 @@ def _number(value: object, name: str) -> float:
     return float(value)
 
 
-def _identity(token: UnverifiedToken, kid: str, now: float) -> Identity:
-    claims = token.claims
+def _identity(payload: bytes, tenant: str, kid: str, now: float) -> Identity:
+    claims = json.loads(payload)  # parsed by read_token already: an object
+    if not isinstance(claims, dict) or claims.get("app") != tenant:
+        raise MalformedToken("malformed token: the claims changed between reads")
     for name in REQUIRED_CLAIMS:
         if claims.get(name) is None:
             raise InvalidClaims(f"token has no {name!r} claim")
@@ -236,7 +250,7 @@ def _identity(token: UnverifiedToken, kid: str, now: float) -> Identity:
         raise TokenExpired("token expired")
     if not_before is not None and not_before > now:
         raise TokenNotYetValid("token not valid yet (nbf)")
-    return Identity(token.tenant, claims["acc"], kid, expires_at, not_before)
+    return Identity(tenant, claims["acc"], kid, expires_at, not_before)
 
 
 def mint_token(
