@@ -69,6 +69,41 @@ class _Held:
     held_at: float
 
 
+class _InboxPrefix:
+    """The inbox sequence up to which every message is known (``top``; None until a
+    sync or a push showed where the inbox stands), and the known ones beyond it."""
+
+    def __init__(self) -> None:
+        self.top: int | None = None
+        self._above: set[int] = set()
+
+    def is_gap(self, seq: int) -> bool:
+        """Whether ``seq`` is beyond the next expected one (or nothing is known yet)."""
+        return self.top is None or seq > self.top + 1
+
+    def known(self, seq: int) -> None:
+        """Inbox sequence ``seq`` is delivered or stored: move the known prefix on."""
+        if self.top is None or seq > self.top + 1:
+            self._above.add(seq)  # a sync or the pushes in between will join it up
+            return
+        self.top = max(self.top, seq)
+        self._advance()
+
+    def synced(self, seq: int) -> None:
+        """A sync walked inbox sequence ``seq``: it walks every row after the cursor and
+        the rows before it were walked earlier, so everything up to ``seq`` is known."""
+        self.top = seq if self.top is None else max(self.top, seq)
+        self._advance()
+
+    def _advance(self) -> None:
+        assert self.top is not None
+        above = self._above
+        while self.top + 1 in above:
+            self.top += 1
+        if above:
+            above.difference_update([s for s in above if s <= self.top])
+
+
 class Orderer:
     """Merges pushes and synced messages into one ordered, de-duplicated stream."""
 
@@ -87,8 +122,7 @@ class Orderer:
         self._buffer: list[Message] = []
         self._buffer_seq: dict[int, int] = {}
         self._buffer_ids: set[int] = set()
-        self._inbox: int | None = None
-        self._inbox_above: set[int] = set()
+        self._inbox = _InboxPrefix()
         self._inbox_held: set[int] = set()
         self._last: dict[str, int] = {}
         self._held: dict[str, dict[int, _Held]] = {}
@@ -114,7 +148,7 @@ class Orderer:
     @property
     def inbox_seq(self) -> int | None:
         """The inbox sequence up to which every message is known (None: not known yet)."""
-        return self._inbox
+        return self._inbox.top
 
     def last_seq(self, group: str) -> int | None:
         """The last delivered sequence of ``group`` (None: not known yet)."""
@@ -151,7 +185,7 @@ class Orderer:
         the server did not say). It is in the store already and is not pushed back to
         us, so its slot is known and a push right after it is no gap."""
         if seq > 0:
-            self._inbox_known(seq)
+            self._inbox.known(seq)
 
     def own_sent(self, group: str, message_id: int, seq: int = 0) -> list[Message]:
         """Our own group message was stored with sequence ``seq`` (0: unknown, it takes
@@ -191,7 +225,7 @@ class Orderer:
         for message in batch:
             group = message.group
             if message.inbox_seq > 0:
-                self._inbox_synced(message.inbox_seq)
+                self._inbox.synced(message.inbox_seq)
             if self._is_dup(message.message_id):
                 own = self._own.get(group)
                 if own and message.message_id in own:
@@ -281,10 +315,10 @@ class Orderer:
         inbox_seq = 0 if group else message.inbox_seq
         if self._is_dup(message.message_id) or message.message_id in self._held_ids:
             if inbox_seq > 0:
-                self._inbox_known(inbox_seq)
+                self._inbox.known(inbox_seq)
             return
         if inbox_seq > 0:
-            if check_inbox and (self._inbox is None or inbox_seq > self._inbox + 1):
+            if check_inbox and self._inbox.is_gap(inbox_seq):
                 # An earlier message of this inbox is missing (its push was lost, or it
                 # is a group message), or we do not know where the inbox stands (the
                 # login sync found nothing new): wait for a sync and buffer what follows.
@@ -294,7 +328,7 @@ class Orderer:
                 self._take(message, check_inbox=False)
                 return
             self._emit(message)
-            self._inbox_known(inbox_seq)
+            self._inbox.known(inbox_seq)
             return
         if not group or seq <= 0:
             self._emit(message)
@@ -323,28 +357,6 @@ class Orderer:
             self._held.setdefault(group, {})[seq] = _Held(message, self._clock())
             self._held_ids[message.message_id] = (group, seq)
             self._gap = True
-
-    def _inbox_known(self, seq: int) -> None:
-        """Inbox sequence ``seq`` is delivered or stored: move the known prefix on."""
-        if self._inbox is None or seq > self._inbox + 1:
-            self._inbox_above.add(seq)  # a sync or the pushes in between will join it up
-            return
-        self._inbox = max(self._inbox, seq)
-        self._inbox_advance()
-
-    def _inbox_synced(self, seq: int) -> None:
-        """A sync walked inbox sequence ``seq``: it walks every row after the cursor and
-        the rows before it were walked earlier, so everything up to ``seq`` is known."""
-        self._inbox = seq if self._inbox is None else max(self._inbox, seq)
-        self._inbox_advance()
-
-    def _inbox_advance(self) -> None:
-        assert self._inbox is not None
-        above = self._inbox_above
-        while self._inbox + 1 in above:
-            self._inbox += 1
-        if above:
-            above.difference_update([s for s in above if s <= self._inbox])
 
     def _advance(self, group: str, seq: int) -> None:
         """``seq`` of ``group`` was delivered: move on over our own messages' slots and

@@ -16,22 +16,22 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from control_plane.db import make_engine
 from control_plane.errors import DATABASE_UNAVAILABLE
-from control_plane.fast_route import ROUTE_PATH, RouteFastPath
 from control_plane.geoip import GeoResolver
 from control_plane.metrics import HttpMetrics, MetricsMiddleware
-from control_plane.route_answer import RouteService
+from control_plane.route import api as route
+from control_plane.route.cache import SnapshotCache
+from control_plane.route.fast_path import ROUTE_PATH, RouteFastPath
+from control_plane.route.service import RouteService
 from control_plane.routes import (
     grayscale,
     health,
     internal,
     nodes,
     regions,
-    route,
     secrets,
     tenants,
 )
 from control_plane.settings import ControlPlaneSettings
-from control_plane.snapshot import SnapshotCache
 from control_plane.tokens import TokenVerifier
 
 TITLE = "cirno-im control plane"
@@ -57,7 +57,7 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
     the caller's job (``control_plane.server.run`` does). Raises ``ConfigurationError``
     when the GeoIP database cannot be opened.
 
-    ``GET /v1/route`` is served by the ASGI fast path (``control_plane.fast_route``)
+    ``GET /v1/route`` is served by the ASGI fast path (``control_plane.route.fast_path``)
     inside the metrics middleware; ``fast_route=False`` leaves it to the declared FastAPI
     route alone (the same answers; tests compare the two).
     """
@@ -125,7 +125,7 @@ async def database_unavailable(_request: Request, exc: Exception) -> JSONRespons
 
 
 def declared_route(path: str) -> APIRoute:
-    """The FastAPI route declared for ``GET path`` in ``control_plane.routes.route``."""
+    """The FastAPI route declared for ``GET path`` in ``control_plane.route.api``."""
     routes = [r for r in route.router.routes if isinstance(r, APIRoute) and r.path == path]
     for candidate in routes:
         if "GET" in (candidate.methods or set()):

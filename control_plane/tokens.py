@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from control_plane.snapshot import KeyView, Snapshot
+from control_plane.route.snapshot import KeyView, Snapshot
 from data_plane.cluster import identity
 
 MEMO_LIMIT = 50_000

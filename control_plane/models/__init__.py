@@ -58,7 +58,6 @@ from control_plane.models.revisions import (
     commit_change,
     read_revisions,
 )
-from control_plane.models.routing import Reconnect, RouteAnswer, RouteGateway
 from control_plane.models.tenants import (
     DEFAULT_SECRET_KID,
     SECRET_KID_MAX,
@@ -111,7 +110,6 @@ __all__ = [
     "NodesInfo",
     "NodesPublic",
     "Ping",
-    "Reconnect",
     "Region",
     "RegionContinent",
     "RegionCountry",
@@ -122,8 +120,6 @@ __all__ = [
     "RegionsPublic",
     "Revision",
     "RevisionScope",
-    "RouteAnswer",
-    "RouteGateway",
     "RuleCreate",
     "RuleFields",
     "RulePublic",

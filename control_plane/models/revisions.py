@@ -1,7 +1,7 @@
 """Revision counters: exact change detection for the route snapshots of every process.
 
 Each control-plane process keeps an in-memory snapshot of what ``/v1/route`` reads
-(``control_plane.snapshot``) and must notice writes made by the others. Comparing row
+(``control_plane.route.cache``) and must notice writes made by the others. Comparing row
 counts and newest ``updated_at`` stamps misses a write stamped no later than the newest
 stamp already there (two writes in one clock tick, or replicas whose clocks disagree).
 So every transaction that changes what snapshots read also increments a counter row,

@@ -25,18 +25,18 @@ from hypothesis import strategies as st
 from starlette.datastructures import Headers, QueryParams
 
 from control_plane.app import create_app
-from control_plane.fast_route import RouteFastPath
-from control_plane.models import ErrorResponse, RouteAnswer
-from control_plane.models.routing import HEARTBEAT_INTERVAL_S, Reconnect
-from control_plane.route_answer import (
+from control_plane.models import ErrorResponse
+from control_plane.route.answer import encode_answer
+from control_plane.route.fast_path import RouteFastPath
+from control_plane.route.models import HEARTBEAT_INTERVAL_S, Reconnect, RouteAnswer
+from control_plane.route.request import (
     PARAMETER_LIMITS,
     RouteRefused,
-    encode_answer,
     read_headers,
     read_parameters,
 )
+from control_plane.route.snapshot import GatewayView
 from control_plane.settings import parse_networks
-from control_plane.snapshot import GatewayView
 from tests.control_plane.conftest import ADMIN, ADMIN_TOKEN, CLUSTER, FakeClock, settings_for
 from tests.control_plane.geo import DE_V4, DE_V6, FR_V4, JP_V4, UNKNOWN_V4, US_V4, US_V6
 

@@ -13,16 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from control_plane.geoip import GeoResolver, GeoResult
-from control_plane.routing import (
-    BadAddress,
-    choose_gateways,
-    client_address,
-    order_gateways,
-    parse_ip,
-    resolve_region,
-)
+from control_plane.route.address import BadAddress, client_address, parse_ip
+from control_plane.route.choice import choose_gateways, order_gateways, resolve_region
+from control_plane.route.snapshot import GatewayView, Snapshot, load_step, make_snapshot
 from control_plane.settings import parse_networks
-from control_plane.snapshot import GatewayView, Snapshot, load_step, make_snapshot
 from tests.control_plane.geo import DE_V4, DE_V6, JP_V4, UNKNOWN_V4, US_V4, write_mmdb
 
 TRUSTED = parse_networks("10.0.0.0/8, 192.168.1.1, fd00::/8")

@@ -11,7 +11,8 @@ from sqlmodel import Session
 from control_plane.db import make_engine
 from control_plane.models import HeartbeatIn
 from control_plane.registry import record_heartbeat
-from control_plane.snapshot import Snapshot, SnapshotCache
+from control_plane.route.cache import SnapshotCache
+from control_plane.route.snapshot import Snapshot
 from tests.control_plane.conftest import FakeClock
 
 

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from control_plane.app import create_app
 from control_plane.errors import DATABASE_UNAVAILABLE
-from control_plane.snapshot import UNAVAILABLE
+from control_plane.route.cache import UNAVAILABLE
 from tests.control_plane.conftest import (
     ADMIN,
     FakeClock,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -183,13 +184,18 @@ async def test_cut_connections_lose_nothing_and_duplicate_nothing(cluster: Clust
     messages flow: the receiver ends with exactly the acknowledged ones, in order."""
     total = 200
     sender, receiver = name("sender"), name("receiver")
-    async with client(tcp_url(cluster), sender) as s, client(cluster.ws_url, receiver) as r:
+    seen: list[Event] = []
+    watched = dataclasses.replace(FAST, on_event=seen.append)
+    async with (
+        client(tcp_url(cluster), sender) as s,
+        client(cluster.ws_url, receiver, options=watched) as r,
+    ):
         sent: list[int] = []
 
         async def send_all() -> None:
             for i in range(total):
-                if i == 100 and s._transport is not None:
-                    s._transport.abort()
+                if i == 100 and s._link.transport is not None:
+                    s._link.transport.abort()
                 sent.append((await s.send(receiver, f"n{i}")).message_id)
 
         got: list[Message] = []
@@ -197,19 +203,15 @@ async def test_cut_connections_lose_nothing_and_duplicate_nothing(cluster: Clust
             tg.create_task(send_all())
             async for message in r.messages():
                 got.append(message)
-                if len(got) in (40, 120) and r._transport is not None:
-                    r._transport.abort()
+                if len(got) in (40, 120) and r._link.transport is not None:
+                    r._link.transport.abort()
                 if len(got) == total:
                     break
         assert len(set(sent)) == total
         assert [m.message_id for m in got] == sent
         assert [m.body for m in got] == [f"n{i}" for i in range(total)]
         await nothing_more(r)
-        reconnects = []
-        while not r._events.empty():
-            event = r._events.get_nowait()
-            if isinstance(event, Reconnected):
-                reconnects.append(event)
+        reconnects = [event for event in seen if isinstance(event, Reconnected)]
         assert len(reconnects) == 2
 
 
@@ -238,18 +240,17 @@ async def test_resend_after_a_response_timeout_is_stored_once(
     cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice, gina = name("alice"), name("gina")
-    impatient = ClientOptions(response_timeout=0.002)
     async with client(cluster.ws_url, alice) as a, client(cluster.ws_url, gina) as g:
-        a._options = impatient
+        monkeypatch.setattr(a._calls, "response_timeout", 0.002)
         attempts: list[str] = []
-        original = a._request
+        original = a._link.request
 
         async def counting(transport: Any, command: str, body: Any, **kw: Any) -> Any:
             if command == Command.CHAT_USER_TALK:
                 attempts.append(body.client_msg_id)
             return await original(transport, command, body, **kw)
 
-        monkeypatch.setattr(a, "_request", counting)
+        monkeypatch.setattr(a._link, "request", counting)
         sent = await a.send(gina, "only once")
         assert len(attempts) > 1
         assert set(attempts) == {sent.client_msg_id}
@@ -323,7 +324,7 @@ async def test_token_callable_and_sqlite_store_resume(cluster: Cluster, tmp_path
         async with Client(cluster.ws_url, fresh_token, store=store, options=FAST) as h:
             first = [await a.send(hank, f"a{i}") for i in range(3)]
             await receive(h, 3)
-            h._transport.abort()  # type: ignore[union-attr]
+            h._link.transport.abort()  # type: ignore[union-attr]
             await next_event(h, Reconnected)
         assert len(calls) == 2
         store.close()
@@ -348,7 +349,7 @@ async def test_a_send_cut_off_before_its_response_is_resent_after_reconnect(
     alice, ivan = name("alice"), name("ivan")
     async with client(tcp_url(cluster), alice) as a, client(cluster.ws_url, ivan) as i:
         attempts: list[str] = []
-        original = a._request
+        original = a._link.request
 
         async def cut_first(transport: Any, command: str, body: Any, **kw: Any) -> Any:
             if command != Command.CHAT_USER_TALK:
@@ -362,7 +363,7 @@ async def test_a_send_cut_off_before_its_response_is_resent_after_reconnect(
                 (await receive(i, 1))  # stored and pushed: the server has it
                 transport.abort()
 
-        monkeypatch.setattr(a, "_request", cut_first)
+        monkeypatch.setattr(a._link, "request", cut_first)
         sent = await a.send(ivan, "exactly once")
         assert attempts == [sent.client_msg_id] * 2
         await next_event(a, Reconnected)
@@ -376,14 +377,14 @@ async def test_group_gap_is_filled_by_a_sync_before_later_messages(
     owner, bob = name("owner"), name("bob")
     async with client(cluster.ws_url, owner) as o, client(tcp_url(cluster), bob) as b:
         group = await o.create_group("gappy", [bob])
-        original = b._on_push
+        original = b._delivery.on_push
 
         def lossy(packet: Any) -> None:
             if packet.command == Command.CHAT_GROUP_TALK and b"second" in packet.body:
                 return  # this push is "lost"
             original(packet)
 
-        monkeypatch.setattr(b, "_on_push", lossy)
+        monkeypatch.setattr(b._delivery, "on_push", lossy)
         sent = [await o.send(group, body, group=True) for body in ("first", "second", "third")]
         got = await receive(b, 3)
         assert [m.message_id for m in got] == [s.message_id for s in sent]
@@ -394,10 +395,13 @@ async def test_group_gap_is_filled_by_a_sync_before_later_messages(
 
 async def test_pings_keep_a_quiet_connection_and_silence_reconnects(cluster: Cluster) -> None:
     kim = name("kim")
-    pinging = ClientOptions(ping_interval=0.1, read_timeout=0.5, backoff_initial=0.05)
-    async with client(cluster.ws_url, kim, options=pinging) as quiet:
+    seen: list[Event] = []
+    pinging = ClientOptions(
+        ping_interval=0.1, read_timeout=0.5, backoff_initial=0.05, on_event=seen.append
+    )
+    async with client(cluster.ws_url, kim, options=pinging):
         await asyncio.sleep(1.2)
-        assert quiet._events.empty()
+        assert seen == []
     silent = ClientOptions(ping_interval=60, read_timeout=0.3, backoff_initial=0.05)
     async with client(tcp_url(cluster), kim, options=silent) as c:
         lost = await next_event(c, Disconnected)

@@ -1,7 +1,7 @@
 """Smart routing: client address → region → grayscale pool → the best few gateways.
 
-Pure functions over a :class:`~control_plane.snapshot.Snapshot`; ``routes/route.py``
-wires them to HTTP. The algorithm, in order:
+Pure functions over a :class:`~control_plane.route.snapshot.Snapshot`;
+``control_plane.route.service`` calls them per request. The algorithm, in order:
 
 1. **Region**: the region naming the client's country, else the one naming its
    continent, else the default region (no GeoIP database, unknown or private address).
@@ -23,13 +23,11 @@ wires them to HTTP. The algorithm, in order:
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from control_plane.settings import Network
-from control_plane.snapshot import (
+from control_plane.route.snapshot import (
     ANY_POOL_KEY,
     DEFAULT_POOL_KEY,
     DEFAULT_POOLS,
@@ -39,69 +37,8 @@ from control_plane.snapshot import (
     zone_index,
 )
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 DEFAULT_POOL_LABEL = "stable"
 MAX_GATEWAYS = 3
-
-
-class BadAddress(ValueError):
-    """An address (``?ip=`` or a trusted proxy's ``X-Forwarded-For``) is unparsable."""
-
-
-# --- client address ---------------------------------------------------------------------
-
-
-def parse_ip(text: str) -> IPAddress:
-    """An IPv4/IPv6 address (IPv4-mapped IPv6 becomes IPv4); BadAddress otherwise."""
-    try:
-        address = ipaddress.ip_address(text.strip())
-    except ValueError as exc:
-        raise BadAddress(f"not an IP address: {text[:64]!r}") from exc
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def _parse_hop(hop: str) -> IPAddress:
-    text = hop.strip()
-    if text.startswith("[") and "]" in text:  # [v6]:port
-        text = text[1 : text.index("]")]
-    elif text.count(":") == 1:  # v4:port
-        text = text.split(":", 1)[0]
-    return parse_ip(text)
-
-
-def is_trusted(address: IPAddress, trusted: Sequence[Network]) -> bool:
-    """Whether ``address`` is one of the trusted proxies."""
-    return any(address.version == net.version and address in net for net in trusted)
-
-
-def client_address(
-    peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[Network]
-) -> IPAddress | None:
-    """The client's address: the socket peer, or, when the peer is a trusted proxy, the
-    rightmost ``X-Forwarded-For`` hop that is not a trusted proxy (the leftmost when all
-    are). ``X-Forwarded-For`` from any other peer is ignored (it is trivially spoofed).
-
-    Raises :class:`BadAddress` when a trusted proxy sends an unparsable hop.
-    """
-    try:
-        address = parse_ip(peer) if peer else None
-    except BadAddress:
-        return None  # not an IP peer (a Unix socket, a test client): no location
-    if address is None or not forwarded_for or not is_trusted(address, trusted):
-        return address
-    hops = [hop for header in forwarded_for for hop in header.split(",") if hop.strip()]
-    if not hops:
-        return address
-    parsed = [_parse_hop(hop) for hop in hops]
-    for hop in reversed(parsed):
-        if not is_trusted(hop, trusted):
-            return hop
-    return parsed[0]
-
-
-# --- region and gateways ----------------------------------------------------------------
 
 
 def resolve_region(snapshot: Snapshot, country: str | None, continent: str | None) -> str | None:

@@ -1,10 +1,11 @@
 """``GET /v1/route`` (smart routing, for SDKs) and ``GET /v1/ping``.
 
 The route handler is the hot path of the control plane: it is ``async`` and reads an
-in-memory snapshot (``control_plane.snapshot``), never the database, and answers with
-pre-serialised JSON. See ``control_plane.routing`` for the algorithm and
-``control_plane.route_answer`` for the request handling, which this declared route
-shares with the ASGI fast path (``control_plane.fast_route``) that serves it in the app.
+in-memory snapshot (``control_plane.route.cache``), never the database, and answers with
+pre-serialised JSON. See ``control_plane.route.choice`` for the algorithm and
+``control_plane.route.service`` for the request handling, which this declared route
+shares with the ASGI fast path (``control_plane.route.fast_path``) that serves it in the
+app. ``control_plane.app`` includes :data:`router` like every other router.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from control_plane.models import Ping, RouteAnswer
-from control_plane.route_answer import ADMIN_HEADER, RouteRefused, RouteService
+from control_plane.models import Ping
+from control_plane.route.models import RouteAnswer
+from control_plane.route.request import ADMIN_HEADER, RouteRefused
+from control_plane.route.service import RouteService
 from control_plane.routes import error_responses
 
 router = APIRouter(prefix="/v1", tags=["routing"])

@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 ``GET /v1/route`` is the one control-plane route SDKs call, so it is served twice over:
-by the FastAPI route declared in ``control_plane.routes.route`` (which documents it in
-the OpenAPI contract) and by the pure-ASGI fast path in ``control_plane.fast_route``,
+by the FastAPI route declared in ``control_plane.route.api`` (which documents it in
+the OpenAPI contract) and by the pure-ASGI fast path in ``control_plane.route.fast_path``,
 which answers it before FastAPI's routing, dependency and response machinery run.
 Both call :meth:`RouteService.answer` with the same three ASGI inputs (the raw query
 string, the raw header list and the socket peer), so the decisions are made once, in
@@ -19,56 +19,35 @@ several problems gets): parameter lengths (400), the token (401 / 403), the addr
 earlier, right after the missing-token check and before the token is verified (with
 the snapshot's keys): when the process has never been able to load a snapshot (its
 database unreachable since start-up). A process that loaded one keeps answering from
-it while the database is unreachable (``control_plane.snapshot``).
+it while the database is unreachable (``control_plane.route.cache``).
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterable, Sequence
-from json.encoder import encode_basestring_ascii
-from urllib.parse import parse_qsl
 
 from control_plane.deps import secrets_equal
 from control_plane.geoip import NOT_FOUND as NO_GEO
 from control_plane.geoip import GeoResolver, GeoResult
-from control_plane.models.routing import HEARTBEAT_INTERVAL_S, Reconnect
-from control_plane.routing import BadAddress, choose_gateways, client_address, parse_ip
-from control_plane.routing import resolve_region as region_of
+from control_plane.route.address import BadAddress, client_address, parse_ip
+from control_plane.route.answer import encode_answer
+from control_plane.route.cache import SnapshotCache, SnapshotUnavailable
+from control_plane.route.choice import choose_gateways
+from control_plane.route.choice import resolve_region as region_of
+from control_plane.route.request import (
+    ADMIN_HEADER,
+    RawHeaders,
+    RouteRefused,
+    bearer_token,
+    read_headers,
+    read_parameters,
+)
+from control_plane.route.snapshot import Snapshot
 from control_plane.settings import ControlPlaneSettings
-from control_plane.snapshot import GatewayView, Snapshot, SnapshotCache, SnapshotUnavailable
 from control_plane.tokens import TokenRefused, TokenVerifier, UnknownSigner, VerifiedToken
 from data_plane.cluster.grayscale import ClientFacts, evaluate
 
-ADMIN_HEADER = "X-Cirno-Admin-Token"
-PARAMETER_LIMITS: dict[str, int | None] = {"token": None, "version": 32, "platform": 32, "ip": 64}
-"""The query parameters the route reads, with their maximum lengths (longer → 400)."""
-
-_ADMIN_HEADER_KEY = ADMIN_HEADER.lower().encode("latin-1")
 _BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
-_ANSWER_TAIL = (
-    f'],"heartbeat_interval_s":{json.dumps(HEARTBEAT_INTERVAL_S)},"reconnect":'
-    f"{json.dumps(Reconnect().model_dump(), separators=(',', ':'))}}}"
-)
-"""The constant end of every answer, encoded once."""
-
-RawHeaders = Iterable[tuple[bytes, bytes]]
-"""ASGI ``scope["headers"]``: lower-case names, latin-1 values, in request order."""
-
-
-class RouteRefused(Exception):
-    """The route request is refused: ``status``, ``detail`` and extra response headers.
-
-    Rendered as ``{"detail": detail}`` with ``headers``, exactly as FastAPI renders an
-    ``HTTPException(status, detail, headers)``.
-    """
-
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.headers = headers
 
 
 class RouteService:
@@ -173,81 +152,5 @@ class RouteService:
         return found, found.source
 
 
-def encode_answer(
-    country: str | None,
-    continent: str | None,
-    region: str | None,
-    geo: str,
-    pool: str | None,
-    fallback: bool,
-    gateways: Sequence[GatewayView],
-) -> bytes:
-    """The ``RouteAnswer`` JSON: byte for byte ``json.dumps(answer, separators=(",", ":"))``.
-
-    Written from pieces (each string escaped by ``json``'s own C escaper, the constant
-    tail encoded once) because building and walking the whole dict cost four times as
-    much; a test compares the two on generated answers.
-    """
-    listed = ",".join(
-        [
-            f'{{"id":{_string(g.id)},"ws_url":{_string(g.ws_url)},'
-            f'"tcp_addr":{_string(g.tcp_addr)},"zone":{_string(g.zone)}}}'
-            for g in gateways
-        ]
-    )
-    head = (
-        f'{{"country":{_string(country)},"continent":{_string(continent)},'
-        f'"region":{_string(region)},"geo":{_string(geo)},"pool":{_string(pool)},'
-        f'"fallback":{"true" if fallback else "false"},"gateways":['
-    )
-    return (head + listed + _ANSWER_TAIL).encode("ascii")
-
-
-def _string(value: str | None) -> str:
-    return "null" if value is None else encode_basestring_ascii(value)
-
-
 def _refused(exc: TokenRefused) -> RouteRefused:
     return RouteRefused(exc.status, exc.reason, _BEARER_CHALLENGE if exc.status == 401 else None)
-
-
-def read_parameters(query_string: bytes) -> dict[str, str | None]:
-    """The route's query parameters, length-checked (:class:`RouteRefused` 400 if too long).
-
-    Parsed as Starlette parses ``request.query_params`` (latin-1, blank values kept, the
-    last of repeated names wins), so both ways of serving the route read the same values.
-    """
-    query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
-    values: dict[str, str | None] = {}
-    for name, limit in PARAMETER_LIMITS.items():
-        value = query.get(name)
-        if value is not None and limit is not None and len(value) > limit:
-            raise RouteRefused(400, f"{name} is longer than {limit} characters")
-        values[name] = value
-    return values
-
-
-def read_headers(headers: RawHeaders) -> tuple[str | None, str | None, list[str]]:
-    """``Authorization`` and the admin header (the first of each, as Starlette's
-    ``headers.get``) and every ``X-Forwarded-For`` value, in one pass."""
-    authorization: str | None = None
-    admin_token: str | None = None
-    forwarded_for: list[str] = []
-    for name, value in headers:
-        if name == b"authorization":
-            if authorization is None:
-                authorization = value.decode("latin-1")
-        elif name == _ADMIN_HEADER_KEY:
-            if admin_token is None:
-                admin_token = value.decode("latin-1")
-        elif name == b"x-forwarded-for":
-            forwarded_for.append(value.decode("latin-1"))
-    return authorization, admin_token, forwarded_for
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    """The credentials of an ``Authorization: Bearer …`` header (None for other schemes)."""
-    if authorization is None:
-        return None
-    scheme, _, credentials = authorization.partition(" ")
-    return credentials.strip() or None if scheme.lower() == "bearer" else None

@@ -9,7 +9,7 @@ SDKs call this route on every (re)connect, so :class:`RouteFastPath` answers
 What stays equal: the route is still declared in the FastAPI app (the OpenAPI contract
 and the schemathesis test cover it, and the test traffic goes through this fast path,
 since it sits in the app's middleware stack); both call
-:meth:`control_plane.route_answer.RouteService.answer`, so they make the same decisions;
+:meth:`control_plane.route.service.RouteService.answer`, so they make the same decisions;
 the fast path writes the same status, headers and bytes FastAPI writes (errors as
 ``{"detail": …}`` rendered like Starlette's ``JSONResponse``); it sets ``scope["route"]``
 to the declared route, so the metrics middleware around it labels the request as the
@@ -25,7 +25,8 @@ import json
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from control_plane.route_answer import RouteRefused, RouteService
+from control_plane.route.request import RouteRefused
+from control_plane.route.service import RouteService
 
 ROUTE_PATH = "/v1/route"
 _JSON = (b"content-type", b"application/json")
