@@ -18,12 +18,14 @@ A token is a JWT (RFC 7519) signed with HS256 under one of the tenant's secrets:
   is honoured, ``iat`` is informational. ``exp`` and ``nbf`` are compared with the
   caller's ``now``: the control plane answers by its injected clock.
 
-Signing and checking signatures is PyJWT's (its JWS layer, ``jwt.PyJWS``, on one
-instance that knows HS256 only). Its JWT layer is not used for the claims because it
-reads the wall clock; the claim checks here are a few lines. Tenants may bring secrets
-of 16 bytes (what kim deployments used; the control plane's ``SECRET_MIN``), which PyJWT
-would warn about at every call, so our HS256 leaves the length policy to the control
-plane.
+Signing and checking signatures is PyJWT's: its JWS layer (``jwt.PyJWS``), one instance
+that knows HS256 only, parses each token strictly once, when verifying it.
+:func:`read_token` before it is a quick, lenient read that only picks the tenant and the
+keys to try; the claims acted on come from the verified payload. PyJWT's JWT layer is not
+used for the claims because it reads the wall clock; the claim checks here are a few
+lines. Tenants may bring secrets of 16 bytes (what kim deployments used; the control
+plane's ``SECRET_MIN``), which PyJWT would warn about at every call, so our HS256 leaves
+the length policy to the control plane.
 
 Accounts travel inside channel ids (``{gateway}_{account}_{n}``), comma-separated channel
 lists and JSON: 1-64 printable characters (``str.isprintable``: no control, format,
@@ -49,7 +51,7 @@ ALGORITHM = "HS256"
 MAX_TOKEN_LENGTH = 4096
 """Longer tokens are refused unread: a real one is a few hundred characters."""
 ACCOUNT_MAX_LENGTH = 64
-ACCOUNT_PATTERN = r"^[^\s,{}\x00-\x1f\x7f]{1,64}$"
+ACCOUNT_PATTERN = r"^[^\s,{}\x00-\x1f\x7f]{1," + str(ACCOUNT_MAX_LENGTH) + "}$"
 """The account rule as JSON schema states it; :func:`is_account` adds printability."""
 ACCOUNT_RULE = "1-64 printable characters without spaces, commas or braces"
 REQUIRED_CLAIMS = ("acc", "app", "exp")
