@@ -8,7 +8,7 @@
 
 Each is a context manager yielding a :class:`Target`: where clients connect and how
 they get a login token. The cirno targets reuse the end-to-end harness
-(``tests/e2e/harness.py``), so the benchmark runs exactly what the tests run.
+(:mod:`cirno.harness`), so the benchmark runs exactly what the tests run.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import anyio
 
 from bench.client import wait_login_ready
 from bench.procs import children, find_by_name, role_of
-from tests.e2e.harness import free_port, make_token, run_cluster, run_topology
+from cirno.harness import free_port, make_token, run_cluster, run_topology
 
 TENANT = "bench"
 SECRET = "bench-secret-0123456789-abcdefghijklmnop"

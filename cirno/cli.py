@@ -10,6 +10,7 @@ SIGTERM. Each role can also run alone (``cirno control|logic|gateway``), configu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import secrets
 import signal
@@ -23,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from cirno.runtime import run_until_signalled, setup_logging
+from data_plane.cluster.services import ALL_SERVICES, Service, UnknownService, parse_services
 
 ROLES = ("control", "logic", "gateway")
 STOP_GRACE_SECONDS = 10.0
@@ -36,13 +38,19 @@ def _run_control() -> None:
     run(ControlPlaneSettings.from_env())
 
 
-def _run_logic() -> None:
+def _run_logic(services: frozenset[Service] | None) -> None:
     from control_plane.migrate import upgrade
     from data_plane.logic.main import serve
     from data_plane.logic.settings import LogicSettings
 
     setup_logging("logic")
-    settings = LogicSettings.from_env()
+    try:
+        settings = LogicSettings.from_env()
+        if services is not None:  # --services wins over CIRNO_LOGIC_SERVICES
+            settings = dataclasses.replace(settings, services=services)
+        settings.check()
+    except ValueError as exc:
+        raise SystemExit(f"cirno logic: {exc}") from exc
     if settings.database_url.startswith("sqlite:"):
         upgrade(settings.database_url)
     run_until_signalled(lambda: serve(settings))
@@ -84,6 +92,7 @@ def _up_environment(args: argparse.Namespace) -> dict[str, str]:
     env.setdefault("CIRNO_SESSION_URL", "memory://")
     env.setdefault("CIRNO_GATEWAY_ID", "gw-1")
     env.setdefault("CIRNO_LOGIC_ID", "logic-1")
+    env.pop("CIRNO_LOGIC_SERVICES", None)  # the all-in-one's one node runs every service
     if not env.get("CIRNO_CLUSTER_SECRET"):
         env["CIRNO_CLUSTER_SECRET"] = secrets.token_urlsafe(32)
     if not env.get("CIRNO_ADMIN_TOKEN"):
@@ -182,8 +191,19 @@ def build_parser() -> argparse.ArgumentParser:
     run_up.add_argument(
         "--logic-metrics-port", type=int, default=_env_port("CIRNO_LOGIC_METRICS_PORT", 9101)
     )
-    for role in ROLES:
-        sub.add_parser(role, help=f"run one {role} process, configured by CIRNO_* variables")
+    roles = {
+        role: sub.add_parser(role, help=f"run one {role} process, configured by CIRNO_* variables")
+        for role in ROLES
+    }
+    roles["logic"].add_argument(
+        "--services",
+        type=_services_arg,
+        default=None,
+        help=(
+            "comma-separated services this node runs, of "
+            f"{', '.join(sorted(ALL_SERVICES))} (default: CIRNO_LOGIC_SERVICES, else all)"
+        ),
+    )
     chat = sub.add_parser("chat", help="chat in the terminal: @account text, #group text, /quit")
     chat.add_argument("--url", default="ws://127.0.0.1:8000/", help="ws://… or tcp://host:port")
     chat.add_argument("--token", help="a user token (JWT)")
@@ -200,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser("cluster", help="Redis Cluster + MySQL, 3 logic nodes, 2 gateways")
     )
     return parser
+
+
+def _services_arg(text: str) -> frozenset[Service]:
+    try:
+        return parse_services(text)
+    except UnknownService as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _env_port(name: str, default: int) -> int:
@@ -224,7 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cirno.cluster import main as cluster_main
 
         return cluster_main(args)
-    {"control": _run_control, "logic": _run_logic, "gateway": _run_gateway}[args.command]()
+    if args.command == "logic":
+        _run_logic(args.services)
+    else:
+        {"control": _run_control, "gateway": _run_gateway}[args.command]()
     return 0
 
 

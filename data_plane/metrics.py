@@ -1,8 +1,16 @@
 """Prometheus metrics of the data-plane processes, served on their own HTTP port.
 
 Each gateway and logic node serves ``/metrics`` (the text exposition; any path answers)
-on ``CIRNO_METRICS_PORT`` when it is set, from a small thread of prometheus-client,
-so scraping never runs on the event loop. ``cirno_up`` doubles as a liveness probe.
+on its own port when one is set, from a small thread of prometheus-client, so scraping
+never runs on the event loop. ``cirno_up`` doubles as a liveness probe. The ports are
+``CIRNO_GATEWAY_METRICS_PORT`` (:attr:`GatewaySettings.metrics_port
+<data_plane.gateway.settings.GatewaySettings.metrics_port>`) and
+``CIRNO_LOGIC_METRICS_PORT`` (:attr:`LogicSettings.metrics_port
+<data_plane.logic.settings.LogicSettings.metrics_port>`); unset or 0 serves none.
+``cirno up`` sets them from ``--gateway-metrics-port`` / ``--logic-metrics-port``
+(9100 / 9101 by default); a multi-node topology (``cirno/cluster.py``) unsets them,
+since one port cannot serve several processes of a role (see docs/operations.md). The
+control plane serves its own metrics on ``/metrics`` of its REST port.
 """
 
 from __future__ import annotations

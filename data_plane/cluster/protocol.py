@@ -2,7 +2,9 @@
 
 A gateway dials every logic node over TCP frames (DESIGN.md §2) and opens the link with
 a ``cluster.handshake`` request whose meta carries the cluster secret and the gateway
-id; the logic node answers Success, or Unauthorized and closes.
+id; the logic node answers Success with its node id and the services it runs
+(``services`` meta, comma-separated, see :mod:`data_plane.cluster.services`; a node
+that sends none runs them all), or Unauthorized and closes.
 
 After that, every client packet travels as the same LogicPkt with the client's meta
 removed, ``channel_id`` set to the client's channel, and the meta below attached by the
@@ -33,6 +35,7 @@ META_ACCOUNT: Final = "account"
 META_DEVICE: Final = "device"
 META_CLIENT_VERSION: Final = "client_version"
 META_CHANNELS: Final = "channels"
+META_SERVICES: Final = "services"
 
 LINK_MAX_PACKET_SIZE: Final = 16 * 1024 * 1024
 """Packets on the link may exceed the client limit (the logic node turns an over-large

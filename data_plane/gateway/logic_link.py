@@ -2,8 +2,9 @@
 
 One TCP connection per logic node carries every client of this gateway (multiplexed by
 channel id). The link dials, sends the ``cluster.handshake`` with the cluster secret,
-and then hands every packet the logic node sends to ``on_packet``, decoded and as the
-bytes it came in, straight from the transport's callback. An exception there closes
+and learns the node's id and services from the answer; then it hands every packet the
+logic node sends to ``on_packet``, decoded and as the bytes it came in, straight from
+the transport's callback. An exception there closes
 the link (1011, logged) and it redials. When the connection drops it redials with
 capped exponential back-off; while it is down, :meth:`send` returns False and the
 gateway answers its clients with a clear status.
@@ -23,7 +24,9 @@ from data_plane.cluster.protocol import (
     META_GATEWAY,
     META_NODE,
     META_SECRET,
+    META_SERVICES,
 )
+from data_plane.cluster.services import ALL_SERVICES
 from data_plane.transport.errors import ConnectionClosed
 from data_plane.transport.tcp import TcpConnection, connect_tcp
 from data_plane.wire import LogicPacket, Meta, ProtocolError, Status, decode_packet
@@ -31,6 +34,15 @@ from data_plane.wire import LogicPacket, Meta, ProtocolError, Status, decode_pac
 log = logging.getLogger(__name__)
 
 LINK_SEND_BUFFER = 64 * 1024 * 1024
+
+
+def _announced_services(value: str | None) -> frozenset[str]:
+    """The services of a handshake answer's ``services`` meta. A node that announces
+    none predates services and runs them all; names this gateway does not know are kept
+    (no command of this gateway's maps to them, so they are never picked)."""
+    if value is None:
+        return frozenset(ALL_SERVICES)
+    return frozenset(name.strip() for name in value.split(",") if name.strip())
 
 
 class HandshakeRefused(Exception):
@@ -60,6 +72,8 @@ class LogicLink:
         self.node_id = self.address
         self.zone = zone
         """The logic node's zone, as the registry reports it ("" when unknown)."""
+        self.services: frozenset[str] = frozenset(ALL_SERVICES)
+        """The services the node runs, as its last handshake answer announced them."""
         self._gateway_id = gateway_id
         self._secret = cluster_secret
         self._on_packet = on_packet
@@ -126,6 +140,7 @@ class LogicLink:
             conn.close()
             raise HandshakeRefused(f"status {getattr(answer, 'status', '?')}")
         self.node_id = answer.meta_value(META_NODE) or self.address
+        self.services = _announced_services(answer.meta_value(META_SERVICES))
         return conn
 
     async def _pump(self, conn: TcpConnection) -> None:

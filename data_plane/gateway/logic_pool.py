@@ -3,11 +3,18 @@
 Links come from ``CIRNO_LOGIC_ADDRS`` when it is set, else from the control plane's
 registry (live, non-draining logic nodes, polled; a node that appears gets a link, one
 that disappears loses it). Grayscale rules are polled too and take effect without a
-restart. Choice (DESIGN.md §5): the grayscale logic zone when a rule names one and a
-node of that zone is up, then rendezvous hashing on ``tenant:account`` among the
-candidates, so a node joining or leaving moves few accounts. ``version`` changes
-whenever the outcome could change (a link up or down, new rules), so callers can cache
-their pick until then.
+restart.
+
+Choice, per command (DESIGN.md §5): the candidates are the links that are up and whose
+node runs the command's service (:mod:`data_plane.cluster.services`; every link for a
+command without one); among them the grayscale logic zone when a rule names one and a
+node of that zone is up, then rendezvous hashing on ``tenant:account``, so a node
+joining or leaving moves few accounts. When every node runs every service (the
+default) the candidates are the same for every command: an account's commands all go
+to one node.
+No candidate means no pick, and the gateway answers as when no node is reachable.
+``version`` changes whenever the outcome could change (a link up or down, new rules),
+so :class:`LogicRoutes` caches a channel's picks until then.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from data_plane.cluster.grayscale import ClientFacts, GrayscaleRule, evaluate
 from data_plane.cluster.registry import RegistryClient, RegistryUnavailable
 from data_plane.cluster.selection import rendezvous_pick
+from data_plane.cluster.services import Service, service_of
 from data_plane.gateway.logic_link import LogicLink
 from data_plane.gateway.settings import GatewaySettings
 from data_plane.metrics import LOGIC_LINKS
@@ -46,7 +54,8 @@ class LogicPool:
         self.rules: list[GrayscaleRule] = []
         self.version = 0
         self.ready = anyio.Event()
-        """Set while at least one link is up (logins wait for it a while)."""
+        """Set while a link to a node running the login service is up (logins wait for
+        it a while)."""
         self._tg: TaskGroup | None = None
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -124,16 +133,19 @@ class LogicPool:
 
     def _on_state(self, link: LogicLink | None) -> None:
         self.version += 1
-        up = sum(1 for candidate in self.links.values() if candidate.ready)
-        LOGIC_LINKS.set(up)
-        if up:
+        up = [candidate for candidate in self.links.values() if candidate.ready]
+        LOGIC_LINKS.set(len(up))
+        if any(Service.LOGIN in candidate.services for candidate in up):
             self.ready.set()
         elif self.ready.is_set():
             self.ready = anyio.Event()
 
-    def pick(self, facts: ClientFacts) -> LogicLink | None:
-        """The link that serves ``facts``' account now, or None when no link is up."""
+    def pick(self, facts: ClientFacts, service: str | None = None) -> LogicLink | None:
+        """The link that serves ``facts``' account's commands of ``service`` now (any
+        command when None), or None when no link that is up runs the service."""
         ready = [link for link in self.links.values() if link.ready]
+        if service is not None:
+            ready = [link for link in ready if service in link.services]
         if self.rules and ready:
             zone = evaluate(self.rules, facts).logic_zone
             if zone:
@@ -142,3 +154,37 @@ class LogicPool:
         by_id = {link.node_id: link for link in ready}
         node_id = rendezvous_pick(by_id, f"{facts.tenant}:{facts.account}")
         return None if node_id is None else by_id[node_id]
+
+    def routes(self, facts: ClientFacts) -> LogicRoutes:
+        """The routes of one channel (whose facts never change)."""
+        return LogicRoutes(self, facts)
+
+
+class LogicRoutes:
+    """One channel's picks by service, kept until the pool's ``version`` changes.
+
+    Looked up once per forwarded packet, so a hit costs two dict lookups and a compare;
+    a miss (the first command of a service, or a change in the pool) runs :meth:`pick`.
+    """
+
+    __slots__ = ("_facts", "_links", "_pool", "_version")
+
+    def __init__(self, pool: LogicPool, facts: ClientFacts) -> None:
+        self._pool = pool
+        self._facts = facts
+        self._version = pool.version
+        self._links: dict[Service | None, LogicLink] = {}
+
+    def link_for(self, command: str) -> LogicLink | None:
+        """The link ``command`` goes to now, or None when no node that is up serves it."""
+        service = service_of(command)
+        pool = self._pool
+        if self._version != pool.version:
+            self._links.clear()
+            self._version = pool.version
+        link = self._links.get(service)
+        if link is None:
+            link = pool.pick(self._facts, service)
+            if link is not None:
+                self._links[service] = link
+        return link

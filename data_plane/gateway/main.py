@@ -9,7 +9,8 @@ from data_plane.metrics import serve_metrics
 
 
 def build_gateway(settings: GatewaySettings) -> Gateway:
-    """A gateway with its tenant directory."""
+    """A gateway with its tenant directory (call it inside the event loop: the gateway
+    keeps time with the loop's clock)."""
     directory = TenantDirectory(
         settings.control_url,
         settings.cluster_secret,

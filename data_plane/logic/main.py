@@ -9,20 +9,72 @@ import anyio
 
 from data_plane.cluster.protocol import LOCATION_TTL_SECONDS, REFRESH_COMMAND
 from data_plane.cluster.registry import RegistryClient
+from data_plane.cluster.services import Service, format_services
 from data_plane.cluster.tenants import TenantDirectory
 from data_plane.logic.context import GatewayHub
 from data_plane.logic.handlers.chat import ChatHandlers
 from data_plane.logic.handlers.group import GroupHandlers
 from data_plane.logic.handlers.login import LoginHandlers
+from data_plane.logic.handlers.sync import SyncHandlers
 from data_plane.logic.lease import NodeMembership
 from data_plane.logic.router import Handler, Router
 from data_plane.logic.server import LogicServer
 from data_plane.logic.settings import LogicSettings
 from data_plane.logic.tenant_stores import TenantStores
 from data_plane.metrics import serve_metrics
-from data_plane.storage.messages_sql import open_message_store
-from data_plane.storage.sessions import session_store_from_url
+from data_plane.storage.messages.factory import open_message_store
+from data_plane.storage.sessions.factory import session_store_from_url
 from data_plane.wire import Command
+
+
+def handlers_by_service(
+    login: LoginHandlers, chat: ChatHandlers, group: GroupHandlers, sync: SyncHandlers
+) -> dict[Service, dict[str, Handler]]:
+    """Every command's handler, grouped by the service it belongs to (the grouping is
+    :func:`service_of`'s; ``tests/logic`` checks that the two agree)."""
+    return {
+        Service.LOGIN: {
+            REFRESH_COMMAND: login.refresh,
+            Command.LOGIN_SIGNIN: login.signin,
+            Command.LOGIN_SIGNOUT: login.signout,
+        },
+        Service.CHAT: {
+            Command.CHAT_USER_TALK: chat.user_talk,
+            Command.CHAT_TALK_ACK: chat.ack,
+        },
+        Service.GROUP: {
+            Command.CHAT_GROUP_CREATE: group.create,
+            Command.CHAT_GROUP_JOIN: group.join,
+            Command.CHAT_GROUP_QUIT: group.quit,
+            Command.CHAT_GROUP_DETAIL: group.detail,
+            Command.CHAT_GROUP_MEMBERS: group.members,
+            Command.CHAT_GROUP_TALK: group.talk,
+        },
+        Service.SYNC: {
+            Command.CHAT_OFFLINE_INDEX: sync.index,
+            Command.CHAT_OFFLINE_CONTENT: sync.content,
+        },
+    }
+
+
+def split_by_services(
+    by_service: dict[Service, dict[str, Handler]], settings: LogicSettings
+) -> tuple[dict[str, Handler], dict[str, str]]:
+    """The handlers of the services ``settings`` runs, and for every other command the
+    reason this node refuses it."""
+    handlers: dict[str, Handler] = {}
+    not_served: dict[str, str] = {}
+    runs = format_services(settings.services)
+    for service, table in by_service.items():
+        if service in settings.services:
+            handlers.update(table)
+            continue
+        for command in table:
+            not_served[command] = (
+                f"{command} is served by the {service} service, which logic node "
+                f"{settings.node_id} does not run (it runs {runs})"
+            )
+    return handlers, not_served
 
 
 @asynccontextmanager
@@ -54,25 +106,14 @@ async def build_logic(
             stores = TenantStores(
                 shared, directory, tg, node_id=id_node, check_writable=check_writable
             )
-            login = LoginHandlers(sessions, hub)
-            chat = ChatHandlers(stores, sessions, hub)
-            group = GroupHandlers(stores, sessions, hub)
-            handlers: dict[str, Handler] = {
-                REFRESH_COMMAND: login.refresh,
-                Command.LOGIN_SIGNIN: login.signin,
-                Command.LOGIN_SIGNOUT: login.signout,
-                Command.CHAT_USER_TALK: chat.user_talk,
-                Command.CHAT_TALK_ACK: chat.ack,
-                Command.CHAT_OFFLINE_INDEX: chat.offline_index,
-                Command.CHAT_OFFLINE_CONTENT: chat.offline_content,
-                Command.CHAT_GROUP_CREATE: group.create,
-                Command.CHAT_GROUP_JOIN: group.join,
-                Command.CHAT_GROUP_QUIT: group.quit,
-                Command.CHAT_GROUP_DETAIL: group.detail,
-                Command.CHAT_GROUP_MEMBERS: group.members,
-                Command.CHAT_GROUP_TALK: group.talk,
-            }
-            yield LogicServer(settings, Router(handlers), hub)
+            by_service = handlers_by_service(
+                LoginHandlers(sessions, hub),
+                ChatHandlers(stores, sessions, hub),
+                GroupHandlers(stores, sessions, hub),
+                SyncHandlers(stores),
+            )
+            handlers, not_served = split_by_services(by_service, settings)
+            yield LogicServer(settings, Router(handlers, not_served), hub)
             tg.cancel_scope.cancel()
     finally:
         await directory.aclose()
@@ -80,7 +121,11 @@ async def build_logic(
 
 
 async def serve(settings: LogicSettings) -> None:
-    """Run a logic node until cancelled: lease a node number, serve, heartbeat."""
+    """Run a logic node until cancelled: lease a node number, serve, heartbeat.
+
+    Raises ValueError first when the settings cannot work together (see
+    :meth:`LogicSettings.check`)."""
+    settings.check()
     serve_metrics("logic", settings.host, settings.metrics_port)
     registry = RegistryClient(settings.control_url, settings.cluster_secret)
     membership = NodeMembership(settings, registry)

@@ -1,8 +1,11 @@
 """Command → handler routing with one place that turns failures into statuses.
 
-An unknown command gets NotImplemented (301). A handler that raises gets
-SystemException (300) and the node goes on; an unavailable store is reported the same
-way with a reason the client can show (the client may retry: nothing was acknowledged).
+An unknown command gets NotImplemented (301), and so does a command of a service this
+node does not run (a gateway should not have sent it here: the answer says which
+service it needs, and ``cirno_logic_requests_total`` counts it as ``not_served``).
+A handler that raises gets SystemException (300) and the node goes on; an unavailable
+store is reported the same way with a reason the client can show (the client may retry:
+nothing was acknowledged).
 Logical storage errors map to their own statuses: invalid field → InvalidPacketBody,
 unknown message or group → NotFound (410), not a member → Forbidden (403).
 """
@@ -16,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from data_plane.logic.context import Request
 from data_plane.metrics import REQUEST_SECONDS, REQUESTS
 from data_plane.storage.errors import StorageError
-from data_plane.storage.messages_base import (
+from data_plane.storage.messages.protocol import (
     GroupNotFound,
     InvalidField,
     NotAMember,
@@ -34,8 +37,13 @@ _OUTCOMES = ("ok", "error")
 class Router:
     """Dispatches requests by command."""
 
-    def __init__(self, handlers: Mapping[str, Handler]) -> None:
+    def __init__(
+        self, handlers: Mapping[str, Handler], not_served: Mapping[str, str] | None = None
+    ) -> None:
+        """``handlers`` by command; ``not_served`` maps the commands of the services this
+        node does not run to the reason given to whoever sends one."""
         self._handlers: dict[str, Handler] = {str(c): h for c, h in handlers.items()}
+        self._not_served = {str(c): reason for c, reason in (not_served or {}).items()}
         # The metric children of every (command, outcome), looked up once here:
         # ``labels()`` hashes and locks on every call, once per request otherwise.
         self._counted = {
@@ -45,14 +53,24 @@ class Router:
         }
         self._timed = {command: REQUEST_SECONDS.labels(command) for command in self._handlers}
         self._unknown = REQUESTS.labels("unknown", "not_implemented")
+        self._refused = {c: REQUESTS.labels(c, "not_served") for c in self._not_served}
+
+    def _refuse(self, request: Request) -> None:
+        command = request.packet.command
+        reason = self._not_served.get(command)
+        if reason is None:
+            request.fail(Status.NOT_IMPLEMENTED, f"unknown command {command!r}")
+            self._unknown.inc()
+        else:
+            request.fail(Status.NOT_IMPLEMENTED, reason)
+            self._refused[command].inc()
 
     async def dispatch(self, request: Request) -> None:
         """Run the handler of ``request``'s command; never raises (but cancellation)."""
         command = request.packet.command
         handler = self._handlers.get(command)
         if handler is None:
-            request.fail(Status.NOT_IMPLEMENTED, f"unknown command {command!r}")
-            self._unknown.inc()
+            self._refuse(request)
             return
         started = time.perf_counter()
         outcome = "error"

@@ -2,7 +2,9 @@
 
 Each gateway link starts with a ``cluster.handshake`` whose secret must equal the
 cluster secret (compared in constant time); a wrong secret gets Unauthorized and the
-link is closed. Then every packet is a client request carrying the gateway's meta.
+link is closed, a right one gets Success with this node's id and the services it runs
+(the gateway sends it only their commands). Then every packet is a client request
+carrying the gateway's meta.
 Each request runs as its own task, started in arrival order, so handlers that queue
 work without awaiting first (the message store's group commit) keep each client's
 order. A packet that does not decode is logged and dropped: it can only come from a
@@ -36,8 +38,10 @@ from data_plane.cluster.protocol import (
     META_GATEWAY,
     META_NODE,
     META_SECRET,
+    META_SERVICES,
     META_TENANT,
 )
+from data_plane.cluster.services import format_services
 from data_plane.logic.context import GatewayHub, Request
 from data_plane.logic.router import Router
 from data_plane.logic.settings import LogicSettings
@@ -149,7 +153,11 @@ class LogicServer:
         if not gateway_id:
             conn.close(CloseCode.POLICY_VIOLATION, "handshake without a gateway id")
             return "", []
-        welcome = hello.replace(meta=(Meta(META_NODE, self.settings.node_id),)).response()
+        announce = (
+            Meta(META_NODE, self.settings.node_id),
+            Meta(META_SERVICES, format_services(self.settings.services)),
+        )
+        welcome = hello.replace(meta=announce).response()
         conn.send(welcome.encode())
         return gateway_id, batch[1:]
 

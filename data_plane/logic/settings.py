@@ -6,6 +6,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from data_plane.cluster.services import ALL_SERVICES, Service, format_services, parse_services
 from data_plane.wire import DEFAULT_MAX_PACKET_SIZE
 
 
@@ -36,6 +37,21 @@ class LogicSettings:
     tenant_refresh_interval: float = 5.0
     metrics_port: int | None = None
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
+    services: frozenset[Service] = ALL_SERVICES
+    """The services this node runs (:mod:`data_plane.cluster.services`); all by default."""
+
+    def check(self) -> None:
+        """Raise ValueError when the settings cannot work together.
+
+        A node running only some services is one of several nodes, and they all must
+        see the same locations (a chat node pushes to logins another node recorded): the
+        in-memory session store, private to one process, cannot do that.
+        """
+        if self.services != ALL_SERVICES and self.session_url.startswith("memory:"):
+            raise ValueError(
+                f"running only {format_services(self.services)} needs a "
+                "session store shared with the other logic nodes (CIRNO_SESSION_URL=redis://…)"
+            )
 
     @classmethod
     def from_env(cls) -> LogicSettings:
@@ -67,4 +83,5 @@ class LogicSettings:
                 os.environ.get("CIRNO_TENANT_REFRESH_INTERVAL") or d.tenant_refresh_interval
             ),
             max_packet_size=int(os.environ.get("CIRNO_MAX_PACKET_SIZE") or d.max_packet_size),
+            services=parse_services(os.environ.get("CIRNO_LOGIC_SERVICES", "")),
         )

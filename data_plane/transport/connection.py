@@ -97,8 +97,12 @@ class PacketConnection(ABC):
         *,
         max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
         max_inbox: int = DEFAULT_MAX_INBOX,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
+        # The owner's clock (the gateway's idle watchdog compares against it), so a test
+        # that advances a fake clock also controls when the peer was last heard from.
+        self._now = clock or self._loop.time
         self._inbox: deque[bytes] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._outbox: list[bytes] = []
@@ -110,7 +114,8 @@ class PacketConnection(ABC):
         self._closed: CloseReason | None = None
         self._closed_event = asyncio.Event()
         self._receiver: Receiver | None = None
-        self.last_activity = self._loop.time()
+        self.last_activity = self._now()
+        """When the last frame arrived, on the ``clock`` given (default: the loop's)."""
         self.remote_address = ""
 
     # -- used by the owner -------------------------------------------------------------
@@ -216,7 +221,7 @@ class PacketConnection(ABC):
             self.close(CloseCode.INTERNAL_ERROR, "internal error")
 
     def _touch(self) -> None:
-        self.last_activity = self._loop.time()
+        self.last_activity = self._now()
 
     def _peer_closed(self, code: int, reason: str) -> None:
         if self._closed is None:

@@ -43,8 +43,9 @@ class TcpConnection(PacketConnection, asyncio.Protocol):
         max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
         max_inbox: int = DEFAULT_MAX_INBOX,
         on_connected: Callable[[TcpConnection], None] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        super().__init__(max_send_buffer=max_send_buffer, max_inbox=max_inbox)
+        super().__init__(max_send_buffer=max_send_buffer, max_inbox=max_inbox, clock=clock)
         self._decoder = FrameDecoder(max_payload=max_packet_size)
         self._transport: asyncio.Transport | None = None
         self._on_connected = on_connected
@@ -145,14 +146,19 @@ async def serve_tcp(
     *,
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
     max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
+    clock: Callable[[], float] | None = None,
 ) -> asyncio.Server:
-    """Listen for TCP peers; ``on_connection`` is called (in the loop) for each one."""
+    """Listen for TCP peers; ``on_connection`` is called (in the loop) for each one.
+
+    ``clock`` stamps each connection's ``last_activity`` (default: the loop's time).
+    """
     loop = asyncio.get_running_loop()
     return await loop.create_server(
         lambda: TcpConnection(
             max_packet_size=max_packet_size,
             max_send_buffer=max_send_buffer,
             on_connected=on_connection,
+            clock=clock,
         ),
         host,
         port,

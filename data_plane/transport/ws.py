@@ -66,8 +66,11 @@ class WsConnection(PacketConnection, WSListener):
         max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
         max_inbox: int = DEFAULT_MAX_INBOX,
         on_connected: Callable[[WsConnection], None] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        PacketConnection.__init__(self, max_send_buffer=max_send_buffer, max_inbox=max_inbox)
+        PacketConnection.__init__(
+            self, max_send_buffer=max_send_buffer, max_inbox=max_inbox, clock=clock
+        )
         self._ws: WSTransport | None = None
         self._max_packet_size = max_packet_size
         self._fragments: list[bytes] = []
@@ -187,14 +190,19 @@ async def serve_ws(
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
     max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
     handshake_timeout: float = 5.0,
+    clock: Callable[[], float] | None = None,
 ) -> asyncio.Server:
-    """Listen for WebSocket clients on any path; ``on_connection`` runs per client."""
+    """Listen for WebSocket clients on any path; ``on_connection`` runs per client.
+
+    ``clock`` stamps each connection's ``last_activity`` (default: the loop's time).
+    """
 
     def factory(request: WSUpgradeRequest) -> WsConnection:
         return WsConnection(
             max_packet_size=max_packet_size,
             max_send_buffer=max_send_buffer,
             on_connected=on_connection,
+            clock=clock,
         )
 
     server: asyncio.Server = await ws_create_server(

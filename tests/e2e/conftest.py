@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import anyio
 import pytest
 
-from tests.e2e.harness import Cluster, RawClient, run_cluster
+from cirno.harness import Cluster, RawClient, run_cluster
 
 TENANT = "acme"
 SECRET = "acme-secret-0123456789-abcdefghijklmn"

@@ -16,6 +16,7 @@ import jwt
 import pytest
 from picows import WSMsgType
 
+from cirno.harness import ADMIN_TOKEN, Cluster, RawClient, make_token
 from data_plane.cluster.protocol import HANDSHAKE_COMMAND, META_GATEWAY, META_SECRET
 from data_plane.transport.connection import CloseCode
 from data_plane.transport.tcp import TcpConnection
@@ -31,7 +32,6 @@ from data_plane.wire import (
     pb,
 )
 from tests.e2e.conftest import OTHER_SECRET, OTHER_TENANT, SECRET, TENANT
-from tests.e2e.harness import ADMIN_TOKEN, Cluster, RawClient, make_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 

@@ -7,9 +7,9 @@ import uuid
 import anyio
 import pytest
 
+from cirno.harness import Cluster, RawClient, make_token
 from data_plane.wire import Command, Flag, Status, pb
 from tests.e2e.conftest import SECRET, TENANT
-from tests.e2e.harness import Cluster, RawClient, make_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 

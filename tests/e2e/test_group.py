@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from cirno.harness import Cluster, RawClient
 from data_plane.wire import Command, Status, pb
-from tests.e2e.harness import Cluster, RawClient
 from tests.e2e.test_chat import index, online, send, unique
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import anyio
+import httpx
 import pytest
 
+from cirno.harness import Cluster, RawClient, make_token
 from data_plane.transport.connection import CloseCode
 from data_plane.wire import BasicCode, Command, Flag, Status, pb
 from tests.e2e.conftest import SECRET, TENANT
-from tests.e2e.harness import Cluster, RawClient, make_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -137,21 +138,51 @@ async def test_second_signin_on_a_live_connection_is_forbidden(cluster: Cluster)
     client.close()
 
 
+# The exact idle and login deadlines are tested on a fake clock in
+# tests/gateway/test_timers.py; here a real process must show the same behaviour, so
+# these tests wait for what it does (a close), bounded, never for a fixed time.
+
+
 async def test_idle_connection_times_out(cluster: Cluster) -> None:
     client = await _tcp(cluster)
-    await client.login(make_token(TENANT, "idler", SECRET))
+    answer = await client.login(make_token(TENANT, "idler", SECRET))
+    assert answer.status == Status.SUCCESS
+    before = _closes(cluster, CloseCode.IDLE_TIMEOUT)
     code, reason = await client.closed(timeout=10)
     assert code == CloseCode.IDLE_TIMEOUT
     assert "idle" in reason
+    for _ in range(100):  # the gateway counts the close once its task ended: up to 5 s
+        if _closes(cluster, CloseCode.IDLE_TIMEOUT) > before:
+            break
+        await anyio.sleep(0.05)
+    assert _closes(cluster, CloseCode.IDLE_TIMEOUT) == before + 1
 
 
 async def test_pings_keep_a_connection_alive(cluster: Cluster) -> None:
     client = await _ws(cluster)
-    await client.login(make_token(TENANT, "keeper", SECRET))
-    for _ in range(5):  # 5 s of activity with a 3 s idle timeout
-        await anyio.sleep(1.0)
-        assert (await client.ping()).code == BasicCode.PONG
+    assert (await client.login(make_token(TENANT, "keeper", SECRET))).status == Status.SUCCESS
+    # A connection that logged in after it and stays silent: once the gateway closed that
+    # one for idleness, more than the idle timeout has passed for the pinging one too.
+    idler = await _ws(cluster)
+    assert (await idler.login(make_token(TENANT, "sleeper", SECRET))).status == Status.SUCCESS
+    closed: tuple[int, str] | None = None
+    with anyio.fail_after(10):  # the idle timeout is 3 s
+        while closed is None:
+            assert (await client.ping()).code == BasicCode.PONG
+            with anyio.move_on_after(0.5):  # pings paced by the awaited close, not a sleep
+                closed = await idler.closed(timeout=10)
+    assert closed == (CloseCode.IDLE_TIMEOUT, "idle timeout")
+    assert (await client.ping()).code == BasicCode.PONG
     client.close()
+
+
+def _closes(cluster: Cluster, code: int) -> float:
+    """The gateway's count of connections it closed with ``code`` (its metrics)."""
+    text = httpx.get(cluster.metrics_urls["gateway"], timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(f'cirno_gateway_closes_total{{code="{code}"}} '):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 async def test_clients_cannot_send_link_commands(cluster: Cluster) -> None:

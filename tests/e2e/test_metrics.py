@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from cirno.harness import Cluster, RawClient, make_token
 from tests.e2e.conftest import SECRET, TENANT
-from tests.e2e.harness import Cluster, RawClient, make_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import anyio
 import pytest
 
+from cirno.harness import RawClient, Topology, make_token, run_topology
 from data_plane.cluster.selection import rendezvous_pick
 from data_plane.wire import Command, Status, pb
-from tests.e2e.harness import RawClient, Topology, make_token, run_topology
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.redis, pytest.mark.anyio]
 

@@ -21,9 +21,7 @@ import anyio
 import httpx
 import pytest
 
-from data_plane.transport.connection import CloseCode
-from data_plane.wire import Status, pb
-from tests.e2e.harness import (
+from cirno.harness import (
     ADMIN_TOKEN,
     RawClient,
     Topology,
@@ -31,6 +29,8 @@ from tests.e2e.harness import (
     make_token,
     run_topology,
 )
+from data_plane.transport.connection import CloseCode
+from data_plane.wire import Status, pb
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.redis, pytest.mark.anyio]
 

@@ -12,9 +12,9 @@ import anyio
 import httpx
 import pytest
 
+from cirno.harness import ADMIN_TOKEN, RawClient, Topology, make_token, run_topology
 from data_plane.storage.ids import SnowflakeIds
 from data_plane.wire import Command, Status, pb
-from tests.e2e.harness import ADMIN_TOKEN, RawClient, Topology, make_token, run_topology
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.redis, pytest.mark.anyio]
 

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
+from cirno.harness import free_port, make_token
 from cirno_sdk import Client
-from tests.e2e.harness import free_port, make_token
 from tests.services import MYSQL_ENV, service_url, services_required
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mysql]

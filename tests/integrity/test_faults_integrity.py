@@ -18,9 +18,9 @@ from pathlib import Path
 import anyio
 import pytest
 
+from cirno.harness import Topology, make_token, run_topology
 from cirno.verify import IntegrityConfig, IntegrityReport, harness_options, run_integrity
 from cirno_sdk import Client, Target, route_resolver
-from tests.e2e.harness import Topology, make_token, run_topology
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.redis, pytest.mark.anyio]
 

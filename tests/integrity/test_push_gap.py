@@ -22,10 +22,10 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
+from cirno.harness import RawClient, Topology, make_token, run_topology
 from cirno_sdk import Client, ClientOptions, Disconnected, Event, Message, Reconnected
 from data_plane.cluster.selection import rendezvous_pick
 from data_plane.wire import Command, Status, pb
-from tests.e2e.harness import RawClient, Topology, make_token, run_topology
 from tests.private_redis import PrivateRedis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.anyio]

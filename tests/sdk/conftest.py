@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
+from cirno.harness import Cluster, RawClient, make_token, run_cluster
 from data_plane.wire import Status
-from tests.e2e.harness import Cluster, RawClient, make_token, run_cluster
 
 TENANT = "sdkco"
 SECRET = "sdkco-secret-0123456789-abcdefghijklmnop"

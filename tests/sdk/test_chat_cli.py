@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from cirno.chat import format_message, mint_token, run
+from cirno.harness import Cluster
 from cirno_sdk import Client, ClientOptions, Direction, Message
-from tests.e2e.harness import Cluster
 from tests.sdk.conftest import SECRET, TENANT, tcp_url, token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from cirno.harness import Cluster, make_token
 from cirno_sdk import (
     Client,
     ClientOptions,
@@ -28,7 +29,6 @@ from cirno_sdk import (
 )
 from cirno_sdk.store import Store
 from data_plane.wire import Command, Status
-from tests.e2e.harness import Cluster, make_token
 from tests.sdk.conftest import TENANT, tcp_url, token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]

@@ -1,4 +1,4 @@
-"""1:1 chat, acks and offline sync (DESIGN.md §3).
+"""1:1 chat and acks (DESIGN.md §3); offline sync is in :mod:`.sync`.
 
 ``chat.user.talk`` stores the message (content once, one inbox row for the receiver and
 one for the sender) and answers ``MessageResp`` only after the commit; then it pushes to
@@ -17,15 +17,12 @@ import logging
 
 from data_plane.logic.context import GatewayHub, Request
 from data_plane.logic.tenant_stores import TenantStores
-from data_plane.storage.base import Location, SessionStore
 from data_plane.storage.errors import SessionStoreUnavailable
-from data_plane.storage.messages_base import SendResult
+from data_plane.storage.messages.protocol import SendResult
+from data_plane.storage.sessions.protocol import Location, SessionStore
 from data_plane.wire import Command, LogicPacket, Status, pb
 
 log = logging.getLogger(__name__)
-
-INDEX_PAGE_SIZE = 1000
-MAX_CONTENT_IDS = 200
 
 
 def message_push(
@@ -94,7 +91,7 @@ async def push_to_accounts(
 
 
 class ChatHandlers:
-    """``chat.user.talk``, ``chat.talk.ack``, ``chat.offline.index``/``content``."""
+    """``chat.user.talk`` and ``chat.talk.ack``."""
 
     def __init__(self, stores: TenantStores, sessions: SessionStore, hub: GatewayHub) -> None:
         self._stores = stores
@@ -157,52 +154,3 @@ class ChatHandlers:
             return
         await store.ack(request.tenant, request.account, request.device, req.messageId)
         request.reply()
-
-    async def offline_index(self, request: Request) -> None:
-        """Inbox entries strictly after ``message_id`` (after the read index when 0)."""
-        store = await self._stores.get(request.tenant)
-        req = request.packet.parse_body(pb.MessageIndexReq)
-        if req.message_id < 0:
-            request.fail(Status.INVALID_PACKET_BODY, "message_id must not be negative")
-            return
-        page = await store.list_index(
-            request.tenant, request.account, request.device, req.message_id, INDEX_PAGE_SIZE
-        )
-        resp = pb.MessageIndexResp(has_more=page.has_more)
-        for entry in page.entries:
-            resp.indexes.add(
-                message_id=entry.message_id,
-                direction=int(entry.direction),
-                send_time=entry.send_time,
-                accountB=entry.account_b,
-                group=entry.group_id,
-                seq=entry.seq,
-            )
-        request.reply(body=resp)
-
-    async def offline_content(self, request: Request) -> None:
-        """Contents of messages in the caller's inbox, in the requested order."""
-        store = await self._stores.get(request.tenant)
-        req = request.packet.parse_body(pb.MessageContentReq)
-        ids = list(req.message_ids)
-        if not ids:
-            request.fail(Status.INVALID_PACKET_BODY, "message_ids is empty")
-            return
-        if len(ids) > MAX_CONTENT_IDS:
-            request.fail(Status.TOO_LARGE, f"at most {MAX_CONTENT_IDS} ids per request")
-            return
-        contents = await store.get_contents(request.tenant, request.account, ids)
-        missing = sorted(set(ids) - {c.message_id for c in contents})
-        if missing:
-            shown = ", ".join(str(i) for i in missing[:20])
-            request.fail(Status.NOT_FOUND, f"not in your inbox: {shown}")
-            return
-        resp = pb.MessageContentResp()
-        for content in contents:
-            resp.contents.add(
-                messageId=content.message_id,
-                type=content.type,
-                body=content.body.decode("utf-8", "replace"),
-                extra=content.extra,
-            )
-        request.reply(body=resp)

@@ -1,7 +1,8 @@
-"""Real processes for end-to-end tests: ``cirno up`` on free ports, and raw clients.
+"""Real processes on free ports: ``cirno up`` (:func:`run_cluster`) and each role as its
+own process (:func:`run_topology`), plus the token a tenant backend would mint.
 
-Nothing here is mocked: the fixture runs the same console script a user runs, with its
-own data directory, and the clients speak the wire protocol over real sockets.
+Nothing here is mocked: it runs the same console script a user runs, with its own data
+directory, so tests and benchmarks exercise exactly what is deployed.
 """
 
 from __future__ import annotations
@@ -12,30 +13,13 @@ import socket
 import subprocess
 import sys
 import time
-import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
-import anyio
 import httpx
 import jwt
-
-from data_plane.transport.connection import PacketConnection
-from data_plane.transport.errors import ConnectionClosed
-from data_plane.transport.tcp import connect_tcp
-from data_plane.transport.ws import connect_ws
-from data_plane.wire import (
-    BasicPacket,
-    Command,
-    Flag,
-    LogicPacket,
-    Packet,
-    decode_packet,
-    pb,
-)
 
 ADMIN_TOKEN = "e2e-admin-token"
 
@@ -189,103 +173,6 @@ def make_token(
     headers = {"kid": kid} if kid else None
     claims = {"acc": account, "app": tenant, "exp": int(time.time() + ttl)}
     return jwt.encode(claims, secret, algorithm="HS256", headers=headers)
-
-
-class RawClient:
-    """A minimal protocol client over one real connection, for end-to-end tests."""
-
-    opened: ClassVar[weakref.WeakSet[RawClient]] = weakref.WeakSet()
-    """Every client not yet garbage-collected, so a fixture can close what a test left."""
-
-    def __init__(self, conn: PacketConnection) -> None:
-        self.conn = conn
-        RawClient.opened.add(self)
-        self._sequence = 0
-        self._pending: list[Packet] = []
-
-    @classmethod
-    async def websocket(cls, url: str) -> RawClient:
-        """Connect over WebSocket."""
-        return cls(await connect_ws(url))
-
-    @classmethod
-    async def tcp(cls, addr: tuple[str, int]) -> RawClient:
-        """Connect over TCP."""
-        return cls(await connect_tcp(*addr))
-
-    def send_raw(self, data: bytes) -> None:
-        """Send bytes as one packet (one WebSocket message or one TCP frame)."""
-        assert self.conn.send(data), f"send refused; connection closed: {self.conn.close_reason}"
-
-    def request(self, command: str, body: bytes | object = b"", *, dest: str = "") -> int:
-        """Send a request; returns its sequence."""
-        self._sequence += 1
-        payload = body.SerializeToString() if hasattr(body, "SerializeToString") else body
-        assert isinstance(payload, bytes)
-        packet = LogicPacket.request(command, payload, sequence=self._sequence, dest=dest)
-        self.send_raw(packet.encode())
-        return self._sequence
-
-    async def _take(self, wanted: Callable[[Packet], bool], timeout: float) -> Packet:
-        """The first packet (already received or arriving) that ``wanted`` accepts; the
-        others are kept, in order, for later calls."""
-        with anyio.fail_after(timeout):
-            while True:
-                for index, packet in enumerate(self._pending):
-                    if wanted(packet):
-                        return self._pending.pop(index)
-                for raw in await self.conn.receive():
-                    self._pending.append(decode_packet(raw))
-
-    async def next_packet(self, timeout: float = 5.0) -> Packet:
-        """The next packet from the server."""
-        return await self._take(lambda packet: True, timeout)
-
-    async def response(self, sequence: int, timeout: float = 5.0) -> LogicPacket:
-        """The response to ``sequence``; pushes that arrive first are kept for later."""
-        packet = await self._take(
-            lambda p: (
-                isinstance(p, LogicPacket) and p.flag == Flag.RESPONSE and p.sequence == sequence
-            ),
-            timeout,
-        )
-        assert isinstance(packet, LogicPacket)
-        return packet
-
-    async def push(self, command: str, timeout: float = 5.0) -> LogicPacket:
-        """The next push of ``command``."""
-        packet = await self._take(
-            lambda p: isinstance(p, LogicPacket) and p.flag == Flag.PUSH and p.command == command,
-            timeout,
-        )
-        assert isinstance(packet, LogicPacket)
-        return packet
-
-    async def login(self, token: str, *, device: str = "", timeout: float = 5.0) -> LogicPacket:
-        """Send ``login.signin`` and return its response."""
-        seq = self.request(Command.LOGIN_SIGNIN, pb.LoginReq(token=token, device=device))
-        return await self.response(seq, timeout)
-
-    async def ping(self, timeout: float = 5.0) -> BasicPacket:
-        """Send a BasicPkt ping and return the answer."""
-        self.send_raw(BasicPacket.ping().encode())
-        packet = await self._take(lambda p: isinstance(p, BasicPacket), timeout)
-        assert isinstance(packet, BasicPacket)
-        return packet
-
-    async def closed(self, timeout: float = 5.0) -> tuple[int, str]:
-        """Wait until the server closes the connection; returns (code, reason)."""
-        with anyio.fail_after(timeout):
-            while True:
-                try:
-                    for raw in await self.conn.receive():
-                        self._pending.append(decode_packet(raw))
-                except ConnectionClosed as exc:
-                    return exc.code, exc.reason
-
-    def close(self) -> None:
-        """Close from the client side."""
-        self.conn.close()
 
 
 @dataclass

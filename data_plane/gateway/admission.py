@@ -1,0 +1,181 @@
+"""Login admission: the first packet of a connection, checked here, answered upstream.
+
+The first packet must be ``login.signin``. The token is verified here (the gateway
+knows the tenants' keys); a refused token gets a response with status Unauthorized (105)
+and an ``ErrorResp`` reason, then the connection closes with code 4001. An accepted
+login gets a channel id containing the account and is forwarded to the logic node that
+owns the account, which has ``logic_request_timeout`` to answer; its answer goes back
+to the client, and only a Success makes the channel live. A tenant's
+``max_connections`` holds across the cluster (see :mod:`data_plane.gateway.quota`): a
+login over it gets QuotaExceeded (430) and close 4006.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import NoReturn
+
+from data_plane.cluster.protocol import (
+    DEFAULT_DEVICE,
+    META_ACCOUNT,
+    META_CLIENT_VERSION,
+    META_DEVICE,
+    META_GATEWAY,
+    META_TENANT,
+)
+from data_plane.cluster.tenants import TenantDirectory
+from data_plane.gateway.auth import AuthError, verify_token
+from data_plane.gateway.channel import Channel, error_body
+from data_plane.gateway.clock import Clock
+from data_plane.gateway.limits import TokenBucket
+from data_plane.gateway.router import ChannelRouter
+from data_plane.gateway.settings import GatewaySettings
+from data_plane.metrics import LOGINS
+from data_plane.transport.connection import CloseCode, PacketConnection
+from data_plane.wire import (
+    BasicPacket,
+    Command,
+    LogicPacket,
+    MalformedPacket,
+    Meta,
+    PacketTooLarge,
+    ProtocolError,
+    Status,
+    decode_packet,
+    encode_meta,
+    pb,
+)
+
+MAX_DEVICE_LENGTH = 32
+MAX_CLIENT_VERSION_LENGTH = 32
+
+
+class LoginRefused(Exception):
+    """Login failed; the client has been answered and the connection closed."""
+
+
+def decode_or_close(
+    conn: PacketConnection, raw: bytes, max_size: int
+) -> LogicPacket | BasicPacket | None:
+    """Decode one client packet; on a bad one close ``conn`` (1009/1002), return None."""
+    try:
+        return decode_packet(raw, max_size=max_size)
+    except PacketTooLarge as exc:
+        conn.close(CloseCode.TOO_BIG, str(exc))
+    except ProtocolError as exc:
+        conn.close(CloseCode.PROTOCOL_ERROR, str(exc))
+    return None
+
+
+class LoginAdmission:
+    """Turns a connection's first packet into a live :class:`Channel`, or refuses it."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        directory: TenantDirectory,
+        router: ChannelRouter,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.router = router
+        self.clock = clock
+        self._channel_numbers = itertools.count(1)
+
+    async def admit(
+        self, conn: PacketConnection, batch: list[bytes]
+    ) -> tuple[Channel | None, list[bytes]]:
+        """Handle the first packet (which must be ``login.signin``); the rest of ``batch``
+        is returned to be forwarded once the login succeeded. Raises
+        :class:`LoginRefused` when the login was answered with a failure."""
+        packet = decode_or_close(conn, batch[0], self.settings.max_packet_size)
+        if packet is None:
+            return None, []
+        if not isinstance(packet, LogicPacket) or packet.command != Command.LOGIN_SIGNIN:
+            _refuse(conn, packet, Status.UNAUTHORIZED, "login.signin must be the first packet")
+        assert isinstance(packet, LogicPacket)
+        try:
+            req = packet.parse_body(pb.LoginReq)
+        except MalformedPacket as exc:
+            _refuse(conn, packet, Status.INVALID_PACKET_BODY, f"bad LoginReq: {exc}")
+        try:
+            claims = await verify_token(req.token, self.directory.lookup)
+        except AuthError as exc:
+            _refuse(conn, packet, Status.UNAUTHORIZED, str(exc))
+        device = req.device or DEFAULT_DEVICE
+        if len(device) > MAX_DEVICE_LENGTH or not device.isprintable() or "," in device:
+            _refuse(conn, packet, Status.INVALID_PACKET_BODY, "device must be 1-32 characters")
+        version = req.client_version[:MAX_CLIENT_VERSION_LENGTH]
+        quotas = claims.tenant_info
+        quota = self.router.quota
+        if not quota.admits(claims.tenant, quotas.max_connections):
+            reason = f"tenant connection quota of {quotas.max_connections} is used up"
+            _refuse(conn, packet, Status.QUOTA_EXCEEDED, reason)
+        gateway_id = self.settings.gateway_id
+        channel = Channel(
+            id=f"{gateway_id}_{claims.account}_{next(self._channel_numbers)}",
+            conn=conn,
+            tenant=claims.tenant,
+            account=claims.account,
+            device=device,
+            client_version=version,
+            meta=(
+                Meta(META_TENANT, claims.tenant),
+                Meta(META_ACCOUNT, claims.account),
+                Meta(META_DEVICE, device),
+                Meta(META_GATEWAY, gateway_id),
+                Meta(META_CLIENT_VERSION, version),
+            ),
+        )
+        channel.meta_raw = encode_meta(channel.meta)
+        if quotas.messages_per_second > 0:
+            channel.bucket = TokenBucket(quotas.messages_per_second, self.clock.now)
+        self.router.channels[channel.id] = channel
+        quota.acquire(channel.tenant)  # no suspension since admits(): the slot is ours
+        channel.counted = True
+        try:
+            await self._ask_logic(channel, packet)
+        except BaseException:
+            self.router.drop_channel(channel)
+            raise
+        channel.logged_in = True
+        LOGINS.labels("ok").inc()
+        return channel, batch[1:]
+
+    async def _ask_logic(self, channel: Channel, packet: LogicPacket) -> None:
+        """Forward the login to the account's logic node and relay its answer; returns
+        only on Success."""
+        conn, pool, timeout = channel.conn, self.router.pool, self.settings.logic_request_timeout
+        if not pool.ready.is_set():
+            with self.clock.move_on_after(timeout):
+                await pool.ready.wait()
+        if not self.router.send_to_logic(channel, packet):
+            _refuse(conn, packet, Status.SYSTEM_EXCEPTION, "no logic node available")
+        with self.clock.move_on_after(timeout):
+            await channel.login_done.wait()
+        answer = channel.login_answer
+        if answer is None:
+            _refuse(conn, packet, Status.SYSTEM_EXCEPTION, "login timed out upstream")
+        conn.send(answer.encode())
+        if answer.status != Status.SUCCESS:
+            LOGINS.labels("refused_upstream").inc()
+            conn.close(CloseCode.POLICY_VIOLATION, f"login failed with status {answer.status}")
+            raise LoginRefused
+
+
+def _refuse(
+    conn: PacketConnection, packet: LogicPacket | BasicPacket, status: int, reason: str
+) -> NoReturn:
+    """Answer ``packet`` with ``status`` and ``reason``, close, raise LoginRefused."""
+    LOGINS.labels(Status(status).name.lower()).inc()
+    if isinstance(packet, LogicPacket):
+        answer = packet.replace(meta=(), dest="").response(status, error_body(reason))
+        conn.send(answer.encode())
+    code = {
+        Status.UNAUTHORIZED: CloseCode.UNAUTHORIZED,
+        Status.SYSTEM_EXCEPTION: CloseCode.TRY_AGAIN_LATER,
+        Status.QUOTA_EXCEEDED: CloseCode.QUOTA_EXCEEDED,
+    }.get(Status(status), CloseCode.POLICY_VIOLATION)
+    conn.close(code, reason)
+    raise LoginRefused(reason)

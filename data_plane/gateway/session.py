@@ -1,0 +1,163 @@
+"""One client connection from accept to close: login deadline, pump, end.
+
+Each client connection (WebSocket or TCP, one :class:`PacketConnection` either way)
+gets one task running :meth:`ClientSessions.serve`:
+
+1. **Login.** The first packet must arrive within ``login_timeout`` (else close 4004);
+   :class:`~data_plane.gateway.admission.LoginAdmission` handles it.
+2. **Pump.** Every further packet is decoded (header only; the body passes through)
+   in the transport's callback as it arrives, pings are answered here, and logic
+   packets are forwarded with the client's meta replaced by the gateway's (tenant,
+   account, device, gateway). A connection silent for ``idle_timeout`` is closed
+   (4005) by an :class:`IdleWatchdog`.
+3. **End.** The channel is dropped and the logic node is told (``login.signout``), so
+   it removes the location if that location still belongs to this channel.
+
+Every timer reads the injected :class:`~data_plane.gateway.clock.Clock`, and the
+connection's ``last_activity`` must be stamped by the same clock (the gateway passes
+``clock.now`` to its listeners).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from data_plane.cluster.protocol import INTERNAL_PREFIXES
+from data_plane.gateway.admission import LoginAdmission, LoginRefused, decode_or_close
+from data_plane.gateway.channel import PONG, Channel
+from data_plane.gateway.clock import Clock, Timer
+from data_plane.gateway.router import ChannelRouter
+from data_plane.gateway.settings import GatewaySettings
+from data_plane.metrics import CLOSES, CONNECTIONS
+from data_plane.transport.connection import CloseCode, PacketConnection
+from data_plane.transport.errors import ConnectionClosed
+from data_plane.wire import BasicCode, BasicPacket, Command, Flag, Status
+
+log = logging.getLogger(__name__)
+
+RATE_LIMITED_COMMANDS = frozenset({Command.CHAT_USER_TALK, Command.CHAT_GROUP_TALK})
+
+
+class ClientSessions:
+    """Serves client connections: one :meth:`serve` call per connection."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        admission: LoginAdmission,
+        router: ChannelRouter,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.admission = admission
+        self.router = router
+        self.clock = clock
+
+    async def serve(self, conn: PacketConnection) -> None:
+        """Run ``conn`` from login to close; never raises (errors close it with 1011)."""
+        channel: Channel | None = None
+        connections = CONNECTIONS.labels(conn.kind)
+        connections.inc()
+        try:
+            batch: list[bytes] = []
+            with self.clock.move_on_after(self.settings.login_timeout):
+                batch = await conn.receive()
+            if not batch:
+                conn.close(CloseCode.LOGIN_TIMEOUT, "no login within the login timeout")
+                return
+            channel, pending = await self.admission.admit(conn, batch)
+            if channel is None:
+                return
+            if pending:
+                self.forward_batch(channel, pending)
+            await self.pump(channel)
+        except (ConnectionClosed, LoginRefused):
+            pass
+        except Exception:
+            log.exception("client %s failed", conn.remote_address)
+            conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            if channel is not None:
+                self.router.drop_channel(channel)
+            conn.close(CloseCode.NORMAL, "")
+            connections.dec()
+            reason = conn.close_reason
+            CLOSES.labels(str(reason.code) if reason else "?").inc()
+
+    async def pump(self, channel: Channel) -> None:
+        """Serve a logged-in ``channel`` until its connection closes (by either side, or
+        by the idle watchdog)."""
+        conn = channel.conn
+        # One timer per connection rather than a cancel scope per receive: a scope costs
+        # more than handling the packets it waits for.
+        watchdog = IdleWatchdog(conn, self.settings.idle_timeout, self.clock)
+        try:
+            # Packets are handled in the transport's callback, as they are decoded: no
+            # task wake-up per read. A handler error closes the connection with 1011.
+            conn.set_receiver(lambda batch: self.forward_batch(channel, batch))
+            await conn.wait_closed()
+        finally:
+            watchdog.cancel()
+
+    def forward_batch(self, channel: Channel, batch: list[bytes]) -> bool:
+        """Handle client packets in order; False once the connection was closed."""
+        conn, router = channel.conn, self.router
+        for raw in batch:
+            packet = decode_or_close(conn, raw, self.settings.max_packet_size)
+            if packet is None:
+                return False
+            if isinstance(packet, BasicPacket):
+                if packet.code == BasicCode.PING:
+                    conn.send(PONG)
+                continue
+            if packet.flag != Flag.REQUEST:
+                continue  # clients only send requests; stray responses are ignored
+            if packet.command == Command.LOGIN_SIGNIN:
+                router.answer(channel, packet, Status.FORBIDDEN, "already logged in")
+                continue
+            if packet.command.startswith(INTERNAL_PREFIXES):
+                reason = f"unknown command {packet.command!r}"
+                router.answer(channel, packet, Status.NOT_IMPLEMENTED, reason)
+                continue
+            if (
+                channel.bucket is not None
+                and packet.command in RATE_LIMITED_COMMANDS
+                and not channel.bucket.allow()
+            ):
+                reason = f"over {channel.bucket.rate:g} messages per second"
+                router.answer(channel, packet, Status.RATE_LIMITED, reason)
+                continue
+            if not router.send_to_logic(channel, packet):
+                router.answer(channel, packet, Status.SYSTEM_EXCEPTION, "no logic node available")
+        return True
+
+
+class IdleWatchdog:
+    """Closes ``conn`` with IDLE_TIMEOUT once no frame arrived for ``idle`` seconds.
+
+    One timer on ``clock``, re-armed for the time left whenever it fires early: activity
+    only moves ``conn.last_activity`` forward (stamped by the same clock), it never
+    touches the timer.
+    """
+
+    __slots__ = ("_clock", "_conn", "_idle", "_timer")
+
+    def __init__(self, conn: PacketConnection, idle: float, clock: Clock) -> None:
+        self._conn = conn
+        self._idle = idle
+        self._clock = clock
+        self._timer: Timer = clock.call_at(conn.last_activity + idle, self._check)
+
+    def _check(self) -> None:
+        conn = self._conn
+        if conn.is_closed:
+            return
+        deadline = conn.last_activity + self._idle
+        if self._clock.now() >= deadline:
+            conn.close(CloseCode.IDLE_TIMEOUT, "idle timeout")
+        else:
+            self._timer = self._clock.call_at(deadline, self._check)
+
+    def cancel(self) -> None:
+        """Stop watching (the pump has ended)."""
+        self._timer.cancel()
