@@ -35,8 +35,6 @@ from collections.abc import AsyncIterator
 from typing import TextIO
 from urllib.parse import urlsplit
 
-import jwt
-
 from cirno.options import described
 from cirno_sdk import (
     Backoff,
@@ -50,6 +48,7 @@ from cirno_sdk import (
     Message,
     Reconnected,
 )
+from data_plane.cluster import identity
 
 TOKEN_TTL_SECONDS = 24 * 3600
 HELP = "commands: @<account> <text> | #<group> <text> | /create <name> <members...> | " + (
@@ -66,10 +65,9 @@ DESCRIPTION = (
 )
 
 
-def mint_token(tenant: str, account: str, secret: str, ttl: float = TOKEN_TTL_SECONDS) -> str:
-    """A user token as a tenant backend mints it: HS256, claims acc/app/exp."""
-    claims = {"acc": account, "app": tenant, "exp": int(time.time() + ttl)}
-    return jwt.encode(claims, secret, algorithm="HS256")
+def mint_token(tenant: str, account: str, secret: str, ttl: int = TOKEN_TTL_SECONDS) -> str:
+    """A user token as a tenant backend mints it: HS256, claims acc/app/iat/exp, no kid."""
+    return identity.mint_token(secret, None, tenant, account, int(time.time()), ttl)
 
 
 def default_url() -> str:
