@@ -21,9 +21,10 @@ one timer per connection, driven by the parser's own callbacks:
   connection. A connection closed in the middle of a body makes the app's ``receive``
   return ``http.disconnect``, as any client that goes away does.
 
-Between requests uvicorn's keep-alive timeout applies as before. Header bytes (request
-line, names and values) are counted as the parser hands them over; beyond
-``max_header_bytes`` the request is answered ``431`` and the connection closed.
+Between requests uvicorn's keep-alive timeout applies as before. The bytes of a request
+line and headers are counted as they are read (a read that ends the headers counts up
+to its blank line); beyond ``max_header_bytes`` the request is answered ``431`` and the
+connection closed before the parser sees the read.
 Upgraded (WebSocket) connections leave this protocol and its timer behind.
 """
 
@@ -39,9 +40,8 @@ from control_plane.settings import (
     DEFAULT_MAX_HEADER_BYTES,
 )
 
-
-class HeadersTooLarge(Exception):
-    """Raised inside a parser callback to stop parsing an oversized header block."""
+_HEADERS, _BODY, _IDLE = "headers", "body", "idle"
+"""What the connection is reading: a request line and headers, a body, or nothing."""
 
 
 def _answer(status: bytes, text: bytes) -> bytes:
@@ -62,82 +62,80 @@ class ReadDeadlineProtocol(HttpToolsProtocol):
 
     The limits are class attributes: :func:`read_deadline_protocol` makes a subclass
     with the configured values (uvicorn builds protocols itself, from a class).
+
+    Per request the protocol only notes a deadline (two ``loop.time()`` reads): its one
+    timer per connection is armed at connect and, each time it fires, either closes a
+    late connection or re-arms itself for the deadline now in force, so a fast request
+    never schedules or cancels a timer.
     """
 
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
 
-    _read_timer: TimerHandle | None = None
-    _reading_body = False
+    _timer: TimerHandle | None = None
+    _phase = _HEADERS
+    _deadline = 0.0
     _header_bytes = 0
-    _headers_too_large = False
 
     def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         # Before the first byte too: a connection that sends nothing is closed as well.
-        self._arm(self.header_timeout, body=False)
+        self._deadline = self.loop.time() + self.header_timeout
+        self._timer = self.loop.call_at(self._deadline, self._check_deadline)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._phase != _BODY and self._header_bytes + len(data) > self.max_header_bytes:
+            # Rare (a large read while headers are expected): measure the header part.
+            end = data.find(b"\r\n\r\n")
+            if self._header_bytes + (len(data) if end < 0 else end) > self.max_header_bytes:
+                self._header_bytes = 0
+                self.transport.write(_TOO_LARGE)
+                self.transport.close()
+                return
+        super().data_received(data)
+        if self._phase == _HEADERS:
+            # Still inside the headers, so the whole read was header bytes.
+            self._header_bytes += len(data)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._header_bytes = 0
-        if self._read_timer is None:  # the first request's timer runs since connect
-            self._arm(self.header_timeout, body=False)
-
-    def on_url(self, url: bytes) -> None:
-        self._count_header_bytes(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_header_bytes(len(name) + len(value))
-        super().on_header(name, value)
+        if self._phase == _IDLE:  # the first request's deadline runs since connect
+            self._phase = _HEADERS
+            self._deadline = self.loop.time() + self.header_timeout
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
-        self._disarm()
+        self._header_bytes = 0
         if self.parser.should_upgrade() and self._should_upgrade():
-            return  # the WebSocket protocol takes the connection over
-        self._arm(self.body_timeout, body=True)
+            self._phase = _IDLE  # the WebSocket protocol takes the connection over
+            return
+        self._phase = _BODY
+        self._deadline = self.loop.time() + self.body_timeout
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._phase = _IDLE
         super().on_message_complete()
 
-    def send_400_response(self, msg: str) -> None:
-        # uvicorn answers every parser error 400; ours, raised from on_url/on_header,
-        # deserves its own status.
-        if self._headers_too_large:
-            self.transport.write(_TOO_LARGE)
-            self.transport.close()
-            return
-        super().send_400_response(msg)
-
-    def _count_header_bytes(self, size: int) -> None:
-        self._header_bytes += size
-        if self._header_bytes > self.max_header_bytes:
-            self._headers_too_large = True
-            raise HeadersTooLarge  # httptools turns it into HttpParserCallbackError
-
-    def _arm(self, seconds: float, *, body: bool) -> None:
-        self._disarm()
-        self._reading_body = body
-        self._read_timer = self.loop.call_later(seconds, self._read_timed_out)
-
-    def _disarm(self) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
-
-    def _read_timed_out(self) -> None:
-        self._read_timer = None
+    def _check_deadline(self) -> None:
+        self._timer = None
         if self.transport.is_closing():
             return
+        now = self.loop.time()
+        if self._phase == _IDLE or now < self._deadline:
+            # Between requests uvicorn's keep-alive timeout applies; look again when a
+            # request that starts now would be due.
+            wake = self._deadline if self._phase != _IDLE else now + self.header_timeout
+            self._timer = self.loop.call_at(wake, self._check_deadline)
+            return
         cycle = self.cycle
-        if self._reading_body:
+        if self._phase == _BODY:
             answered = cycle is not None and cycle.response_started
         else:
             # A new request's headers are late; the previous request (pipelined) may
