@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from fastapi.exceptions import RequestValidationError
@@ -49,9 +50,13 @@ def test_strict_json_refuses_with_a_reason(body: bytes, reason: str) -> None:
 
 @pytest.mark.anyio
 async def test_a_422_is_bounded_and_always_encodable() -> None:
-    errors = [{"type": "t", "loc": ("body", "k" * 10_000), "msg": "m", "input": "x" * 10_000}] * (
-        MAX_ERRORS * 5
-    )
+    large: dict[str, Any] = {
+        "type": "t",
+        "loc": ("body", "k" * 10_000),
+        "msg": "m",
+        "input": "x" * 10_000,
+    }
+    errors = [large] * (MAX_ERRORS * 5)
     errors.append({"type": "t", "loc": ("body",), "msg": "m", "input": float("nan")})
     errors.insert(0, {"type": "t", "loc": ("body", 0), "msg": "m", "input": "\ud800"})
     errors.insert(0, {"type": "t", "loc": ("body", "a"), "msg": "m", "input": [1, "two"]})
