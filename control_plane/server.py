@@ -7,6 +7,7 @@ import gc
 import uvicorn
 
 from control_plane.app import create_app
+from control_plane.http_protocol import read_deadline_protocol
 from control_plane.migrate import upgrade
 from control_plane.settings import ControlPlaneSettings
 
@@ -23,6 +24,15 @@ def run(settings: ControlPlaneSettings) -> None:
     ``CIRNO_TRUSTED_PROXIES``, so the app must see the real peer. No access log (at the
     ``warning`` level it was never written, but each request still formatted its
     arguments) and no ``server`` header.
+
+    Limits (``control_plane.settings``): the httptools protocol is uvicorn's own with
+    header and body read deadlines and a header size cap
+    (``control_plane.http_protocol``); ``limit_concurrency`` is one more than
+    ``max_connections`` because uvicorn counts the asking connection itself, so exactly
+    ``max_connections`` open connections are served and a request on any further one is
+    answered ``503 Service Unavailable`` with ``Connection: close`` (uvicorn's own
+    answer, before the app). Body size and strict JSON are the app's
+    (``control_plane.limits``).
     """
     upgrade(settings.database_url)
     app = create_app(settings)
@@ -35,7 +45,10 @@ def run(settings: ControlPlaneSettings) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=read_deadline_protocol(
+            settings.header_timeout, settings.body_timeout, settings.max_header_bytes
+        ),
+        limit_concurrency=settings.max_connections + 1,
         log_level="warning",
         access_log=False,
         proxy_headers=False,
