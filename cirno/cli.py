@@ -191,9 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--account")
     chat.add_argument("--secret")
     chat.add_argument("--device", default="terminal")
-    from cirno import cluster, verify
+    from cirno import cluster, verify_cli
 
-    verify.add_arguments(
+    verify_cli.add_arguments(
         sub.add_parser("verify", help="integrity check: traffic through the SDK, then count")
     )
     cluster.add_arguments(
@@ -217,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return chat_main(args)
     if args.command == "verify":
-        from cirno.verify import main as verify_main
+        from cirno.verify_cli import main as verify_main
 
         return verify_main(args)
     if args.command == "cluster":

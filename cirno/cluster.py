@@ -44,7 +44,7 @@ import subprocess
 import sys
 import time
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -223,10 +223,12 @@ def prepare_mysql(url: str) -> None:
 # -- the roles -------------------------------------------------------------------------------
 
 
-def role_environment(args: argparse.Namespace, ports: Ports, mysql_url: str) -> dict[str, str]:
-    """The environment every role process shares."""
+def role_environment(
+    args: argparse.Namespace, ports: Ports, mysql_url: str, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment every role process shares (on top of ``base``, by default ours)."""
     host = args.host
-    env = dict(os.environ)
+    env = dict(os.environ if base is None else base)
     env.update(
         {
             "CIRNO_DATA_DIR": str(Path(args.data_dir).resolve()),
@@ -253,25 +255,41 @@ def role_environment(args: argparse.Namespace, ports: Ports, mysql_url: str) -> 
     return env
 
 
-def role(name: str, env: dict[str, str], extra: dict[str, str]) -> Start:
-    """A function starting ``cirno <name>`` with ``env`` plus ``extra``."""
+def role(name: str, env: dict[str, str], extra: dict[str, str], log: Path | None = None) -> Start:
+    """A function starting ``cirno <name>`` with ``env`` plus ``extra``; its output goes
+    to ours, or is appended to ``log``."""
 
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "cirno.cli", name], env={**env, **extra}, start_new_session=True
-        )
+        command = [sys.executable, "-m", "cirno.cli", name]
+        if log is None:
+            return subprocess.Popen(command, env={**env, **extra}, start_new_session=True)
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                command,
+                env={**env, **extra},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     return start
 
 
-def start_roles(env: dict[str, str], ports: Ports, sup: Supervisor) -> list[str]:
+def start_roles(
+    env: dict[str, str], ports: Ports, sup: Supervisor, log_dir: Path | None = None
+) -> list[str]:
     """Start the control plane, then the logic nodes, then the gateways under ``sup``,
     each stage once the previous one answers, and order the children for stopping
-    (gateways first). Returns a line per address."""
+    (gateways first). Each role's output goes to ``log_dir/<name>.log`` when given.
+    Returns a line per address."""
+
+    def log(name: str) -> Path | None:
+        return None if log_dir is None else log_dir / f"{name}.log"
+
     host = env["CIRNO_CONTROL_HOST"]
     deadline = time.monotonic() + READY_TIMEOUT
     health = f"{env['CIRNO_CONTROL_URL']}/healthz"
-    sup.add("control", role("control", env, {}))
+    sup.add("control", role("control", env, {}, log("control")))
     _await(sup, lambda: _healthy(health), "the control plane", deadline)
     lines = [f"control plane   {env['CIRNO_CONTROL_URL']}  (/docs, /healthz, /metrics)"]
     for index, port in enumerate(ports.logic, start=1):
@@ -280,7 +298,7 @@ def start_roles(env: dict[str, str], ports: Ports, sup: Supervisor) -> list[str]
             "CIRNO_LOGIC_PORT": str(port),
             "CIRNO_ID_NODE": str(index),
         }
-        sup.add(f"logic-{index}", role("logic", env, extra))
+        sup.add(f"logic-{index}", role("logic", env, extra, log(f"logic-{index}")))
         lines.append(f"logic-{index}         {host}:{port}  (gateways only, CIRNO_ID_NODE={index})")
     _await(sup, lambda: _all_open(host, ports.logic), "the logic nodes", deadline)
     for index, (ws, tcp) in enumerate(zip(ports.ws, ports.tcp, strict=True), start=1):
@@ -289,7 +307,7 @@ def start_roles(env: dict[str, str], ports: Ports, sup: Supervisor) -> list[str]
             "CIRNO_GATEWAY_WS_PORT": str(ws),
             "CIRNO_GATEWAY_TCP_PORT": str(tcp),
         }
-        sup.add(f"gw-{index}", role("gateway", env, extra))
+        sup.add(f"gw-{index}", role("gateway", env, extra, log(f"gw-{index}")))
         lines.append(f"gw-{index}            ws://{host}:{ws}/  tcp://{host}:{tcp}")
     _await(sup, lambda: _all_open(host, [*ports.ws, *ports.tcp]), "the gateways", deadline)
     sup.order(stop_rank)

@@ -15,6 +15,9 @@ non-blocking step, called every fraction of a second by the owner's loop:
 - a child that **exited with status 0** (a gateway drained with SIGTERM, a Redis node
   told to SHUTDOWN) finished on purpose: it is logged and left stopped, as systemd's
   ``Restart=on-failure`` does;
+- a child put on :meth:`Supervisor.hold` is not restarted until :meth:`Supervisor.release`
+  (which also brings back a child that exited cleanly) -- for planned outages, such as
+  a fault the integrity harness keeps down for a while;
 - :meth:`Supervisor.stop` stops every child in the order they were added (SIGTERM,
   SIGKILL after a grace period) and no child is restarted after it.
 
@@ -63,6 +66,7 @@ class Child:
     failures_in_a_row: int = 0
     restart_at: float | None = None
     finished: bool = False  # exited with 0: left stopped
+    held: bool = False  # not restarted until released
 
 
 class Supervisor:
@@ -104,13 +108,28 @@ class Supervisor:
         """Whether ``name``'s current process is alive."""
         return self._children[name].process.poll() is None
 
+    def hold(self, name: str) -> subprocess.Popen[bytes]:
+        """Do not restart ``name`` until :meth:`release`; its current process."""
+        child = self._children[name]
+        child.held = True
+        return child.process
+
+    def release(self, name: str) -> None:
+        """Supervise ``name`` again; if it is not running, the next :meth:`check` starts it
+        (counted as a restart)."""
+        child = self._children[name]
+        child.held = False
+        if child.process.poll() is not None:
+            child.finished = False
+            child.restart_at = self._clock()
+
     def check(self) -> None:
         """One step: notice exits, schedule restarts, start the ones that are due."""
         if self._stopped:
             return
         now = self._clock()
         for child in self._children.values():
-            if child.finished:
+            if child.finished or child.held:
                 continue
             if child.restart_at is not None:
                 if now >= child.restart_at:

@@ -1,0 +1,156 @@
+"""The ``cirno verify`` command: arguments, an optional cluster of its own, the report.
+
+Without ``--faults`` it drives traffic through the gateways given with ``--url`` (or
+``--route``). With ``--faults`` it starts the ``cirno cluster`` topology itself
+(:class:`~cirno.verify_faults.ManagedCluster`, under ``--data-dir``, MySQL from
+``CIRNO_MYSQL_URL``), creates the tenant, and injects the faults one after another
+during the traffic, so that it can kill, cut and restart what it owns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from cirno.verify import RECEIVER_KINDS, FaultStep, IntegrityConfig, run_integrity
+from cirno.verify_check import IntegrityReport
+from cirno.verify_faults import FAULTS, Fault, ManagedCluster, parse_faults
+from cirno_sdk import CirnoError
+
+DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306/cirno_verify"
+MANAGED_TENANT = "verify"
+MANAGED_SECRET = "verify-tenant-secret-0123456789-abcdefgh"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``cirno verify``."""
+    parser.add_argument(
+        "--url",
+        action="append",
+        dest="urls",
+        metavar="URL",
+        help="a gateway (ws://host:port/ or tcp://host:port); repeat for several "
+        "(default ws://127.0.0.1:8000/)",
+    )
+    parser.add_argument("--route", metavar="CONTROL_URL", help="ask GET /v1/route instead")
+    parser.add_argument("--tenant", help="required unless --faults (which makes its own)")
+    parser.add_argument("--secret", help="the tenant's secret (mints tokens)")
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--groups", type=int, default=2)
+    parser.add_argument("--duration", type=float, help="seconds of traffic (default 10)")
+    parser.add_argument("--messages", type=int, help="stop after this many sends in total")
+    parser.add_argument("--rate", type=float, default=2.0, help="messages/s per user")
+    parser.add_argument("--group-share", type=float, default=0.25)
+    parser.add_argument("--quiet", type=float, default=3.0, help="seconds before the final sync")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--receivers",
+        choices=RECEIVER_KINDS,
+        default="sdk",
+        help="SDK receivers, kim-style receivers (ack newest, sync after the ack, no gap "
+        "filling), or both",
+    )
+    parser.add_argument("--kim-ack-interval", type=float, default=3.0)
+    parser.add_argument(
+        "--faults",
+        help=f"'all' or a comma-separated list of {', '.join(FAULTS)}; starts a cluster of its own",
+    )
+    parser.add_argument(
+        "--fault-down", type=float, help="seconds each fault lasts (default: per fault)"
+    )
+    parser.add_argument("--fault-gap", type=float, default=5.0, help="seconds between faults")
+    parser.add_argument(
+        "--data-dir", default="data/verify", help="the own cluster's data (with --faults)"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``cirno verify``: 0 when nothing was lost, duplicated or out of order."""
+    try:
+        faults = parse_faults(args.faults) if args.faults else []
+        managed = bool(args.faults)
+        if not managed and not (args.tenant and args.secret):
+            raise ValueError("--tenant and --secret are required (unless --faults)")
+        config = IntegrityConfig(
+            gateway_urls=tuple(args.urls or ([] if args.route else ["ws://127.0.0.1:8000/"])),
+            tenant=args.tenant or f"{MANAGED_TENANT}{secrets.token_hex(3)}",
+            secret=args.secret or MANAGED_SECRET,
+            users=args.users,
+            groups=args.groups,
+            duration=args.duration,
+            messages=args.messages,
+            rate=args.rate,
+            group_share=args.group_share,
+            quiet=args.quiet,
+            seed=args.seed,
+            control_url=None if managed else args.route,
+            receivers=args.receivers,
+            kim_ack_interval=args.kim_ack_interval,
+            fault_gap=args.fault_gap,
+        )
+    except ValueError as exc:
+        print(f"cirno verify: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if managed:
+            mysql_url = os.environ.get("CIRNO_MYSQL_URL") or DEFAULT_MYSQL_URL
+            cluster = ManagedCluster(Path(args.data_dir).resolve(), mysql_url)
+            names = [fault.name for fault in faults]
+            report = run_with_faults(cluster, config, names, args.fault_down)
+        else:
+            report = asyncio.run(run_integrity(config))
+    except CirnoError as exc:
+        print(f"cirno verify: could not start: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    print(report.render(), flush=True)
+    return 0 if report.ok else 1
+
+
+def run_with_faults(
+    cluster: ManagedCluster,
+    config: IntegrityConfig,
+    faults: list[str],
+    down: float | None = None,
+) -> IntegrityReport:
+    """Start ``cluster``, run ``config``'s traffic against it with ``faults`` (names of
+    :data:`~cirno.verify_faults.FAULTS`, each lasting ``down`` seconds or its default),
+    stop the cluster; the report. The tenant of ``config`` is created first."""
+    cluster.start()
+    try:
+        cluster.create_tenant(config.tenant, config.secret)
+        steps = [_step(cluster, FAULTS[name], down) for name in faults]
+        urls = tuple(cluster.ws_urls)
+        return asyncio.run(_run(cluster, _with_urls(config, urls), steps))
+    finally:
+        cluster.stop()
+
+
+def _step(cluster: ManagedCluster, fault: Fault, down: float | None) -> FaultStep:
+    seconds = fault.down if down is None else down
+
+    async def inject() -> dict[str, object]:
+        return await fault.run(cluster, seconds)
+
+    return fault.name, inject
+
+
+def _with_urls(config: IntegrityConfig, urls: tuple[str, ...]) -> IntegrityConfig:
+    return replace(config, gateway_urls=urls, control_url=None)
+
+
+async def _run(
+    cluster: ManagedCluster, config: IntegrityConfig, steps: list[FaultStep]
+) -> IntegrityReport:
+    async with asyncio.TaskGroup() as tg:
+        watcher = tg.create_task(cluster.watch())
+        try:
+            return await run_integrity(config, faults=steps)
+        finally:
+            watcher.cancel()
