@@ -76,6 +76,20 @@ from cirno_sdk import (
     route_resolver,
 )
 
+__all__ = [
+    "RECEIVER_KINDS",
+    "Fault",
+    "FaultResult",
+    "FaultStep",
+    "IntegrityConfig",
+    "IntegrityReport",
+    "_Send",
+    "_User",
+    "_check",
+    "harness_options",
+    "run_integrity",
+]
+
 log = logging.getLogger("cirno.verify")
 
 RECEIVER_KINDS = ("sdk", "kim", "both")

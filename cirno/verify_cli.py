@@ -119,17 +119,33 @@ def run_with_faults(
     faults: list[str],
     down: float | None = None,
 ) -> IntegrityReport:
-    """Start ``cluster``, run ``config``'s traffic against it with ``faults`` (names of
-    :data:`~cirno.verify_faults.FAULTS`, each lasting ``down`` seconds or its default),
-    stop the cluster; the report. The tenant of ``config`` is created first."""
+    """Start ``cluster``, create ``config``'s tenant, run :func:`run_on_cluster`, stop
+    the cluster; the report."""
     cluster.start()
     try:
         cluster.create_tenant(config.tenant, config.secret)
-        steps = [_step(cluster, FAULTS[name], down) for name in faults]
-        urls = tuple(cluster.ws_urls)
-        return asyncio.run(_run(cluster, _with_urls(config, urls), steps))
+        return asyncio.run(run_on_cluster(cluster, config, faults, down))
     finally:
         cluster.stop()
+
+
+async def run_on_cluster(
+    cluster: ManagedCluster,
+    config: IntegrityConfig,
+    faults: list[str],
+    down: float | None = None,
+) -> IntegrityReport:
+    """``config``'s traffic against the running ``cluster`` (its gateways replace
+    ``config``'s URLs) with ``faults`` (names of :data:`~cirno.verify_faults.FAULTS`,
+    each lasting ``down`` seconds or its default), its supervisor watching meanwhile."""
+    steps = [_step(cluster, FAULTS[name], down) for name in faults]
+    config = replace(config, gateway_urls=tuple(cluster.ws_urls), control_url=None)
+    async with asyncio.TaskGroup() as tg:
+        watcher = tg.create_task(cluster.watch())
+        try:
+            return await run_integrity(config, faults=steps)
+        finally:
+            watcher.cancel()
 
 
 def _step(cluster: ManagedCluster, fault: Fault, down: float | None) -> FaultStep:
@@ -139,18 +155,3 @@ def _step(cluster: ManagedCluster, fault: Fault, down: float | None) -> FaultSte
         return await fault.run(cluster, seconds)
 
     return fault.name, inject
-
-
-def _with_urls(config: IntegrityConfig, urls: tuple[str, ...]) -> IntegrityConfig:
-    return replace(config, gateway_urls=urls, control_url=None)
-
-
-async def _run(
-    cluster: ManagedCluster, config: IntegrityConfig, steps: list[FaultStep]
-) -> IntegrityReport:
-    async with asyncio.TaskGroup() as tg:
-        watcher = tg.create_task(cluster.watch())
-        try:
-            return await run_integrity(config, faults=steps)
-        finally:
-            watcher.cancel()
