@@ -121,3 +121,31 @@ def test_a_clean_exit_is_left_stopped_and_stop_restarts_nothing() -> None:
     clock.now += 100
     sup.check()
     assert sup.children["gw-2"].process is other and sup.children["gw-2"].restarts == 0
+
+
+def test_a_held_child_stays_down_until_released_even_after_a_clean_exit() -> None:
+    clock, lines = Clock(), list[str]()
+    sup = make(clock, lines)
+    first = sup.add("control", sleeper)
+    try:
+        assert sup.hold("control") is first
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=10)
+        clock.now += 100
+        sup.check()
+        assert sup.children["control"].process is first  # held: no restart, however long
+        sup.release("control")
+        sup.check()
+        child = sup.children["control"]
+        assert child.process is not first and sup.running("control")
+        assert child.restarts == 1 and not child.held
+        # A gateway that drained (exit 0) is brought back by release as well.
+        done = sup.add("gw-1", finisher)
+        done.wait(timeout=10)
+        sup.check()
+        assert sup.children["gw-1"].finished
+        sup.release("gw-1")
+        sup.check()
+        assert sup.children["gw-1"].process is not done
+    finally:
+        sup.stop(grace=5)
