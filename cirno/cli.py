@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_parser(role, help=ROLE_HELP[role], description=f"Run {ROLE_HELP[role]}."),
             role,
         )
-    from cirno import chat, cluster, verify
+    from cirno import chat, cluster, verify_cli
 
     chat.add_arguments(
         sub.add_parser(
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     defaults = argparse.ArgumentDefaultsHelpFormatter
-    verify.add_arguments(
+    verify_cli.add_arguments(
         sub.add_parser(
             "verify",
             help="integrity check: traffic through the SDK, then count",
@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return chat_main(args)
     if args.command == "verify":
-        from cirno.verify import main as verify_main
+        from cirno.verify_cli import main as verify_main
 
         return verify_main(args)
     if args.command == "cluster":
