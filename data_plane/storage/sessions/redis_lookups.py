@@ -1,7 +1,16 @@
-"""Coalesced ``HGETALL`` lookups: many concurrent callers, one round trip.
+"""Coalesced ``HGETALL`` lookups: many concurrent callers, one round trip, a deadline.
 
 See ``redis`` (the module docstring) for why lookups are coalesced and how the lookup
-task lives and dies with the store.
+task lives and dies with the store; ``redis_masters`` runs one batcher per
+Redis Cluster master.
+
+Bounds. Every round trip runs under ``timeout`` (retries of the client included), and
+every caller stops waiting ``timeout`` after it queued: a caller that queued behind a
+stalled round trip does not wait for that one and then for its own. So a lookup
+answers or raises ``SessionStoreUnavailable`` within ``timeout`` of being called
+(plus event-loop scheduling), whatever the server does. The module is asyncio-only
+because the redis client is; its deadlines are ``asyncio.timeout`` scopes, which cost
+one timer each on the hot path (an anyio cancel scope costs several times that).
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from data_plane.storage.errors import SessionStoreUnavailable
 from data_plane.storage.sessions.redis_codec import RawHash
 
 # Errors meaning "the backend is down, unreachable or failing over", not "bad request".
+# The builtin TimeoutError (a deadline of ours ran out) is an OSError.
 UNAVAILABLE: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
@@ -27,11 +37,24 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
 )
 
+Fetch = Callable[[list[str]], Awaitable[list[RawHash]]]
+"""One round trip: every key's ``HGETALL`` reply, in order."""
 
-def _unavailable(exc: BaseException) -> SessionStoreUnavailable:
-    error = SessionStoreUnavailable(f"redis session store unavailable: {exc}")
+
+def unavailable(exc: BaseException) -> SessionStoreUnavailable:
+    """A fresh ``SessionStoreUnavailable`` caused by ``exc`` (one per caller: never share
+    an exception object between tasks, its traceback grows in each)."""
+    if isinstance(exc, TimeoutError) and not str(exc):
+        message = "redis session store unavailable: no answer within the deadline"
+    else:
+        message = f"redis session store unavailable: {exc}"
+    error = SessionStoreUnavailable(message)
     error.__cause__ = exc
     return error
+
+
+def closed() -> SessionStoreUnavailable:
+    return SessionStoreUnavailable("the redis session store is closed")
 
 
 class _Lookup:
@@ -49,19 +72,34 @@ def _fail(lookup: _Lookup, error: BaseException) -> None:
         lookup.future.set_exception(error)
 
 
+async def wait_within(future: asyncio.Future[list[RawHash]], timeout: float) -> list[RawHash]:
+    """``future``'s replies, or ``SessionStoreUnavailable`` after ``timeout`` seconds.
+
+    On the deadline the future is cancelled, so its batcher skips it.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            return await future
+    except TimeoutError as exc:
+        if future.cancelled():  # our deadline, not a TimeoutError set on the future
+            raise unavailable(exc) from exc
+        raise
+
+
 class LookupBatcher:
     """Coalesces concurrent ``HGETALL`` lookups into shared round trips (see the module
     docstring). ``fetch(keys)`` makes one round trip and returns every key's hash. At
     most one round trip is in flight; each carries up to ``batch_size`` distinct keys,
     and a caller's keys always travel together, so each caller's replies come from one
-    round trip (each key still read atomically on its own).
+    round trip (each key still read atomically on its own). A round trip that takes
+    longer than ``timeout`` seconds is abandoned (its connection is closed by the
+    client) and fails its callers.
     """
 
-    def __init__(
-        self, fetch: Callable[[list[str]], Awaitable[list[RawHash]]], batch_size: int
-    ) -> None:
+    def __init__(self, fetch: Fetch, batch_size: int, timeout: float) -> None:
         self._fetch = fetch
         self._batch_size = batch_size
+        self._timeout = timeout
         self._queue: deque[_Lookup] = deque()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -72,17 +110,28 @@ class LookupBatcher:
         """True once ``aclose`` was called."""
         return self._closed
 
-    async def lookup(self, keys: list[str]) -> list[RawHash]:
-        """The ``HGETALL`` reply of every key, in order; at most ``batch_size`` keys."""
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no round trip in flight."""
+        return not self._queue and self._task is None
+
+    def submit(self, keys: list[str]) -> asyncio.Future[list[RawHash]]:
+        """Queue ``keys`` (at most ``batch_size``); the future gets their replies, in
+        order, or ``SessionStoreUnavailable``. Cancel the future to stop waiting."""
         if self._closed:
-            raise SessionStoreUnavailable("the redis session store is closed")
+            raise closed()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[RawHash]] = loop.create_future()
         self._queue.append(_Lookup(keys, future))
         task = self._task
         if task is None or task.get_loop() is not loop:  # none, or left on a closed loop
             self._task = loop.create_task(self._run())
-        return await future
+        return future
+
+    async def lookup(self, keys: list[str]) -> list[RawHash]:
+        """The ``HGETALL`` reply of every key, in order; at most ``batch_size`` keys.
+        Raises ``SessionStoreUnavailable`` within ``timeout`` when there is none."""
+        return await wait_within(self.submit(keys), self._timeout)
 
     async def aclose(self) -> None:
         """Refuse new lookups, stop the lookup task and fail what is still queued."""
@@ -92,9 +141,7 @@ class LookupBatcher:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         while self._queue:
-            _fail(
-                self._queue.popleft(), SessionStoreUnavailable("the redis session store is closed")
-            )
+            _fail(self._queue.popleft(), closed())
 
     async def _run(self) -> None:
         try:
@@ -124,14 +171,15 @@ class LookupBatcher:
                 slots.setdefault(key, len(slots))
         self.round_trips += 1
         try:
-            replies = await self._fetch(list(slots))
+            async with asyncio.timeout(self._timeout):
+                replies = await self._fetch(list(slots))
         except Exception as exc:
             for lookup in live:
-                _fail(lookup, _unavailable(exc) if isinstance(exc, UNAVAILABLE) else exc)
+                _fail(lookup, unavailable(exc) if isinstance(exc, UNAVAILABLE) else exc)
             return
         except BaseException:  # cancelled by aclose: nobody will send these again
             for lookup in live:
-                _fail(lookup, SessionStoreUnavailable("the redis session store is closed"))
+                _fail(lookup, closed())
             raise
         for lookup in live:
             if not lookup.future.done():
