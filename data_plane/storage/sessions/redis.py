@@ -190,6 +190,9 @@ class RedisSessionStore:
         self._get_many = client.register_script(_GET_MANY_LUA)
         fetch = self._fetch_scripted if cluster is None else self._fetch_pipelined
         self._lookups = MasterLookups(cluster, fetch, self._batch_size, self._timeout)
+        # A single server's one batcher, awaited directly on the hot path (no layer of
+        # routing between a push and its lookup).
+        self._single = self._lookups.only_batcher()
         self._decode_all = LocationDecoder().decode_all
         self._keys: dict[tuple[str, str], str] = {}
 
@@ -304,7 +307,9 @@ class RedisSessionStore:
     async def get_locations(self, tenant: str, account: str) -> list[Location]:
         """See :meth:`SessionStore.get_locations`. Coalesced with concurrent lookups."""
         await self._ensure_ready()
-        (raw,) = await self._lookups.lookup([self.key(tenant, account)])
+        keys = [self.key(tenant, account)]
+        single = self._single
+        (raw,) = await (single.submit(keys) if single else self._lookups.lookup(keys))
         if isinstance(raw, SessionStoreUnavailable):
             raise raw
         return self._decode_all(tenant, account, raw)
@@ -323,7 +328,13 @@ class RedisSessionStore:
         found: dict[str, list[Location]] = {}
         if not unique:
             return found
-        replies = await self._lookups.lookup([self.key(tenant, a) for a in unique])
+        keys = [self.key(tenant, a) for a in unique]
+        single = self._single
+        replies: Sequence[RawHash | SessionStoreUnavailable]
+        if single is not None and len(keys) <= self._batch_size:
+            replies = await single.submit(keys)  # raises when the round trip failed
+        else:
+            replies = await self._lookups.lookup(keys)
         failed: list[str] = []
         error: SessionStoreUnavailable | None = None
         for account, raw in zip(unique, replies, strict=True):

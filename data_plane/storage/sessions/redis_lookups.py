@@ -4,13 +4,17 @@ See ``redis`` (the module docstring) for why lookups are coalesced and how the l
 task lives and dies with the store; ``redis_masters`` runs one batcher per
 Redis Cluster master.
 
-Bounds. Every round trip runs under ``timeout`` (retries of the client included), and
-every caller stops waiting ``timeout`` after it queued: a caller that queued behind a
-stalled round trip does not wait for that one and then for its own. So a lookup
-answers or raises ``SessionStoreUnavailable`` within ``timeout`` of being called
-(plus event-loop scheduling), whatever the server does. The module is asyncio-only
-because the redis client is; its deadlines are ``asyncio.timeout`` scopes, which cost
-one timer each on the hot path (an anyio cancel scope costs several times that).
+Bounds. Every lookup gets a deadline, ``timeout`` after it queued. Queued lookups
+keep their order, so deadlines only grow along the queue, and the oldest lookup of a
+round trip has the earliest one: a round trip is abandoned at that deadline (retries
+of the client included; the client closes the connection it abandons), and lookups
+whose deadline passed while they queued are failed before the next round trip is
+taken. So a lookup answers or raises ``SessionStoreUnavailable`` by its deadline
+(plus event-loop scheduling), whatever the server does, and a caller queued behind a
+stalled round trip never waits for that one and then for a whole one of its own.
+This costs one timer per round trip, not one per caller (a timer per caller cost
+more CPU than the rest of a coalesced lookup). The module is asyncio-only because the
+redis client is.
 """
 
 from __future__ import annotations
@@ -58,13 +62,17 @@ def closed() -> SessionStoreUnavailable:
 
 
 class _Lookup:
-    """One caller's queued keys and the future that receives their ``HGETALL`` replies."""
+    """One caller's queued keys, the future that receives their ``HGETALL`` replies,
+    and the loop time by which it must be settled."""
 
-    __slots__ = ("future", "keys")
+    __slots__ = ("deadline", "future", "keys")
 
-    def __init__(self, keys: list[str], future: asyncio.Future[list[RawHash]]) -> None:
+    def __init__(
+        self, keys: list[str], future: asyncio.Future[list[RawHash]], deadline: float
+    ) -> None:
         self.keys = keys
         self.future = future
+        self.deadline = deadline
 
 
 def _fail(lookup: _Lookup, error: BaseException) -> None:
@@ -72,28 +80,13 @@ def _fail(lookup: _Lookup, error: BaseException) -> None:
         lookup.future.set_exception(error)
 
 
-async def wait_within(future: asyncio.Future[list[RawHash]], timeout: float) -> list[RawHash]:
-    """``future``'s replies, or ``SessionStoreUnavailable`` after ``timeout`` seconds.
-
-    On the deadline the future is cancelled, so its batcher skips it.
-    """
-    try:
-        async with asyncio.timeout(timeout):
-            return await future
-    except TimeoutError as exc:
-        if future.cancelled():  # our deadline, not a TimeoutError set on the future
-            raise unavailable(exc) from exc
-        raise
-
-
 class LookupBatcher:
     """Coalesces concurrent ``HGETALL`` lookups into shared round trips (see the module
     docstring). ``fetch(keys)`` makes one round trip and returns every key's hash. At
     most one round trip is in flight; each carries up to ``batch_size`` distinct keys,
     and a caller's keys always travel together, so each caller's replies come from one
-    round trip (each key still read atomically on its own). A round trip that takes
-    longer than ``timeout`` seconds is abandoned (its connection is closed by the
-    client) and fails its callers.
+    round trip (each key still read atomically on its own). Every lookup is settled
+    within ``timeout`` seconds of being queued (see the module docstring).
     """
 
     def __init__(self, fetch: Fetch, batch_size: int, timeout: float) -> None:
@@ -117,12 +110,13 @@ class LookupBatcher:
 
     def submit(self, keys: list[str]) -> asyncio.Future[list[RawHash]]:
         """Queue ``keys`` (at most ``batch_size``); the future gets their replies, in
-        order, or ``SessionStoreUnavailable``. Cancel the future to stop waiting."""
+        order, or ``SessionStoreUnavailable``, within ``timeout``. Cancel the future to
+        stop waiting."""
         if self._closed:
             raise closed()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[RawHash]] = loop.create_future()
-        self._queue.append(_Lookup(keys, future))
+        self._queue.append(_Lookup(keys, future, loop.time() + self._timeout))
         task = self._task
         if task is None or task.get_loop() is not loop:  # none, or left on a closed loop
             self._task = loop.create_task(self._run())
@@ -131,7 +125,7 @@ class LookupBatcher:
     async def lookup(self, keys: list[str]) -> list[RawHash]:
         """The ``HGETALL`` reply of every key, in order; at most ``batch_size`` keys.
         Raises ``SessionStoreUnavailable`` within ``timeout`` when there is none."""
-        return await wait_within(self.submit(keys), self._timeout)
+        return await self.submit(keys)
 
     async def aclose(self) -> None:
         """Refuse new lookups, stop the lookup task and fail what is still queued."""
@@ -146,10 +140,20 @@ class LookupBatcher:
     async def _run(self) -> None:
         try:
             while self._queue:
-                await self._round_trip(self._take())
+                self._expire()
+                if self._queue:
+                    await self._round_trip(self._take())
         finally:
             if self._task is asyncio.current_task():
                 self._task = None
+
+    def _expire(self) -> None:
+        """Fail the queued lookups whose deadline passed (they are at the front)."""
+        now = asyncio.get_running_loop().time()
+        queue = self._queue
+        while queue and queue[0].deadline <= now:
+            lookup = queue.popleft()
+            _fail(lookup, unavailable(TimeoutError()))
 
     def _take(self) -> list[_Lookup]:
         """Queued lookups (oldest first) whose keys fit in one round trip."""
@@ -171,7 +175,7 @@ class LookupBatcher:
                 slots.setdefault(key, len(slots))
         self.round_trips += 1
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout_at(live[0].deadline):  # the earliest of them
                 replies = await self._fetch(list(slots))
         except Exception as exc:
             for lookup in live:

@@ -10,7 +10,8 @@ the keys in its slots: lookups of the other masters' keys neither wait for it no
 with it. (With one pipeline for every master, one frozen master failed every lookup of
 the node for as long as it was frozen.)
 
-Each caller waits at most ``timeout`` for all of its groups together, and gets every
+Each caller waits at most ``timeout`` for all of its groups together (each batcher
+settles every lookup within ``timeout`` of its queueing), and gets every
 key's reply or, for the keys of a master that did not answer in time, that master's
 ``SessionStoreUnavailable``. The pipeline of a group is the client's own, so a slot
 that moved meanwhile is still read from its new owner (``MOVED``/``ASK`` are followed
@@ -88,13 +89,17 @@ class MasterLookups:
             return _UNROUTED
         return str(node.name)
 
-    async def lookup(self, keys: Sequence[str]) -> list[Reply]:
+    async def lookup(self, keys: list[str]) -> Sequence[Reply]:
         """Every key's reply, in order; the keys of a master that failed or did not
         answer within ``timeout`` get its ``SessionStoreUnavailable`` instead."""
         if self._closed:
             raise closed()
+        if not keys:
+            return []
         groups: dict[str, list[int]] = {}
         if self._client is None:
+            if len(keys) <= self._batch_size:  # the hot path on a single server
+                return await self._batcher(_UNROUTED).submit(keys)
             groups[_UNROUTED] = list(range(len(keys)))
         else:
             for index, key in enumerate(keys):
@@ -103,11 +108,12 @@ class MasterLookups:
             # The common case (one account, or a few on one master): one future.
             (master,) = groups
             try:
-                return list(await self._batcher(master).lookup(list(keys)))
+                return await self._batcher(master).submit(keys)
             except SessionStoreUnavailable as exc:
                 return [exc] * len(keys)
-        # Each master's chunks go to its own batcher; all are awaited together, under
-        # one deadline, so a stalled master costs this caller ``timeout`` at most.
+        # Each master's chunks go to its own batcher, which settles each within
+        # ``timeout``; all are awaited together, so a stalled master costs this caller
+        # ``timeout`` at most, and the other masters' replies are kept.
         pending: list[tuple[list[int], asyncio.Future[list[RawHash]]]] = []
         for master, indices in groups.items():
             for start in range(0, len(indices), self._batch_size):
@@ -116,16 +122,20 @@ class MasterLookups:
                 pending.append((chunk, future))
         futures = [future for _, future in pending]
         try:
-            await asyncio.wait(futures, timeout=self._timeout)
+            await asyncio.wait(futures)
         finally:
             for future in futures:
-                future.cancel()  # past the deadline, or we were cancelled: stop waiting
+                future.cancel()  # a no-op once settled; when we are cancelled, stop waiting
         replies: list[Reply] = [{}] * len(keys)
         for chunk, future in pending:
             outcome = _outcome(future)
             for position, index in enumerate(chunk):
                 replies[index] = outcome if isinstance(outcome, Exception) else outcome[position]
         return replies
+
+    def only_batcher(self) -> LookupBatcher | None:
+        """A single server's one batcher; None on a cluster."""
+        return self._batcher(_UNROUTED) if self._client is None else None
 
     def _batcher(self, master: str) -> LookupBatcher:
         batcher = self._batchers.get(master)
@@ -144,8 +154,7 @@ class MasterLookups:
 
 
 def _outcome(future: asyncio.Future[list[RawHash]]) -> list[RawHash] | SessionStoreUnavailable:
-    """A settled future's replies or error; a future cancelled at the deadline is a
-    master that did not answer in time."""
+    """A settled future's replies or error."""
     if future.cancelled():
         return unavailable(TimeoutError())
     error = future.exception()
