@@ -371,9 +371,9 @@ class RedisSessionStore:
     async def remove_gateway(self, gateway_id: str, locations: Iterable[Location]) -> int:
         """See :meth:`SessionStore.remove_gateway`.
 
-        One pipeline per ``batch_size`` removals of one master, the masters
-        concurrently, all within ``timeout``: a failing master does not keep the others'
-        removals from being made. Raises ``SessionStoreUnavailable`` after the others
+        One pipeline per ``batch_size`` removals of one master, each within ``timeout``,
+        the masters concurrently: a failing master does not keep the others' removals
+        from being made. Raises ``SessionStoreUnavailable`` after the others
         were made when a master failed. The pipeline sends the script text (``EVAL``,
         cached by the server) rather than its digest, so no node of a cluster can answer
         ``NOSCRIPT`` mid-batch.
@@ -397,14 +397,13 @@ class RedisSessionStore:
 
     async def _remove_on_master(self, gateway_id: str, pending: list[Location]) -> int:
         removed = 0
-        async with _bounded(self._timeout):
-            for start in range(0, len(pending), self._batch_size):
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for loc in pending[start : start + self._batch_size]:
-                        key = self.key(loc.tenant, loc.account)
-                        pipe.eval(_REMOVE_LUA, 1, key, loc.device, loc.channel_id, "1", gateway_id)
-                    replies: list[int] = await pipe.execute()
-                removed += sum(replies)
+        for start in range(0, len(pending), self._batch_size):
+            async with _bounded(self._timeout), self._client.pipeline(transaction=False) as pipe:
+                for loc in pending[start : start + self._batch_size]:
+                    key = self.key(loc.tenant, loc.account)
+                    pipe.eval(_REMOVE_LUA, 1, key, loc.device, loc.channel_id, "1", gateway_id)
+                replies: list[int] = await pipe.execute()
+            removed += sum(replies)
         return removed
 
     async def ping(self) -> float:
