@@ -38,7 +38,7 @@ class RedisOptions:
     socket_timeout: float = 1.0
     socket_connect_timeout: float = 1.0
     retries: int = 3
-    max_connections: int = 64
+    max_connections: int = 100
     batch_size: int = 500
 
     def __post_init__(self) -> None:
