@@ -137,6 +137,8 @@ def redis_node(host: str, port: int, node_dir: Path) -> Start:
                 ["redis-server", "--port", str(port), "--bind", host,
                  "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                  "--cluster-node-timeout", "5000", "--appendonly", "yes",
+                 # One unreachable master must not stop the others serving their slots.
+                 "--cluster-require-full-coverage", "no",
                  "--dir", str(node_dir)],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
