@@ -77,6 +77,9 @@ def _up_environment(args: argparse.Namespace) -> dict[str, str]:
             "CIRNO_LOGIC_ADDRS": f"{host}:{args.logic_port}",
             "CIRNO_GATEWAY_METRICS_PORT": str(args.gateway_metrics_port),
             "CIRNO_LOGIC_METRICS_PORT": str(args.logic_metrics_port),
+            # The console's charts scrape both processes.
+            "CIRNO_METRICS_TARGETS": f"http://{host}:{args.gateway_metrics_port}/metrics,"
+            f"http://{host}:{args.logic_metrics_port}/metrics",
         }
     )
     env.setdefault("CIRNO_DATABASE_URL", f"sqlite:///{data_dir}/control.db")
