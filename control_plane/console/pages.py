@@ -18,7 +18,7 @@ from fastapi.openapi.docs import (
     get_swagger_ui_html,
     get_swagger_ui_oauth2_redirect_html,
 )
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -26,6 +26,9 @@ ASSETS_PATH = "/console/assets"
 VENDOR_PATH = "/console/vendor"
 PAGES = {"/console": "index.html", "/console/chat": "chat.html"}
 _NO_STORE = {"Cache-Control": "no-cache"}
+REDOC_JS = "redoc.standalone.js"
+REDOC_LOGO_URL = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+EMPTY_SVG = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"
 
 
 def vendor_dir() -> Path:
@@ -39,6 +42,7 @@ def mount_pages(app: FastAPI) -> None:
     The app must have been created with ``docs_url=None, redoc_url=None``.
     """
     app.mount(ASSETS_PATH, StaticFiles(directory=STATIC_DIR), name="console-assets")
+    _add_offline_redoc(app)  # before the vendor mount, which would serve the original
     app.mount(VENDOR_PATH, StaticFiles(directory=vendor_dir()), name="console-vendor")
     for path, filename in PAGES.items():
         _add_page(app, path, STATIC_DIR / filename)
@@ -50,6 +54,24 @@ def _add_page(app: FastAPI, path: str, file: Path) -> None:
         return FileResponse(file, media_type="text/html", headers=_NO_STORE)
 
     app.add_api_route(path, page, methods=["GET"], include_in_schema=False)
+
+
+def offline_redoc() -> bytes:
+    """ReDoc's bundle with its one online resource (the "API docs by Redocly" logo from
+    a CDN) replaced by an empty inline image, so ``/redoc`` makes no outside request."""
+    source = (vendor_dir() / REDOC_JS).read_bytes()
+    return source.replace(REDOC_LOGO_URL.encode(), EMPTY_SVG.encode())
+
+
+def _add_offline_redoc(app: FastAPI) -> None:
+    bundle = offline_redoc()
+
+    async def redoc_js() -> Response:
+        return Response(bundle, media_type="text/javascript")
+
+    app.add_api_route(
+        f"{VENDOR_PATH}/{REDOC_JS}", redoc_js, methods=["GET"], include_in_schema=False
+    )
 
 
 def _add_docs(app: FastAPI) -> None:
