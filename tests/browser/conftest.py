@@ -13,6 +13,7 @@ page it opened is saved as a PNG under the test's tmp directory and the paths pr
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from playwright.sync_api import (
     Page,
     Playwright,
     Route,
+    expect,
     sync_playwright,
 )
 
@@ -74,9 +76,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """``cirno up`` on free ports (the console is the control plane's)."""
+    """``cirno up`` on free ports (the console is the control plane's), once its gateway
+    and logic node are in the registry (so ``/v1/route`` has a gateway to answer)."""
     with run_cluster(tmp_path_factory.mktemp("browser-cluster")) as running:
+        wait_registered(running, {"gateway", "logic"})
         yield running
+
+
+def wait_registered(cluster: Cluster, roles: set[str], timeout: float = 20.0) -> None:
+    """Poll ``/v1/nodes`` until a node of every role in ``roles`` heartbeat."""
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    with cluster.admin() as admin:
+        while time.monotonic() < deadline:
+            seen = {node["role"] for node in admin.get("/v1/nodes").json()["data"]}
+            if roles <= seen:
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"only {sorted(seen)} registered within {timeout} s:\n{cluster.log()}")
 
 
 @pytest.fixture(scope="package")
@@ -105,6 +122,7 @@ def browser(
         viewport={"width": 1280, "height": 860},
     )
     context.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
     yield context
     context.close()
 

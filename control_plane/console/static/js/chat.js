@@ -52,8 +52,10 @@ function queueAck(messageId) {
     state.ackTimer = null;
     const conn = state.conn;
     if (!conn || conn.closed) return;
+    const messageId = state.ackId;
     try {
-      await conn.request("chat.talk.ack", "MessageAckReq", { messageId: state.ackId });
+      await conn.request("chat.talk.ack", "MessageAckReq", { messageId });
+      document.body.dataset.acked = String(messageId);
     } catch (err) {
       say("error", `! ack failed: ${err.message}`);
     }
