@@ -124,7 +124,8 @@ class RouteService:
             snapshot = await self.snapshots.get()
         except SnapshotUnavailable as exc:
             raise self._unavailable(exc) from exc
-        geo, source = NO_GEO, NO_GEO.source
+        geo: GeoResult = NO_GEO
+        source = "none"
         if ip:
             try:
                 geo, source = self.geo.lookup(parse_ip(ip)), "admin"
