@@ -21,9 +21,12 @@ from control_plane.console.settings import ConsoleSettings
 def mount_console(app: FastAPI, settings: ConsoleSettings) -> None:
     """Add the console's API router, pages, assets and the offline docs to ``app``.
 
-    ``app.state.settings`` must already be set (the sampler reads its clock), and the
+    ``app.state.settings`` and ``app.state.route_service`` must already be set, and the
     app created with ``docs_url=None, redoc_url=None``.
     """
+    # The preview asks the app's routing service itself; kept under a name of its own
+    # so that a test replacing ``route_service`` (the declared /v1/route's) keeps it.
+    app.state.route_preview = app.state.route_service
     app.state.console_sampler = MetricsSampler(settings.metrics_targets, app.state.settings.clock)
     app.include_router(api.router)
     mount_pages(app)

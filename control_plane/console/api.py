@@ -57,7 +57,7 @@ async def route_preview(
     GeoIP lookup, grayscale evaluation and gateway choice, without a user token (the
     tenant need not exist). Also says which rules decided the pool and the logic zone.
     """
-    service: RouteService = request.app.state.route_service
+    service: RouteService = request.app.state.route_preview
     try:
         routing, source = await service.preview(tenant, account, version, platform, ip)
     except RouteRefused as exc:
