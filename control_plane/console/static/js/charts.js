@@ -25,7 +25,7 @@ function niceMax(value) {
 
 export function format(value, unit) {
   if (value === null || value === undefined) return "–";
-  const digits = Math.abs(value) >= 100 ? 0 : Math.abs(value) >= 10 ? 1 : 2;
+  const digits = Number.isInteger(value) || Math.abs(value) >= 100 ? 0 : Math.abs(value) >= 10 ? 1 : 2;
   return `${value.toFixed(digits)}${unit ? ` ${unit}` : ""}`;
 }
 
