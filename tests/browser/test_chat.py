@@ -120,3 +120,19 @@ def test_offline_sync_and_kickout(cluster: Cluster, tenant: str, open_page: Open
     expect(again.locator("#log li[data-event=synced]")).to_have_attribute("data-count", "0")
     send(carol, "@dave", "are you there")
     expect(message(again, "are you there")).to_have_attribute("data-sender", "carol")
+
+
+def test_reconnects_after_a_dropped_connection(
+    cluster: Cluster, tenant: str, open_page: OpenPage
+) -> None:
+    erin = chat_page(open_page, cluster, "erin")
+    frank = chat_page(open_page, cluster, "frank")
+    # Drop frank's WebSocket under the client (as a network failure would).
+    frank.evaluate("window.cirnoChat.conn.ws.close(4000, 'dropped by the test')")
+    expect(frank.locator("#log li[data-event=closed][data-code='4000']")).to_have_attribute(
+        "data-reconnect", "yes"
+    )
+    expect(frank.locator("#log li[data-event=reconnected]")).to_be_attached()
+    send(erin, "@frank", "after the drop")
+    expect(message(frank, "after the drop")).to_have_attribute("data-sender", "erin")
+    expect(frank.locator("#log li[data-event=signed-in]")).to_have_count(2)

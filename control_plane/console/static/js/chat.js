@@ -16,7 +16,20 @@ const TEXT = 1;
 const SENT = 1;
 
 const $ = (id) => document.getElementById(id);
-const state = { conn: null, me: "", seen: new Set(), ackId: 0n, ackTimer: null, groups: new Set() };
+const state = {
+  conn: null,
+  me: "",
+  session: null, // {token, device, route} of the signed-in account, for reconnects
+  leaving: false,
+  failures: 0,
+  retryTimer: null,
+  seen: new Set(),
+  ackId: 0n,
+  ackTimer: null,
+  groups: new Set(),
+};
+// A handle for debugging from the browser's console (and for the browser tests).
+window.cirnoChat = state;
 
 function say(kind, text, data = {}) {
   const line = h("li", { class: kind, dataset: { kind, ...data } }, text);
@@ -87,10 +100,37 @@ function onPush(header, body) {
   }
 }
 
+// Closes after which reconnecting cannot help: a refused login, a kickout, a quota.
+const FINAL_CLOSES = new Set([4001, 4002, 4006]);
+
 function onClose({ code, reason }) {
   const kicked = code === 4002;
-  say(kicked ? "event" : "status", `* disconnected (${code} ${reason || CloseReason[code] || ""})`, { event: kicked ? "kicked" : "closed", code: String(code) });
+  const retry = !state.leaving && !FINAL_CLOSES.has(code) && state.session !== null;
+  const delay = retry ? backoff(state.session.route.reconnect, state.failures++) : 0;
+  const tail = retry ? `; reconnecting in ${(delay / 1000).toFixed(1)} s` : "";
+  const data = { event: kicked ? "kicked" : "closed", code: String(code), reconnect: retry ? "yes" : "no" };
+  say(kicked ? "event" : "status", `* disconnected (${code} ${reason || CloseReason[code] || ""})${tail}`, data);
   setConnected(false);
+  if (retry) state.retryTimer = setTimeout(reconnect, delay);
+}
+
+// Exponential back-off with jitter, as the route answer says (initial_ms, max_ms, ...).
+function backoff({ initial_ms, max_ms, multiplier, jitter }, attempt) {
+  const base = Math.min(max_ms, initial_ms * multiplier ** attempt);
+  return base * (1 - jitter + 2 * jitter * Math.random());
+}
+
+async function reconnect() {
+  try {
+    await connect(state.session);
+    say("status", "* reconnected", { event: "reconnected" });
+  } catch (err) {
+    say("error", `! reconnect failed: ${err.message}`);
+    if (state.conn && !state.conn.closed) state.conn.close();
+    else if (state.session) {
+      state.retryTimer = setTimeout(reconnect, backoff(state.session.route.reconnect, state.failures++));
+    }
+  }
 }
 
 // Walks the inbox after the server's read index for this device, oldest first.
@@ -130,28 +170,39 @@ async function offlineSync(conn) {
   }
 }
 
+// Route, connect, log in and sync; the session (token, device) is kept for reconnects.
+async function connect(session) {
+  const query = new URLSearchParams({ token: session.token, platform: "web", version: CLIENT_VERSION });
+  const route = await api("GET", `/v1/route?${query}`, { token: null });
+  session.route = route;
+  const gateway = route.gateways.find((g) => g.ws_url);
+  if (!gateway) throw new Error("no gateway with a WebSocket address");
+  say("status", `* connecting to ${gateway.ws_url} (gateway ${gateway.id}, zone ${gateway.zone})`);
+  const conn = new KimConnection(gateway.ws_url, { onPush, onClose, heartbeatSeconds: route.heartbeat_interval_s });
+  state.conn = conn;
+  await conn.open();
+  const login = await conn.request("login.signin", "LoginReq", { token: session.token, device: session.device, client_version: CLIENT_VERSION }, { responseType: "LoginResp" });
+  state.me = login.account;
+  state.failures = 0;
+  setConnected(true);
+  say("status", `* signed in as ${login.account} (channel ${login.channelId})`, { event: "signed-in", account: login.account });
+  const synced = await offlineSync(conn);
+  say("status", `* offline sync: ${synced} message(s)`, { event: "synced", count: String(synced) });
+}
+
 async function signIn(event) {
   event.preventDefault();
   const values = formValues(event.target);
   if (values.admin) setAdminToken(values.admin);
+  clearTimeout(state.retryTimer);
+  state.leaving = false;
   try {
     const token = values.token || (await mintUserToken(values.tenant, values.account));
-    const query = new URLSearchParams({ token, platform: "web", version: CLIENT_VERSION });
-    const route = await api("GET", `/v1/route?${query}`, { token: null });
-    const gateway = route.gateways.find((g) => g.ws_url);
-    if (!gateway) throw new Error("no gateway with a WebSocket address");
-    say("status", `* connecting to ${gateway.ws_url} (gateway ${gateway.id}, zone ${gateway.zone})`);
-    const conn = new KimConnection(gateway.ws_url, { onPush, onClose, heartbeatSeconds: route.heartbeat_interval_s });
-    await conn.open();
-    state.conn = conn;
-    const login = await conn.request("login.signin", "LoginReq", { token, device: values.device || "web", client_version: CLIENT_VERSION }, { responseType: "LoginResp" });
-    state.me = login.account;
-    setConnected(true);
-    say("status", `* signed in as ${login.account} (channel ${login.channelId})`, { event: "signed-in", account: login.account });
-    const synced = await offlineSync(conn);
-    say("status", `* offline sync: ${synced} message(s)`, { event: "synced", count: String(synced) });
+    state.session = { token, device: values.device || "web", route: null };
+    await connect(state.session);
   } catch (err) {
     say("error", `! ${err.message}`);
+    state.session = null;
     if (state.conn) state.conn.close();
   }
 }
@@ -219,6 +270,8 @@ function init() {
   $("send").addEventListener("submit", send);
   $("group").addEventListener("submit", groupCommand);
   $("signout").addEventListener("click", async () => {
+    state.leaving = true;
+    clearTimeout(state.retryTimer);
     try {
       await state.conn.request("login.signout", null, null);
     } catch (err) {

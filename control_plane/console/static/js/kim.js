@@ -110,6 +110,7 @@ export class KimConnection {
     this.heartbeatMs = heartbeatSeconds * 1000;
     this.sequence = 0;
     this.pending = new Map();
+    this.opened = false;
     this.closed = false;
     this.lastPong = 0;
   }
@@ -120,13 +121,19 @@ export class KimConnection {
       ws.binaryType = "arraybuffer";
       this.ws = ws;
       ws.onopen = () => {
+        this.opened = true;
         this.pinger = setInterval(() => this.ping(), this.heartbeatMs);
         resolve();
       };
       ws.onmessage = (event) => this.receive(new Uint8Array(event.data));
       ws.onclose = (event) => {
-        if (!this.closed) this.finish(event.code, event.reason);
-        reject(new Error(`cannot connect to ${this.url} (close ${event.code})`));
+        // A connection that never opened only fails open(); onClose is for sessions.
+        if (!this.opened) {
+          this.closed = true;
+          reject(new Error(`cannot connect to ${this.url} (close ${event.code})`));
+        } else if (!this.closed) {
+          this.finish(event.code, event.reason);
+        }
       };
       // A failed connection is also reported by onclose, which settles the promise.
       ws.onerror = () => {};
