@@ -79,6 +79,20 @@ def parse_totals(texts: Iterable[str]) -> Totals:
     return Totals(messages, logins, connections, tuple(sorted(buckets.items())))
 
 
+def combine(parts: Iterable[Totals]) -> Totals:
+    """The sum of the totals of several processes (histogram buckets added by bound;
+    every process uses the same bounds)."""
+    messages = logins = connections = 0.0
+    buckets: dict[float, float] = {}
+    for part in parts:
+        messages += part.messages
+        logins += part.logins
+        connections += part.connections
+        for bound, count in part.latency_buckets:
+            buckets[bound] = buckets.get(bound, 0.0) + count
+    return Totals(messages, logins, connections, tuple(sorted(buckets.items())))
+
+
 def quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float | None:
     """The ``q`` quantile of cumulative histogram ``buckets`` (ascending bounds), linear
     inside its bucket like Prometheus' ``histogram_quantile``; None for no observations.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import anyio
 import httpx
 
-from control_plane.console.metrics import History, Totals, parse_totals
+from control_plane.console.metrics import History, Totals, combine, parse_totals
 from control_plane.settings import Clock
 
 DEFAULT_MIN_INTERVAL = 1.0
@@ -67,15 +67,15 @@ class MetricsSampler:
             if last is not None and now - last[0] < self.min_interval:
                 return self.history
             if self.targets:
-                texts = await self._scrape_all()
-                totals = parse_totals(texts)
+                totals = combine(await self._scrape_all())
             else:
                 totals = Totals(connections=await fallback_connections())
             self.history.observe(now, totals)
             return self.history
 
-    async def _scrape_all(self) -> list[str]:
-        texts: list[str | None] = [None] * len(self.targets)
+    async def _scrape_all(self) -> list[Totals]:
+        """Scrape every target concurrently; the totals of those that answered."""
+        found: list[Totals | None] = [None] * len(self.targets)
         states: list[TargetState] = [TargetState(url, False) for url in self.targets]
         async with httpx.AsyncClient(timeout=self.timeout) as client:
 
@@ -85,15 +85,14 @@ class MetricsSampler:
                     answer.raise_for_status()
                     if len(answer.content) > MAX_METRICS_BYTES:
                         raise ValueError(f"metrics page over {MAX_METRICS_BYTES} bytes")
-                    parse_totals([answer.text])  # refuse a page that is not Prometheus text
+                    found[index] = parse_totals([answer.text])
                 except (httpx.HTTPError, ValueError) as exc:
                     states[index] = TargetState(url, False, f"{type(exc).__name__}: {exc}")
                     return
-                texts[index] = answer.text
                 states[index] = TargetState(url, True)
 
             async with anyio.create_task_group() as tg:
                 for index, url in enumerate(self.targets):
                     tg.start_soon(one, index, url)
         self.states = tuple(states)
-        return [text for text in texts if text is not None]
+        return [totals for totals in found if totals is not None]

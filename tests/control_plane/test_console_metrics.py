@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from control_plane.console.metrics import History, Totals, parse_totals, quantile
+from control_plane.console.metrics import History, Totals, combine, parse_totals, quantile
 from control_plane.console.settings import parse_targets
 from control_plane.errors import ConfigurationError
 
@@ -35,6 +35,7 @@ def test_totals_sum_every_process() -> None:
     totals = parse_totals([GATEWAY, LOGIC, GATEWAY])
     assert (totals.connections, totals.logins, totals.messages) == (10.0, 16.0, 7.0)
     assert totals.latency_buckets == ((0.01, 5.0), (math.inf, 6.0))
+    assert combine(parse_totals([text]) for text in (GATEWAY, LOGIC, GATEWAY)) == totals
 
 
 def test_quantile_interpolates_inside_the_bucket() -> None:
