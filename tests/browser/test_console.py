@@ -71,10 +71,20 @@ def test_create_disable_and_limit_a_tenant(cluster: Cluster, open_page: OpenPage
     row.get_by_label("max connections").fill("25")
     row.get_by_role("button", name="Save quotas").click()
     expect(page.locator("#tenant-notice")).to_contain_text("initech updated")
+    row.get_by_role("button", name="Rotate key").click()
+    expect(page.locator("#tenant-notice")).to_contain_text("New signing key k2 of initech")
+    row.get_by_role("button", name="New API key").click()
+    expect(page.locator("#tenant-notice")).to_contain_text("New API key of initech")
+    dedicated = f"sqlite:///{cluster.data_dir}/initech.db"
+    row.get_by_label("dedicated database URL").fill(dedicated)
+    row.get_by_role("button", name="Dedicate").click()
+    expect(row).to_contain_text(f"dedicated: {dedicated}")
     with cluster.admin() as admin:
         tenant = admin.get("/v1/tenants/initech").json()
-    assert tenant["max_connections"] == 25
-    assert tenant["status"] == "active"
+        kids = [key["kid"] for key in admin.get("/v1/tenants/initech/secrets").json()["data"]]
+    assert (tenant["max_connections"], tenant["status"]) == (25, "active")
+    assert (tenant["isolation"], tenant["database_url"]) == ("dedicated", dedicated)
+    assert sorted(kids) == ["k1", "k2"]
 
 
 def test_grayscale_rule_and_preview(cluster: Cluster, open_page: OpenPage) -> None:
