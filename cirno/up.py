@@ -126,6 +126,9 @@ def up_environment(args: argparse.Namespace) -> dict[str, str]:
             "CIRNO_LOGIC_ADDRS": f"{_dial_host(host)}:{args.logic_port}",
             "CIRNO_GATEWAY_METRICS_PORT": str(args.gateway_metrics_port),
             "CIRNO_LOGIC_METRICS_PORT": str(args.logic_metrics_port),
+            # The console's charts scrape both processes.
+            "CIRNO_METRICS_TARGETS": f"http://{_dial_host(host)}:{args.gateway_metrics_port}"
+            f"/metrics,http://{_dial_host(host)}:{args.logic_metrics_port}/metrics",
         }
     )
     env.setdefault("CIRNO_DATABASE_URL", f"sqlite:///{data_dir}/control.db")

@@ -15,6 +15,8 @@ from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from control_plane.console import mount_console
+from control_plane.console.settings import ConsoleSettings
 from control_plane.db import make_engine
 from control_plane.errors import DATABASE_UNAVAILABLE
 from control_plane.geoip import GeoResolver
@@ -86,6 +88,8 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
             "(cluster secret)."
         ),
         lifespan=lifespan,
+        docs_url=None,  # served from local files by the console (no CDN)
+        redoc_url=None,
         # The control plane's metrics are Prometheus (/metrics). FastAPI's native
         # OpenTelemetry, with no provider configured, still looked the three global
         # providers up on every request (~9 us, environment reads included).
@@ -108,6 +112,7 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
     # The hot routes first: a request is matched against the routes in this order.
     for module in (route, internal, health, tenants, secrets, regions, grayscale, nodes):
         app.include_router(module.router)
+    mount_console(app, ConsoleSettings.from_env())
     # The middleware added last runs first: metrics, then the fast path, then the request
     # limits, then FastAPI. The fast path reads no body, so it needs no body limit.
     app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes)
