@@ -7,7 +7,7 @@ from typing import Literal
 from sqlmodel import Field, SQLModel
 
 HEARTBEAT_INTERVAL_S = 55
-"""kim clients ping every 55 s (DESIGN.md §2)."""
+"""kim clients ping every 55 s (docs/protocol.md)."""
 
 
 class RouteGateway(SQLModel):

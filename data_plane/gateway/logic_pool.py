@@ -5,13 +5,13 @@ registry (live, non-draining logic nodes, polled; a node that appears gets a lin
 that disappears loses it). Grayscale rules are polled too and take effect without a
 restart.
 
-Choice, per command (DESIGN.md §5): the candidates are the links that are up and whose
-node runs the command's service (:mod:`data_plane.cluster.services`; every link for a
-command without one); among them the grayscale logic zone when a rule names one and a
-node of that zone is up, then rendezvous hashing on ``tenant:account``, so a node
-joining or leaving moves few accounts. When every node runs every service (the
-default) the candidates are the same for every command: an account's commands all go
-to one node.
+Choice, per command (docs/design.md, "Network links"): the candidates are the links that
+are up and whose node runs the command's service (:mod:`data_plane.cluster.services`;
+every link for a command without one); among them the grayscale logic zone when a rule
+names one and a node of that zone is up, then rendezvous hashing on ``tenant:account``,
+so a node joining or leaving moves few accounts. When every node runs every service (the
+default) the candidates are the same for every command: an account's commands all go to
+one node.
 No candidate means no pick, and the gateway answers as when no node is reachable.
 ``version`` changes whenever the outcome could change (a link up or down, new rules),
 so :class:`LogicRoutes` caches a channel's picks until then.

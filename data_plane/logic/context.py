@@ -1,7 +1,8 @@
 """What a handler sees: the request, who sent it, and how to answer and push.
 
 Handlers answer with :meth:`Request.reply` **before** pushing anything the request
-causes, so a client always sees its response before the pushes (DESIGN.md §2).
+causes, so a client always sees its response before the pushes (docs/design.md,
+"Delivery promises").
 """
 
 from __future__ import annotations
