@@ -31,9 +31,11 @@ from control_plane.routes import (
     health,
     internal,
     nodes,
+    push,
     regions,
     secrets,
     tenants,
+    webhooks,
 )
 from control_plane.settings import ControlPlaneSettings
 from control_plane.tokens import TokenVerifier
@@ -111,6 +113,9 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
     app.add_exception_handler(RequestValidationError, validation_error_answer)
     # The hot routes first: a request is matched against the routes in this order.
     for module in (route, internal, health, tenants, secrets, regions, grayscale, nodes):
+        app.include_router(module.router)
+    app.include_router(webhooks.internal_router)
+    for module in (webhooks, push):
         app.include_router(module.router)
     mount_console(app, ConsoleSettings.from_env())
     # The middleware added last runs first: metrics, then the fast path, then the request

@@ -104,6 +104,9 @@ class ControlPlaneSettings:
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    message_database_url: str | None = field(default=None, repr=False)
+    """The shared message database (``CIRNO_MESSAGE_DATABASE_URL``), where webhook
+    deliveries and push tokens live; None: the control plane's own (embedded)."""
     clock: Clock = field(default=time.time, repr=False, compare=False)
 
     @property
@@ -145,6 +148,7 @@ class ControlPlaneSettings:
             max_connections=_count(
                 MAX_CONNECTIONS_ENV, env.get(MAX_CONNECTIONS_ENV), DEFAULT_MAX_CONNECTIONS
             ),
+            message_database_url=env.get("CIRNO_MESSAGE_DATABASE_URL") or None,
         )
 
 

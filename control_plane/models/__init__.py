@@ -85,6 +85,7 @@ from control_plane.models.tenants import (
     TokenCreated,
     isolation_problem,
 )
+from control_plane.models.webhooks import PushProvider, WebhookEndpoint
 
 __all__ = [
     "DEFAULT_SECRET_KID",
@@ -110,6 +111,7 @@ __all__ = [
     "NodesInfo",
     "NodesPublic",
     "Ping",
+    "PushProvider",
     "Region",
     "RegionContinent",
     "RegionCountry",
@@ -144,6 +146,7 @@ __all__ = [
     "TokenCreate",
     "TokenCreated",
     "UtcDateTime",
+    "WebhookEndpoint",
     "ZoneWeight",
     "as_datetime",
     "as_epoch",

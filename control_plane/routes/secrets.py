@@ -182,6 +182,11 @@ def _authorize(session: Session, tenant_id: str, credential: str, admin_token: s
     return tenant
 
 
+authorize_tenant_backend = _authorize
+"""The tenant for an admin or the tenant's own API key; 403 otherwise (404 for an admin
+naming an unknown tenant). Every route open to tenant backends uses it."""
+
+
 @router.post(
     "/tokens",
     status_code=status.HTTP_201_CREATED,

@@ -1,6 +1,7 @@
-"""Migration 0002 creates exactly the tables of ``messages.schema`` (SQLite and MySQL).
+"""Migration 0002 and the message store's later revisions create exactly the tables of
+``messages.schema`` (SQLite and MySQL).
 
-Runs the revision's own ``upgrade`` / ``downgrade`` on an empty database (without the
+Runs the revisions' own ``upgrade`` / ``downgrade`` on an empty database (without the
 rest of the chain) and compares with alembic autogenerate, types and server defaults
 included. The full chain is checked by the migrations test.
 """
@@ -18,6 +19,7 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy import create_engine, inspect
 
+from data_plane.storage.messages.migrations.versions import m0002_outbound
 from data_plane.storage.messages.schema import metadata
 from data_plane.storage.urls import sync_url
 
@@ -39,12 +41,14 @@ def _upgrade_compare_downgrade(url: str) -> list[Any]:
     try:
         with engine.begin() as conn, Operations.context(MigrationContext.configure(conn)):
             revision.upgrade()
+            m0002_outbound.upgrade()
         with engine.begin() as conn:
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "compare_server_default": True}
             )
             differences: list[Any] = compare_metadata(context, metadata)
         with engine.begin() as conn, Operations.context(MigrationContext.configure(conn)):
+            m0002_outbound.downgrade()
             revision.downgrade()
         assert inspect(engine).get_table_names() == []
     finally:

@@ -38,6 +38,7 @@ from data_plane.storage.messages.group_commit import DEFAULT_LINGER_S, DEFAULT_M
 from data_plane.storage.messages.groups import Groups
 from data_plane.storage.messages.items import Ack, Send, SendOutcome
 from data_plane.storage.messages.link import WriterLink
+from data_plane.storage.messages.outbox import Outbound
 from data_plane.storage.messages.protocol import (
     Content,
     Group,
@@ -48,6 +49,7 @@ from data_plane.storage.messages.protocol import (
     check_id,
     check_message,
 )
+from data_plane.storage.messages.push_queue import PushQueue
 from data_plane.storage.messages.reads import Reads
 from data_plane.storage.messages.sends import SendWrites
 from data_plane.storage.messages.statements import SendStatements
@@ -84,6 +86,9 @@ class SqlMessageStore:
         self._reads = Reads(self._pool)
         self._groups = Groups(self._pool, self._ids)
         self.send_writes = SendWrites(statements, self._ids)
+        self.outbound = Outbound(self._pool)
+        self.push_queue = PushQueue(self._pool)
+        """The webhook outbox and deliveries (``outbox``); ``push_queue`` the push jobs."""
         # Each writer holds a connection of its own (see ``link``); the engine's pool
         # serves the reads and the group writes, which run concurrently.
         url = engine.url.render_as_string(hide_password=False)
