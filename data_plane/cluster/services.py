@@ -6,6 +6,8 @@ cirno-im also splits ``chat`` into its three families, the longest prefix winnin
 
 - ``login.``  → ``login``: ``login.signin``, ``login.signout``
 - ``session.`` → ``login``: ``session.refresh`` (the gateway re-asserting a location)
+- ``push.`` → ``login``: ``push.register``, ``push.unregister`` (a device's push token,
+  like its location, belongs with the sign-in)
 - ``chat.group.`` → ``group``: ``chat.group.create|join|quit|detail|members|talk``
 - ``chat.offline.`` → ``sync``: ``chat.offline.index``, ``chat.offline.content``
 - ``chat.`` → ``chat``: ``chat.user.talk``, ``chat.talk.ack``
@@ -44,6 +46,7 @@ _PREFIXES: Final = (
     ("chat.offline.", Service.SYNC),
     ("session.", Service.LOGIN),
     ("login.", Service.LOGIN),
+    ("push.", Service.LOGIN),
     ("chat.", Service.CHAT),
 )
 

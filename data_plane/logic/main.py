@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
+from anyio.abc import TaskGroup
 
+from data_plane.cluster.outbound import OutboundDirectory
 from data_plane.cluster.protocol import LOCATION_TTL_SECONDS, REFRESH_COMMAND
 from data_plane.cluster.registry import RegistryClient
 from data_plane.cluster.services import Service, format_services
@@ -15,20 +17,34 @@ from data_plane.logic.context import GatewayHub
 from data_plane.logic.handlers.chat import ChatHandlers
 from data_plane.logic.handlers.group import GroupHandlers
 from data_plane.logic.handlers.login import LoginHandlers
+from data_plane.logic.handlers.push import PushHandlers
 from data_plane.logic.handlers.sync import SyncHandlers
 from data_plane.logic.lease import NodeMembership
+from data_plane.logic.notify.dispatcher import PushDispatcher
+from data_plane.logic.notify.offline import OfflineNotifier
+from data_plane.logic.outbound_hooks import LiveOutboundHooks
+from data_plane.logic.outbound_settings import OutboundSettings
 from data_plane.logic.router import Handler, Router
 from data_plane.logic.server import LogicServer
 from data_plane.logic.settings import LogicSettings
 from data_plane.logic.tenant_stores import TenantStores
+from data_plane.logic.webhooks.dispatcher import WebhookDispatcher, holder_id
+from data_plane.logic.webhooks.events import EventRecorder
 from data_plane.metrics import serve_metrics
 from data_plane.storage.messages.factory import open_message_store
+from data_plane.storage.messages.outbox import OutboxWriter
+from data_plane.storage.messages.protocol import MessageStore
+from data_plane.storage.messages.store import SqlMessageStore
 from data_plane.storage.sessions.factory import session_store_from_url
 from data_plane.wire import Command
 
 
 def handlers_by_service(
-    login: LoginHandlers, chat: ChatHandlers, group: GroupHandlers, sync: SyncHandlers
+    login: LoginHandlers,
+    chat: ChatHandlers,
+    group: GroupHandlers,
+    sync: SyncHandlers,
+    push: PushHandlers,
 ) -> dict[Service, dict[str, Handler]]:
     """Every command's handler, grouped by the service it belongs to (the grouping is
     :func:`service_of`'s; ``tests/logic`` checks that the two agree)."""
@@ -37,6 +53,8 @@ def handlers_by_service(
             REFRESH_COMMAND: login.refresh,
             Command.LOGIN_SIGNIN: login.signin,
             Command.LOGIN_SIGNOUT: login.signout,
+            Command.PUSH_REGISTER: push.register,
+            Command.PUSH_UNREGISTER: push.unregister,
         },
         Service.CHAT: {
             Command.CHAT_USER_TALK: chat.user_talk,
@@ -77,6 +95,30 @@ def split_by_services(
     return handlers, not_served
 
 
+def start_outbound(
+    settings: LogicSettings, stores: TenantStores, outbound: OutboundDirectory, tg: TaskGroup
+) -> None:
+    """Webhooks and push notifications: the outbox writer on every SQL store (written in
+    the send transaction), the directory of endpoints and providers, and the two
+    dispatchers (``CIRNO_WEBHOOK_*`` / ``CIRNO_PUSH_*`` settings)."""
+
+    def attach(store: MessageStore) -> None:
+        if isinstance(store, SqlMessageStore):
+            store.send_writes.outbox = OutboxWriter(outbound.wants)
+
+    def sql_stores() -> list[SqlMessageStore]:
+        return [s for s in stores.opened() if isinstance(s, SqlMessageStore)]
+
+    for store in stores.opened():
+        attach(store)
+    stores.on_open = attach
+    tunables = OutboundSettings.from_env()
+    holder = holder_id(settings.node_id)
+    tg.start_soon(outbound.run)
+    tg.start_soon(WebhookDispatcher(sql_stores, outbound, tunables, holder).run)
+    tg.start_soon(PushDispatcher(sql_stores, outbound, tunables, holder).run)
+
+
 @asynccontextmanager
 async def build_logic(
     settings: LogicSettings, *, id_node: int, check_writable: Callable[[], None] = lambda: None
@@ -96,6 +138,11 @@ async def build_logic(
         settings.cluster_secret,
         refresh_interval=settings.tenant_refresh_interval,
     )
+    outbound = OutboundDirectory(
+        settings.control_url,
+        settings.cluster_secret,
+        refresh_interval=settings.tenant_refresh_interval,
+    )
     hub = GatewayHub()
     try:
         async with (
@@ -106,16 +153,21 @@ async def build_logic(
             stores = TenantStores(
                 shared, directory, tg, node_id=id_node, check_writable=check_writable
             )
+            notifier = OfflineNotifier(stores, outbound)
+            hooks = LiveOutboundHooks(EventRecorder(stores, outbound), notifier)
+            start_outbound(settings, stores, outbound, tg)
             by_service = handlers_by_service(
-                LoginHandlers(sessions, hub),
-                ChatHandlers(stores, sessions, hub),
-                GroupHandlers(stores, sessions, hub),
+                LoginHandlers(sessions, hub, hooks),
+                ChatHandlers(stores, sessions, hub, hooks),
+                GroupHandlers(stores, sessions, hub, hooks),
                 SyncHandlers(stores),
+                PushHandlers(notifier),
             )
             handlers, not_served = split_by_services(by_service, settings)
             yield LogicServer(settings, Router(handlers, not_served), hub)
             tg.cancel_scope.cancel()
     finally:
+        await outbound.aclose()
         await directory.aclose()
         await sessions.aclose()
 

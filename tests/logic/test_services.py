@@ -48,6 +48,8 @@ EXPECTED = {
     Command.CHAT_GROUP_QUIT: Service.GROUP,
     Command.CHAT_GROUP_DETAIL: Service.GROUP,
     Command.CHAT_GROUP_MEMBERS: Service.GROUP,
+    Command.PUSH_REGISTER: Service.LOGIN,
+    Command.PUSH_UNREGISTER: Service.LOGIN,
     Command.CHAT_OFFLINE_INDEX: Service.SYNC,
     Command.CHAT_OFFLINE_CONTENT: Service.SYNC,
 }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 
 from data_plane.logic.context import GatewayHub, Request
+from data_plane.logic.outbound_hooks import OutboundHooks
 from data_plane.logic.tenant_stores import TenantStores
 from data_plane.storage.errors import SessionStoreUnavailable
 from data_plane.storage.messages.protocol import SendResult
@@ -93,10 +94,17 @@ async def push_to_accounts(
 class ChatHandlers:
     """``chat.user.talk`` and ``chat.talk.ack``."""
 
-    def __init__(self, stores: TenantStores, sessions: SessionStore, hub: GatewayHub) -> None:
+    def __init__(
+        self,
+        stores: TenantStores,
+        sessions: SessionStore,
+        hub: GatewayHub,
+        hooks: OutboundHooks | None = None,
+    ) -> None:
         self._stores = stores
         self._sessions = sessions
         self._hub = hub
+        self._hooks = hooks or OutboundHooks()
 
     async def user_talk(self, request: Request) -> None:
         """Store, answer after the commit, then push."""
@@ -144,6 +152,15 @@ class ChatHandlers:
         if to_sender:
             seq = result.inbox_seq
             self._hub.push(to_sender, message_push(command, req, sender, receiver, result, "", seq))
+        if not to_receiver and receiver != sender:  # offline: a push notification
+            await self._hooks.offline(
+                request.tenant,
+                [receiver],
+                sender=sender,
+                group_id="",
+                message_id=result.message_id,
+                body=req.body,
+            )
 
     async def ack(self, request: Request) -> None:
         """Move this device's read index forward to the acknowledged message."""

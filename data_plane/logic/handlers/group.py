@@ -11,7 +11,8 @@ group id and reaches every online member except the sending connection.
 from __future__ import annotations
 
 from data_plane.logic.context import GatewayHub, Request
-from data_plane.logic.handlers.chat import message_push, push_to_accounts
+from data_plane.logic.handlers.chat import message_push, push_targets, push_to_accounts
+from data_plane.logic.outbound_hooks import OutboundHooks
 from data_plane.logic.tenant_stores import TenantStores
 from data_plane.storage.messages.protocol import Group
 from data_plane.storage.sessions.protocol import SessionStore
@@ -37,10 +38,17 @@ def _add_members(
 class GroupHandlers:
     """The ``chat.group.*`` commands."""
 
-    def __init__(self, stores: TenantStores, sessions: SessionStore, hub: GatewayHub) -> None:
+    def __init__(
+        self,
+        stores: TenantStores,
+        sessions: SessionStore,
+        hub: GatewayHub,
+        hooks: OutboundHooks | None = None,
+    ) -> None:
         self._stores = stores
         self._sessions = sessions
         self._hub = hub
+        self._hooks = hooks or OutboundHooks()
 
     async def _notify(self, request: Request, accounts: list[str], packet: LogicPacket) -> None:
         await push_to_accounts(self._sessions, self._hub, request, accounts, packet)
@@ -66,6 +74,7 @@ class GroupHandlers:
             pb.GroupCreateNotify(group_id=group.group_id, members=accounts),
         )
         await self._notify(request, accounts, notify)
+        await self._hooks.group_created(request.tenant, group)
 
     async def _membership_change(self, request: Request, joining: bool) -> None:
         store = await self._stores.get(request.tenant)
@@ -106,6 +115,10 @@ class GroupHandlers:
             )
         )
         await self._notify(request, accounts, notify)
+        joined, left = ([target], []) if joining else ([], [target])
+        await self._hooks.members_changed(
+            request.tenant, req.group_id, joined=joined, left=left, by=request.account
+        )
 
     async def join(self, request: Request) -> None:
         """Join the group (self), or add someone (owner only)."""
@@ -184,4 +197,16 @@ class GroupHandlers:
         push = message_push(
             Command.CHAT_GROUP_TALK, req, request.account, group_id, result, group_id
         )
-        await self._notify(request, members, push)
+        found = await push_targets(self._sessions, request, members)
+        targets = [location for locations in found.values() for location in locations]
+        if targets:
+            self._hub.push(targets, push)
+        offline = [m for m in members if m != request.account and not found.get(m)]
+        await self._hooks.offline(
+            request.tenant,
+            offline,
+            sender=request.account,
+            group_id=group_id,
+            message_id=result.message_id,
+            body=req.body,
+        )

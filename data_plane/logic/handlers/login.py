@@ -12,6 +12,7 @@ import logging
 import time
 
 from data_plane.logic.context import GatewayHub, Request
+from data_plane.logic.outbound_hooks import OutboundHooks
 from data_plane.storage.errors import StorageError
 from data_plane.storage.sessions.protocol import Location, SessionStore
 from data_plane.wire import Command, LogicPacket, pb
@@ -22,9 +23,12 @@ log = logging.getLogger(__name__)
 class LoginHandlers:
     """Sign-in and sign-out over a session store."""
 
-    def __init__(self, sessions: SessionStore, hub: GatewayHub) -> None:
+    def __init__(
+        self, sessions: SessionStore, hub: GatewayHub, hooks: OutboundHooks | None = None
+    ) -> None:
         self._sessions = sessions
         self._hub = hub
+        self._hooks = hooks or OutboundHooks()
 
     @staticmethod
     def _location(request: Request) -> Location:
@@ -40,7 +44,8 @@ class LoginHandlers:
 
     async def signin(self, request: Request) -> None:
         """Store the location, answer, then kick the replaced connection."""
-        previous = await self._sessions.add_location(self._location(request))
+        location = self._location(request)
+        previous = await self._sessions.add_location(location)
         request.reply(body=pb.LoginResp(channelId=request.channel_id, account=request.account))
         if previous is not None:
             kick = LogicPacket.make_push(
@@ -49,6 +54,7 @@ class LoginHandlers:
                 channel_id=previous.channel_id,
             )
             self._hub.push([previous], kick)
+        await self._hooks.signed_in(location, previous)  # webhooks; cancel pending pushes
 
     async def refresh(self, request: Request) -> None:
         """Re-assert a live channel's location (never displacing a newer login); the
@@ -64,3 +70,6 @@ class LoginHandlers:
             request.tenant, request.account, request.device, request.channel_id
         )
         request.reply()
+        await self._hooks.signed_out(
+            request.tenant, request.account, request.device, request.channel_id
+        )

@@ -73,14 +73,18 @@ class PushQueue:
 
         await self._pool.write(work)
 
-    async def unregister(self, tenant: str, account: str, device: str) -> bool:
-        """Forget the device's token and its pending job; whether there was one."""
+    async def unregister(
+        self, tenant: str, account: str, device: str, token: str | None = None
+    ) -> bool:
+        """Forget the device's token (only if it is ``token``, when given) and its
+        pending job; whether a token was forgotten."""
 
         async def work(conn: AsyncConnection) -> bool:
-            await conn.execute(delete(push_jobs).where(*_job_key(tenant, account, device)))
-            result = await conn.execute(
-                delete(push_tokens).where(*_device_key(tenant, account, device))
-            )
+            key = _device_key(tenant, account, device)
+            only = (push_tokens.c.token == token,) if token else ()
+            result = await conn.execute(delete(push_tokens).where(*key, *only))
+            if result.rowcount > 0:
+                await conn.execute(delete(push_jobs).where(*_job_key(tenant, account, device)))
             return result.rowcount > 0
 
         return await self._pool.write(work)
