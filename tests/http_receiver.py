@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import anyio
+
 from cirno.harness import free_port
 
 
@@ -94,7 +96,7 @@ class HttpReceiver:
             found = list(self.received)
         return [r for r in found if status is None or r.status == status]
 
-    def wait_for(
+    async def wait_for(
         self, condition: Callable[[list[Received]], bool], timeout: float = 30.0
     ) -> list[Received]:
         """Poll until ``condition(requests())`` holds; AssertionError after ``timeout``."""
@@ -105,4 +107,4 @@ class HttpReceiver:
                 return found
             if time.monotonic() > deadline:
                 raise AssertionError(f"receiver condition not met; got {len(found)} requests")
-            time.sleep(0.05)
+            await anyio.sleep(0.05)

@@ -11,7 +11,6 @@ loses none of their events (the outbox row commits with the message).
 from __future__ import annotations
 
 import signal
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,7 +80,7 @@ def new_tenant(topology: Topology) -> str:
     return tenant
 
 
-def create_endpoint(
+async def create_endpoint(
     topology: Topology, tenant: str, url: str, events: list[str] | None = None
 ) -> dict[str, Any]:
     """Create an endpoint and wait until the logic nodes have heard of it."""
@@ -94,7 +93,7 @@ def create_endpoint(
     assert created["secret"].startswith("whsec_")
     # The nodes poll /internal/v1/outbound every REFRESH_S; events before they know the
     # endpoint are (by design) not sent to it.
-    time.sleep(REFRESH_S * 4)
+    await anyio.sleep(REFRESH_S * 4)
     return created
 
 
@@ -148,7 +147,7 @@ async def test_every_event_is_delivered_signed_and_verifiable(
     topology: Topology, receiver: HttpReceiver
 ) -> None:
     tenant = new_tenant(topology)
-    endpoint = create_endpoint(topology, tenant, receiver.url + "/hook")
+    endpoint = await create_endpoint(topology, tenant, receiver.url + "/hook")
     with admin(topology) as client:
         test = client.post(f"/v1/tenants/{tenant}/webhooks/{endpoint['id']}/test")
     assert test.status_code == 202, test.text
@@ -182,7 +181,7 @@ async def test_every_event_is_delivered_signed_and_verifiable(
         "group.created",
         "group.members_changed",
     }
-    found = receiver.wait_for(lambda rs: wanted <= {r.json()["type"] for r in rs}, timeout=30)
+    found = await receiver.wait_for(lambda rs: wanted <= {r.json()["type"] for r in rs}, timeout=30)
     events = [verified(endpoint["secret"], request) for request in found]
     by_type: dict[str, list[dict[str, Any]]] = {}
     for event in events:
@@ -195,7 +194,7 @@ async def test_every_event_is_delivered_signed_and_verifiable(
     assert one_to_one["message_id"] == str(sent.messageId)
     assert (one_to_one["sender"], one_to_one["receiver"]) == ("alice", "bob")
     assert one_to_one["body"] == "hello bob"
-    receiver.wait_for(
+    await receiver.wait_for(
         lambda rs: any(
             r.json()["type"] == "message.created" and r.json()["data"]["group_id"] == group_id
             for r in rs
@@ -216,7 +215,7 @@ async def test_retried_after_500_and_while_down_in_order(
     topology: Topology, receiver: HttpReceiver
 ) -> None:
     tenant = new_tenant(topology)
-    endpoint = create_endpoint(topology, tenant, receiver.url, ["message.created"])
+    endpoint = await create_endpoint(topology, tenant, receiver.url, ["message.created"])
     failures = {"left": 2}
 
     def answer(_: Received) -> int:
@@ -228,7 +227,7 @@ async def test_retried_after_500_and_while_down_in_order(
     receiver.answer = answer
     alice = await login(topology, tenant, "alice")
     first = [await talk(alice, "bob", f"m{i}") for i in range(5)]
-    receiver.wait_for(lambda rs: len(message_ids(rs)) == 5)
+    await receiver.wait_for(lambda rs: len(message_ids(rs)) == 5)
     assert message_ids(receiver.requests()) == [str(r.messageId) for r in first]
     assert [r.status for r in receiver.requests()][:3] == [500, 500, 200]
     assert len({r.headers["webhook-id"] for r in receiver.requests()[:3]}) == 1  # one event
@@ -244,7 +243,7 @@ async def test_retried_after_500_and_while_down_in_order(
                 break
             await anyio.sleep(0.1)
     receiver.start()
-    receiver.wait_for(lambda rs: len(message_ids(rs)) == 8)
+    await receiver.wait_for(lambda rs: len(message_ids(rs)) == 8)
     assert message_ids(receiver.requests()) == [str(r.messageId) for r in first + second]
     alice.close()
 
@@ -253,7 +252,7 @@ async def test_a_failed_delivery_is_listed_and_can_be_redelivered(
     topology: Topology, receiver: HttpReceiver
 ) -> None:
     tenant = new_tenant(topology)
-    endpoint = create_endpoint(topology, tenant, receiver.url, ["message.created"])
+    endpoint = await create_endpoint(topology, tenant, receiver.url, ["message.created"])
     receiver.answer = lambda _: 503
     alice = await login(topology, tenant, "alice")
     await talk(alice, "bob", "doomed")
@@ -275,7 +274,7 @@ async def test_a_failed_delivery_is_listed_and_can_be_redelivered(
         )
     assert again.status_code == 202, again.text
     assert again.json()["event_id"] == failed["event_id"]
-    delivered = receiver.wait_for(lambda rs: bool([r for r in rs if r.status == 200]))
+    delivered = await receiver.wait_for(lambda rs: bool([r for r in rs if r.status == 200]))
     assert delivered[-1].headers["webhook-id"] == failed["event_id"]
     alice.close()
 
@@ -294,7 +293,7 @@ async def test_no_event_is_lost_when_a_logic_node_is_killed_mid_stream(
 ) -> None:
     # Runs last in this module: it leaves one logic node.
     tenant = new_tenant(topology)
-    create_endpoint(topology, tenant, receiver.url, ["message.created"])
+    await create_endpoint(topology, tenant, receiver.url, ["message.created"])
     sender = await login(topology, tenant, account_on("logic-1", tenant, "sender"))
     answered: list[pb.MessageResp] = []
     for i in range(40):
@@ -302,7 +301,7 @@ async def test_no_event_is_lost_when_a_logic_node_is_killed_mid_stream(
             await anyio.to_thread.run_sync(topology.stop, "logic-1", signal.SIGKILL)
         answered.append(await talk(sender, "bob", f"s{i}"))
     expected = [str(r.messageId) for r in answered]
-    receiver.wait_for(lambda rs: set(expected) <= set(message_ids(rs)), timeout=60)
+    await receiver.wait_for(lambda rs: set(expected) <= set(message_ids(rs)), timeout=60)
     got = message_ids(receiver.requests())
     assert set(got) == set(expected)  # nothing lost, nothing foreign
     assert got == expected  # and in order (first copies; at least once allows repeats)
