@@ -36,6 +36,7 @@ from data_plane.storage.messages.outbox import OutboxWriter
 from data_plane.storage.messages.protocol import MessageStore
 from data_plane.storage.messages.store import SqlMessageStore
 from data_plane.storage.sessions.factory import session_store_from_url
+from data_plane.storage.sessions.protocol import SessionStore
 from data_plane.wire import Command
 
 
@@ -96,7 +97,11 @@ def split_by_services(
 
 
 def start_outbound(
-    settings: LogicSettings, stores: TenantStores, outbound: OutboundDirectory, tg: TaskGroup
+    settings: LogicSettings,
+    stores: TenantStores,
+    sessions: SessionStore,
+    outbound: OutboundDirectory,
+    tg: TaskGroup,
 ) -> None:
     """Webhooks and push notifications: the outbox writer on every SQL store (written in
     the send transaction), the directory of endpoints and providers, and the two
@@ -116,7 +121,7 @@ def start_outbound(
     holder = holder_id(settings.node_id)
     tg.start_soon(outbound.run)
     tg.start_soon(WebhookDispatcher(sql_stores, outbound, tunables, holder).run)
-    tg.start_soon(PushDispatcher(sql_stores, outbound, tunables, holder).run)
+    tg.start_soon(PushDispatcher(sql_stores, outbound, tunables, holder, sessions).run)
 
 
 @asynccontextmanager
@@ -155,7 +160,7 @@ async def build_logic(
             )
             notifier = OfflineNotifier(stores, outbound)
             hooks = LiveOutboundHooks(EventRecorder(stores, outbound), notifier)
-            start_outbound(settings, stores, outbound, tg)
+            start_outbound(settings, stores, sessions, outbound, tg)
             by_service = handlers_by_service(
                 LoginHandlers(sessions, hub, hooks),
                 ChatHandlers(stores, sessions, hub, hooks),

@@ -4,11 +4,14 @@ Theory of operation: each logic node looks at every message database it has open
 ``poll_interval``; the node holding that database's ``push`` lease (renewed at each
 look, ``lease_s``) takes up to ``push_batch`` due jobs (``due_at`` passed: the collapse
 window of their first message is over) and sends them, at most ``concurrency`` at a
-time. A sent job is finished (deleted, or reduced to the messages that arrived while it
-was being sent); a job whose provider answered 429, 5xx or nothing is tried again after
-``backoff(attempts)`` until ``max_attempts``; other answers (a bad token) and tenants
-that removed their provider drop the job. A job is never sent twice at once: only the
-lease holder sends, and it waits for its sends before its next look.
+time — unless the account has an online device by then (the session store says so),
+which drops the job. A sign-in cancels pending jobs (``offline.OfflineNotifier.online``);
+this check also covers a job queued just after that sign-in by a message whose session
+lookup still found nobody. A sent job is finished (deleted, or reduced to the messages
+that arrived while it was being sent); a job whose provider answered 429, 5xx or nothing
+is tried again after ``backoff(attempts)`` until ``max_attempts``; other answers (a bad
+token) and tenants that removed their provider drop the job. A job is never sent twice
+at once: only the lease holder sends, and it waits for its sends before its next look.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from data_plane.logic.outbound_settings import OutboundSettings
 from data_plane.storage.errors import StorageError
 from data_plane.storage.messages.push_queue import PushJob, PushQueue
 from data_plane.storage.messages.store import SqlMessageStore
+from data_plane.storage.sessions.protocol import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ class PushDispatcher:
         directory: OutboundDirectory,
         settings: OutboundSettings,
         holder: str,
+        sessions: SessionStore,
         *,
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
@@ -51,6 +56,7 @@ class PushDispatcher:
         self._directory = directory
         self._settings = settings
         self._holder = holder
+        self._sessions = sessions
         self._client = client or httpx.AsyncClient(timeout=settings.timeout)
         self._clock = clock
         self._sleep = sleep
@@ -95,10 +101,22 @@ class PushDispatcher:
             except StorageError as exc:
                 log.warning("push job of %s not recorded: %s", job.account, exc)
 
+    async def _online(self, job: PushJob) -> bool:
+        """Whether the account has an online device now (then the job is moot); when the
+        session store cannot tell, the notification is sent (better twice than never)."""
+        try:
+            return bool(await self._sessions.get_locations(job.tenant, job.account))
+        except StorageError:
+            return False
+
     async def send(self, queue: PushQueue, job: PushJob) -> None:
         """Send one job and record the outcome."""
         provider = self._directory.provider(job.tenant)
         if provider is None:
+            await queue.drop(job)
+            return
+        if await self._online(job):
+            PUSH_ATTEMPTS.labels("cancelled").inc()
             await queue.drop(job)
             return
         url, headers, body = build_request(provider, job)
