@@ -22,6 +22,7 @@ from control_plane.errors import DATABASE_UNAVAILABLE
 from control_plane.geoip import GeoResolver
 from control_plane.limits import RequestLimits, validation_error_answer
 from control_plane.metrics import HttpMetrics, MetricsMiddleware
+from control_plane.outbound_store import MessageDatabases
 from control_plane.route import api as route
 from control_plane.route.cache import SnapshotCache
 from control_plane.route.fast_path import ROUTE_PATH, RouteFastPath
@@ -77,6 +78,7 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
         try:
             yield
         finally:
+            app.state.message_databases.dispose()
             engine.dispose()
             geo.close()
 
@@ -99,6 +101,7 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.message_databases = MessageDatabases(settings, engine)
     app.state.geo = geo
     app.state.metrics = HttpMetrics(CollectorRegistry(auto_describe=True))
     app.state.snapshots = SnapshotCache(

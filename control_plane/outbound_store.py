@@ -13,7 +13,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import Annotated
 
+from fastapi import Depends, Request
 from sqlalchemy import Engine, delete, insert, select, update
 
 from control_plane.db import make_engine
@@ -28,23 +30,50 @@ from data_plane.storage.messages.schema import (
     webhook_deliveries,
 )
 
-_engines: dict[str, Engine] = {}
-_lock = threading.Lock()
+
+class MessageDatabases:
+    """Engines of the message databases the routes reach, one per URL, owned by the app
+    (``app.state.message_databases``, disposed when it shuts down). The control plane's
+    own database is reached through the app's engine."""
+
+    def __init__(self, settings: ControlPlaneSettings, own: Engine) -> None:
+        self._settings = settings
+        self._own = own
+        self._engines: dict[str, Engine] = {}
+        self._lock = threading.Lock()
+
+    def url_for(self, tenant: Tenant) -> str:
+        """Where the tenant's messages (and so its deliveries and push tokens) are."""
+        if tenant.isolation == Isolation.DEDICATED and tenant.database_url:
+            return tenant.database_url
+        return self._settings.message_database_url or self._settings.database_url
+
+    def engine_for(self, tenant: Tenant) -> Engine:
+        """An engine of the tenant's message database."""
+        url = self.url_for(tenant)
+        if url == self._settings.database_url:
+            return self._own
+        with self._lock:
+            engine = self._engines.get(url)
+            if engine is None:
+                engine = self._engines[url] = make_engine(url)
+            return engine
+
+    def dispose(self) -> None:
+        """Close every engine this object opened."""
+        with self._lock:
+            engines, self._engines = list(self._engines.values()), {}
+        for engine in engines:
+            engine.dispose()
 
 
-def message_url(tenant: Tenant, settings: ControlPlaneSettings) -> str:
-    """Where the tenant's messages (and so its deliveries and push tokens) are."""
-    if tenant.isolation == Isolation.DEDICATED and tenant.database_url:
-        return tenant.database_url
-    return settings.message_database_url or settings.database_url
+def databases_of(request: Request) -> MessageDatabases:
+    """The message databases of the app serving ``request``."""
+    databases: MessageDatabases = request.app.state.message_databases
+    return databases
 
 
-def _engine(url: str) -> Engine:
-    with _lock:
-        engine = _engines.get(url)
-        if engine is None:
-            engine = _engines[url] = make_engine(url)
-        return engine
+MessageDatabasesDep = Annotated[MessageDatabases, Depends(databases_of)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +92,10 @@ class DeliveryRow:
     finished_at: int
 
 
-def list_deliveries(url: str, tenant: str, endpoint_id: str, limit: int) -> list[DeliveryRow]:
+def list_deliveries(engine: Engine, tenant: str, endpoint_id: str, limit: int) -> list[DeliveryRow]:
     """The endpoint's newest deliveries first (pending ones included)."""
     c = webhook_deliveries.c
-    with _engine(url).connect() as conn:
+    with engine.connect() as conn:
         rows = conn.execute(
             select(
                 c.id,
@@ -87,12 +116,14 @@ def list_deliveries(url: str, tenant: str, endpoint_id: str, limit: int) -> list
     return [DeliveryRow(*tuple(row)) for row in rows]
 
 
-def redeliver(url: str, tenant: str, endpoint_id: str, delivery_id: int) -> DeliveryRow | None:
+def redeliver(
+    engine: Engine, tenant: str, endpoint_id: str, delivery_id: int
+) -> DeliveryRow | None:
     """Queue the delivery's event again, at the end of the endpoint's queue (a new
     delivery with the same event id and body); None when there is no such delivery."""
     c = webhook_deliveries.c
     now = int(time.time() * 1000)
-    with _engine(url).begin() as conn:
+    with engine.begin() as conn:
         row = conn.execute(
             select(c.event_id, c.event_type, c.payload).where(
                 c.id == delivery_id, c.tenant == tenant, c.endpoint_id == endpoint_id
@@ -123,11 +154,11 @@ def redeliver(url: str, tenant: str, endpoint_id: str, delivery_id: int) -> Deli
     return DeliveryRow(new_id, row.event_id, row.event_type, PENDING, 0, 0, "", 0, now, 0)
 
 
-def queue_test_event(url: str, tenant: str, endpoint_id: str) -> int:
+def queue_test_event(engine: Engine, tenant: str, endpoint_id: str) -> int:
     """Write a ``webhook.test`` event addressed to one endpoint; its event id."""
     now = int(time.time() * 1000)
     body = event_body(TEST_EVENT, now, {"tenant": tenant, "endpoint_id": endpoint_id})
-    with _engine(url).begin() as conn:
+    with engine.begin() as conn:
         result = conn.execute(
             insert(event_outbox).values(
                 tenant=tenant,
@@ -142,22 +173,22 @@ def queue_test_event(url: str, tenant: str, endpoint_id: str) -> int:
         return int(key[0])
 
 
-def forget_endpoint(url: str, tenant: str, endpoint_id: str) -> None:
+def forget_endpoint(engine: Engine, tenant: str, endpoint_id: str) -> None:
     """Drop a deleted endpoint's deliveries (its queue and history)."""
     c = webhook_deliveries.c
-    with _engine(url).begin() as conn:
+    with engine.begin() as conn:
         conn.execute(
             delete(webhook_deliveries).where(c.tenant == tenant, c.endpoint_id == endpoint_id)
         )
 
 
 def register_push_token(
-    url: str, tenant: str, account: str, device: str, token: str, platform: str
+    engine: Engine, tenant: str, account: str, device: str, token: str, platform: str
 ) -> None:
     """Store the device's push token (replacing an older one); as ``push.register``."""
     c = push_tokens.c
     now = int(time.time() * 1000)
-    with _engine(url).begin() as conn:
+    with engine.begin() as conn:
         conn.execute(
             delete(push_tokens).where(c.tenant == tenant, c.account == account, c.device == device)
         )
@@ -180,11 +211,11 @@ def register_push_token(
         )
 
 
-def unregister_push_token(url: str, tenant: str, account: str, device: str) -> bool:
+def unregister_push_token(engine: Engine, tenant: str, account: str, device: str) -> bool:
     """Forget the device's token and pending job; whether it had a token."""
     c = push_tokens.c
     j = push_jobs.c
-    with _engine(url).begin() as conn:
+    with engine.begin() as conn:
         conn.execute(
             delete(push_jobs).where(j.tenant == tenant, j.account == account, j.device == device)
         )

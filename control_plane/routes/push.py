@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from control_plane import outbound_store
 from control_plane.db import SessionDep
-from control_plane.deps import CredentialDep, SettingsDep
+from control_plane.deps import CredentialDep, SettingsDep, unprocessable
 from control_plane.models.common import Account
 from control_plane.models.webhooks import (
     PRINTABLE,
@@ -24,6 +24,7 @@ from control_plane.models.webhooks import (
     PushProviderSet,
     PushTokenSet,
 )
+from control_plane.outbound_store import MessageDatabasesDep
 from control_plane.routes import BAD_BODY, error_responses
 from control_plane.routes.secrets import authorize_tenant_backend
 from control_plane.routes.tenants import TenantIdPath
@@ -69,7 +70,7 @@ def set_provider(
     """
     authorize_tenant_backend(session, tenant_id, credential, settings.admin_token)
     if body.kind is PushProviderKind.FCM and not body.project_id:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="fcm needs project_id")
+        unprocessable("an fcm provider needs project_id", ("body", "project_id"))
     row = session.get(PushProvider, tenant_id) or PushProvider(
         tenant_id=tenant_id, kind="", url="", project_id="", auth_token="", collapse_ms=0
     )
@@ -133,13 +134,14 @@ def register_token(
     session: SessionDep,
     settings: SettingsDep,
     credential: CredentialDep,
+    databases: MessageDatabasesDep,
 ) -> None:
     """Register the device's push token (replacing its older one), as the device's
     own `push.register` would."""
     tenant = authorize_tenant_backend(session, tenant_id, credential, settings.admin_token)
-    url = outbound_store.message_url(tenant, settings)
+    engine = databases.engine_for(tenant)
     outbound_store.register_push_token(
-        url, tenant_id, account, body.device, body.token, body.platform
+        engine, tenant_id, account, body.device, body.token, body.platform
     )
 
 
@@ -159,9 +161,10 @@ def unregister_token(
     session: SessionDep,
     settings: SettingsDep,
     credential: CredentialDep,
+    databases: MessageDatabasesDep,
 ) -> None:
     """Forget the device's push token and its pending notification."""
     tenant = authorize_tenant_backend(session, tenant_id, credential, settings.admin_token)
-    url = outbound_store.message_url(tenant, settings)
-    if not outbound_store.unregister_push_token(url, tenant_id, account, device):
+    engine = databases.engine_for(tenant)
+    if not outbound_store.unregister_push_token(engine, tenant_id, account, device):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no push token for this device")

@@ -38,6 +38,7 @@ from control_plane.models.webhooks import (
     WebhooksPublic,
     WebhookUpdate,
 )
+from control_plane.outbound_store import MessageDatabasesDep
 from control_plane.routes import BAD_BODY, CLUSTER_ERRORS, error_responses
 from control_plane.routes.internal import NOT_MODIFIED, IfNoneMatch, etag_response
 from control_plane.routes.secrets import authorize_tenant_backend
@@ -197,15 +198,14 @@ def delete_webhook(
     session: SessionDep,
     settings: SettingsDep,
     credential: CredentialDep,
+    databases: MessageDatabasesDep,
 ) -> None:
     """Delete the endpoint with its pending deliveries and its delivery history."""
     tenant = authorize_tenant_backend(session, tenant_id, credential, settings.admin_token)
     row = _endpoint_or_404(session, tenant_id, endpoint_id)
     session.delete(row)
     session.commit()
-    outbound_store.forget_endpoint(
-        outbound_store.message_url(tenant, settings), tenant_id, endpoint_id
-    )
+    outbound_store.forget_endpoint(databases.engine_for(tenant), tenant_id, endpoint_id)
 
 
 @router.post(
@@ -221,13 +221,14 @@ def test_webhook(
     session: SessionDep,
     settings: SettingsDep,
     credential: CredentialDep,
+    databases: MessageDatabasesDep,
 ) -> TestEventQueued:
     """Queue a `webhook.test` event for this endpoint alone; it is delivered like any
     other (signed, retried, listed under deliveries)."""
     tenant = authorize_tenant_backend(session, tenant_id, credential, settings.admin_token)
     _endpoint_or_404(session, tenant_id, endpoint_id)
-    url = outbound_store.message_url(tenant, settings)
-    event_id = outbound_store.queue_test_event(url, tenant_id, endpoint_id)
+    engine = databases.engine_for(tenant)
+    event_id = outbound_store.queue_test_event(engine, tenant_id, endpoint_id)
     return TestEventQueued(event_id=f"evt_{event_id}")
 
 
@@ -258,14 +259,15 @@ def list_deliveries(
     session: SessionDep,
     settings: SettingsDep,
     credential: CredentialDep,
+    databases: MessageDatabasesDep,
     limit: Annotated[int, Query(ge=1, le=DELIVERY_PAGE)] = 50,
 ) -> DeliveriesPublic:
     """The endpoint's deliveries, newest first: pending ones, and finished ones for the
     retention period (`CIRNO_WEBHOOK_RETENTION`)."""
     tenant = authorize_tenant_backend(session, tenant_id, credential, settings.admin_token)
     _endpoint_or_404(session, tenant_id, endpoint_id)
-    url = outbound_store.message_url(tenant, settings)
-    rows = outbound_store.list_deliveries(url, tenant_id, endpoint_id, limit)
+    engine = databases.engine_for(tenant)
+    rows = outbound_store.list_deliveries(engine, tenant_id, endpoint_id, limit)
     return DeliveriesPublic(data=[_delivery(row) for row in rows])
 
 
@@ -283,13 +285,14 @@ def redeliver(
     session: SessionDep,
     settings: SettingsDep,
     credential: CredentialDep,
+    databases: MessageDatabasesDep,
 ) -> DeliveryPublic:
     """Queue the delivery's event again at the end of the endpoint's queue (same
     `webhook-id` and body, fresh attempts); the answer is the new delivery."""
     tenant = authorize_tenant_backend(session, tenant_id, credential, settings.admin_token)
     _endpoint_or_404(session, tenant_id, endpoint_id)
-    url = outbound_store.message_url(tenant, settings)
-    row = outbound_store.redeliver(url, tenant_id, endpoint_id, delivery_id)
+    engine = databases.engine_for(tenant)
+    row = outbound_store.redeliver(engine, tenant_id, endpoint_id, delivery_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="delivery not found")
     return _delivery(row)
