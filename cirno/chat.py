@@ -7,6 +7,8 @@ Prints incoming messages and events; reads commands from stdin, one per line::
     /create team bob eve  create a group with bob and eve (prints its id)
     /join <group-id>      join a group;  /leave <group-id>  quit it
     /members <group-id>   list a group's members
+    /push-register <token> [platform]   register this device's push token
+    /push-unregister      forget it
     /quit                 leave (Ctrl-D too)
 
 Stdin may be a terminal or a pipe or file: commands are run line by line, and the chat
@@ -32,7 +34,7 @@ import stat
 import sys
 import time
 from collections.abc import AsyncIterator
-from typing import TextIO
+from typing import TextIO, get_args
 from urllib.parse import urlsplit
 
 from cirno.options import described
@@ -46,19 +48,22 @@ from cirno_sdk import (
     Event,
     KickedOutEvent,
     Message,
+    PushPlatform,
     Reconnected,
 )
 from data_plane.cluster import identity
 
 TOKEN_TTL_SECONDS = 24 * 3600
 HELP = "commands: @<account> <text> | #<group> <text> | /create <name> <members...> | " + (
-    "/join <group> | /leave <group> | /members <group> | /quit"
+    "/join <group> | /leave <group> | /members <group> | /push-register <token> [platform] | "
+    "/push-unregister | /quit"
 )
 USAGE_ERROR = 2
 DESCRIPTION = (
     "Chat in the terminal. Commands, one per line on stdin:\n"
     "  @<account> <text>   #<group> <text>   /create <name> <members...>\n"
-    "  /join <group>   /leave <group>   /members <group>   /quit (or Ctrl-D)\n\n"
+    "  /join <group>   /leave <group>   /members <group>   /quit (or Ctrl-D)\n"
+    "  /push-register <token> [android|ios|web|other]   /push-unregister\n\n"
     "Stdin may be a terminal, a pipe or a file: lines run in order and the chat ends at\n"
     "the end of its input. An unreachable gateway is reported at once and retried with\n"
     "back-off until it answers (Ctrl-C stops)."
@@ -247,8 +252,24 @@ async def _command(client: Client, line: str, out: TextIO) -> None:
         else:
             people = await client.group_members(group_id)
             _say(out, f"#{group_id}: " + ", ".join(m.account for m in people))
+    elif head == "/push-register" and rest:
+        token, _, platform = rest.strip().partition(" ")
+        await client.register_push(token, _platform(platform.strip()))
+        _say(out, "push token registered for this device")
+    elif head == "/push-unregister":
+        await client.unregister_push()
+        _say(out, "push token forgotten for this device")
     else:
         _say(out, HELP)
+
+
+def _platform(text: str) -> PushPlatform:
+    """The platform named on a ``/push-register`` line (default ``other``)."""
+    for known in get_args(PushPlatform):
+        if text == known:
+            platform: PushPlatform = known
+            return platform
+    return "other"
 
 
 async def _print_messages(client: Client, out: TextIO) -> None:

@@ -10,8 +10,9 @@ device (``push.register``) or by the tenant's backend (REST).
 
 from __future__ import annotations
 
+import io
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ import anyio
 import httpx
 import pytest
 
+from cirno.chat import run
 from cirno.harness import ADMIN_TOKEN, RawClient, Topology, make_token, run_topology
+from cirno_sdk import Client
 from data_plane.wire import Command, Status, pb
 from tests.http_receiver import HttpReceiver
 
@@ -185,4 +188,30 @@ async def test_a_token_registered_over_rest_gets_generic_http_notifications(
     await talk(alice, "carol", "nobody is told about this one")
     await anyio.sleep(QUIET_S)
     assert len(provider.requests()) == 1
+    alice.close()
+
+
+async def test_the_sdk_and_cirno_chat_register_push_tokens(
+    topology: Topology, provider: HttpReceiver
+) -> None:
+    tenant = await new_tenant(
+        topology, {"kind": "http", "url": provider.url + "/push", "collapse_ms": 200}
+    )
+    url = topology.ws_urls[0]
+    async with Client(url, make_token(tenant, "dave", SECRET), device="sdk-phone") as sdk:
+        await sdk.register_push("sdk-token", "ios")
+    async with Client(url, make_token(tenant, "erin", SECRET), device="terminal") as chat:
+
+        async def lines() -> AsyncIterator[str]:
+            yield "/push-register cli-token web"
+
+        out = io.StringIO()
+        assert await run(chat, lines(), out) == 0
+        assert "push token registered" in out.getvalue()
+    alice = await login(topology, tenant, "alice", "web")
+    await talk(alice, "dave", "to dave")
+    await talk(alice, "erin", "to erin")
+    found = await provider.wait_for(lambda rs: len(rs) >= 2, timeout=20)
+    tokens = {r.json()["account"]: r.json()["token"] for r in found}
+    assert tokens == {"dave": "sdk-token", "erin": "cli-token"}
     alice.close()
