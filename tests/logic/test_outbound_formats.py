@@ -8,7 +8,11 @@ API's shape (``message.token``, ``notification``, string-only ``data``).
 
 from __future__ import annotations
 
+import re
+import time
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from standardwebhooks import Webhook
@@ -25,7 +29,7 @@ SPEC_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
 SPEC_TIMESTAMP = 1614265330
 SPEC_BODY = b'{"test": 2432232314}'
 SPEC_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
-"""The specification's test vector (standard-webhooks, spec/standard-webhooks.md)."""
+"""The test vector of the Standard Webhooks reference libraries (their own tests)."""
 
 
 def test_the_signature_matches_the_specification_and_the_library() -> None:
@@ -85,3 +89,16 @@ def test_back_off_doubles_up_to_its_ceiling() -> None:
     assert OutboundSettings.from_env(env).max_attempts == 3
     with pytest.raises(ValueError, match="CIRNO_WEBHOOK_TIMEOUT"):
         OutboundSettings.from_env({"CIRNO_WEBHOOK_TIMEOUT": "-1"})
+
+
+def test_the_documented_stdlib_verifier_accepts_ours_and_refuses_a_forgery() -> None:
+    """docs/server_api.md's standard-library snippet stays true."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "server_api.md").read_text()
+    snippet = re.findall(r"```python\n(import base64.*?)```", doc, re.S)[0]
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)
+    body = b'{"type":"login"}'
+    headers = signed_headers(SPEC_SECRET, "evt_9", int(time.time()), body)
+    namespace["verify"](SPEC_SECRET, headers, body)
+    with pytest.raises(ValueError, match="bad signature"):
+        namespace["verify"](SPEC_SECRET, headers, b'{"type":"logout"}')
