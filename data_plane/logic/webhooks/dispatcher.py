@@ -102,7 +102,7 @@ class WebhookDispatcher:
         """Fan out, start workers for due endpoints, clean; whether rows were moved."""
         moved = 0
         if self._directory.loaded:
-            moved = await db.fan_out(self._route, self._now_ms(), self._settings.fan_out_batch)
+            moved = await db.fan_out(self.route, self._now_ms(), self._settings.fan_out_batch)
         free = self._settings.concurrency - len(self._active)
         if free > 0:
             for tenant, endpoint_id in await db.endpoints_due(self._now_ms(), free * 2):
@@ -114,7 +114,8 @@ class WebhookDispatcher:
         await self._clean(db)
         return moved > 0
 
-    def _route(self, tenant: str, event_type: str, addressed: str) -> list[str]:
+    def route(self, tenant: str, event_type: str, addressed: str) -> list[str]:
+        """The endpoints an outbox row goes to (``outbox.Route``)."""
         if addressed:  # a test event: the control plane checked the endpoint exists
             return [addressed]
         return [e.id for e in self._directory.endpoints(tenant) if e.wants(event_type)]
