@@ -14,6 +14,7 @@ import pytest
 from data_plane.cluster.outbound import Endpoint, OutboundConfig, OutboundDirectory
 from data_plane.logic.outbound_settings import OutboundSettings
 from data_plane.logic.webhooks.dispatcher import WebhookDispatcher
+from data_plane.metrics import REGISTRY
 from data_plane.storage.messages import migrate
 from data_plane.storage.messages.store import SqlMessageStore, open_sql_message_store
 from tests.http_receiver import HttpReceiver, Received
@@ -88,6 +89,12 @@ def answers(*statuses: int) -> Callable[[Received], int]:
     return answer
 
 
+def attempts(result: str) -> float:
+    """The node's ``cirno_webhook_deliveries_total{result}`` so far."""
+    value = REGISTRY.get_sample_value("cirno_webhook_deliveries_total", {"result": result})
+    return value or 0.0
+
+
 def ids_received(receiver: HttpReceiver) -> list[str]:
     return [r.headers["webhook-id"] for r in receiver.requests()]
 
@@ -99,6 +106,7 @@ async def test_the_head_is_retried_with_back_off_and_nothing_overtakes_it(
     sender = dispatcher(receiver, client, clock)
     receiver.answer = answers(500, 503)
     a, b, c = await queue_events(db, clock, 3)
+    before = {result: attempts(result) for result in ("sent", "retried", "failed")}
 
     await sender.serve_endpoint(db.outbound, TENANT, "wh_1")
     assert ids_received(receiver) == [a]  # failed: b and c wait behind it
@@ -114,6 +122,8 @@ async def test_the_head_is_retried_with_back_off_and_nothing_overtakes_it(
     await sender.serve_endpoint(db.outbound, TENANT, "wh_1")
     assert ids_received(receiver) == [a, a, a, b, c]
     assert await db.outbound.head(TENANT, "wh_1", 10) == []
+    after = {result: attempts(result) for result in ("sent", "retried", "failed")}
+    assert {k: after[k] - before[k] for k in after} == {"sent": 3, "retried": 2, "failed": 0}
     stamps = {r.headers["webhook-timestamp"] for r in receiver.requests()}
     assert str(int(clock.now)) in stamps  # each attempt is signed at its own time
 
