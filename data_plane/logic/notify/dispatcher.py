@@ -10,7 +10,8 @@ this check also covers a job queued just after that sign-in by a message whose s
 lookup still found nobody. A sent job is finished (deleted, or reduced to the messages
 that arrived while it was being sent); a job whose provider answered 429, 5xx or nothing
 is tried again after ``backoff(attempts)`` until ``max_attempts``; other answers (a bad
-token) and tenants that removed their provider drop the job. A job is never sent twice
+token) and tenants that removed their provider drop the job, and a 404 or 410 (the
+provider no longer knows the token) also unregisters the token. A job is never sent twice
 at once: only the lease holder sends, and it waits for its sends before its next look.
 """
 
@@ -35,6 +36,9 @@ from data_plane.storage.sessions.protocol import SessionStore
 log = logging.getLogger(__name__)
 
 PUSH_LEASE = "push"
+STALE_TOKEN = frozenset({404, 410})
+"""Provider answers meaning the token is gone (FCM: 404 ``UNREGISTERED``); the device's
+token is then unregistered, so later messages are not sent to it again."""
 
 
 class PushDispatcher:
@@ -140,4 +144,6 @@ class PushDispatcher:
             return
         PUSH_ATTEMPTS.labels("failed").inc()
         log.warning("push to %s/%s failed for good (HTTP %s)", job.tenant, job.account, code)
+        if code in STALE_TOKEN:  # the provider no longer knows this token: forget it
+            await queue.unregister(job.tenant, job.account, job.device, job.token)
         await queue.drop(job)
