@@ -40,6 +40,8 @@ def test_up_starts_in_order_and_stops_in_reverse_quietly(tmp_path: Path) -> None
     assert stop[-1] == "cirno-im stopped"
     noisy = [line for line in stop if " WARNING " in line or " ERROR " in line or "lost" in line]
     assert noisy == []
+    # A normal start warns about nothing either (peers still starting are retried quietly).
+    assert [line for line in started if " WARNING " in line or " ERROR " in line] == []
     assert "Traceback" not in cluster.log()
 
 
