@@ -68,6 +68,7 @@ class NodeMembership:
                 self._patience.failed("waiting for a node-id lease: %s", exc)
             else:
                 self._patience.succeeded("the registry answers again")
+                self.registered = True
                 if lease.id_node is not None:
                     self._accept(lease)
                     log.info("leased message-id node number %d", lease.id_node)
@@ -87,9 +88,14 @@ class NodeMembership:
         self._valid_until = lease.valid_until
 
     async def run(self) -> None:
-        """Heartbeat forever; raises :class:`LeaseLost` if the number changed."""
+        """Heartbeat forever, the first time at once (the node listens now: gateways can
+        dial it, and ``/readyz`` waits for this); raises :class:`LeaseLost` if the number
+        changed."""
+        first = True
         while True:
-            await anyio.sleep(self._settings.heartbeat_interval)
+            if not first:
+                await anyio.sleep(self._settings.heartbeat_interval)
+            first = False
             try:
                 self._accept(await self._registry.heartbeat(self.state()))
             except RegistryUnavailable as exc:
