@@ -126,6 +126,7 @@ def up_environment(args: argparse.Namespace) -> dict[str, str]:
             "CIRNO_LOGIC_ADDRS": f"{_dial_host(host)}:{args.logic_port}",
             "CIRNO_GATEWAY_METRICS_PORT": str(args.gateway_metrics_port),
             "CIRNO_LOGIC_METRICS_PORT": str(args.logic_metrics_port),
+            "CIRNO_LOG_FORMAT": args.log_format,
         }
     )
     env.setdefault("CIRNO_DATABASE_URL", f"sqlite:///{data_dir}/control.db")

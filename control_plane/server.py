@@ -37,6 +37,7 @@ def run(settings: ControlPlaneSettings) -> None:
         loop="uvloop",
         http="httptools",
         log_level="warning",
+        log_config=None,  # uvicorn's records go through the process's format (text or JSON)
         access_log=False,
         proxy_headers=False,
         server_header=False,

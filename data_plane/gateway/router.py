@@ -17,6 +17,7 @@ import logging
 from data_plane.cluster.grayscale import ClientFacts
 from data_plane.cluster.protocol import INTERNAL_PREFIXES, META_CHANNELS
 from data_plane.cluster.registry import RegistryClient
+from data_plane.gateway import events
 from data_plane.gateway.channel import Channel, error_body
 from data_plane.gateway.kim_compat import for_kim, is_kim_client
 from data_plane.gateway.logic_link import LogicLink
@@ -118,6 +119,7 @@ class ChannelRouter:
                 self.deliver(channel, data)
             if kickout:
                 channel.conn.close(CloseCode.KICKED_OUT, "kicked out by a login on the same device")
+                events.kickout(channel)
 
     # -- towards the client ------------------------------------------------------------
 
