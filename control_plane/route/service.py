@@ -104,6 +104,8 @@ class RouteService:
             choice.pool,
             choice.fallback,
             choice.gateways,
+            rule=decision.pool_rule_id,
+            fallback_reason=choice.fallback_reason,
         )
 
     async def _verify(self, token: str, now: float) -> tuple[VerifiedToken, Snapshot]:
