@@ -26,9 +26,9 @@ def test_a_streak_is_quiet_for_the_grace_then_warns(caplog: pytest.LogCaptureFix
     assert patience.failed("control plane at %s unreachable", "x") == logging.INFO
     clock.now += 0.1
     assert patience.failed("control plane at %s unreachable", "x") == logging.WARNING
-    assert patience.failing
+    failing_before = patience.failing
     patience.succeeded("control plane at %s answers again", "x")
-    assert not patience.failing
+    assert (failing_before, patience.failing) == (True, False)
     # A success ends the streak: the next failure is quiet again.
     clock.now += 100.0
     assert patience.failed("control plane at %s unreachable", "x") == logging.INFO
