@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import gc
+import logging
 
 import uvicorn
 
 from control_plane.app import create_app
 from control_plane.migrate import upgrade
 from control_plane.settings import ControlPlaneSettings
+
+log = logging.getLogger(__name__)
 
 
 def run(settings: ControlPlaneSettings) -> None:
@@ -26,6 +29,11 @@ def run(settings: ControlPlaneSettings) -> None:
     """
     upgrade(settings.database_url)
     app = create_app(settings)
+    # uvicorn's own start-up lines are chatter (WARNING and up only): say it once here.
+    geoip = settings.geoip_db or "none (every client goes to the default region)"
+    log.info(
+        "control plane starting on http://%s:%d, GeoIP %s", settings.host, settings.port, geoip
+    )
     # Everything built so far (modules, the app, its schemas) lives as long as the
     # process: keep it out of the cyclic collector so full collections stay short.
     gc.collect()
