@@ -15,8 +15,10 @@ Environment variables:
   creating messages when its lease lapses, so this is how long the data plane keeps
   accepting messages while the control plane is down; a dead node's number is reused
   only after it.
-- ``CIRNO_GEOIP_DB``: a MaxMind-format (``.mmdb``) City or Country database; without
-  it every client is routed to the default region.
+- ``CIRNO_GEOIP_DB``: a MaxMind-format (``.mmdb``) City or Country database; unset,
+  the first one found in ``$CIRNO_DATA_DIR/geoip/`` or in an installed data package
+  (``control_plane/geoip_data.py``); ``none`` turns GeoIP off. Without a database every
+  client is routed to the default region.
 - ``CIRNO_TRUSTED_PROXIES``: comma-separated CIDRs (or addresses) of reverse proxies
   whose ``X-Forwarded-For`` is believed; default none.
 
@@ -46,6 +48,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from control_plane.errors import ConfigurationError
+from control_plane.geoip_data import geoip_db
 
 DATABASE_URL_ENV = "CIRNO_DATABASE_URL"
 DATA_DIR_ENV = "CIRNO_DATA_DIR"
@@ -130,7 +133,7 @@ class ControlPlaneSettings:
             id_lease_ttl=_positive(
                 ID_LEASE_TTL_ENV, env.get(ID_LEASE_TTL_ENV), DEFAULT_ID_LEASE_TTL
             ),
-            geoip_db=env.get(GEOIP_DB_ENV) or None,
+            geoip_db=geoip_db(env.get(GEOIP_DB_ENV), env.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR),
             trusted_proxies=parse_networks(env.get(TRUSTED_PROXIES_ENV, "")),
             max_body_bytes=_count(MAX_BODY_ENV, env.get(MAX_BODY_ENV), DEFAULT_MAX_BODY_BYTES),
             header_timeout=_positive(
