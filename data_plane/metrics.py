@@ -41,6 +41,13 @@ HEARTBEATS = Counter(
     ["result"],
     registry=REGISTRY,
 )
+REVOKED = Counter(
+    "cirno_gateway_revoked_total",
+    "Connections closed because a tenant was disabled or deleted, an account banned or a "
+    "signing key revoked, by cause",
+    ["cause"],
+    registry=REGISTRY,
+)
 
 # Logic node
 REQUESTS = Counter(

@@ -29,6 +29,8 @@ class Claims:
     account: str
     expires_at: int
     tenant_info: TenantInfo
+    kid: str = ""
+    """The key that verified the token (the gateway closes the connection if it goes)."""
 
 
 async def verify_token(
@@ -51,4 +53,4 @@ async def verify_token(
         verified = identity.verify_token(unverified, keys, clock())
     except identity.InvalidToken as exc:
         raise AuthError(str(exc)) from exc
-    return Claims(verified.tenant, verified.account, int(verified.expires_at), tenant)
+    return Claims(verified.tenant, verified.account, int(verified.expires_at), tenant, verified.kid)
