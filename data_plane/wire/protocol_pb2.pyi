@@ -269,8 +269,8 @@ class KickoutNotify(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     channelId: _builtins.str
     reason: _builtins.str
-    """Why the connection is closed: empty for a login on the same device (kim's only
-    case); otherwise a revocation, e.g. "tenant disabled", "account banned".
+    """cirno extension: why the connection is closed; empty for a login on the same
+    device (kim's only case), else a revocation ("tenant disabled", "account banned").
     """
     def __init__(
         self,
