@@ -63,7 +63,7 @@ class TenantInfo:
     max_connections: int = 0
     messages_per_second: float = 0.0
     database_url: str | None = None
-    bans: Mapping[str, Ban] = field(default_factory=lambda: NO_BANS, compare=False)
+    bans: Mapping[str, Ban] = field(default_factory=lambda: NO_BANS, hash=False)
     """Banned accounts, by account."""
 
     def ban_of(self, account: str, now: float) -> Ban | None:
