@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
+from sqlalchemy.exc import IntegrityError
 
 from control_plane.bans import BanInPast, TooManyBans, lift_ban, live_ban_count, live_bans, put_ban
 from control_plane.db import SessionDep
@@ -28,6 +29,7 @@ from data_plane.cluster.identity import (
 )
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["bans"])
+BAN_RETRIES = 3
 
 AccountPath = Annotated[
     str,
@@ -69,7 +71,8 @@ def _public(ban: AccountBan) -> BanPublic:
         **CREDENTIAL_ERRORS,
         **error_responses(
             e400="The body cannot be decoded (not UTF-8 JSON).",
-            e409="The tenant has as many live bans as `CIRNO_MAX_BANS_PER_TENANT` allows.",
+            e409="The tenant has as many live bans as `CIRNO_MAX_BANS_PER_TENANT` allows "
+            "(or the account's ban kept changing under concurrent requests: retry).",
         ),
     },
 )
@@ -89,21 +92,30 @@ def ban_account(
     `KickoutNotify` whose reason starts with `account banned`, then close (4002),
     within the gateways' tenant refresh interval (1 s by default). Requests it sends
     meanwhile are refused by the logic node once that node has refreshed. An expired ban
-    is gone from every answer at once; no cleanup is needed.
+    is gone from every answer at once; no cleanup is needed. Concurrent bans of new
+    accounts may pass the cap by at most their number.
     """
     authorize_tenant(session, tenant_id, credential, settings.admin_token)
     _account(account)
-    try:
-        ban = put_ban(
-            session, tenant_id, account, body or BanCreate(), now, settings.max_bans_per_tenant
-        )
-    except BanInPast as exc:
-        unprocessable(str(exc), ("body", "expires_at"))
-    except TooManyBans as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
-    session.commit()
-    session.refresh(ban)
-    return _public(ban)
+    for _ in range(BAN_RETRIES):
+        try:
+            ban = put_ban(
+                session, tenant_id, account, body or BanCreate(), now, settings.max_bans_per_tenant
+            )
+        except BanInPast as exc:
+            unprocessable(str(exc), ("body", "expires_at"))
+        except TooManyBans as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
+        try:
+            session.commit()
+        except IntegrityError:
+            # Two first bans of one account at once (on MySQL; SQLite serialises every
+            # write): the loser's insert collides, and its retry updates the winner's ban.
+            session.rollback()
+            continue
+        session.refresh(ban)
+        return _public(ban)
+    raise HTTPException(status.HTTP_409_CONFLICT, detail="concurrent bans, try again")
 
 
 @router.delete(
