@@ -50,6 +50,13 @@ HEARTBEATS = Counter(
     ["result"],
     registry=GATEWAY_REGISTRY,
 )
+REVOKED = Counter(
+    "cirno_gateway_revoked_total",
+    "Connections closed because a tenant was disabled or deleted, an account banned or a "
+    "signing key revoked, by cause",
+    ["cause"],
+    registry=GATEWAY_REGISTRY,
+)
 
 # Logic node
 REQUESTS = Counter(

@@ -25,6 +25,8 @@ class Channel:
     device: str
     meta: tuple[Meta, ...]
     client_version: str = ""
+    kid: str = ""
+    """The signing key its login token was verified with (revoking the key closes it)."""
     meta_raw: bytes = b""
     """``meta`` encoded once at login, spliced onto every packet forwarded for it."""
     routes: LogicRoutes | None = None

@@ -11,6 +11,8 @@ the location re-assert loop, and wires the parts that do the work, one job each:
   node's answer);
 - :mod:`data_plane.gateway.router`: the channel table and the packets between channels
   and logic nodes (responses, pushes, kickouts, slow consumers);
+- :mod:`data_plane.gateway.revocation`: closing the connections a disabled tenant, a
+  ban or a revoked key no longer admits, on each tenant-directory change;
 - :mod:`data_plane.gateway.clock`: the time every timer reads, injected so tests
   advance it instead of sleeping.
 """
@@ -33,6 +35,7 @@ from data_plane.gateway.channel import Channel
 from data_plane.gateway.clock import Clock, LoopClock
 from data_plane.gateway.logic_pool import LogicPool
 from data_plane.gateway.quota import ConnectionQuota
+from data_plane.gateway.revocation import Revocations
 from data_plane.gateway.router import ChannelRouter
 from data_plane.gateway.session import ClientSessions
 from data_plane.gateway.settings import GatewaySettings
@@ -63,6 +66,9 @@ class Gateway:
         self.router = ChannelRouter(settings, self.registry, self.quota)
         self.admission = LoginAdmission(settings, directory, self.router, self.clock)
         self.sessions = ClientSessions(settings, self.admission, self.router, self.clock)
+        self.revocations = Revocations(self.router)
+        """Closes the connections a tenant-directory change revoked."""
+        directory.subscribe(self.revocations.on_tenants)
         self.draining = False
         self._tg: TaskGroup | None = None
         self.ws_port = settings.ws_port

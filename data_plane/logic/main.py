@@ -17,6 +17,7 @@ from data_plane.logic.handlers.group import GroupHandlers
 from data_plane.logic.handlers.login import LoginHandlers
 from data_plane.logic.handlers.sync import SyncHandlers
 from data_plane.logic.lease import NodeMembership
+from data_plane.logic.revocation import guard_handlers
 from data_plane.logic.router import Handler, Router
 from data_plane.logic.server import LogicServer
 from data_plane.logic.settings import LogicSettings
@@ -113,6 +114,7 @@ async def build_logic(
                 SyncHandlers(stores),
             )
             handlers, not_served = split_by_services(by_service, settings)
+            handlers = guard_handlers(handlers, directory)  # revoked users are refused
             yield LogicServer(settings, Router(handlers, not_served), hub)
             tg.cancel_scope.cancel()
     finally:
