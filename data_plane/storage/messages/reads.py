@@ -18,9 +18,9 @@ from data_plane.storage.messages.items import chunks
 from data_plane.storage.messages.protocol import (
     Content,
     Direction,
+    InboxMessage,
     IndexEntry,
     IndexPage,
-    InboxMessage,
     UnknownMessage,
     first_occurrences,
 )

@@ -144,8 +144,9 @@ class MysqlSendStatements(SendStatements):
         why), read row by row when ``group_concat_max_len`` cut it short."""
         lit = await self._literals(conn)
         rows = await conn.query(
-            "SELECT COUNT(*), SUM(LENGTH(s.seq)), GROUP_CONCAT(s.seq ORDER BY gm.join_time, gm.account "
-            "SEPARATOR ',') FROM group_members gm JOIN inbox_seq s "
+            "SELECT COUNT(*), SUM(LENGTH(s.seq)), "
+            "GROUP_CONCAT(s.seq ORDER BY gm.join_time, gm.account SEPARATOR ',') "
+            "FROM group_members gm JOIN inbox_seq s "
             "ON s.tenant = gm.tenant AND s.account = gm.account "
             f"WHERE gm.tenant = {lit(tenant)} AND gm.group_id = {lit(group_id)}",
         )

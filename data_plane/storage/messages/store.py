@@ -41,8 +41,8 @@ from data_plane.storage.messages.link import WriterLink
 from data_plane.storage.messages.protocol import (
     Content,
     Group,
-    IndexPage,
     InboxMessage,
+    IndexPage,
     Member,
     SendResult,
     check_device,
