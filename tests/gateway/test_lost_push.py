@@ -54,10 +54,13 @@ class LosingHub(GatewayHub):
 
     def send(self, gateway_id: str, data: bytes) -> bool:
         packet = decode_packet(data)
-        if isinstance(packet, LogicPacket) and packet.command == Command.CHAT_USER_TALK:
-            if packet.parse_body(pb.MessagePush).body.startswith("lose"):
-                self.lost += 1
-                return True
+        if (
+            isinstance(packet, LogicPacket)
+            and packet.command == Command.CHAT_USER_TALK
+            and packet.parse_body(pb.MessagePush).body.startswith("lose")
+        ):
+            self.lost += 1
+            return True
         return super().send(gateway_id, data)
 
 
