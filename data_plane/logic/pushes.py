@@ -129,6 +129,8 @@ class Pusher:
         if not self._admit("gateway_link"):
             return
         if waiting is None:
+            state = "not linked" if not self._hub.linked(gateway_id) else "link full"
+            log.warning("pushes held for gateway %s: %s", gateway_id, state)
             waiting = self._sends[gateway_id] = deque()
         waiting.append((deadline, data))
         self._wake.set()
@@ -176,6 +178,8 @@ class Pusher:
         if not waiting:
             del self._sends[gateway_id]
         self._done(expired + sent)
+        if sent:
+            log.info("sent %d held pushes to gateway %s", sent, gateway_id)
         if expired:
             PUSHES_GIVEN_UP.labels("gateway_link").inc(expired)
             log.error(
