@@ -120,9 +120,10 @@ def log_count(topology: Topology, name: str, text: str) -> int:
 async def until_logged(topology: Topology, name: str, text: str, count: int, limit: float) -> bool:
     """Wait (at most ``limit`` s) until ``name``'s log holds ``text`` ``count`` times."""
     with anyio.move_on_after(limit):
-        while log_count(topology, name, text) < count:
-            await anyio.sleep(0.05)
-        return True
+        while True:
+            if log_count(topology, name, text) >= count:
+                return True
+            await anyio.sleep(0.05)  # a log file to poll: no event to wait for
     return False
 
 
