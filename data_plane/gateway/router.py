@@ -57,7 +57,7 @@ class ChannelRouter:
         self.settings = settings
         self.quota = quota
         self.channels: dict[str, Channel] = {}
-        self.holes = HoleFiller(clock, self.channels, self.send_internal)
+        self.holes = HoleFiller(clock, self.channels, self.send_internal, self.deliver)
         self.pool = LogicPool(settings, registry, self.on_logic_packet, self.holes.links_changed)
         self._duplicate = SEQUENCER.labels("duplicate")
         self._held = SEQUENCER.labels("held")
@@ -133,9 +133,13 @@ class ChannelRouter:
         # The logic node answers without meta (it strips it): then the bytes it sent are
         # already what the client gets, and re-encoding them would only copy them.
         self.deliver(channel, packet.encode_without_meta() if packet.meta else raw)
-        if command in TALK_COMMANDS and channel.sequencer is not None:
+        if channel.sequencer is None:
+            pass
+        elif command in TALK_COMMANDS:
             self._own_send(channel, packet)
-        elif command == Command.LOGIN_SIGNOUT:
+        elif command == Command.CHAT_OFFLINE_INDEX:
+            self._synced(channel, packet)
+        if command == Command.LOGIN_SIGNOUT:
             channel.logged_in = False  # the logic node already removed the location
             channel.conn.close(CloseCode.NORMAL, "signed out")
 
@@ -147,6 +151,18 @@ class ChannelRouter:
         if seq > 0:
             self.sequenced(channel, seq, None)
 
+    def _synced(self, channel: Channel, answer: LogicPacket) -> None:
+        """The client got these rows by sync: pushes of them would be duplicates."""
+        s = channel.sequencer
+        assert s is not None
+        if answer.status != Status.SUCCESS:
+            return
+        rows = [index.seq for index in pb.MessageIndexResp.FromString(answer.body).indexes]
+        self.holes.opened(channel)
+        for packet in s.synced(rows):
+            self.deliver(channel, packet)
+        self.holes.watch(channel)
+
     def begin_delivery(self, channel: Channel) -> None:
         """Start ``channel``'s sequencer at its login head, once the login answer was
         sent to the client, and deliver what came meanwhile."""
@@ -155,6 +171,7 @@ class ChannelRouter:
                 self.deliver(channel, data)
         else:
             channel.sequencer = Sequencer(channel.login_head)
+            self.holes.opening(channel)
             for seq, data in channel.early:
                 self.sequenced(channel, seq, data)
         channel.early = []
@@ -164,7 +181,7 @@ class ChannelRouter:
         the channel's own send took it)."""
         s = channel.sequencer
         assert s is not None
-        if seq == s.next_seq and not s.held:  # the in-order path
+        if seq == s.next_seq and not s.held and not s.opening:  # the in-order path
             s.next_seq = seq + 1
             if data is not None:
                 self.deliver(channel, data)
@@ -177,7 +194,7 @@ class ChannelRouter:
         if ready is None:
             self._duplicate.inc()
             return
-        if not ready:
+        if not ready and not s.opening:
             self._held.inc()
         for packet in ready:
             self.deliver(channel, packet)

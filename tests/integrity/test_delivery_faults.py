@@ -75,7 +75,9 @@ class KimReceiver:
         client = await RawClient.websocket(url)
         answer = await client.login(make_token(TENANT, name, SECRET), timeout=20)
         assert answer.status == Status.SUCCESS, answer
-        return cls(client)
+        receiver = cls(client)
+        assert await receiver.sync_after_ack() == []  # a new account: nothing yet
+        return receiver
 
     async def next(self, timeout: float = 20) -> pb.MessagePush:
         packet = await self.client.push(Command.CHAT_USER_TALK, timeout=timeout)
