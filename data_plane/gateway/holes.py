@@ -53,8 +53,6 @@ from data_plane.wire import LogicPacket, Meta, Status
 log = logging.getLogger(__name__)
 
 GRACE = 0.5
-OPEN_WAIT = 2.0
-"""How long a new channel's pushes wait for the client's first sync answer."""
 FILL_TIMEOUT = 10.0
 SWEEP_INTERVAL = 60.0
 HEADS_BATCH = 500
@@ -70,23 +68,18 @@ class HoleFiller:
         clock: Clock,
         channels: Mapping[str, Channel],
         send: Callable[[Channel, LogicPacket], bool],
-        deliver: Callable[[Channel, bytes], None],
         *,
         grace: float = GRACE,
-        open_wait: float = OPEN_WAIT,
         fill_timeout: float = FILL_TIMEOUT,
         sweep_interval: float = SWEEP_INTERVAL,
         heads_batch: int = HEADS_BATCH,
     ) -> None:
         """``send`` forwards an internal request for a channel, with the channel's meta
-        and the packet's own (False when no logic node serves it); ``deliver`` sends a
-        packet to the channel's client."""
+        and the packet's own (False when no logic node serves it)."""
         self._clock = clock
         self._channels = channels
         self._send = send
-        self._deliver = deliver
         self.grace = grace
-        self.open_wait = open_wait
         self.fill_timeout = fill_timeout
         self.sweep_interval = sweep_interval
         self.heads_batch = heads_batch
@@ -96,33 +89,10 @@ class HoleFiller:
 
     # -- one channel -------------------------------------------------------------------
 
-    def opening(self, channel: Channel) -> None:
-        """A new sequencer waits for the client's first sync at most ``open_wait``."""
-        s = channel.sequencer
-        assert s is not None
-        when = self._clock.now() + self.open_wait
-        s.timer = self._clock.call_at(when, lambda: self._open_wait_over(channel, s))
-
-    def opened(self, channel: Channel) -> None:
-        """The first sync answer came: the opening wait is over."""
-        s = channel.sequencer
-        if s is not None and s.opening and s.timer is not None:
-            s.timer.cancel()
-            s.timer = None
-
-    def _open_wait_over(self, channel: Channel, s: Sequencer) -> None:
-        s.timer = None
-        if not self._live(channel, s):
-            return
-        if s.opening:
-            for packet in s.open():
-                self._deliver(channel, packet)
-        self.watch(channel)
-
     def watch(self, channel: Channel) -> None:
         """Arm the grace timer if ``channel`` has a hole and nothing is under way."""
         s = channel.sequencer
-        if s is None or s.timer is not None or s.filling or s.opening or s.hole() is None:
+        if s is None or s.timer is not None or s.filling or s.hole() is None:
             return
         when = self._clock.now() + self.grace
         s.timer = self._clock.call_at(when, lambda: self._grace_over(channel, s))

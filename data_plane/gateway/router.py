@@ -57,7 +57,7 @@ class ChannelRouter:
         self.settings = settings
         self.quota = quota
         self.channels: dict[str, Channel] = {}
-        self.holes = HoleFiller(clock, self.channels, self.send_internal, self.deliver)
+        self.holes = HoleFiller(clock, self.channels, self.send_internal)
         self.pool = LogicPool(settings, registry, self.on_logic_packet, self.holes.links_changed)
         self._duplicate = SEQUENCER.labels("duplicate")
         self._held = SEQUENCER.labels("held")
@@ -130,16 +130,15 @@ class ChannelRouter:
             channel.login_answer = packet.replace(meta=()) if packet.meta else packet
             channel.login_done.set()
             return
+        if command == Command.CHAT_OFFLINE_INDEX and channel.sequencer is not None:
+            self._index_answer(channel, packet, raw)
+            return
         # The logic node answers without meta (it strips it): then the bytes it sent are
         # already what the client gets, and re-encoding them would only copy them.
         self.deliver(channel, packet.encode_without_meta() if packet.meta else raw)
-        if channel.sequencer is None:
-            pass
-        elif command in TALK_COMMANDS:
+        if command in TALK_COMMANDS and channel.sequencer is not None:
             self._own_send(channel, packet)
-        elif command == Command.CHAT_OFFLINE_INDEX:
-            self._synced(channel, packet)
-        if command == Command.LOGIN_SIGNOUT:
+        elif command == Command.LOGIN_SIGNOUT:
             channel.logged_in = False  # the logic node already removed the location
             channel.conn.close(CloseCode.NORMAL, "signed out")
 
@@ -151,14 +150,31 @@ class ChannelRouter:
         if seq > 0:
             self.sequenced(channel, seq, None)
 
-    def _synced(self, channel: Channel, answer: LogicPacket) -> None:
-        """The client got these rows by sync: pushes of them would be duplicates."""
-        s = channel.sequencer
-        assert s is not None
+    def _index_answer(self, channel: Channel, answer: LogicPacket, raw: bytes) -> None:
+        """A sync answer: its rows count as delivered (their pushes would be duplicates).
+
+        A kim client (no client version) cannot tell a synced row from one it got pushed,
+        so rows this connection already got since its login head (by push, own send or an
+        earlier sync) are taken out of its answer: each row reaches it once. A page left
+        empty ends kim's paging early, which loses nothing: every row from ``next_seq`` on
+        still comes by push. SDK clients dedupe by id and page by their own cursor, so
+        their answers pass unchanged.
+        """
+        s, head = channel.sequencer, channel.login_head
+        assert s is not None and head is not None
         if answer.status != Status.SUCCESS:
+            self.deliver(channel, answer.encode_without_meta() if answer.meta else raw)
             return
-        rows = [index.seq for index in pb.MessageIndexResp.FromString(answer.body).indexes]
-        self.holes.opened(channel)
+        page = pb.MessageIndexResp.FromString(answer.body)
+        rows = [index.seq for index in page.indexes]
+        data = answer.encode_without_meta() if answer.meta else raw
+        if not channel.client_version and any(head < seq < s.next_seq for seq in rows):
+            kept = [index for index in page.indexes if not head < index.seq < s.next_seq]
+            del page.indexes[:]
+            page.indexes.extend(kept)
+            data = answer.replace(meta=(), body=page.SerializeToString()).encode()
+            self._duplicate.inc(len(rows) - len(kept))
+        self.deliver(channel, data)
         for packet in s.synced(rows):
             self.deliver(channel, packet)
         self.holes.watch(channel)
@@ -171,7 +187,6 @@ class ChannelRouter:
                 self.deliver(channel, data)
         else:
             channel.sequencer = Sequencer(channel.login_head)
-            self.holes.opening(channel)
             for seq, data in channel.early:
                 self.sequenced(channel, seq, data)
         channel.early = []
@@ -181,7 +196,7 @@ class ChannelRouter:
         the channel's own send took it)."""
         s = channel.sequencer
         assert s is not None
-        if seq == s.next_seq and not s.held and not s.opening:  # the in-order path
+        if seq == s.next_seq and not s.held:  # the in-order path
             s.next_seq = seq + 1
             if data is not None:
                 self.deliver(channel, data)
@@ -194,7 +209,7 @@ class ChannelRouter:
         if ready is None:
             self._duplicate.inc()
             return
-        if not ready and not s.opening:
+        if not ready:
             self._held.inc()
         for packet in ready:
             self.deliver(channel, packet)

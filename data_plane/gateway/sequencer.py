@@ -16,14 +16,8 @@ logic node read at login (rows up to it are the client's own sync) and then
 - counts the rows the channel's own sends took (their answers carry the sender's inbox
   number) as delivered: the client has its own message;
 - counts the rows a sync answer (``chat.offline.index``) gave the client as delivered,
-  so a push of such a row is dropped, held or not.
-
-Right after login the client syncs, and that sync may return rows committed after the
-head read, whose pushes are on their way too. So a new sequencer is *opening*: it holds
-every push, even the next one, until the client's first sync answer passed (those rows
-are then dropped, the rest delivered after the answer) or ``gateway.holes`` gives up
-waiting (2 s: a client that does not sync at login gets its first pushes that late).
-While opening, a push beyond the bounds ends the wait instead of closing.
+  so a push of such a row is dropped, held or not (the router also takes rows the
+  connection already got out of a kim client's sync answers: see ``gateway.router``).
 
 A hole that does not close by itself is filled from the store (``gateway.holes``). The
 held pushes are bounded (``max_held`` packets, ``max_bytes`` bytes): beyond that,
@@ -55,7 +49,7 @@ class Sequencer:
     """
 
     __slots__ = ("_held", "_held_bytes", "filling", "known", "max_bytes", "max_held", "next_seq",
-                 "opening", "timer")  # fmt: skip
+                 "timer")  # fmt: skip
 
     def __init__(self, head: int, max_held: int = MAX_HELD, max_bytes: int = MAX_HELD_BYTES):
         self.next_seq = head + 1
@@ -67,8 +61,6 @@ class Sequencer:
         self.timer: Timer | None = None
         self.filling = 0
         """The first row of the ``sync.fill`` in flight; 0 when none is."""
-        self.opening = True
-        """Holding every push until the client's first sync answer (see the module)."""
 
     @property
     def held(self) -> int:
@@ -86,15 +78,10 @@ class Sequencer:
             return None
         if seq > self.known:
             self.known = seq
-        if seq > self.next_seq or self.opening:
+        if seq > self.next_seq:
             size = len(data) if data is not None else 0
             if len(self._held) >= self.max_held or self._held_bytes + size > self.max_bytes:
-                if not self.opening:
-                    raise Overflow(
-                        f"more than {self.max_held} pushes or {self.max_bytes} bytes held"
-                    )
-                out = self.open()
-                return out + (self.offer(seq, data) or [])
+                raise Overflow(f"more than {self.max_held} pushes or {self.max_bytes} bytes held")
             self._held[seq] = data
             self._held_bytes += size
             return []
@@ -114,15 +101,9 @@ class Sequencer:
             self.next_seq += 1
         return out
 
-    def open(self) -> list[bytes]:
-        """Stop waiting for the first sync; returns what is now in order."""
-        self.opening = False
-        return self._drain()
-
     def synced(self, seqs: Iterable[int]) -> list[bytes]:
         """The client got rows ``seqs`` in a sync answer: they count as delivered (held
-        pushes of them are dropped). Ends the opening; returns what is now in order."""
-        self.opening = False
+        pushes of them are dropped); returns what is now in order."""
         rows = set(seqs)
         held = self._held
         for seq in rows:
@@ -156,6 +137,4 @@ class Sequencer:
         if self.known < self.next_seq:
             return None
         first_held = min(self._held) if self._held else self.known + 1
-        if first_held == self.next_seq:
-            return None  # opening: the next row is here, waiting for the first sync
         return (self.next_seq, first_held - 1)

@@ -8,15 +8,8 @@ import pytest
 from data_plane.gateway.sequencer import Overflow, Sequencer
 
 
-def opened(head: int, **bounds: int) -> Sequencer:
-    """A sequencer past its opening (the client's first sync answer came, empty)."""
-    s = Sequencer(head, **bounds)
-    assert s.synced([]) == []
-    return s
-
-
 def test_in_order_rows_go_straight_through() -> None:
-    s = opened(head=4)
+    s = Sequencer(head=4)
     assert s.next_seq == 5
     assert s.offer(5, b"five") == [b"five"]
     assert s.offer(6, b"six") == [b"six"]
@@ -24,7 +17,7 @@ def test_in_order_rows_go_straight_through() -> None:
 
 
 def test_a_hole_holds_what_follows_until_it_is_filled() -> None:
-    s = opened(head=0)
+    s = Sequencer(head=0)
     assert s.offer(1, b"1") == [b"1"]
     assert s.offer(3, b"3") == []
     assert s.offer(4, b"4") == []
@@ -35,7 +28,7 @@ def test_a_hole_holds_what_follows_until_it_is_filled() -> None:
 
 
 def test_duplicates_are_dropped_before_and_inside_the_window() -> None:
-    s = opened(head=10)
+    s = Sequencer(head=10)
     assert s.offer(10, b"old") is None  # at or below the login head: the client syncs it
     assert s.offer(11, b"a") == [b"a"]
     assert s.offer(11, b"a") is None
@@ -45,7 +38,7 @@ def test_duplicates_are_dropped_before_and_inside_the_window() -> None:
 
 
 def test_own_sends_take_their_rows_without_a_packet() -> None:
-    s = opened(head=0)
+    s = Sequencer(head=0)
     assert s.offer(2, b"2") == []  # pushed before the answer to the own send came
     assert s.offer(1, None) == [b"2"]
     assert s.offer(3, None) == []
@@ -57,7 +50,7 @@ def test_own_sends_take_their_rows_without_a_packet() -> None:
 
 
 def test_a_head_above_the_stream_is_a_hole() -> None:
-    s = opened(head=3)
+    s = Sequencer(head=3)
     s.learn_head(3)
     assert s.hole() is None
     s.learn_head(6)
@@ -67,46 +60,23 @@ def test_a_head_above_the_stream_is_a_hole() -> None:
 
 
 def test_overflow_by_count_and_by_bytes() -> None:
-    s = opened(0, max_held=2, max_bytes=100)
+    s = Sequencer(0, max_held=2, max_bytes=100)
     s.offer(2, b"x")
     s.offer(3, b"x")
     with pytest.raises(Overflow):
         s.offer(4, b"x")
-    big = opened(0, max_held=10, max_bytes=100)
+    big = Sequencer(0, max_held=10, max_bytes=100)
     big.offer(2, b"x" * 60)
     with pytest.raises(Overflow):
         big.offer(3, b"x" * 60)
 
 
-def test_opening_holds_everything_until_the_first_sync_answer() -> None:
-    s = Sequencer(head=5)
-    was_opening = s.opening
-    assert was_opening
-    assert s.offer(6, b"6") == []  # in order, yet held: the sync may return it
-    assert s.offer(8, b"8") == []
-    assert s.offer(7, None) == []  # the client's own send
-    assert s.hole() is None
-    # The sync after the client's last ack returned rows 3..6: 6 was held, now dropped.
-    assert s.synced([3, 4, 5, 6]) == [b"8"]
-    assert not s.opening and s.next_seq == 9 and s.held == 0
-
-
 def test_a_sync_answer_counts_its_rows_as_delivered() -> None:
-    s = opened(head=0)
+    s = Sequencer(head=0)
     assert s.offer(1, b"1") == [b"1"]
     assert s.offer(4, b"4") == []
-    assert s.synced([2, 3, 4]) == []  # 4 came by sync too: its push is dropped
-    assert s.next_seq == 5 and s.held == 0
+    assert s.offer(6, b"6") == []
+    assert s.synced([1, 2, 3, 4]) == []  # 4 came by sync too: its held push is dropped
+    assert s.next_seq == 5 and s.held == 1
     assert s.offer(4, b"4") is None
-
-
-def test_opening_ends_without_a_sync_and_when_too_much_waits() -> None:
-    s = Sequencer(head=0)
-    s.offer(1, b"1")
-    s.offer(3, b"3")
-    assert s.open() == [b"1"]
-    assert s.hole() == (2, 2)
-    full = Sequencer(head=0, max_held=2)
-    assert full.offer(1, b"1") == [] and full.offer(2, b"2") == []
-    assert full.offer(3, b"3") == [b"1", b"2", b"3"]  # released, not closed
-    assert not full.opening
+    assert s.offer(5, b"5") == [b"5", b"6"]
