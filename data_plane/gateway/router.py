@@ -196,7 +196,7 @@ class ChannelRouter:
         the channel's own send took it)."""
         s = channel.sequencer
         assert s is not None
-        if seq == s.next_seq and not s.held:  # the in-order path
+        if seq == s.next_seq and not s.pending:  # the in-order path
             s.next_seq = seq + 1
             if data is not None:
                 self.deliver(channel, data)
@@ -216,36 +216,42 @@ class ChannelRouter:
         self.holes.watch(channel)
 
     def _on_push(self, packet: LogicPacket) -> None:
-        targets = packet.meta_value(META_CHANNELS)
+        targets = seqs = None
+        for entry in packet.meta:  # one pass (a push carries two entries at most)
+            if entry.key == META_CHANNELS:
+                targets = entry.value
+            elif entry.key == META_SEQS:
+                seqs = entry.value
         if not targets:
             return
         data = packet.encode_without_meta(channel_id="")
-        if packet.command == Command.LOGIN_SIGNIN:
+        channels = self.channels
+        if seqs is None:  # no inbox row: a kickout or a group notify
+            kickout = packet.command == Command.LOGIN_SIGNIN
             for channel_id in targets.split(","):
-                channel = self.channels.get(channel_id)
+                channel = channels.get(channel_id)
                 if channel is not None:
                     self.deliver(channel, data)
-                    channel.conn.close(
-                        CloseCode.KICKED_OUT, "kicked out by a login on the same device"
-                    )
+                    if kickout:
+                        reason = "kicked out by a login on the same device"
+                        channel.conn.close(CloseCode.KICKED_OUT, reason)
             return
-        seqs = packet.meta_value(META_SEQS)
-        if seqs is None:  # no inbox row (a group notify)
-            for channel_id in targets.split(","):
-                channel = self.channels.get(channel_id)
-                if channel is not None:
-                    self.deliver(channel, data)
-            return
-        for channel_id, seq in zip(targets.split(","), seqs.split(","), strict=False):
-            channel = self.channels.get(channel_id)
+        for channel_id, seq_text in zip(targets.split(","), seqs.split(","), strict=False):
+            channel = channels.get(channel_id)
             if channel is None:
                 continue
-            if channel.sequencer is not None:
-                self.sequenced(channel, int(seq), data)
+            s = channel.sequencer
+            if s is not None:
+                seq = int(seq_text)
+                if seq == s.next_seq and not s.pending:  # the in-order path
+                    s.next_seq = seq + 1
+                    self.deliver(channel, data)
+                else:
+                    self.sequenced(channel, seq, data)
             elif channel.logged_in:
                 self.deliver(channel, data)  # logged in through a node without heads
             elif len(channel.early) < MAX_HELD:
-                channel.early.append((int(seq), data))
+                channel.early.append((int(seq_text), data))
             else:
                 self.holes.resync(channel, "too many pushes before the login completed")
 

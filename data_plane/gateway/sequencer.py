@@ -48,7 +48,7 @@ class Sequencer:
     ``filling`` belong to ``gateway.holes`` (the grace timer, the fill in flight).
     """
 
-    __slots__ = ("_held", "_held_bytes", "filling", "known", "max_bytes", "max_held", "next_seq",
+    __slots__ = ("_held_bytes", "filling", "known", "max_bytes", "max_held", "next_seq", "pending",
                  "timer")  # fmt: skip
 
     def __init__(self, head: int, max_held: int = MAX_HELD, max_bytes: int = MAX_HELD_BYTES):
@@ -56,7 +56,9 @@ class Sequencer:
         self.known = head
         self.max_held = max_held
         self.max_bytes = max_bytes
-        self._held: dict[int, bytes | None] = {}
+        self.pending: dict[int, bytes | None] = {}
+        """Held pushes by row (None: a row the client has, e.g. its own send); empty on
+        the in-order path, which the router takes without calling :meth:`offer`."""
         self._held_bytes = 0
         self.timer: Timer | None = None
         self.filling = 0
@@ -65,7 +67,7 @@ class Sequencer:
     @property
     def held(self) -> int:
         """Pushes (and own-send marks) waiting behind a hole."""
-        return len(self._held)
+        return len(self.pending)
 
     def offer(self, seq: int, data: bytes | None) -> list[bytes] | None:
         """Take the push of row ``seq`` (``data`` None: the channel's own send took it).
@@ -74,25 +76,25 @@ class Sequencer:
         None when it is a duplicate (dropped). Raises :class:`Overflow` when holding it
         would pass the bounds.
         """
-        if seq < self.next_seq or seq in self._held:
+        if seq < self.next_seq or seq in self.pending:
             return None
         if seq > self.known:
             self.known = seq
         if seq > self.next_seq:
             size = len(data) if data is not None else 0
-            if len(self._held) >= self.max_held or self._held_bytes + size > self.max_bytes:
+            if len(self.pending) >= self.max_held or self._held_bytes + size > self.max_bytes:
                 raise Overflow(f"more than {self.max_held} pushes or {self.max_bytes} bytes held")
-            self._held[seq] = data
+            self.pending[seq] = data
             self._held_bytes += size
             return []
         out = [] if data is None else [data]
         self.next_seq = seq + 1
-        return out + self._drain() if self._held else out
+        return out + self._drain() if self.pending else out
 
     def _drain(self) -> list[bytes]:
         """The held run that continues the stream, taken out in order."""
         out: list[bytes] = []
-        held = self._held
+        held = self.pending
         while self.next_seq in held:
             following = held.pop(self.next_seq)
             if following is not None:
@@ -105,7 +107,7 @@ class Sequencer:
         """The client got rows ``seqs`` in a sync answer: they count as delivered (held
         pushes of them are dropped); returns what is now in order."""
         rows = set(seqs)
-        held = self._held
+        held = self.pending
         for seq in rows:
             data = held.get(seq)
             if data is not None:
@@ -136,5 +138,5 @@ class Sequencer:
         """The first missing run of rows (first, last), or None when there is none."""
         if self.known < self.next_seq:
             return None
-        first_held = min(self._held) if self._held else self.known + 1
+        first_held = min(self.pending) if self.pending else self.known + 1
         return (self.next_seq, first_held - 1)
