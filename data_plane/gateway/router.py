@@ -151,31 +151,16 @@ class ChannelRouter:
             self.sequenced(channel, seq, None)
 
     def _index_answer(self, channel: Channel, answer: LogicPacket, raw: bytes) -> None:
-        """A sync answer: its rows count as delivered (their pushes would be duplicates).
-
-        A kim client (no client version) cannot tell a synced row from one it got pushed,
-        so rows this connection already got since its login head (by push, own send or an
-        earlier sync) are taken out of its answer: each row reaches it once. A page left
-        empty ends kim's paging early, which loses nothing: every row from ``next_seq`` on
-        still comes by push. SDK clients dedupe by id and page by their own cursor, so
-        their answers pass unchanged.
-        """
-        s, head = channel.sequencer, channel.login_head
-        assert s is not None and head is not None
+        """A sync answer, delivered as it is; its rows count as delivered, so a push of
+        one still on its way (e.g. committed after the login head, racing the client's
+        login sync) is dropped rather than delivered twice."""
+        s = channel.sequencer
+        assert s is not None
+        self.deliver(channel, answer.encode_without_meta() if answer.meta else raw)
         if answer.status != Status.SUCCESS:
-            self.deliver(channel, answer.encode_without_meta() if answer.meta else raw)
             return
         page = pb.MessageIndexResp.FromString(answer.body)
-        rows = [index.seq for index in page.indexes]
-        data = answer.encode_without_meta() if answer.meta else raw
-        if not channel.client_version and any(head < seq < s.next_seq for seq in rows):
-            kept = [index for index in page.indexes if not head < index.seq < s.next_seq]
-            del page.indexes[:]
-            page.indexes.extend(kept)
-            data = answer.replace(meta=(), body=page.SerializeToString()).encode()
-            self._duplicate.inc(len(rows) - len(kept))
-        self.deliver(channel, data)
-        for packet in s.synced(rows):
+        for packet in s.synced([index.seq for index in page.indexes]):
             self.deliver(channel, packet)
         self.holes.watch(channel)
 

@@ -16,8 +16,7 @@ logic node read at login (rows up to it are the client's own sync) and then
 - counts the rows the channel's own sends took (their answers carry the sender's inbox
   number) as delivered: the client has its own message;
 - counts the rows a sync answer (``chat.offline.index``) gave the client as delivered,
-  so a push of such a row is dropped, held or not (the router also takes rows the
-  connection already got out of a kim client's sync answers: see ``gateway.router``).
+  so a push of such a row is dropped, held or not.
 
 A hole that does not close by itself is filled from the store (``gateway.holes``). The
 held pushes are bounded (``max_held`` packets, ``max_bytes`` bytes): beyond that,
