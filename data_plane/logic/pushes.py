@@ -85,6 +85,8 @@ class Pusher:
         self._lookups: deque[_Lookup] = deque()
         self._sends: dict[str, deque[tuple[float, bytes]]] = {}
         self._pending = 0
+        self._refused = 0
+        """Pushes given up at once since the last retry round (logged there, once)."""
         self._wake = anyio.Event()
         hub.on_attach = self.gateway_linked
 
@@ -144,9 +146,7 @@ class Pusher:
         """Count one more waiting push; False (given up, logged) when full."""
         if self._pending >= self._max_pending:
             PUSHES_GIVEN_UP.labels("full").inc()
-            log.error(
-                "gave up 1 push (%s): %d pushes already wait, the limit", reason, self._pending
-            )
+            self._refused += 1
             return False
         self._pending += 1
         PUSHES_DEFERRED.labels(reason).inc()
@@ -211,6 +211,13 @@ class Pusher:
     async def retry_once(self) -> None:
         """One retry round: held lookups in order, then held packets per gateway."""
         now = self._clock()
+        if self._refused:
+            log.error(
+                "gave up %d pushes at once: %d pushes already waited, the limit",
+                self._refused,
+                self._max_pending,
+            )
+            self._refused = 0
         await self._retry_lookups(now)
         for gateway_id in list(self._sends):
             self._flush(gateway_id, now)
