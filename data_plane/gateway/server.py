@@ -63,7 +63,7 @@ class Gateway:
         self.registry = RegistryClient(settings.control_url, settings.cluster_secret)
         self.quota = ConnectionQuota()
         """Channels per tenant here and on the other gateways (the connection quota)."""
-        self.router = ChannelRouter(settings, self.registry, self.quota)
+        self.router = ChannelRouter(settings, self.registry, self.quota, self.clock)
         self.admission = LoginAdmission(settings, directory, self.router, self.clock)
         self.sessions = ClientSessions(settings, self.admission, self.router, self.clock)
         self.revocations = Revocations(self.router)
@@ -96,6 +96,7 @@ class Gateway:
             self._tg = tg
             tg.start_soon(self.directory.run)
             await tg.start(self.pool.run)
+            tg.start_soon(self.router.holes.run)
             tg.start_soon(
                 reassert_locations,
                 self.clock,

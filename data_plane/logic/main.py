@@ -7,7 +7,12 @@ from contextlib import asynccontextmanager
 
 import anyio
 
-from data_plane.cluster.protocol import LOCATION_TTL_SECONDS, REFRESH_COMMAND
+from data_plane.cluster.protocol import (
+    FILL_COMMAND,
+    HEADS_COMMAND,
+    LOCATION_TTL_SECONDS,
+    REFRESH_COMMAND,
+)
 from data_plane.cluster.registry import RegistryClient
 from data_plane.cluster.services import Service, format_services
 from data_plane.cluster.tenants import TenantDirectory
@@ -17,6 +22,7 @@ from data_plane.logic.handlers.group import GroupHandlers
 from data_plane.logic.handlers.login import LoginHandlers
 from data_plane.logic.handlers.sync import SyncHandlers
 from data_plane.logic.lease import NodeMembership
+from data_plane.logic.pushes import Pusher
 from data_plane.logic.revocation import guard_handlers
 from data_plane.logic.router import Handler, Router
 from data_plane.logic.server import LogicServer
@@ -54,6 +60,8 @@ def handlers_by_service(
         Service.SYNC: {
             Command.CHAT_OFFLINE_INDEX: sync.index,
             Command.CHAT_OFFLINE_CONTENT: sync.content,
+            FILL_COMMAND: sync.fill,
+            HEADS_COMMAND: sync.heads,
         },
     }
 
@@ -107,10 +115,12 @@ async def build_logic(
             stores = TenantStores(
                 shared, directory, tg, node_id=id_node, check_writable=check_writable
             )
+            pusher = Pusher(sessions, hub)
+            tg.start_soon(pusher.run)
             by_service = handlers_by_service(
-                LoginHandlers(sessions, hub),
-                ChatHandlers(stores, sessions, hub),
-                GroupHandlers(stores, sessions, hub),
+                LoginHandlers(sessions, hub, stores),
+                ChatHandlers(stores, pusher),
+                GroupHandlers(stores, pusher),
                 SyncHandlers(stores),
             )
             handlers, not_served = split_by_services(by_service, settings)
