@@ -161,14 +161,32 @@ class ChannelRouter:
     def _index_answer(self, channel: Channel, answer: LogicPacket, shown: bytes) -> None:
         """A sync answer, delivered as ``shown`` (the client's form of it); its rows count
         as delivered, so a push of one still on its way (e.g. committed after the login
-        head, racing the client's login sync) is dropped rather than delivered twice."""
+        head, racing the client's login sync) is dropped rather than delivered twice.
+
+        A kim client keeps no store of pushes it could check a sync against, so rows
+        this connection already got as pushes (after the login head, before the
+        sequencer's next row) are left out of its answers: a push that overtook the
+        client's login sync is not shown twice. A page left empty ends the kim client's
+        paging, which loses nothing: every later row is the sequencer's to deliver.
+        """
         s = channel.sequencer
         assert s is not None
-        self.deliver(channel, shown)
         if answer.status != Status.SUCCESS:
+            self.deliver(channel, shown)
             return
         page = pb.MessageIndexResp.FromString(answer.body)
-        for packet in s.synced([index.seq for index in page.indexes]):
+        seqs = [index.seq for index in page.indexes]
+        head = channel.login_head
+        if head is not None and is_kim_client(channel.client_version):
+            first, end = head + 1, s.next_seq
+            if any(first <= seq < end for seq in seqs):
+                kept = [index for index in page.indexes if not first <= index.seq < end]
+                del page.indexes[:]
+                page.indexes.extend(kept)
+                trimmed = answer.replace(meta=(), body=page.SerializeToString())
+                shown = (for_kim(trimmed) or trimmed).encode()
+        self.deliver(channel, shown)
+        for packet in s.synced(seqs):
             self.deliver(channel, packet)
         self.holes.watch(channel)
 

@@ -202,3 +202,16 @@ async def test_a_row_the_login_sync_gave_is_not_pushed_again(rig: Rig) -> None:
     assert inbox is not None and inbox.next_seq == 2 and inbox.hole() is None
     two = await talk(sender, "alice", "two")
     assert (await receive(receiver)).messageId == two.messageId
+
+
+async def test_a_kim_login_sync_leaves_out_what_was_already_pushed(rig: Rig) -> None:
+    """A push that overtakes a kim client's login sync is not shown to it twice."""
+    sender = await rig.login("bob")
+    early = await talk(sender, "alice", "before the login")
+    receiver = await rig.login("alice", sync=False)
+    overtook = await talk(sender, "alice", "pushed before the client synced")
+    push = (await receiver.push(Command.CHAT_USER_TALK)).parse_body(pb.MessagePush)
+    assert push.messageId == overtook.messageId  # not acked yet: kim acks every 3 s
+    assert await synced(receiver) == [early.messageId]  # the pushed row is left out
+    after = await talk(sender, "alice", "after the sync")
+    assert (await receive(receiver)).messageId == after.messageId

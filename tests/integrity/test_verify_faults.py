@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.timeout(300)]
 TENANT = "faults"
 SECRET = "faults-tenant-secret-0123456789-abcdefgh"
 
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, mysql_url: str) -> Iterator[ManagedCluster]:
     if shutil.which("redis-server") is None:
