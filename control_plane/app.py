@@ -28,6 +28,7 @@ from control_plane.route.cache import SnapshotCache
 from control_plane.route.fast_path import ROUTE_PATH, RouteFastPath
 from control_plane.route.service import RouteService
 from control_plane.routes import (
+    bans,
     grayscale,
     health,
     internal,
@@ -115,7 +116,7 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
     app.add_exception_handler(InterfaceError, database_unavailable)
     app.add_exception_handler(RequestValidationError, validation_error_answer)
     # The hot routes first: a request is matched against the routes in this order.
-    for module in (route, internal, health, tenants, secrets, regions, grayscale, nodes):
+    for module in (route, internal, health, tenants, secrets, bans, regions, grayscale, nodes):
         app.include_router(module.router)
     app.include_router(webhooks.internal_router)
     for module in (webhooks, push):

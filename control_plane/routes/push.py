@@ -26,7 +26,7 @@ from control_plane.models.webhooks import (
 )
 from control_plane.outbound_store import MessageDatabasesDep
 from control_plane.routes import BAD_BODY, error_responses
-from control_plane.routes.secrets import authorize_tenant_backend
+from control_plane.routes.secrets import authorize_tenant
 from control_plane.routes.tenants import TenantIdPath
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["push notifications"])
@@ -68,7 +68,7 @@ def set_provider(
     format to `{url}/v1/projects/{project_id}/messages:send` with `Authorization:
     Bearer {auth_token}`.
     """
-    authorize_tenant_backend(session, tenant_id, credential, settings.admin_token)
+    authorize_tenant(session, tenant_id, credential, settings.admin_token)
     if body.kind is PushProviderKind.FCM and not body.project_id:
         unprocessable("an fcm provider needs project_id", ("body", "project_id"))
     row = session.get(PushProvider, tenant_id) or PushProvider(
@@ -94,7 +94,7 @@ def get_provider(
     tenant_id: TenantIdPath, session: SessionDep, settings: SettingsDep, credential: CredentialDep
 ) -> PushProviderPublic:
     """The tenant's push provider, without its token."""
-    authorize_tenant_backend(session, tenant_id, credential, settings.admin_token)
+    authorize_tenant(session, tenant_id, credential, settings.admin_token)
     row = session.get(PushProvider, tenant_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no push provider")
@@ -112,7 +112,7 @@ def delete_provider(
     tenant_id: TenantIdPath, session: SessionDep, settings: SettingsDep, credential: CredentialDep
 ) -> None:
     """Stop sending notifications (tokens stay registered)."""
-    authorize_tenant_backend(session, tenant_id, credential, settings.admin_token)
+    authorize_tenant(session, tenant_id, credential, settings.admin_token)
     row = session.get(PushProvider, tenant_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no push provider")
@@ -138,7 +138,7 @@ def register_token(
 ) -> None:
     """Register the device's push token (replacing its older one), as the device's
     own `push.register` would."""
-    tenant = authorize_tenant_backend(session, tenant_id, credential, settings.admin_token)
+    tenant = authorize_tenant(session, tenant_id, credential, settings.admin_token)
     engine = databases.engine_for(tenant)
     outbound_store.register_push_token(
         engine, tenant_id, account, body.device, body.token, body.platform
@@ -164,7 +164,7 @@ def unregister_token(
     databases: MessageDatabasesDep,
 ) -> None:
     """Forget the device's push token and its pending notification."""
-    tenant = authorize_tenant_backend(session, tenant_id, credential, settings.admin_token)
+    tenant = authorize_tenant(session, tenant_id, credential, settings.admin_token)
     engine = databases.engine_for(tenant)
     if not outbound_store.unregister_push_token(engine, tenant_id, account, device):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no push token for this device")

@@ -41,7 +41,7 @@ from control_plane.models.webhooks import (
 from control_plane.outbound_store import MessageDatabasesDep
 from control_plane.routes import BAD_BODY, CLUSTER_ERRORS, error_responses
 from control_plane.routes.internal import NOT_MODIFIED, IfNoneMatch, etag_response
-from control_plane.routes.secrets import authorize_tenant_backend
+from control_plane.routes.secrets import authorize_tenant
 from control_plane.routes.tenants import TenantIdPath
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}/webhooks", tags=["webhooks"])
@@ -113,7 +113,7 @@ def create_webhook(
     The signing secret is shown only in this answer. Logic nodes pick the endpoint up
     within their refresh interval; events before that are not sent to it.
     """
-    authorize_tenant_backend(session, tenant_id, credential, settings.admin_token)
+    authorize_tenant(session, tenant_id, credential, settings.admin_token)
     count = len(
         session.exec(select(WebhookEndpoint.id).where(WebhookEndpoint.tenant_id == tenant_id)).all()
     )
@@ -144,7 +144,7 @@ def list_webhooks(
     tenant_id: TenantIdPath, session: SessionDep, settings: SettingsDep, credential: CredentialDep
 ) -> WebhooksPublic:
     """The tenant's endpoints, oldest first, without their secrets."""
-    authorize_tenant_backend(session, tenant_id, credential, settings.admin_token)
+    authorize_tenant(session, tenant_id, credential, settings.admin_token)
     rows = session.exec(
         select(WebhookEndpoint)
         .where(WebhookEndpoint.tenant_id == tenant_id)
@@ -169,7 +169,7 @@ def update_webhook(
 ) -> WebhookPublic:
     """Change the URL, the events, the description or whether it is enabled; fields
     left out keep their value. A disabled endpoint receives nothing new."""
-    authorize_tenant_backend(session, tenant_id, credential, settings.admin_token)
+    authorize_tenant(session, tenant_id, credential, settings.admin_token)
     row = _endpoint_or_404(session, tenant_id, endpoint_id)
     changes = body.changes()
     if "url" in changes:
@@ -201,7 +201,7 @@ def delete_webhook(
     databases: MessageDatabasesDep,
 ) -> None:
     """Delete the endpoint with its pending deliveries and its delivery history."""
-    tenant = authorize_tenant_backend(session, tenant_id, credential, settings.admin_token)
+    tenant = authorize_tenant(session, tenant_id, credential, settings.admin_token)
     row = _endpoint_or_404(session, tenant_id, endpoint_id)
     session.delete(row)
     session.commit()
@@ -225,7 +225,7 @@ def test_webhook(
 ) -> TestEventQueued:
     """Queue a `webhook.test` event for this endpoint alone; it is delivered like any
     other (signed, retried, listed under deliveries)."""
-    tenant = authorize_tenant_backend(session, tenant_id, credential, settings.admin_token)
+    tenant = authorize_tenant(session, tenant_id, credential, settings.admin_token)
     _endpoint_or_404(session, tenant_id, endpoint_id)
     engine = databases.engine_for(tenant)
     event_id = outbound_store.queue_test_event(engine, tenant_id, endpoint_id)
@@ -264,7 +264,7 @@ def list_deliveries(
 ) -> DeliveriesPublic:
     """The endpoint's deliveries, newest first: pending ones, and finished ones for the
     retention period (`CIRNO_WEBHOOK_RETENTION`)."""
-    tenant = authorize_tenant_backend(session, tenant_id, credential, settings.admin_token)
+    tenant = authorize_tenant(session, tenant_id, credential, settings.admin_token)
     _endpoint_or_404(session, tenant_id, endpoint_id)
     engine = databases.engine_for(tenant)
     rows = outbound_store.list_deliveries(engine, tenant_id, endpoint_id, limit)
@@ -289,7 +289,7 @@ def redeliver(
 ) -> DeliveryPublic:
     """Queue the delivery's event again at the end of the endpoint's queue (same
     `webhook-id` and body, fresh attempts); the answer is the new delivery."""
-    tenant = authorize_tenant_backend(session, tenant_id, credential, settings.admin_token)
+    tenant = authorize_tenant(session, tenant_id, credential, settings.admin_token)
     _endpoint_or_404(session, tenant_id, endpoint_id)
     engine = databases.engine_for(tenant)
     row = outbound_store.redeliver(engine, tenant_id, endpoint_id, delivery_id)

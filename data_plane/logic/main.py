@@ -9,7 +9,12 @@ import anyio
 from anyio.abc import TaskGroup
 
 from data_plane.cluster.outbound import OutboundDirectory
-from data_plane.cluster.protocol import LOCATION_TTL_SECONDS, REFRESH_COMMAND
+from data_plane.cluster.protocol import (
+    FILL_COMMAND,
+    HEADS_COMMAND,
+    LOCATION_TTL_SECONDS,
+    REFRESH_COMMAND,
+)
 from data_plane.cluster.registry import RegistryClient
 from data_plane.cluster.services import Service, format_services
 from data_plane.cluster.tenants import TenantDirectory
@@ -24,6 +29,8 @@ from data_plane.logic.notify.dispatcher import PushDispatcher
 from data_plane.logic.notify.offline import OfflineNotifier
 from data_plane.logic.outbound_hooks import LiveOutboundHooks
 from data_plane.logic.outbound_settings import OutboundSettings
+from data_plane.logic.pushes import Pusher
+from data_plane.logic.revocation import guard_handlers
 from data_plane.logic.router import Handler, Router
 from data_plane.logic.server import LogicServer
 from data_plane.logic.settings import LogicSettings
@@ -45,18 +52,21 @@ def handlers_by_service(
     chat: ChatHandlers,
     group: GroupHandlers,
     sync: SyncHandlers,
-    push: PushHandlers,
+    push: PushHandlers | None = None,
 ) -> dict[Service, dict[str, Handler]]:
     """Every command's handler, grouped by the service it belongs to (the grouping is
-    :func:`service_of`'s; ``tests/logic`` checks that the two agree)."""
+    :func:`service_of`'s; ``tests/logic`` checks that the two agree). Without ``push``
+    (rigs on the in-memory store) the ``push.*`` commands answer NotImplemented."""
+    login_table: dict[str, Handler] = {
+        REFRESH_COMMAND: login.refresh,
+        Command.LOGIN_SIGNIN: login.signin,
+        Command.LOGIN_SIGNOUT: login.signout,
+    }
+    if push is not None:
+        login_table[Command.PUSH_REGISTER] = push.register
+        login_table[Command.PUSH_UNREGISTER] = push.unregister
     return {
-        Service.LOGIN: {
-            REFRESH_COMMAND: login.refresh,
-            Command.LOGIN_SIGNIN: login.signin,
-            Command.LOGIN_SIGNOUT: login.signout,
-            Command.PUSH_REGISTER: push.register,
-            Command.PUSH_UNREGISTER: push.unregister,
-        },
+        Service.LOGIN: login_table,
         Service.CHAT: {
             Command.CHAT_USER_TALK: chat.user_talk,
             Command.CHAT_TALK_ACK: chat.ack,
@@ -72,6 +82,8 @@ def handlers_by_service(
         Service.SYNC: {
             Command.CHAT_OFFLINE_INDEX: sync.index,
             Command.CHAT_OFFLINE_CONTENT: sync.content,
+            FILL_COMMAND: sync.fill,
+            HEADS_COMMAND: sync.heads,
         },
     }
 
@@ -158,17 +170,20 @@ async def build_logic(
             stores = TenantStores(
                 shared, directory, tg, node_id=id_node, check_writable=check_writable
             )
-            notifier = OfflineNotifier(stores, outbound)
+            pusher = Pusher(sessions, hub)
+            tg.start_soon(pusher.run)
+            notifier = OfflineNotifier(stores, outbound, sessions)
             hooks = LiveOutboundHooks(EventRecorder(stores, outbound), notifier)
             start_outbound(settings, stores, sessions, outbound, tg)
             by_service = handlers_by_service(
-                LoginHandlers(sessions, hub, hooks),
-                ChatHandlers(stores, sessions, hub, hooks),
-                GroupHandlers(stores, sessions, hub, hooks),
+                LoginHandlers(sessions, hub, stores, hooks),
+                ChatHandlers(stores, pusher, hooks),
+                GroupHandlers(stores, pusher, hooks),
                 SyncHandlers(stores),
                 PushHandlers(notifier),
             )
             handlers, not_served = split_by_services(by_service, settings)
+            handlers = guard_handlers(handlers, directory)  # revoked users are refused
             yield LogicServer(settings, Router(handlers, not_served), hub)
             tg.cancel_scope.cancel()
     finally:
@@ -183,9 +198,18 @@ async def serve(settings: LogicSettings) -> None:
     Raises ValueError first when the settings cannot work together (see
     :meth:`LogicSettings.check`)."""
     settings.check()
-    serve_metrics("logic", settings.host, settings.metrics_port)
     registry = RegistryClient(settings.control_url, settings.cluster_secret)
     membership = NodeMembership(settings, registry)
+    listening = False
+
+    def unmet() -> list[str]:
+        """What keeps this node from being ready (``/readyz``)."""
+        reasons = [] if listening else ["not listening for gateway links yet"]
+        if not membership.registered:
+            reasons.append("not registered with the control plane")
+        return reasons
+
+    serve_metrics("logic", settings.host, settings.metrics_port, unmet)
     try:
         id_node = await membership.acquire()
         async with (
@@ -195,6 +219,7 @@ async def serve(settings: LogicSettings) -> None:
             anyio.create_task_group() as tg,
         ):
             await tg.start(server.run)
+            listening = True
             membership.link_port = server.port
             tg.start_soon(membership.run)
     finally:

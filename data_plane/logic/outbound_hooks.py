@@ -27,17 +27,17 @@ class OutboundHooks:
     async def signed_out(self, tenant: str, account: str, device: str, channel_id: str) -> None:
         """A device signed out or disconnected."""
 
-    async def offline(
+    async def message_stored(
         self,
         tenant: str,
-        accounts: Sequence[str],
+        recipients: Sequence[str],
         *,
         sender: str,
         group_id: str,
         message_id: int,
         body: str,
     ) -> None:
-        """A stored message found ``accounts`` with no online device."""
+        """A message to ``recipients`` (its sender left out) was stored and pushed."""
 
     async def group_created(self, tenant: str, group: Group) -> None:
         """A group was created."""
@@ -94,20 +94,20 @@ class LiveOutboundHooks(OutboundHooks):
             {"account": account, "device": device, "channel_id": channel_id},
         )
 
-    async def offline(
+    async def message_stored(
         self,
         tenant: str,
-        accounts: Sequence[str],
+        recipients: Sequence[str],
         *,
         sender: str,
         group_id: str,
         message_id: int,
         body: str,
     ) -> None:
-        """Queue push notifications for ``accounts``."""
+        """Queue push notifications for the recipients with no device online."""
         await self._notifier.offline(
             tenant,
-            accounts,
+            recipients,
             sender=sender,
             group_id=group_id,
             message_id=message_id,

@@ -14,7 +14,7 @@ import pytest
 from data_plane.cluster.outbound import Endpoint, OutboundConfig, OutboundDirectory
 from data_plane.logic.outbound_settings import OutboundSettings
 from data_plane.logic.webhooks.dispatcher import WebhookDispatcher
-from data_plane.metrics import REGISTRY
+from data_plane.metrics import LOGIC_REGISTRY as REGISTRY
 from data_plane.storage.messages import migrate
 from data_plane.storage.messages.store import SqlMessageStore, open_sql_message_store
 from tests.http_receiver import HttpReceiver, Received

@@ -5,17 +5,19 @@ and always a member. An account may join or quit itself; the owner may add or re
 others; the owner cannot quit its own group. Only members see detail and members, and
 only members talk. A group message is stored once with the next per-group sequence and
 one inbox row per member, in one transaction; the push carries that sequence and the
-group id and reaches every online member except the sending connection.
+group id and reaches every online member except the sending connection, each channel
+addressed with its member's inbox sequence (``seqs`` meta); the answer carries the
+sender's (``MessageResp.inbox_seq``).
 """
 
 from __future__ import annotations
 
-from data_plane.logic.context import GatewayHub, Request
-from data_plane.logic.handlers.chat import message_push, push_targets, push_to_accounts
+from data_plane.logic.context import Request
+from data_plane.logic.handlers.chat import message_push
 from data_plane.logic.outbound_hooks import OutboundHooks
+from data_plane.logic.pushes import Pusher, PushPart
 from data_plane.logic.tenant_stores import TenantStores
 from data_plane.storage.messages.protocol import Group
-from data_plane.storage.sessions.protocol import SessionStore
 from data_plane.wire import Command, LogicPacket, Status, pb
 
 MAX_GROUP_MEMBERS = 10_000
@@ -39,19 +41,14 @@ class GroupHandlers:
     """The ``chat.group.*`` commands."""
 
     def __init__(
-        self,
-        stores: TenantStores,
-        sessions: SessionStore,
-        hub: GatewayHub,
-        hooks: OutboundHooks | None = None,
+        self, stores: TenantStores, pusher: Pusher, hooks: OutboundHooks | None = None
     ) -> None:
         self._stores = stores
-        self._sessions = sessions
-        self._hub = hub
+        self._pusher = pusher
         self._hooks = hooks or OutboundHooks()
 
     async def _notify(self, request: Request, accounts: list[str], packet: LogicPacket) -> None:
-        await push_to_accounts(self._sessions, self._hub, request, accounts, packet)
+        await self._pusher.push(request.tenant, request.channel_id, [PushPart(accounts, packet)])
 
     async def create(self, request: Request) -> None:
         """Create a group owned by the caller; notify its online members."""
@@ -189,7 +186,10 @@ class GroupHandlers:
         )
         request.reply(
             body=pb.MessageResp(
-                messageId=result.message_id, sendTime=result.send_time, seq=result.seq
+                messageId=result.message_id,
+                sendTime=result.send_time,
+                seq=result.seq,
+                inbox_seq=result.inbox_seq,
             )
         )
         if result.duplicate or not members:
@@ -197,14 +197,11 @@ class GroupHandlers:
         push = message_push(
             Command.CHAT_GROUP_TALK, req, request.account, group_id, result, group_id
         )
-        found = await push_targets(self._sessions, request, members)
-        targets = [location for locations in found.values() for location in locations]
-        if targets:
-            self._hub.push(targets, push)
-        offline = [m for m in members if m != request.account and not found.get(m)]
-        await self._hooks.offline(
+        seqs = dict(zip(members, result.member_seqs, strict=True))
+        await self._pusher.push(request.tenant, request.channel_id, [PushPart(members, push, seqs)])
+        await self._hooks.message_stored(  # push notifications to members with no device online
             request.tenant,
-            offline,
+            [m for m in members if m != request.account],
             sender=request.account,
             group_id=group_id,
             message_id=result.message_id,

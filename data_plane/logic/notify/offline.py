@@ -1,15 +1,17 @@
 """Queueing notifications for receivers with no online device, and cancelling them.
 
-When: right after the session lookup that follows a stored message finds a receiver
-with no online device (``handlers/chat.py``, ``handlers/group.py``), not inside the
-send transaction. Whether a receiver is online is only known from the session store,
-after the commit, and a lookup inside the transaction would hold the inbox locks
-across a round trip to Redis. The cost: a node killed between the commit and the queue
-write loses that notification (never the message, which the device syncs when it next
-connects); a queue write that fails is logged and counted (``lost``).
+When: right after a stored message has been pushed (``handlers/chat.py``,
+``handlers/group.py``), a session lookup of its recipients finds those with no online
+device, and a job is queued for each of their tokens — not inside the send
+transaction: whether a receiver is online is only known from the session store, and a
+lookup inside the transaction would hold the inbox locks across a round trip to Redis.
+The cost: a node killed between the commit and the queue write loses that notification
+(never the message, which the device syncs when it next connects); a lookup or queue
+write that fails is logged and counted (``lost``). The lookup is this module's own (the
+pusher's is not shared), so only tenants with a push provider pay for it.
 
-Jobs are queued only for tenants with a push provider. A receiver who signs in cancels
-its pending jobs (``online``), so nothing is sent to a device that is back.
+A receiver who signs in cancels its pending jobs (``online``), and the dispatcher drops
+a job whose account is online by send time, so nothing is sent to a device that is back.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from data_plane.logic.tenant_stores import TenantStores
 from data_plane.storage.errors import StorageError
 from data_plane.storage.messages.push_queue import PushQueue
 from data_plane.storage.messages.store import SqlMessageStore
+from data_plane.storage.sessions.protocol import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +38,12 @@ class OfflineNotifier:
         self,
         stores: TenantStores,
         directory: OutboundDirectory,
+        sessions: SessionStore,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._stores = stores
         self._directory = directory
+        self._sessions = sessions
         self._clock = clock
 
     async def queue_of(self, tenant: str) -> PushQueue | None:
@@ -56,7 +61,8 @@ class OfflineNotifier:
         message_id: int,
         preview: str,
     ) -> None:
-        """Queue a notification for every token of ``accounts`` (none online)."""
+        """Queue a notification for every token of those ``accounts`` with no online
+        device."""
         provider = self._directory.provider(tenant)
         if provider is None or not accounts:
             return
@@ -64,9 +70,13 @@ class OfflineNotifier:
             queue = await self.queue_of(tenant)
             if queue is None:
                 return
+            online = await self._sessions.get_locations_many(tenant, accounts)
+            offline = [a for a in accounts if not online.get(a)]
+            if not offline:
+                return
             queued = await queue.queue(
                 tenant,
-                accounts,
+                offline,
                 sender=sender,
                 group_id=group_id,
                 message_id=message_id,
