@@ -10,10 +10,11 @@ Theory of operation (the tables are ``data_plane.storage.messages.outbox``'s):
   endpoint with a delivery due, unless one already runs here or ``concurrency`` workers
   are busy.
 - A worker first takes the endpoint's lease (``webhook:{tenant}:{endpoint}``) in the
-  database, renewed before every attempt: while it is held no other node sends to that
-  endpoint, so deliveries leave in queue order. A worker whose node dies is replaced
-  after the lease runs out (``lease_s``); the attempt it was making is made again (at
-  least once; the ``webhook-id`` stays the same).
+  database, then reads the queue, and renews the lease before every further attempt:
+  while it is held no other node reads or sends that endpoint's queue, so deliveries
+  leave in queue order and no attempt is repeated from a stale read. A worker whose
+  node dies is replaced after the lease runs out (``lease_s``); the attempt it was
+  making is made again (at least once; the ``webhook-id`` stays the same).
 - The worker sends the queue's head and records the attempt. A 2xx delivers it; any
   other answer, a timeout or a refused connection schedules the head again after
   ``backoff(attempts)``, and nothing behind it is sent meanwhile. After
@@ -146,15 +147,20 @@ class WebhookDispatcher:
         lease_ms = int(self._settings.lease_s * 1000)
         try:
             while True:
+                # The queue is read only while holding the lease, so it is never read
+                # before another node's attempt on it is recorded (that would repeat it).
+                if not await db.lease(lease, self._holder, self._now_ms(), lease_ms):
+                    return  # another node serves this endpoint
                 head = await db.head(tenant, endpoint_id, self._settings.endpoint_batch)
                 if not head:
                     return
-                for delivery in head:
+                for index, delivery in enumerate(head):
                     if delivery.next_attempt_at > self._now_ms():
                         return  # the head waits out its back-off; nothing overtakes it
-                    if not await db.lease(lease, self._holder, self._now_ms(), lease_ms):
-                        return  # another node serves this endpoint
-                    if not await self._attempt(db, delivery):
+                    renewed = index == 0 or await db.lease(
+                        lease, self._holder, self._now_ms(), lease_ms
+                    )
+                    if not renewed or not await self._attempt(db, delivery):
                         return
         finally:
             with anyio.CancelScope(shield=True):
