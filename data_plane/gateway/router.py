@@ -11,6 +11,7 @@ buffer is full is disconnected as a slow consumer; nobody else waits for it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from data_plane.cluster.grayscale import ClientFacts
 from data_plane.cluster.protocol import INTERNAL_PREFIXES, META_CHANNELS
@@ -36,6 +37,8 @@ class ChannelRouter:
         self.quota = quota
         self.channels: dict[str, Channel] = {}
         self.pool = LogicPool(settings, registry, self.on_logic_packet)
+        self.on_answer: Callable[[Channel], None] = lambda channel: None
+        """Called after each answer to a channel's request (the session's backlog)."""
 
     # -- towards the logic nodes -------------------------------------------------------
 
@@ -63,6 +66,10 @@ class ChannelRouter:
         """Forget ``channel``, free its quota slot, and tell the logic node it left (so
         the location goes if it still belongs to this channel). Idempotent."""
         self.channels.pop(channel.id, None)
+        if channel.stall_timer is not None:
+            channel.stall_timer.cancel()
+            channel.stall_timer = None
+        channel.backlog.clear()
         if channel.counted:
             channel.counted = False
             self.quota.release(channel.tenant)
@@ -90,6 +97,13 @@ class ChannelRouter:
         if packet.command == Command.LOGIN_SIGNOUT:
             channel.logged_in = False  # the logic node already removed the location
             channel.conn.close(CloseCode.NORMAL, "signed out")
+            return
+        if packet.flag == Flag.RESPONSE:
+            channel.answers += 1
+            if channel.in_flight > 0:
+                channel.in_flight -= 1
+            if channel.backlog:
+                self.on_answer(channel)
 
     def _on_push(self, packet: LogicPacket) -> None:
         targets = packet.meta_value(META_CHANNELS)

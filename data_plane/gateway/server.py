@@ -35,6 +35,7 @@ from data_plane.gateway.quota import ConnectionQuota
 from data_plane.gateway.router import ChannelRouter
 from data_plane.gateway.session import ClientSessions
 from data_plane.gateway.settings import GatewaySettings
+from data_plane.gateway.throttle import Throttle
 from data_plane.metrics import HEARTBEATS
 from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.transport.tcp import serve_tcp
@@ -60,8 +61,11 @@ class Gateway:
         self.quota = ConnectionQuota()
         """Channels per tenant here and on the other gateways (the connection quota)."""
         self.router = ChannelRouter(settings, self.registry, self.quota)
-        self.admission = LoginAdmission(settings, directory, self.router, self.clock)
-        self.sessions = ClientSessions(settings, self.admission, self.router, self.clock)
+        self.throttle = Throttle(settings, self.clock.now)
+        self.admission = LoginAdmission(settings, directory, self.router, self.clock, self.throttle)
+        self.sessions = ClientSessions(
+            settings, self.admission, self.router, self.clock, self.throttle
+        )
         self.draining = False
         self._tg: TaskGroup | None = None
         self.ws_port = settings.ws_port
@@ -93,20 +97,22 @@ class Gateway:
                 self.channels,
                 self.router.send_to_logic,
             )
+            # Connections start with the tiny budget of a login; admission raises it.
             ws = await serve_ws(
                 s.ws_host,
                 s.ws_port,
                 self._accept,
-                max_packet_size=s.max_packet_size,
-                max_send_buffer=s.max_send_buffer,
+                max_packet_size=s.login_max_packet_size,
+                max_send_buffer=s.login_send_buffer,
+                max_frame_size=s.max_packet_size + 1024,
                 clock=self.clock.now,
             )
             tcp = await serve_tcp(
                 s.tcp_host,
                 s.tcp_port,
                 self._accept,
-                max_packet_size=s.max_packet_size,
-                max_send_buffer=s.max_send_buffer,
+                max_packet_size=s.login_max_packet_size,
+                max_send_buffer=s.login_send_buffer,
                 clock=self.clock.now,
             )
             self.ws_port = ws.sockets[0].getsockname()[1]
