@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up cluster test lint typecheck pytest venv openapi proto bench bench-quick clean
+.PHONY: up cluster test lint typecheck layers pytest venv openapi proto bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,8 @@ up: venv
 cluster: venv
 	$(BIN)/cirno cluster $(CLUSTER_ARGS)
 
-## Lint, type-check and run the whole test suite.
-test: venv lint typecheck pytest
+## Lint, type-check, check the layering and run the whole test suite.
+test: venv lint typecheck layers pytest
 
 lint: venv
 	$(BIN)/ruff format --check .
@@ -33,6 +33,10 @@ lint: venv
 
 typecheck: venv
 	$(BIN)/mypy .
+
+## The import contracts in pyproject.toml ([tool.importlinter]): which package may import which.
+layers: venv
+	$(BIN)/lint-imports --no-cache
 
 pytest: venv
 	$(BIN)/pytest $(PYTEST_ARGS)

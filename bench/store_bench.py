@@ -43,8 +43,9 @@ import anyio
 from sqlalchemy import create_engine
 
 from bench.targets import DEFAULT_MYSQL_URL, fresh_mysql_database
-from data_plane.storage.messages_sql import SqlMessageStore, _Send, open_sql_message_store
-from data_plane.storage.sql_schema import metadata
+from data_plane.storage.messages.items import Send
+from data_plane.storage.messages.schema import metadata
+from data_plane.storage.messages.store import SqlMessageStore, open_sql_message_store
 from data_plane.storage.urls import sync_url
 
 
@@ -101,10 +102,10 @@ async def _store(url: str) -> AsyncIterator[SqlMessageStore]:
         yield store
 
 
-def _user_batch(tenant: str, config: StoreBenchConfig, number: int) -> list[_Send]:
+def _user_batch(tenant: str, config: StoreBenchConfig, number: int) -> list[Send]:
     body = b"x" * config.body_size
     return [
-        _Send(
+        Send(
             tenant,
             f"s{i % config.pairs}",
             f"r{i % config.pairs}",
@@ -134,8 +135,8 @@ async def _bench_user(store: SqlMessageStore, config: StoreBenchConfig) -> tuple
     return cpu / messages * 1e6, wall / messages * 1e6
 
 
-async def _flush_checked(store: SqlMessageStore, items: list[_Send]) -> None:
-    outcomes = await store._flush_sends(items)
+async def _flush_checked(store: SqlMessageStore, items: list[Send]) -> None:
+    outcomes = await store.sends.flush(items)
     failed = [o for o in outcomes if isinstance(o, BaseException)]
     if failed:
         raise RuntimeError(f"{len(failed)} sends failed, the first: {failed[0]!r}")

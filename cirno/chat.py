@@ -9,8 +9,15 @@ Prints incoming messages and events; reads commands from stdin, one per line::
     /members <group-id>   list a group's members
     /quit                 leave (Ctrl-D too)
 
+Stdin may be a terminal or a pipe or file: commands are run line by line, and the chat
+ends at the end of its input (so ``cirno chat ... </dev/null`` connects, logs in and
+exits 0; with stdin closed it does the same).
+
 The token comes from ``--token``, or is minted locally from ``--tenant``, ``--account``
-and ``--secret`` (HS256, what a tenant backend does; for development only).
+and ``--secret`` (HS256, what a tenant backend does; for development only). Before the
+SDK takes over, the gateway's address is dialled once per back-off step, and every
+failure is printed at once ("connection refused ...; retrying in 1.0 s"), so an address
+where nothing listens is never 30 silent seconds.
 """
 
 from __future__ import annotations
@@ -18,16 +25,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
+import logging
+import os
+import stat
 import sys
 import time
 from collections.abc import AsyncIterator
 from typing import TextIO
+from urllib.parse import urlsplit
 
-import jwt
-
+from cirno.options import described
 from cirno_sdk import (
+    Backoff,
     CirnoError,
     Client,
+    ClientOptions,
     Direction,
     Disconnected,
     Event,
@@ -35,35 +48,149 @@ from cirno_sdk import (
     Message,
     Reconnected,
 )
+from data_plane.cluster import identity
 
 TOKEN_TTL_SECONDS = 24 * 3600
 HELP = "commands: @<account> <text> | #<group> <text> | /create <name> <members...> | " + (
     "/join <group> | /leave <group> | /members <group> | /quit"
 )
+USAGE_ERROR = 2
+DESCRIPTION = (
+    "Chat in the terminal. Commands, one per line on stdin:\n"
+    "  @<account> <text>   #<group> <text>   /create <name> <members...>\n"
+    "  /join <group>   /leave <group>   /members <group>   /quit (or Ctrl-D)\n\n"
+    "Stdin may be a terminal, a pipe or a file: lines run in order and the chat ends at\n"
+    "the end of its input. An unreachable gateway is reported at once and retried with\n"
+    "back-off until it answers (Ctrl-C stops)."
+)
 
 
-def mint_token(tenant: str, account: str, secret: str, ttl: float = TOKEN_TTL_SECONDS) -> str:
-    """A user token as a tenant backend mints it: HS256, claims acc/app/exp."""
-    claims = {"acc": account, "app": tenant, "exp": int(time.time() + ttl)}
-    return jwt.encode(claims, secret, algorithm="HS256")
+def mint_token(tenant: str, account: str, secret: str, ttl: int = TOKEN_TTL_SECONDS) -> str:
+    """A user token as a tenant backend mints it: HS256, claims acc/app/iat/exp, no kid."""
+    return identity.mint_token(secret, None, tenant, account, int(time.time()), ttl)
+
+
+def default_url() -> str:
+    """The gateway ``cirno up`` runs with the same environment: ``CIRNO_GATEWAY_WS_HOST``
+    (else ``CIRNO_HOST``, else 127.0.0.1; a wildcard means loopback) and
+    ``CIRNO_GATEWAY_WS_PORT`` (else 8000)."""
+    host = os.environ.get("CIRNO_GATEWAY_WS_HOST") or os.environ.get("CIRNO_HOST") or "127.0.0.1"
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    if ":" in host:
+        host = f"[{host}]"
+    port = os.environ.get("CIRNO_GATEWAY_WS_PORT") or "8000"
+    return f"ws://{host}:{port}/"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``cirno chat``."""
+    parser.add_argument(
+        "--url",
+        default=default_url(),
+        help=described(
+            "ws://host:port/ or tcp://host:port of a gateway",
+            default_url(),
+            "CIRNO_GATEWAY_WS_PORT, CIRNO_GATEWAY_WS_HOST or CIRNO_HOST",
+        ),
+    )
+    parser.add_argument("--token", help=described("a user token (JWT)", "none"))
+    parser.add_argument(
+        "--tenant", help=described("with --account and --secret: mint a token locally", "none")
+    )
+    parser.add_argument("--account", help=described("the account to mint a token for", "none"))
+    parser.add_argument("--secret", help=described("the tenant's HS256 secret", "none"))
+    parser.add_argument(
+        "--device", default="terminal", help=described("device id of this login", "terminal")
+    )
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` is not a gateway address the SDK can dial, or None when it is."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"--url {url!r} is malformed ({exc})"
+    if parts.scheme not in ("ws", "wss", "tcp"):
+        return f"--url must be ws://host:port/ or tcp://host:port, not {url!r}"
+    if not parts.hostname or (parts.scheme == "tcp" and port is None):
+        return f"--url {url!r} needs a host and a port, e.g. {parts.scheme}://127.0.0.1:8000"
+    return None
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the chat until /quit, end of input, or a kickout; returns the exit status."""
+    problem = url_problem(args.url)
+    if problem:
+        print(f"cirno chat: {problem}", file=sys.stderr)
+        return USAGE_ERROR
     if args.token:
         token = args.token
     elif args.tenant and args.account and args.secret:
         token = mint_token(args.tenant, args.account, args.secret)
     else:
         print("cirno chat: give --token, or --tenant, --account and --secret", file=sys.stderr)
-        return 2
+        return USAGE_ERROR
+    show_sdk_progress(sys.stderr)
     try:
         return asyncio.run(_main(args.url, token, args.device))
     except KeyboardInterrupt:
         return 130
 
 
+def show_sdk_progress(err: TextIO) -> None:
+    """Print the SDK's own account of reconnects (``connect failed: …``, ``login did not
+    complete: …``) on ``err``: after a lost connection the SDK retries by itself, and a
+    user should see each attempt fail rather than silence."""
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("cirno chat: %(message)s"))
+    sdk = logging.getLogger("cirno_sdk")
+    sdk.handlers = [handler]
+    sdk.setLevel(logging.INFO)
+    sdk.propagate = False
+
+
+async def wait_reachable(url: str, err: TextIO) -> None:
+    """Dial the gateway's host and port until it accepts a TCP connection, printing each
+    failure and the back-off before the next attempt."""
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if parts.scheme == "wss" else 80)
+    options = ClientOptions()
+    backoff = Backoff(
+        initial=options.backoff_initial,
+        maximum=options.backoff_max,
+        multiplier=options.backoff_multiplier,
+        jitter=options.backoff_jitter,
+    )
+    while True:
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port), options.connect_timeout
+            )
+        except (OSError, TimeoutError) as exc:
+            delay = backoff.next_delay()
+            _say(err, f"cirno chat: {_why(exc)} at {host}:{port}; retrying in {delay:.1f} s")
+            await asyncio.sleep(delay)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens)"
+    if isinstance(exc, TimeoutError):
+        return "no answer (timed out)"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.strerror or errno.errorcode.get(exc.errno, str(exc))
+    return str(exc)
+
+
 async def _main(url: str, token: str, device: str) -> int:
+    await wait_reachable(url, sys.stderr)
     try:
         async with Client(url, token, device=device) as client:
             _say(sys.stdout, f"connected to {url} as {client.account} (device {device})")
@@ -163,18 +290,30 @@ def _say(out: TextIO, text: str) -> None:
     out.flush()
 
 
-async def stdin_lines() -> AsyncIterator[str]:
-    """Lines of stdin without blocking the event loop (a thread for regular files)."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+def _pollable(stream: TextIO) -> bool:
+    """Whether the event loop can watch ``stream``: a pipe, a socket or a terminal.
+    Files and devices such as /dev/null cannot be registered with epoll (the loop would
+    fail later, in a callback), so they are read from a thread."""
     try:
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
-        )
-    except ValueError:  # a regular file: reads never block for long
-        while line := await asyncio.to_thread(sys.stdin.readline):
+        fd = stream.fileno()
+        mode = os.fstat(fd).st_mode
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
+
+
+async def stdin_lines() -> AsyncIterator[str]:
+    """Lines of stdin without blocking the event loop; nothing when stdin is closed."""
+    stdin = sys.stdin
+    if stdin is None or stdin.closed:
+        return
+    if not _pollable(stdin):  # a file or /dev/null: reads never block for long
+        while line := await asyncio.to_thread(stdin.readline):
             yield line
         return
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
     try:
         while line_bytes := await reader.readline():
             yield line_bytes.decode("utf-8", "replace")

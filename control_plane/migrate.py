@@ -31,9 +31,9 @@ MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 def target_metadata() -> list[MetaData]:
     """Every table the migrations create: the control plane's and the message store's."""
     import control_plane.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-    from data_plane.storage import sql_schema
+    from data_plane.storage.messages import schema as message_schema
 
-    return [SQLModel.metadata, sql_schema.metadata]
+    return [SQLModel.metadata, message_schema.metadata]
 
 
 def alembic_config(database_url: str) -> Config:

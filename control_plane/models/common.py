@@ -13,9 +13,11 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from pydantic import AfterValidator, model_validator
+from pydantic import AfterValidator, StringConstraints, model_validator
 from sqlalchemy.dialects import mysql
 from sqlmodel import SQLModel
+
+from data_plane.cluster.identity import ACCOUNT_MAX_LENGTH, ACCOUNT_PATTERN, check_account
 
 # Microseconds on MySQL too (its DATETIME defaults to whole seconds).
 TIMESTAMP_TYPE = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
@@ -25,10 +27,14 @@ MYSQL_TABLE: dict[str, Any] = {"mysql_charset": "utf8mb4"}
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 SLUG_MAX = 64
-ACCOUNT_PATTERN = r"^[^\s,{}\x00-\x1f\x7f]{1,64}$"
-"""Accounts travel in channel ids and comma-separated channel lists (gateway auth)."""
-ACCOUNT_MAX = 64
 ENUM_MAX = 16
+
+Account = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=ACCOUNT_MAX_LENGTH, pattern=ACCOUNT_PATTERN),
+    AfterValidator(check_account),
+]
+"""An account name, by the rule gateways apply (``data_plane.cluster.identity``)."""
 
 
 def string_enum(enum: type[StrEnum]) -> sa.Enum:

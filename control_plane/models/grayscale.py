@@ -16,12 +16,12 @@ from pydantic import ConfigDict, StringConstraints, field_validator, model_valid
 from sqlmodel import Field, SQLModel
 
 from control_plane.models.common import (
-    ACCOUNT_PATTERN,
     DOUBLE_TYPE,
     MYSQL_TABLE,
     SLUG_MAX,
     SLUG_PATTERN,
     TIMESTAMP_TYPE,
+    Account,
     PartialUpdate,
     UtcDateTime,
     utcnow,
@@ -40,7 +40,6 @@ ACCOUNTS_COLUMN_MAX = 8192  # 100 accounts of 64 characters, quoted, as a JSON a
 PLATFORMS_COLUMN_MAX = 640
 REGIONS_COLUMN_MAX = 2200
 
-Account = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ACCOUNT_PATTERN)]
 Platform = Annotated[
     str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")
 ]

@@ -18,16 +18,16 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Field, SQLModel
 
 from control_plane.models.common import (
-    ACCOUNT_MAX,
-    ACCOUNT_PATTERN,
     DOUBLE_TYPE,
     MYSQL_TABLE,
     TIMESTAMP_TYPE,
+    Account,
     PartialUpdate,
     UtcDateTime,
     string_enum,
     utcnow,
 )
+from data_plane.cluster.identity import ACCOUNT_RULE
 from data_plane.storage.urls import UnsupportedDatabaseURL, backend_of
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -329,12 +329,7 @@ class TokenCreate(SQLModel):
 
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
 
-    account: str = Field(
-        min_length=1,
-        max_length=ACCOUNT_MAX,
-        schema_extra={"pattern": ACCOUNT_PATTERN},
-        description="1-64 characters, no spaces, commas, braces or control characters.",
-    )
+    account: Account = Field(description=f"{ACCOUNT_RULE[0].upper()}{ACCOUNT_RULE[1:]}.")
     ttl: int = Field(
         default=DEFAULT_TOKEN_TTL,
         ge=MIN_TOKEN_TTL,

@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 
 from data_plane.cluster.protocol import META_CHANNELS
 from data_plane.metrics import GATEWAY_LINKS
-from data_plane.storage.base import Location
+from data_plane.storage.sessions.protocol import Location
 from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.wire import Flag, LogicPacket, Meta, Status, pb
 

@@ -22,8 +22,8 @@ from data_plane.logic.server import LogicServer
 from data_plane.logic.settings import LogicSettings
 from data_plane.logic.tenant_stores import TenantStores
 from data_plane.metrics import serve_metrics
-from data_plane.storage.messages_sql import open_message_store
-from data_plane.storage.sessions import session_store_from_url
+from data_plane.storage.messages.factory import open_message_store
+from data_plane.storage.sessions.factory import session_store_from_url
 from data_plane.wire import Command
 
 

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from data_plane.logic.context import Request
 from data_plane.metrics import REQUEST_SECONDS, REQUESTS
 from data_plane.storage.errors import StorageError
-from data_plane.storage.messages_base import (
+from data_plane.storage.messages.protocol import (
     GroupNotFound,
     InvalidField,
     NotAMember,

@@ -1,8 +1,9 @@
 """Which message store holds a tenant's messages: the shared one or its own.
 
 A ``dedicated`` tenant has its own database URL (from the control plane, through the
-tenant directory). Its store is opened on first use, after migrating that database to
-head, and stays open for the life of the logic node. A tenant the directory does not
+tenant directory). Its store is opened on first use, after migrating that database's
+message tables to head (``storage.messages.migrate``: the message tables only, none of
+the control plane's), and stays open for the life of the logic node. A tenant the directory does not
 know (the control plane has not been reached yet) is refused rather than guessed: a
 message written to the wrong database would be invisible to its readers.
 """
@@ -17,8 +18,9 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from data_plane.cluster.tenants import TenantDirectory
 from data_plane.storage.errors import MessageStoreUnavailable
-from data_plane.storage.messages_base import MessageStore
-from data_plane.storage.messages_sql import open_message_store
+from data_plane.storage.messages import migrate
+from data_plane.storage.messages.factory import open_message_store
+from data_plane.storage.messages.protocol import MessageStore
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +74,8 @@ class TenantStores:
     async def _serve_dedicated(
         self, url: str, *, task_status: TaskStatus[MessageStore] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        from control_plane.migrate import upgrade
-
         try:
-            await anyio.to_thread.run_sync(upgrade, url)
+            await anyio.to_thread.run_sync(migrate.upgrade, url)
         except Exception as exc:
             raise MessageStoreUnavailable(f"dedicated database unavailable: {exc}") from exc
         log.info("opened a dedicated message store")

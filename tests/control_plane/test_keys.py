@@ -204,6 +204,8 @@ def test_disabled_tenant_gets_no_tokens(client: TestClient) -> None:
         {"account": "{a}"},
         {"account": "tab\there"},
         {"account": "nul\x00"},
+        {"account": "alice\n"},  # the old re.match(...$) let it by; the gateway never did
+        {"account": "zero\u200bwidth"},  # not printable: the gateway refuses it too
         {"account": "alice", "ttl": 59},
         {"account": "alice", "ttl": 30 * DAY + 1},
         {"account": "alice", "ttl": "long"},

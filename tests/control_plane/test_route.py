@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,6 +309,12 @@ def sign(claims: dict[str, Any], secret: str = SECRET, **headers: Any) -> str:
     return jwt.encode(claims, secret, algorithm="HS256", headers=headers or None)
 
 
+def unsigned(header: dict[str, Any], claims: dict[str, Any]) -> str:
+    """A token with any header (PyJWT here cannot sign RS256: no cryptography)."""
+    segments = (json.dumps(header).encode(), json.dumps(claims).encode(), b"signature")
+    return ".".join(base64.urlsafe_b64encode(s).rstrip(b"=").decode() for s in segments)
+
+
 def test_bad_tokens_are_401_with_a_reason(cluster: Cluster) -> None:
     now = int(cluster.clock.now)
     good = {"acc": "alice", "app": "acme", "exp": now + 600}
@@ -320,9 +328,11 @@ def test_bad_tokens_are_401_with_a_reason(cluster: Cluster) -> None:
         sign({**good, "exp": now - 1}, kid="k1"): "expired",
         sign({"acc": "alice", "app": "acme"}, kid="k1"): "exp",
         sign({**good, "acc": "a,b"}, kid="k1"): "acc",
+        sign({**good, "acc": "alice\n"}, kid="k1"): "acc",
         sign({**good, "app": 7}): "app",
         jwt.encode(good, None, algorithm="none"): "algorithm",
         jwt.encode(good, SECRET * 2, algorithm="HS512"): "algorithm",
+        unsigned({"alg": "RS256", "typ": "JWT", "kid": "k1"}, good): "algorithm",
     }
     for token, reason in cases.items():
         response = cluster.client.get("/v1/route", params={"token": token})

@@ -1,4 +1,4 @@
-"""Pure parts of routing: client address, zone weights, load steps, fallbacks, tokens."""
+"""Pure parts of routing: client address, zone weights, load steps, fallbacks."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ from pathlib import Path
 
 import geoip2.database
 import geoip2.errors
-import jwt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control_plane import jws
 from control_plane.geoip import GeoResolver, GeoResult
 from control_plane.route.address import BadAddress, client_address, parse_ip
 from control_plane.route.choice import choose_gateways, order_gateways, resolve_region
@@ -156,30 +154,6 @@ def test_fallback_chain() -> None:
     choice = choose_gateways(only_beta, "eu", None, "alice", now)
     assert ([g.id for g in choice.gateways], choice.pool, choice.fallback) == (["b"], None, True)
     assert choose_gateways(snapshot(gw("gone", expires_at=1)), "eu", None, "a", now).gateways == []
-
-
-def test_jws_interoperates_with_pyjwt() -> None:
-    secret = "a-secret-of-thirty-two-bytes-or-more!"
-    claims = {"acc": "alice", "app": "acme", "exp": 2_000_000_000}
-    ours = jws.encode(claims, secret, "k7")
-    assert jwt.decode(ours, secret, algorithms=["HS256"]) == claims
-    assert jwt.get_unverified_header(ours)["kid"] == "k7"
-    theirs = jwt.encode(claims, secret, algorithm="HS256", headers={"kid": "k7"})
-    parsed = jws.parse(theirs)
-    assert parsed.signed_with(secret)
-    assert not parsed.signed_with(secret + "x")
-    assert (parsed.header["kid"], parsed.claims) == ("k7", claims)
-    tampered = theirs[:-4] + ("AAAA" if not theirs.endswith("AAAA") else "BBBB")
-    assert not jws.parse(tampered).signed_with(secret)
-
-
-@pytest.mark.parametrize(
-    "token",
-    ["", "a.b", "a.b.c.d", "é.b.c", "!!!.e30.x", "e30.e30.x", "bnVsbA.e30.x", "W10.e30.x"],
-)
-def test_jws_rejects_malformed_tokens(token: str) -> None:
-    with pytest.raises(jws.MalformedToken):
-        jws.parse(token)
 
 
 @pytest.mark.parametrize("database_type", ["GeoLite2-City", "GeoIP2-Country", "DBIP-Lite"])

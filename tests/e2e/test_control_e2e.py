@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from cirno.harness import ADMIN_TOKEN, RawClient, Topology, make_token, run_topology
+from data_plane.storage.messages import schema as message_schema
 from data_plane.wire import Command, Status, pb
 from tests.control_plane.geo import DE_V4, US_V4, write_mmdb
 
@@ -216,5 +217,10 @@ async def test_dedicated_tenant_messages_land_in_its_own_database(
         rows = db.execute(
             "SELECT tenant, body FROM messages WHERE message_id = ?", (message_id,)
         ).fetchall()
+        names = {
+            row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
     assert rows == [(tenant["id"], b"private")]
+    # The message tables and their history only: none of the control plane's.
+    assert names == set(message_schema.metadata.tables) | {"message_store_version"}
     sender.close()

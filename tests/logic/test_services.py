@@ -120,12 +120,12 @@ def _cirno_logic(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_cirno_logic_refuses_unknown_services_clearly() -> None:
     flag = _cirno_logic("--services", "login,royal")
     assert flag.returncode == 2
-    assert "argument --services: unknown logic service(s) royal" in flag.stderr
+    assert "cirno logic: unknown logic service(s) royal" in flag.stderr
     variable = _cirno_logic(CIRNO_LOGIC_SERVICES="sync,offline")
-    assert variable.returncode == 1
+    assert variable.returncode == 2
     assert "cirno logic: unknown logic service(s) offline" in variable.stderr
     private = _cirno_logic("--services", "chat")  # the flag wins over the variable
-    assert private.returncode == 1
+    assert private.returncode == 2
     assert "running only chat needs a session store shared" in private.stderr
 
 

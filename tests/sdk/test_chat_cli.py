@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import subprocess
 import sys
 import uuid
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from cirno.chat import format_message, mint_token, run
+from cirno.chat import default_url, format_message, mint_token, run, show_sdk_progress
 from cirno.harness import Cluster
 from cirno_sdk import Client, ClientOptions, Direction, Message
 from tests.sdk.conftest import SECRET, TENANT, tcp_url, token
@@ -126,3 +127,53 @@ def test_mint_token_claims() -> None:
 
     claims = jwt.decode(mint_token("t", "a", "s" * 32), "s" * 32, algorithms=["HS256"])
     assert (claims["app"], claims["acc"]) == ("t", "a")
+
+
+def test_default_url_follows_the_gateway_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The variables that move ``cirno up``'s gateway move ``cirno chat``'s default."""
+    for name in ("CIRNO_GATEWAY_WS_HOST", "CIRNO_HOST", "CIRNO_GATEWAY_WS_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert default_url() == "ws://127.0.0.1:8000/"
+    monkeypatch.setenv("CIRNO_GATEWAY_WS_PORT", "18000")
+    monkeypatch.setenv("CIRNO_HOST", "0.0.0.0")
+    assert default_url() == "ws://127.0.0.1:18000/"
+    monkeypatch.setenv("CIRNO_GATEWAY_WS_HOST", "10.1.2.3")
+    assert default_url() == "ws://10.1.2.3:18000/"
+
+
+def test_chat_with_stdin_at_dev_null_logs_in_and_exits(cluster: Cluster) -> None:
+    """``cirno chat </dev/null``, with only CIRNO_GATEWAY_WS_PORT saying where the
+    gateway is: it connects, logs in, and ends cleanly at the end of its input."""
+    port = cluster.ws_url.rsplit(":", 1)[1].strip("/")
+    command = [sys.executable, "-m", "cirno.cli", "chat"]
+    command += ["--tenant", TENANT, "--account", f"nul-{uuid.uuid4().hex[:6]}", "--secret", SECRET]
+    done = subprocess.run(
+        command,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "CIRNO_GATEWAY_WS_PORT": port},
+    )
+    assert done.returncode == 0, done
+    assert f"connected to ws://127.0.0.1:{port}/" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_sdk_reconnect_attempts_are_shown() -> None:
+    """After a lost connection the SDK retries alone; each failure reaches the user."""
+    import logging
+
+    err = io.StringIO()
+    sdk = logging.getLogger("cirno_sdk")
+    saved = (sdk.handlers[:], sdk.level, sdk.propagate)
+    try:
+        show_sdk_progress(err)
+        sdk.info("connect failed: %s", "cannot connect to tcp://127.0.0.1:1: refused")
+    finally:
+        sdk.handlers, sdk.propagate = saved[0], saved[2]
+        sdk.setLevel(saved[1])
+    assert (
+        err.getvalue()
+        == "cirno chat: connect failed: cannot connect to tcp://127.0.0.1:1: refused\n"
+    )

@@ -19,7 +19,10 @@ from sqlalchemy.exc import IntegrityError
 
 from data_plane.storage.errors import MessageStoreUnavailable
 from data_plane.storage.ids import wall_clock_ms
-from data_plane.storage.messages_base import (
+from data_plane.storage.messages.connections import WriterConnection
+from data_plane.storage.messages.factory import open_message_store
+from data_plane.storage.messages.memory import MemoryMessageStore
+from data_plane.storage.messages.protocol import (
     Direction,
     GroupNotFound,
     IndexEntry,
@@ -29,14 +32,8 @@ from data_plane.storage.messages_base import (
     SendResult,
     UnknownMessage,
 )
-from data_plane.storage.messages_memory import MemoryMessageStore
-from data_plane.storage.messages_sql import (
-    SqlMessageStore,
-    open_message_store,
-    open_sql_message_store,
-)
-from data_plane.storage.sql_schema import metadata
-from data_plane.storage.sql_writer import WriterConnection
+from data_plane.storage.messages.schema import metadata
+from data_plane.storage.messages.store import SqlMessageStore, open_sql_message_store
 from data_plane.storage.urls import sync_url
 
 BACKENDS = ["memory", "sqlite", pytest.param("mysql", marks=pytest.mark.mysql)]
@@ -411,14 +408,14 @@ async def test_an_item_the_database_refuses_fails_alone(
     sql_url: str, tenant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with open_sql_message_store(sql_url, node_id=4, linger_s=0.02) as store:
-        write_sends = store._write_sends
+        write_sends = store.send_writes.write
 
         async def refuse_poison(conn: WriterConnection, items: Sequence[Any]) -> Any:
             if any(item.body == b"poison" for item in items):
                 raise IntegrityError("INSERT …", {}, Exception("refused"))
             return await write_sends(conn, items)
 
-        monkeypatch.setattr(store, "_write_sends", refuse_poison)
+        monkeypatch.setattr(store.send_writes, "write", refuse_poison)
         outcomes: dict[bytes, str] = {}
 
         async def attempt(body: bytes) -> None:

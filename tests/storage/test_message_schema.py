@@ -1,4 +1,4 @@
-"""Migration 0002 creates exactly the tables of ``sql_schema`` (SQLite and MySQL).
+"""Migration 0002 creates exactly the tables of ``messages.schema`` (SQLite and MySQL).
 
 Runs the revision's own ``upgrade`` / ``downgrade`` on an empty database (without the
 rest of the chain) and compares with alembic autogenerate, types and server defaults
@@ -18,7 +18,7 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy import create_engine, inspect
 
-from data_plane.storage.sql_schema import metadata
+from data_plane.storage.messages.schema import metadata
 from data_plane.storage.urls import sync_url
 
 REVISION = Path(__file__).resolve().parents[2] / "migrations" / "versions" / "0002_messages.py"

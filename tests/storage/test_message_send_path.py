@@ -1,6 +1,6 @@
 """The SQL send path's driver-level statements: escaping, batch order, two nodes.
 
-The send path renders its statements itself (``_SendSql``; on MySQL inbox and counter
+The send path renders its statements itself (``messages.statements``; on MySQL inbox and counter
 rows as escaped literals), so these tests feed it ids that need escaping, batches that
 mix 1:1 and group messages over shared inboxes, and two nodes writing to overlapping
 groups at once, and check every inbox against what the guarantees say it must hold.
@@ -16,8 +16,9 @@ from typing import Any
 import anyio
 import pytest
 
-from data_plane.storage.messages_base import Direction, MessageStore
-from data_plane.storage.messages_sql import SqlMessageStore, _Send, open_sql_message_store
+from data_plane.storage.messages.items import Send
+from data_plane.storage.messages.protocol import Direction, MessageStore
+from data_plane.storage.messages.store import SqlMessageStore, open_sql_message_store
 from tests.storage.test_message_contract import (  # noqa: F401  (fixtures)
     database_url,
     mysql_tables,
@@ -76,11 +77,11 @@ async def test_a_mixed_batch_numbers_every_inbox_in_batch_order(
     g1 = (await sql_store.create_group(tenant, "s", "g1", "", "", ["a", "b"])).group_id
     g2 = (await sql_store.create_group(tenant, "b", "g2", "", "", ["a", "c"])).group_id
 
-    def user(sender: str, receiver: str, client: str) -> _Send:
-        return _Send(tenant, sender, receiver, "", 1, b"", "", client)
+    def user(sender: str, receiver: str, client: str) -> Send:
+        return Send(tenant, sender, receiver, "", 1, b"", "", client)
 
-    def grp(sender: str, group_id: str, client: str) -> _Send:
-        return _Send(tenant, sender, "", group_id, 1, b"", "", client)
+    def grp(sender: str, group_id: str, client: str) -> Send:
+        return Send(tenant, sender, "", group_id, 1, b"", "", client)
 
     batch = [
         user("s", "a", "1"),
@@ -93,7 +94,7 @@ async def test_a_mixed_batch_numbers_every_inbox_in_batch_order(
         user("s", "a", "7"),
         grp("b", g2, "8"),
     ]
-    outcomes = await sql_store._flush_sends(batch)
+    outcomes = await sql_store.sends.flush(batch)
     ids: list[int | None] = []
     for item, outcome in zip(batch, outcomes, strict=True):
         if isinstance(outcome, BaseException):
@@ -131,7 +132,7 @@ async def test_two_nodes_write_overlapping_groups_without_gaps(sql_url: str, ten
         open_sql_message_store(sql_url, node_id=22) as one,
         open_sql_message_store(sql_url, node_id=23) as two,
     ):
-        one.bulk_min_members = two.bulk_min_members = 1
+        one.send_writes.bulk_min_members = two.send_writes.bulk_min_members = 1
         ga = (await one.create_group(tenant, "m000", "a", "", "", shared[:40])).group_id
         gb = (await two.create_group(tenant, "m059", "b", "", "", shared[20:])).group_id
 
@@ -169,7 +170,7 @@ async def test_bulk_groups_and_row_by_row_give_the_same_inboxes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     db = sql_store
-    db.bulk_min_members = bulk_min_members
+    db.send_writes.bulk_min_members = bulk_min_members
     await db.send_user_message(tenant, "x", "a", 1, b"", "", None)  # a's counter exists
     await db.send_user_message(tenant, "x", "k", 1, b"", "", None)
     membership = {
@@ -184,19 +185,19 @@ async def test_bulk_groups_and_row_by_row_give_the_same_inboxes(
         for name, m in membership.items()
     }
     bulk_calls: list[int] = []
-    insert_bulk = db._send_sql.insert_bulk_inbox
+    insert_bulk = db.send_writes.statements.insert_bulk_inbox
 
     async def counting(conn: Any, bulk: Any) -> None:
         bulk_calls.append(bulk.message_id)
         await insert_bulk(conn, bulk)
 
-    monkeypatch.setattr(db._send_sql, "insert_bulk_inbox", counting)
+    monkeypatch.setattr(db.send_writes.statements, "insert_bulk_inbox", counting)
 
-    def user(sender: str, receiver: str) -> _Send:
-        return _Send(tenant, sender, receiver, "", 1, b"", "", None)
+    def user(sender: str, receiver: str) -> Send:
+        return Send(tenant, sender, receiver, "", 1, b"", "", None)
 
-    def grp(sender: str, name: str) -> _Send:
-        return _Send(tenant, sender, "", ids[name], 1, b"", "", None)
+    def grp(sender: str, name: str) -> Send:
+        return Send(tenant, sender, "", ids[name], 1, b"", "", None)
 
     batch = [
         grp("a", "g1"),
@@ -210,7 +211,7 @@ async def test_bulk_groups_and_row_by_row_give_the_same_inboxes(
         grp("c", "g1"),
         grp("e", "g2"),
     ]
-    outcomes = await db._flush_sends(batch)
+    outcomes = await db.sends.flush(batch)
     expected: dict[str, list[tuple[int, Direction, str, str]]] = defaultdict(list)
     group_seqs: dict[str, list[int]] = defaultdict(list)
     name_of = {gid: name for name, gid in ids.items()}
@@ -247,7 +248,7 @@ async def test_group_members_come_back_complete_in_join_order(
 ) -> None:
     # 4 is MySQL's smallest group_concat_max_len: every list is cut and read row by row.
     if concat_max is not None:
-        monkeypatch.setattr("data_plane.storage.messages_sql._GROUP_CONCAT_MAX", concat_max)
+        monkeypatch.setattr("data_plane.storage.messages.engine.GROUP_CONCAT_MAX", concat_max)
     async with open_sql_message_store(sql_url, node_id=24) as db:
         owner, *others = TRICKY
         group = await db.create_group(tenant, owner, "g", "", "", others)

@@ -1,4 +1,4 @@
-"""The writers' own connections (``sql_writer``): round trips, atomicity, reconnects.
+"""The writers' own connections (``messages.link``): round trips, atomicity, reconnects.
 
 Each writer holds one raw driver connection and sends the statements that return no
 rows together with the next one that does, or with COMMIT. These tests pin the round
@@ -18,8 +18,10 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from data_plane.storage.errors import MessageStoreUnavailable
-from data_plane.storage.messages_sql import SqlMessageStore, _Send, open_sql_message_store
-from data_plane.storage.sql_writer import WriterConnection, WriterLink
+from data_plane.storage.messages.connections import WriterConnection
+from data_plane.storage.messages.items import Send
+from data_plane.storage.messages.link import WriterLink
+from data_plane.storage.messages.store import SqlMessageStore, open_sql_message_store
 from tests.e2e.proxy import TcpProxy
 from tests.storage.test_message_contract import (  # noqa: F401  (fixtures)
     database_url,
@@ -42,19 +44,19 @@ async def sql_store(sql_url: str) -> AsyncIterator[SqlMessageStore]:  # noqa: F8
         yield opened
 
 
-def user(tenant: str, sender: str, receiver: str, client: str | None) -> _Send:
-    return _Send(tenant, sender, receiver, "", 1, b"hi", "", client)
+def user(tenant: str, sender: str, receiver: str, client: str | None) -> Send:
+    return Send(tenant, sender, receiver, "", 1, b"hi", "", client)
 
 
 async def test_a_small_batch_takes_two_round_trips(sql_store: SqlMessageStore, tenant: str) -> None:
-    link = sql_store._send_link
-    await sql_store._flush_sends([user(tenant, "a", "b", "warm-up")])  # opens the connection
+    link = sql_store.sends.link
+    await sql_store.sends.flush([user(tenant, "a", "b", "warm-up")])  # opens the connection
     before = link.round_trips
-    await sql_store._flush_sends([user(tenant, "a", "b", "c1")])
+    await sql_store.sends.flush([user(tenant, "a", "b", "c1")])
     # Contents + counters + read-back; inbox rows + COMMIT. No duplicate lookup.
     assert link.round_trips - before == 2
     before = link.round_trips
-    await sql_store._flush_sends([user(tenant, "a", "b", None), user(tenant, "b", "a", None)])
+    await sql_store.sends.flush([user(tenant, "a", "b", None), user(tenant, "b", "a", None)])
     assert link.round_trips - before == 2
     assert link.connects == 1
     assert [e.seq for e in await read_all(sql_store, tenant, "b")] == [1, 2, 3, 4]
@@ -64,7 +66,7 @@ async def test_a_resend_in_a_small_batch_gets_its_original_and_nothing_is_stored
     sql_store: SqlMessageStore, tenant: str
 ) -> None:
     old = await sql_store.send_user_message(tenant, "a", "b", 1, b"old", "", "k-old")
-    link = sql_store._send_link
+    link = sql_store.sends.link
     before = link.round_trips
     batch = [
         user(tenant, "a", "b", "k-new1"),
@@ -72,7 +74,7 @@ async def test_a_resend_in_a_small_batch_gets_its_original_and_nothing_is_stored
         user(tenant, "a", "b", "k-new1"),  # the same key again in the batch
         user(tenant, "b", "a", "k-new2"),
     ]
-    outcomes = await sql_store._flush_sends(batch)
+    outcomes = await sql_store.sends.flush(batch)
     results = [o[0] for o in outcomes if not isinstance(o, BaseException)]
     assert len(results) == 4
     assert [r.duplicate for r in results] == [False, True, True, False]
@@ -91,11 +93,11 @@ async def test_a_resend_in_a_small_batch_gets_its_original_and_nothing_is_stored
 async def test_batches_above_the_optimistic_size_look_up_first(
     sql_store: SqlMessageStore, tenant: str
 ) -> None:
-    sql_store.optimistic_max = 1
-    await sql_store._flush_sends([user(tenant, "a", "b", "warm-up")])
-    link = sql_store._send_link
+    sql_store.send_writes.optimistic_max = 1
+    await sql_store.sends.flush([user(tenant, "a", "b", "warm-up")])
+    link = sql_store.sends.link
     before = link.round_trips
-    outcomes = await sql_store._flush_sends(
+    outcomes = await sql_store.sends.flush(
         [user(tenant, "a", "b", "x1"), user(tenant, "a", "b", "warm-up")]
     )
     assert link.round_trips - before == 3  # lookup; contents + counters; rows + COMMIT
@@ -107,18 +109,18 @@ async def test_a_failing_deferred_statement_commits_nothing(sql_url: str, tenant
     mark = "%s" if sql_url.startswith("mysql") else "?"
     insert = f"INSERT INTO inbox_seq (tenant, account, seq) VALUES ({mark}, {mark}, {mark})"
 
-    async def work(conn: WriterConnection) -> None:
-        await conn.execute(insert, (tenant, "first", 1))
-        await conn.execute(insert, (tenant, "first", 2))  # the same key: refused
+    async def work(conn: WriterConnection, account: str) -> None:
+        await conn.execute(insert, (tenant, account, 1))
+        await conn.execute(insert, (tenant, account, 2))  # the same key: refused
 
-    async def count(conn: WriterConnection) -> int:
+    async def count(conn: WriterConnection, tenant: str) -> int:
         rows = await conn.query(f"SELECT COUNT(*) FROM inbox_seq WHERE tenant = {mark}", (tenant,))
         return int(rows[0][0])
 
     try:
         with pytest.raises(IntegrityError):
-            await link.transaction(work)
-        assert await link.transaction(count) == 0
+            await link.transaction(work, "first")
+        assert await link.transaction(count, tenant) == 0
         assert link.connects == 1  # a refused statement keeps the connection
     finally:
         await link.aclose()
@@ -160,7 +162,7 @@ async def test_a_connection_killed_between_batches_fails_no_batch(
         entries = await read_all(store, tenant, "b", device="reader")
         assert [e.seq for e in entries] == [1, 2]
         assert await store.ack(tenant, "b", "d", entries[1].message_id)
-        assert store._send_link.connects == 2 and store._ack_link.connects == 2
+        assert store.sends.link.connects == 2 and store.acks.link.connects == 2
 
 
 @pytest.mark.mysql
@@ -196,15 +198,15 @@ async def test_writer_init_sets_read_committed_and_concat_length(
 ) -> None:
     link = WriterLink(mysql_tables, mysql_init_command="SET SESSION group_concat_max_len = 4096")
 
-    async def settings(conn: WriterConnection) -> list[tuple[object, ...]]:
+    async def settings(conn: WriterConnection, last: str) -> list[tuple[object, ...]]:
         return await conn.query(
             "SELECT VARIABLE_VALUE FROM information_schema.SESSION_VARIABLES WHERE "
             "VARIABLE_NAME IN ('TX_ISOLATION', 'TRANSACTION_ISOLATION', 'GROUP_CONCAT_MAX_LEN') "
-            "ORDER BY VARIABLE_NAME = 'GROUP_CONCAT_MAX_LEN'"
+            f"ORDER BY VARIABLE_NAME = '{last}'"
         )
 
     try:
-        *isolation, (concat,) = await link.transaction(settings)
+        *isolation, (concat,) = await link.transaction(settings, "GROUP_CONCAT_MAX_LEN")
     finally:
         await link.aclose()
     assert {str(row[0]) for row in isolation} == {"READ-COMMITTED"}

@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from redis.asyncio import Redis, RedisCluster
 
-from data_plane.storage.base import Location, SessionStore
-from data_plane.storage.memory import MemorySessionStore
-from data_plane.storage.redis import RedisSessionStore
+from data_plane.storage.errors import SessionStoreUnavailable
+from data_plane.storage.sessions.memory import MemorySessionStore
+from data_plane.storage.sessions.protocol import Location, SessionStore
+from data_plane.storage.sessions.redis import RedisSessionStore
 
 pytestmark = pytest.mark.anyio
 
@@ -294,8 +295,13 @@ async def test_racing_logins_on_one_device(store: SessionStore) -> None:
     assert sorted([*replaced, final[0].channel_id]) == sorted(channels)
 
 
-async def test_ping(store: SessionStore) -> None:
-    await store.ping()
+async def test_ping_times_an_answer_and_fails_once_closed(store: SessionStore) -> None:
+    answered_in = await store.ping()
+    assert isinstance(answered_in, float)
+    assert 0.0 <= answered_in < 5.0
+    await store.aclose()
+    with pytest.raises(SessionStoreUnavailable):
+        await store.ping()
 
 
 async def test_refresh_restores_a_lost_location(store: SessionStore) -> None:

@@ -11,15 +11,16 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from data_plane.storage.base import Location
 from data_plane.storage.errors import (
     SessionStoreUnavailable,
     StorageError,
     UnsupportedSessionStoreURL,
 )
-from data_plane.storage.memory import MemorySessionStore
-from data_plane.storage.redis import RedisSessionStore, _LocationDecoder
-from data_plane.storage.sessions import session_store_from_url
+from data_plane.storage.sessions.factory import session_store_from_url
+from data_plane.storage.sessions.memory import MemorySessionStore
+from data_plane.storage.sessions.protocol import Location
+from data_plane.storage.sessions.redis import RedisSessionStore
+from data_plane.storage.sessions.redis_codec import LocationDecoder
 
 pytestmark = pytest.mark.anyio
 
@@ -223,7 +224,7 @@ async def test_a_failed_round_trip_fails_every_caller_in_it() -> None:
 
 
 def test_decoded_locations_are_cached_by_the_whole_record() -> None:
-    decoder = _LocationDecoder(size=2)
+    decoder = LocationDecoder(size=2)
     phone = b'["ch-1","gw-1",5]'
     first = decoder.decode_all("t", "a", {b"phone": phone, b"web": b'["ch-2","gw-1",6]'})
     assert [location.device for location in first] == ["phone", "web"]

@@ -17,9 +17,9 @@ import logging
 
 from data_plane.logic.context import GatewayHub, Request
 from data_plane.logic.tenant_stores import TenantStores
-from data_plane.storage.base import Location, SessionStore
 from data_plane.storage.errors import SessionStoreUnavailable
-from data_plane.storage.messages_base import SendResult
+from data_plane.storage.messages.protocol import SendResult
+from data_plane.storage.sessions.protocol import Location, SessionStore
 from data_plane.wire import Command, LogicPacket, Status, pb
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from __future__ import annotations
 from data_plane.logic.context import GatewayHub, Request
 from data_plane.logic.handlers.chat import message_push, push_to_accounts
 from data_plane.logic.tenant_stores import TenantStores
-from data_plane.storage.base import SessionStore
-from data_plane.storage.messages_base import Group
+from data_plane.storage.messages.protocol import Group
+from data_plane.storage.sessions.protocol import SessionStore
 from data_plane.wire import Command, LogicPacket, Status, pb
 
 MAX_GROUP_MEMBERS = 10_000

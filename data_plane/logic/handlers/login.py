@@ -12,8 +12,8 @@ import logging
 import time
 
 from data_plane.logic.context import GatewayHub, Request
-from data_plane.storage.base import Location, SessionStore
 from data_plane.storage.errors import StorageError
+from data_plane.storage.sessions.protocol import Location, SessionStore
 from data_plane.wire import Command, LogicPacket, pb
 
 log = logging.getLogger(__name__)

@@ -39,20 +39,17 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from data_plane.storage.urls import backend_of
+from data_plane.storage.messages import aiomysql_patch
 
 T = TypeVar("T")
 
-RECYCLE_S = 3600.0
-"""A MySQL writer connection this old is replaced (as the engine's ``pool_recycle``)."""
 SCRIPT_CHARS = 1_000_000
 """Deferred MySQL statements are sent before their packet would exceed this many
 characters (max_allowed_packet is 16 MiB by default; a character is at most 4 bytes)."""
@@ -83,7 +80,9 @@ class WriterConnection(Protocol):
         """``value`` as an SQL literal of this connection (MySQL only)."""
 
 
-class _Connection(WriterConnection, Protocol):
+class Connection(WriterConnection, Protocol):
+    """A writer connection as ``link.WriterLink`` drives it."""
+
     committing: bool
     """Set once COMMIT was sent in the current transaction (its outcome may be unknown)."""
     round_trips: int
@@ -135,7 +134,7 @@ def _quiet_cursor_class() -> type[Any]:
     return QuietCursor
 
 
-class _MysqlConnection:
+class MysqlConnection:
     """An aiomysql connection (autocommit off, READ COMMITTED) with deferred statements."""
 
     mark = "%s"
@@ -151,10 +150,11 @@ class _MysqlConnection:
     @classmethod
     async def connect(
         cls, url: str, connect_timeout_s: int, init_command: str | None
-    ) -> _MysqlConnection:
+    ) -> MysqlConnection:
         import aiomysql
         import pymysql.err
 
+        aiomysql_patch.apply()  # message bodies are bytes parameters
         parts = make_url(url)
         try:
             raw = await aiomysql.connect(
@@ -250,7 +250,7 @@ class _MysqlConnection:
         self._raw.close()
 
 
-class _SqliteConnection:
+class SqliteConnection:
     """A sqlite3 connection in a worker thread of its own, with deferred statements."""
 
     mark = "?"
@@ -265,7 +265,7 @@ class _SqliteConnection:
         self._pending: list[tuple[str, Sequence[Any], bool]] = []
 
     @classmethod
-    async def connect(cls, url: str, busy_timeout_s: float) -> _SqliteConnection:
+    async def connect(cls, url: str, busy_timeout_s: float) -> SqliteConnection:
         path = make_url(url).database or ""
         conn = cls(path, busy_timeout_s)
         try:
@@ -361,123 +361,3 @@ class _SqliteConnection:
     def abort(self) -> None:
         self._executor.submit(self._close)
         self._executor.shutdown(wait=False)
-
-
-class WriterLink:
-    """The connection one writer holds across its transactions (see the module docstring).
-
-    ``transaction`` must not be called concurrently: a writer runs one at a time.
-    ``connects`` counts the connections opened, ``round_trips`` the statement round
-    trips of all of them (for tests and metrics).
-    """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        connect_timeout_s: int = 5,
-        busy_timeout_s: float = 5.0,
-        mysql_init_command: str | None = None,
-        recycle_s: float = RECYCLE_S,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._url = url
-        self._mysql = backend_of(url) == "mysql"
-        self._connect_timeout_s = connect_timeout_s
-        self._busy_timeout_s = busy_timeout_s
-        self._init_command = mysql_init_command
-        self._recycle_s = recycle_s
-        self._clock = clock
-        self._conn: _Connection | None = None
-        self._opened_at = 0.0
-        self._used = False
-        self._past_round_trips = 0
-        self.connects = 0
-
-    @property
-    def round_trips(self) -> int:
-        """Statement round trips so far, on every connection this link held."""
-        held = self._conn.round_trips if self._conn is not None else 0
-        return self._past_round_trips + held
-
-    async def transaction(self, work: Callable[[WriterConnection], Awaitable[T]]) -> T:
-        """``work`` in one transaction, committed before this returns.
-
-        Any failure rolls the transaction back (or drops the connection when it is
-        lost, which rolls it back on the server) and is raised. One exception, as the
-        engine's pre-ping: when a connection held from before turns out to be lost
-        before COMMIT was sent, nothing was committed, and ``work`` runs again on a new
-        connection (a server restart or an idle timeout between two batches fails
-        neither).
-        """
-        conn = await self._ready()
-        reused = self._used
-        try:
-            return await self._attempt(conn, work)
-        except Exception as exc:
-            if not (reused and connection_lost(exc) and not conn.committing):
-                raise
-        return await self._attempt(await self._ready(), work)
-
-    async def _attempt(
-        self, conn: _Connection, work: Callable[[WriterConnection], Awaitable[T]]
-    ) -> T:
-        try:
-            await conn.begin()
-            result = await work(conn)
-            await conn.commit()
-        except Exception as exc:
-            await self._after_failure(conn, exc)
-            raise
-        except BaseException:
-            self._drop_now()
-            raise
-        self._used = True
-        return result
-
-    async def _ready(self) -> _Connection:
-        """The held connection, or a new one (also when the held one is too old)."""
-        conn = self._conn
-        if conn is not None and self._clock() - self._opened_at > self._recycle_s:
-            await self.aclose()
-            conn = None
-        if conn is None:
-            conn = await self._open()
-        return conn
-
-    async def _open(self) -> _Connection:
-        conn: _Connection
-        if self._mysql:
-            conn = await _MysqlConnection.connect(
-                self._url, self._connect_timeout_s, self._init_command
-            )
-        else:
-            conn = await _SqliteConnection.connect(self._url, self._busy_timeout_s)
-        self.connects += 1
-        self._conn = conn
-        self._opened_at = self._clock()
-        self._used = False
-        return conn
-
-    async def _after_failure(self, conn: _Connection, exc: Exception) -> None:
-        if connection_lost(exc):
-            self._drop_now()
-            return
-        try:
-            await conn.rollback()
-        except Exception:
-            self._drop_now()
-
-    def _drop_now(self) -> None:
-        """Forget the connection, closing it without waiting (the server rolls back)."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            self._past_round_trips += conn.round_trips
-            conn.abort()
-
-    async def aclose(self) -> None:
-        """Close the held connection, if any."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            self._past_round_trips += conn.round_trips
-            await conn.aclose()

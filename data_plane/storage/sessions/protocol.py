@@ -123,8 +123,12 @@ class SessionStore(Protocol):
         """
         ...
 
-    async def ping(self) -> None:
-        """Check that the backend answers; raise ``SessionStoreUnavailable`` otherwise."""
+    async def ping(self) -> float:
+        """Check that the backend answers; the seconds its answer took.
+
+        Raises ``SessionStoreUnavailable`` when it does not answer, or once the store
+        was closed.
+        """
         ...
 
     async def aclose(self) -> None:

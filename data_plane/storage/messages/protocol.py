@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from data_plane.storage.errors import StorageError
-from data_plane.storage.sql_schema import (
+from data_plane.storage.messages.schema import (
     AVATAR_LENGTH,
     DEVICE_LENGTH,
     EXTRA_LENGTH,

@@ -29,10 +29,8 @@ with ``SessionStoreUnavailable``. A caller that is cancelled only stops waiting.
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeAlias
 
@@ -40,27 +38,22 @@ import anyio
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ClusterDownError, ReadOnlyError, TryAgainError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from data_plane.storage.base import Location
 from data_plane.storage.errors import SessionStoreUnavailable, UnsupportedSessionStoreURL
+from data_plane.storage.sessions.protocol import Location
+from data_plane.storage.sessions.redis_codec import (
+    DECODED_CACHE_SIZE,
+    LocationDecoder,
+    RawHash,
+    decode,
+    encode,
+    escape,
+)
+from data_plane.storage.sessions.redis_lookups import UNAVAILABLE, LookupBatcher
 
 RedisClient: TypeAlias = "Redis | RedisCluster"
 """A single-node client or a cluster client; the stores use only what both offer."""
 
-_RawHash: TypeAlias = "dict[bytes | str, bytes | str]"
-
-# Errors meaning "the backend is down, unreachable or failing over", not "bad request".
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    ClusterDownError,
-    TryAgainError,
-    ReadOnlyError,
-    OSError,
-)
 
 # KEYS[1] = account hash; ARGV = device, encoded location, ttl seconds (0 = keep).
 # Returns the encoded previous location of the device, or nil.
@@ -123,196 +116,12 @@ return out
 def _unavailable_as_storage_error() -> Iterator[None]:
     try:
         yield
-    except _UNAVAILABLE as exc:
+    except UNAVAILABLE as exc:
         raise SessionStoreUnavailable(f"redis session store unavailable: {exc}") from exc
 
 
-def _escape(part: str) -> str:
-    return part.replace("%", "%25").replace(":", "%3A").replace("{", "%7B").replace("}", "%7D")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _encode(location: Location) -> str:
-    fields: list[str | int] = [
-        location.channel_id,
-        location.gateway_id,
-        location.login_at,
-        location.client_version,
-        location.zone,
-    ]
-    while fields[-1] == "":
-        fields.pop()
-    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
-
-
-def _decode(tenant: str, account: str, device: bytes | str, value: bytes | str) -> Location:
-    fields: list[Any] = json.loads(value)
-    channel_id, gateway_id, login_at, *rest = fields
-    return Location(
-        tenant=tenant,
-        account=account,
-        device=_text(device),
-        channel_id=channel_id,
-        gateway_id=gateway_id,
-        login_at=int(login_at),
-        client_version=rest[0] if rest else "",
-        zone=rest[1] if len(rest) > 1 else "",
-    )
-
-
-def _by_device(location: Location) -> str:
-    return location.device
-
-
-_DecodedKey: TypeAlias = "tuple[str, str, bytes | str, bytes | str]"
-
-DECODED_CACHE_SIZE = 16_384
-"""Decoded locations (see :class:`_LocationDecoder`) and account keys a store keeps."""
-
-
-class _LocationDecoder:
-    """Decodes stored locations, remembering recent ones.
-
-    A push decodes the receiver's and the sender's locations, and the same ones again
-    for their next message: the JSON parse and the ``Location`` were a visible share of
-    a lookup. The cache key is the whole stored record (tenant, account, device field
-    and value), so an entry can never be stale: a changed location is a different key.
-    Locations are frozen, so one object may be handed to many callers. When full, the
-    cache is simply emptied (no bookkeeping per hit).
-    """
-
-    def __init__(self, size: int = DECODED_CACHE_SIZE) -> None:
-        self._size = size
-        self._decoded: dict[_DecodedKey, Location] = {}
-
-    def decode_all(self, tenant: str, account: str, raw: _RawHash) -> list[Location]:
-        """The account's locations from its ``HGETALL`` reply, sorted by device."""
-        decoded = self._decoded
-        locations: list[Location] = []
-        for field, value in raw.items():
-            key = (tenant, account, field, value)
-            location = decoded.get(key)
-            if location is None:
-                location = _decode(tenant, account, field, value)
-                if len(decoded) >= self._size:
-                    decoded.clear()
-                decoded[key] = location
-            locations.append(location)
-        if len(locations) > 1:
-            locations.sort(key=_by_device)
-        return locations
-
-
-def _unavailable(exc: BaseException) -> SessionStoreUnavailable:
-    error = SessionStoreUnavailable(f"redis session store unavailable: {exc}")
-    error.__cause__ = exc
-    return error
-
-
-class _Lookup:
-    """One caller's queued keys and the future that receives their ``HGETALL`` replies."""
-
-    __slots__ = ("future", "keys")
-
-    def __init__(self, keys: list[str], future: asyncio.Future[list[_RawHash]]) -> None:
-        self.keys = keys
-        self.future = future
-
-
-def _fail(lookup: _Lookup, error: BaseException) -> None:
-    if not lookup.future.done():
-        lookup.future.set_exception(error)
-
-
-class _LookupBatcher:
-    """Coalesces concurrent ``HGETALL`` lookups into shared round trips (see the module
-    docstring). ``fetch(keys)`` makes one round trip and returns every key's hash. At
-    most one round trip is in flight; each carries up to ``batch_size`` distinct keys,
-    and a caller's keys always travel together, so each caller's replies come from one
-    round trip (each key still read atomically on its own).
-    """
-
-    def __init__(
-        self, fetch: Callable[[list[str]], Awaitable[list[_RawHash]]], batch_size: int
-    ) -> None:
-        self._fetch = fetch
-        self._batch_size = batch_size
-        self._queue: deque[_Lookup] = deque()
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
-        self.round_trips = 0  # fetches made, for tests and curiosity
-
-    async def lookup(self, keys: list[str]) -> list[_RawHash]:
-        """The ``HGETALL`` reply of every key, in order; at most ``batch_size`` keys."""
-        if self._closed:
-            raise SessionStoreUnavailable("the redis session store is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[_RawHash]] = loop.create_future()
-        self._queue.append(_Lookup(keys, future))
-        task = self._task
-        if task is None or task.get_loop() is not loop:  # none, or left on a closed loop
-            self._task = loop.create_task(self._run())
-        return await future
-
-    async def aclose(self) -> None:
-        """Refuse new lookups, stop the lookup task and fail what is still queued."""
-        self._closed = True
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        while self._queue:
-            _fail(
-                self._queue.popleft(), SessionStoreUnavailable("the redis session store is closed")
-            )
-
-    async def _run(self) -> None:
-        try:
-            while self._queue:
-                await self._round_trip(self._take())
-        finally:
-            if self._task is asyncio.current_task():
-                self._task = None
-
-    def _take(self) -> list[_Lookup]:
-        """Queued lookups (oldest first) whose keys fit in one round trip."""
-        batch = [self._queue.popleft()]
-        distinct = len(batch[0].keys)
-        while self._queue and distinct + len(self._queue[0].keys) <= self._batch_size:
-            lookup = self._queue.popleft()
-            batch.append(lookup)
-            distinct += len(lookup.keys)
-        return batch
-
-    async def _round_trip(self, batch: list[_Lookup]) -> None:
-        live = [lookup for lookup in batch if not lookup.future.done()]  # not cancelled
-        if not live:
-            return
-        slots: dict[str, int] = {}
-        for lookup in live:
-            for key in lookup.keys:
-                slots.setdefault(key, len(slots))
-        self.round_trips += 1
-        try:
-            replies = await self._fetch(list(slots))
-        except Exception as exc:
-            for lookup in live:
-                _fail(lookup, _unavailable(exc) if isinstance(exc, _UNAVAILABLE) else exc)
-            return
-        except BaseException:  # cancelled by aclose: nobody will send these again
-            for lookup in live:
-                _fail(lookup, SessionStoreUnavailable("the redis session store is closed"))
-            raise
-        for lookup in live:
-            if not lookup.future.done():
-                lookup.future.set_result([replies[slots[key]] for key in lookup.keys])
-
-
 class RedisSessionStore:
-    """A :class:`~data_plane.storage.base.SessionStore` on Redis or Redis Cluster.
+    """A :class:`~data_plane.storage.sessions.protocol.SessionStore` on Redis or Redis Cluster.
 
     ``add_location`` and ``remove_location`` are single-key Lua scripts, so the
     read-and-replace and the compare-and-delete are atomic on the server.
@@ -360,8 +169,8 @@ class RedisSessionStore:
         self._get_many = client.register_script(_GET_MANY_LUA)
         fetch = self._fetch_pipelined if isinstance(client, RedisCluster) else self._fetch_scripted
         self._fetch = fetch
-        self._lookups = _LookupBatcher(fetch, batch_size)
-        self._decode_all = _LocationDecoder().decode_all
+        self._lookups = LookupBatcher(fetch, batch_size)
+        self._decode_all = LocationDecoder().decode_all
         self._keys: dict[tuple[str, str], str] = {}
 
     async def _ensure_ready(self) -> None:
@@ -422,7 +231,7 @@ class RedisSessionStore:
         # Remembered: every push builds two keys, and escaping costs eight replaces.
         key = self._keys.get((tenant, account))
         if key is None:
-            key = f"{self._prefix}:loc:{{{_escape(tenant)}:{_escape(account)}}}"
+            key = f"{self._prefix}:loc:{{{escape(tenant)}:{escape(account)}}}"
             if len(self._keys) >= DECODED_CACHE_SIZE:
                 self._keys.clear()
             self._keys[tenant, account] = key
@@ -433,12 +242,10 @@ class RedisSessionStore:
         await self._ensure_ready()
         key = self.key(location.tenant, location.account)
         with _unavailable_as_storage_error():
-            old = await self._add(
-                keys=[key], args=[location.device, _encode(location), self._ttl_s]
-            )
+            old = await self._add(keys=[key], args=[location.device, encode(location), self._ttl_s])
         if old is None:
             return None
-        previous = _decode(location.tenant, location.account, location.device, old)
+        previous = decode(location.tenant, location.account, location.device, old)
         return None if previous.channel_id == location.channel_id else previous
 
     async def refresh_location(self, location: Location) -> bool:
@@ -447,7 +254,7 @@ class RedisSessionStore:
         key = self.key(location.tenant, location.account)
         args: list[str | int] = [
             location.device,
-            _encode(location),
+            encode(location),
             self._ttl_s,
             location.channel_id,
         ]
@@ -500,17 +307,17 @@ class RedisSessionStore:
                     found[account] = self._decode_all(tenant, account, raw)
         return found
 
-    async def _fetch_scripted(self, keys: list[str]) -> list[_RawHash]:
+    async def _fetch_scripted(self, keys: list[str]) -> list[RawHash]:
         """Every key's hash in one script call (a single server)."""
         flat: list[list[bytes | str]] = await self._get_many(keys=keys)
         return [dict(zip(reply[::2], reply[1::2], strict=True)) for reply in flat]
 
-    async def _fetch_pipelined(self, keys: list[str]) -> list[_RawHash]:
+    async def _fetch_pipelined(self, keys: list[str]) -> list[RawHash]:
         """Every key's hash in one non-transactional pipeline (a cluster)."""
         async with self._client.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.hgetall(key)
-            replies: list[_RawHash] = await pipe.execute()
+            replies: list[RawHash] = await pipe.execute()
         return replies
 
     async def get_session(self, tenant: str, account: str, channel_id: str) -> Location | None:
@@ -539,11 +346,15 @@ class RedisSessionStore:
             removed += sum(replies)
         return removed
 
-    async def ping(self) -> None:
-        """See :meth:`SessionStore.ping`."""
+    async def ping(self) -> float:
+        """See :meth:`SessionStore.ping`: one ``PING`` round trip, timed."""
+        if self._lookups.closed:
+            raise SessionStoreUnavailable("the redis session store is closed")
         await self._ensure_ready()
+        started = time.perf_counter()
         with _unavailable_as_storage_error():
             await self._client.ping()
+        return time.perf_counter() - started
 
     async def aclose(self) -> None:
         """See :meth:`SessionStore.aclose`. Stops the lookup task, then closes the client."""

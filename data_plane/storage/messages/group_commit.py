@@ -21,6 +21,11 @@ Each caller waits on an asyncio future rather than an ``anyio.Event``: one is ma
 message, and the Event (an anyio wrapper around an ``asyncio.Event`` and its waiter
 future) cost several times as much. The message stores run on asyncio only (their
 drivers are asyncio libraries), so nothing is lost by it.
+
+The linger is timed by the event loop's own timer (a cancel scope deadline: no task per
+batch). A ``sleep`` given to the constructor times it instead — the linger ends when
+``sleep(linger_s)`` returns or a full batch is waiting — so tests drive the timer rather
+than the wall clock.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ class GroupCommitter(Generic[T, R]):
     """Batches ``submit``ted items into single ``flush`` calls run by ``run``.
 
     ``flush(items)`` must return exactly one result (value or exception) per item.
+    ``sleep`` times the linger instead of the event loop (see the module docstring).
     ``flushes`` and ``flushed_items`` count what the writer did (for tests, metrics).
     """
 
@@ -80,6 +86,7 @@ class GroupCommitter(Generic[T, R]):
         *,
         linger_s: float = DEFAULT_LINGER_S,
         max_batch: int = DEFAULT_MAX_BATCH,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -88,6 +95,7 @@ class GroupCommitter(Generic[T, R]):
         self._flush = flush
         self._linger_s = linger_s
         self._max_batch = max_batch
+        self._sleep = sleep
         self._queue: deque[_Pending[T, R]] = deque()
         self._wakeup: anyio.Event | None = None
         self._full: anyio.Event | None = None
@@ -163,10 +171,23 @@ class GroupCommitter(Generic[T, R]):
         """Give a burst up to ``linger_s`` to arrive, unless a full batch is waiting."""
         if len(self._queue) >= self._max_batch or self._closed:
             return
-        self._full = anyio.Event()
-        with anyio.move_on_after(self._linger_s):
-            await self._full.wait()
+        full = self._full = anyio.Event()
+        if self._sleep is None:
+            with anyio.move_on_after(self._linger_s):
+                await full.wait()
+        else:
+            async with anyio.create_task_group() as timer:
+                timer.start_soon(self._expire, self._sleep, timer.cancel_scope)
+                await full.wait()
+                timer.cancel_scope.cancel()
         self._full = None
+
+    async def _expire(
+        self, sleep: Callable[[float], Awaitable[None]], scope: anyio.CancelScope
+    ) -> None:
+        """End the linger once the injected ``sleep`` has slept ``linger_s``."""
+        await sleep(self._linger_s)
+        scope.cancel()
 
     async def _flush_batch(self, batch: list[_Pending[T, R]]) -> None:
         self.flushes += 1

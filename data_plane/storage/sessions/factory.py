@@ -6,9 +6,9 @@ single logic node; more logic nodes share Redis or Redis Cluster.
 
 from __future__ import annotations
 
-from data_plane.storage.base import Location, SessionStore
-from data_plane.storage.memory import MemorySessionStore
-from data_plane.storage.redis import RedisSessionStore
+from data_plane.storage.sessions.memory import MemorySessionStore
+from data_plane.storage.sessions.protocol import Location, SessionStore
+from data_plane.storage.sessions.redis import RedisSessionStore
 
 __all__ = ["Location", "SessionStore", "session_store_from_url"]
 

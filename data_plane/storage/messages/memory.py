@@ -14,7 +14,7 @@ import anyio.lowlevel
 
 from data_plane.storage.errors import MessageStoreUnavailable
 from data_plane.storage.ids import SnowflakeIds
-from data_plane.storage.messages_base import (
+from data_plane.storage.messages.protocol import (
     Content,
     Direction,
     Group,

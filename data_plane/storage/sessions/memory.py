@@ -12,14 +12,14 @@ from collections.abc import Iterable, Sequence
 
 from anyio.lowlevel import checkpoint
 
-from data_plane.storage.base import Location
 from data_plane.storage.errors import SessionStoreUnavailable
+from data_plane.storage.sessions.protocol import Location
 
 _AccountKey = tuple[str, str]
 
 
 class MemorySessionStore:
-    """A :class:`~data_plane.storage.base.SessionStore` in dicts, for one logic node.
+    """A :class:`~data_plane.storage.sessions.protocol.SessionStore` in dicts, for one logic node.
 
     Locations live as long as the store; there is no TTL. After :meth:`aclose` every
     method raises ``SessionStoreUnavailable``.
@@ -89,9 +89,10 @@ class MemorySessionStore:
             for loc in locations
         )
 
-    async def ping(self) -> None:
-        """See :meth:`SessionStore.ping`."""
+    async def ping(self) -> float:
+        """See :meth:`SessionStore.ping`: the backend is this process; 0.0 while open."""
         await self._enter()
+        return 0.0
 
     async def aclose(self) -> None:
         """See :meth:`SessionStore.aclose`."""

@@ -1,0 +1,1 @@
+"""The message store: protocol, memory and SQL implementations (see ``store``)."""

@@ -1,0 +1,120 @@
+"""Reads of the SQL message store: inbox pages and message contents.
+
+Reads run on the engine's pool (``engine.PooledConnections.read``), in autocommit on
+SQLite. An inbox page is one statement: the anchor (the device's read index, or the
+inbox sequence of ``after_message_id``) is a subquery, so no commit can land between
+reading the anchor and reading the page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, Select, and_, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from data_plane.storage.messages.engine import PooledConnections
+from data_plane.storage.messages.items import chunks
+from data_plane.storage.messages.protocol import (
+    Content,
+    Direction,
+    IndexEntry,
+    IndexPage,
+    UnknownMessage,
+    first_occurrences,
+)
+from data_plane.storage.messages.schema import inbox, messages, read_index
+
+
+class Reads:
+    """``list_index`` and ``get_contents`` of ``store.SqlMessageStore``."""
+
+    def __init__(self, pool: PooledConnections) -> None:
+        self._pool = pool
+
+    async def list_index(
+        self, tenant: str, account: str, device: str, after_message_id: int, limit: int
+    ) -> IndexPage:
+        """See ``MessageStore.list_index``."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+
+        anchor: ColumnElement[int]
+        if after_message_id:
+            anchor = _inbox_seq_of(tenant, account, after_message_id).scalar_subquery()
+        else:
+            anchor = func.coalesce(
+                select(read_index.c.seq)
+                .where(
+                    read_index.c.tenant == tenant,
+                    read_index.c.account == account,
+                    read_index.c.device == device,
+                )
+                .scalar_subquery(),
+                0,
+            )
+        # One statement: an unknown anchor compares as NULL and selects nothing.
+        page = (
+            select(
+                inbox.c.message_id,
+                inbox.c.direction,
+                inbox.c.send_time,
+                inbox.c.account_b,
+                inbox.c.group_id,
+                inbox.c.seq,
+            )
+            .where(inbox.c.tenant == tenant, inbox.c.account == account, inbox.c.seq > anchor)
+            .order_by(inbox.c.seq)
+            .limit(limit + 1)
+        )
+
+        async def work(conn: AsyncConnection) -> IndexPage:
+            rows = (await conn.execute(page)).fetchall()
+            if not rows and after_message_id:
+                known = await conn.scalar(_inbox_seq_of(tenant, account, after_message_id))
+                if known is None:
+                    raise UnknownMessage(
+                        f"message {after_message_id} is not in the inbox of {account!r}"
+                    )
+            entries = [IndexEntry(m, Direction(d), t, b, g, s) for m, d, t, b, g, s in rows]
+            return IndexPage(entries[:limit], has_more=len(entries) > limit)
+
+        return await self._pool.read(work)
+
+    async def get_contents(
+        self, tenant: str, account: str, message_ids: Sequence[int]
+    ) -> list[Content]:
+        """See ``MessageStore.get_contents``."""
+        wanted = first_occurrences(message_ids)
+
+        async def work(conn: AsyncConnection) -> list[Content]:
+            found: dict[int, Content] = {}
+            joined = inbox.join(
+                messages,
+                and_(messages.c.message_id == inbox.c.message_id, messages.c.tenant == tenant),
+            )
+            for chunk in chunks(wanted):
+                rows = await conn.execute(
+                    select(
+                        messages.c.message_id, messages.c.type, messages.c.body, messages.c.extra
+                    )
+                    .select_from(joined)
+                    .where(
+                        inbox.c.tenant == tenant,
+                        inbox.c.account == account,
+                        inbox.c.message_id.in_(chunk),
+                    )
+                )
+                for message_id, type_, body, extra in rows:
+                    found[message_id] = Content(message_id, type_, bytes(body), extra)
+            return [found[m] for m in wanted if m in found]
+
+        if not wanted:
+            return []
+        return await self._pool.read(work)
+
+
+def _inbox_seq_of(tenant: str, account: str, message_id: int) -> Select[tuple[int]]:
+    return select(inbox.c.seq).where(
+        inbox.c.tenant == tenant, inbox.c.account == account, inbox.c.message_id == message_id
+    )
