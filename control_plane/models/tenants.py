@@ -48,11 +48,11 @@ MAX_CONNECTIONS_LIMIT = 2**31 - 1
 MAX_MESSAGES_PER_SECOND = 1_000_000.0
 COMMANDS_PER_SECOND_TEXT = (
     "Requests (every command) a connection may send per second; null = the gateways' "
-    "default (50), 0 = unlimited."
+    "default (20), 0 = unlimited."
 )
 ACCOUNT_COMMANDS_PER_SECOND_TEXT = (
     "Requests an account may send per second over all its connections to one gateway; "
-    "null = the gateways' default (100), 0 = unlimited."
+    "null = the gateways' default (40), 0 = unlimited."
 )
 LOGINS_PER_SECOND_TEXT = (
     "Logins of the tenant's users per second on each gateway (bursts of 5 seconds' "

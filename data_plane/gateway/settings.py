@@ -65,11 +65,12 @@ class GatewaySettings:
     bytes) ..."""
     login_send_buffer: int = 16 * 1024
     """... and the send bound, so an unauthenticated peer costs next to nothing."""
-    commands_per_second: float = 50.0
-    """Per connection, every command (a tenant's ``commands_per_second`` overrides)."""
-    account_commands_per_second: float = 100.0
-    """Per account on this gateway, every command (tenant override:
-    ``account_commands_per_second``)."""
+    commands_per_second: float = 20.0
+    """Per connection, every command, bursts of 2 seconds' worth (a tenant's
+    ``commands_per_second`` overrides)."""
+    account_commands_per_second: float = 40.0
+    """Per account on this gateway, every command, bursts of 2 seconds' worth (tenant
+    override: ``account_commands_per_second``)."""
     logins_per_ip_per_second: float = 20.0
     """Login attempts per client IP on this gateway (bursts of 5 seconds' worth)."""
     tenant_logins_per_second: float = 200.0

@@ -42,6 +42,9 @@ from data_plane.wire import Command
 TALK_COMMANDS = frozenset({Command.CHAT_USER_TALK, Command.CHAT_GROUP_TALK})
 LOGIN_BURST_SECONDS = 5.0
 """Login buckets hold this many seconds' worth: a reconnect wave after a restart."""
+COMMAND_BURST_SECONDS = 2.0
+"""Command buckets hold this many seconds' worth: a client catching up after a login
+(sync, a few pages) is not refused."""
 
 
 def client_ip(remote_address: str) -> str:
@@ -87,7 +90,8 @@ class Throttle:
         channel.limits = limits
         now = self._clock
         if limits.connection_rate > 0:
-            channel.bucket = TokenBucket(limits.connection_rate, now)
+            burst = limits.connection_rate * COMMAND_BURST_SECONDS
+            channel.bucket = TokenBucket(limits.connection_rate, now, burst=burst)
         if limits.talk_rate > 0:
             channel.talk_bucket = TokenBucket(limits.talk_rate, now)
         channel.strikes = TokenBucket(STRIKE_RATE, now, burst=STRIKE_BURST)
@@ -102,7 +106,8 @@ class Throttle:
         if bucket is not None and not bucket.allow():
             return f"over {limits.connection_rate:g} requests per second on this connection"
         key = (channel.tenant, channel.account)
-        if not self._accounts.allow(key, limits.account_rate):
+        burst = limits.account_rate * COMMAND_BURST_SECONDS
+        if not self._accounts.allow(key, limits.account_rate, burst):
             return f"over {limits.account_rate:g} requests per second for this account"
         talk = channel.talk_bucket
         if talk is not None and command in TALK_COMMANDS and not talk.allow():

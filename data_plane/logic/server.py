@@ -165,8 +165,9 @@ class LogicServer:
                     await load.wait_for_room(cap)
                     start = self._dispatch_batch(conn, batch, start, load, cap)
                 batch = await conn.receive()
-        except ConnectionClosed:
-            log.info("gateway %s link closed", gateway_id or conn.remote_address)
+        except ConnectionClosed as exc:
+            who = gateway_id or conn.remote_address
+            log.info("gateway %s link closed (%d: %s)", who, exc.code, exc.reason)
         finally:
             if gateway_id:
                 self.hub.detach(gateway_id, conn)

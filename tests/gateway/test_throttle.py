@@ -48,7 +48,8 @@ def test_every_command_is_limited_per_connection_by_default() -> None:
     throttle = Throttle(settings(), clock)
     ch = channel()
     throttle.set_up(ch, TenantInfo("acme", True, ()))
-    assert allowed(throttle, ch, 30) == 10  # 30 group creations in a burst: 10 go through
+    # 30 group creations in a burst: two seconds' worth go through.
+    assert allowed(throttle, ch, 30) == 20
     reason = throttle.refusal(ch, Command.CHAT_GROUP_CREATE)
     assert reason == "over 10 requests per second on this connection"
     clock.now += 0.5
@@ -62,9 +63,9 @@ def test_an_account_shares_its_rate_across_its_connections() -> None:
     phone, laptop, bob = channel(number=1), channel(number=2), channel("bob")
     for ch in (phone, laptop, bob):
         throttle.set_up(ch, info)
-    assert allowed(throttle, phone, 10) + allowed(throttle, laptop, 8) == 15
+    assert allowed(throttle, phone, 20) + allowed(throttle, laptop, 15) == 30
     assert throttle.refusal(laptop, "x") == "over 15 requests per second for this account"
-    assert allowed(throttle, bob, 10) == 10  # another account is not affected
+    assert allowed(throttle, bob, 20) == 20  # another account is not affected
 
 
 def test_tenant_overrides_and_explicit_zero() -> None:
@@ -74,7 +75,7 @@ def test_tenant_overrides_and_explicit_zero() -> None:
     ch = channel()
     throttle.set_up(ch, info)
     assert ch.bucket is None  # explicitly unlimited per connection
-    assert allowed(throttle, ch, 10) == 3  # the account override still holds
+    assert allowed(throttle, ch, 10) == 6  # the account override still holds (2 s' worth)
 
 
 def test_talk_has_its_own_rate_on_top() -> None:
