@@ -11,7 +11,7 @@ login over it gets QuotaExceeded (430) and close 4006. Logins over the rate of t
 (checked before the token) or of their tenant (after it) get RateLimited (429) and close
 4007 (see :mod:`data_plane.gateway.throttle`).
 
-Until the login has succeeded the connection has a tiny budget (``login_max_packet_size``
+Until its token is verified the connection has a tiny budget (``login_max_packet_size``
 and ``login_send_buffer``); the full limits apply from then on.
 """
 
@@ -141,6 +141,10 @@ class LoginAdmission:
         )
         channel.meta_raw = encode_meta(channel.meta)
         self.throttle.set_up(channel, quotas)
+        # The token is verified: the peer gets the full limits now, before the logic
+        # node answers (pushes may follow its answer before this task runs again).
+        s = self.settings
+        conn.set_limits(max_packet_size=s.max_packet_size, max_send_buffer=s.max_send_buffer)
         self.router.channels[channel.id] = channel
         quota.acquire(channel.tenant)  # no suspension since admits(): the slot is ours
         channel.counted = True
@@ -150,8 +154,6 @@ class LoginAdmission:
             self.router.drop_channel(channel)
             raise
         channel.logged_in = True
-        s = self.settings
-        conn.set_limits(max_packet_size=s.max_packet_size, max_send_buffer=s.max_send_buffer)
         LOGINS.labels("ok").inc()
         return channel, batch[1:]
 
