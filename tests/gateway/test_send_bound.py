@@ -1,7 +1,7 @@
 """Every write within the send bound, over real loopback sockets: pongs to a peer that
-does not read close it (4003) instead of growing memory, a server stops reading such a
-peer while its writes are blocked and reads again once it catches up, and the tiny
-pre-login packet limit is raised by ``set_limits``."""
+does not read (TCP or WebSocket) close it (4003) instead of growing memory, a server
+stops reading such a peer while its writes are blocked and reads again once it catches
+up, and the tiny pre-login packet limit is raised by ``set_limits``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 
 from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.transport.tcp import connect_tcp, serve_tcp
+from data_plane.transport.ws import serve_ws
 from data_plane.wire import Opcode, encode_frame
 
 pytestmark = pytest.mark.anyio
@@ -167,3 +168,48 @@ async def test_the_small_first_limit_is_raised_by_set_limits(listener: Listener)
     finally:
         first.close()
         second.close()
+
+
+def _masked_ping(payload: bytes) -> bytes:
+    """A client-to-server WebSocket ping frame (RFC 6455 §5.2, masked, FIN)."""
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    return bytes([0x89, 0x80 | len(payload)]) + mask + masked
+
+
+async def test_ws_pongs_to_a_peer_that_does_not_read_close_it_at_the_bound() -> None:
+    accepted: list[PacketConnection] = []
+    server = await serve_ws("127.0.0.1", 0, accepted.append, max_send_buffer=16 * 1024)
+    port = server.sockets[0].getsockname()[1]
+    sock = await _deaf_peer(port)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.sock_sendall(
+            sock,
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n",
+        )
+        await _until(lambda: bool(accepted))
+        conn = accepted[0]
+        burst = _masked_ping(b"p" * 125) * 2000
+        await _send_pings_raw(sock, burst, lambda: conn.is_closed, 32 * 1024 * 1024)
+        await _until(lambda: conn.is_closed)
+        assert conn.close_reason is not None
+        assert conn.close_reason.code == CloseCode.SLOW_CONSUMER
+    finally:
+        sock.close()
+        server.close()
+
+
+async def _send_pings_raw(
+    sock: socket.socket, burst: bytes, stop: Callable[[], bool], limit: int
+) -> None:
+    loop = asyncio.get_running_loop()
+    sent = 0
+    while sent < limit and not stop():
+        with anyio.move_on_after(0.5) as scope:
+            await loop.sock_sendall(sock, burst)
+        if scope.cancelled_caught:
+            return
+        sent += len(burst)
