@@ -44,6 +44,10 @@ from data_plane.wire import LogicPacket
 
 log = logging.getLogger(__name__)
 
+LOGIN_MAX_INBOX = 16
+"""Packets read ahead of a login that is not verified yet (then reading pauses): the
+login and a few pipelined requests, never megabytes of an unauthenticated peer's."""
+
 
 class Gateway:
     """A gateway process's state: its clients, channels and logic links.
@@ -105,6 +109,7 @@ class Gateway:
                 max_packet_size=s.login_max_packet_size,
                 max_send_buffer=s.login_send_buffer,
                 max_frame_size=s.max_packet_size + 1024,
+                max_inbox=LOGIN_MAX_INBOX,
                 clock=self.clock.now,
             )
             tcp = await serve_tcp(
@@ -113,6 +118,7 @@ class Gateway:
                 self._accept,
                 max_packet_size=s.login_max_packet_size,
                 max_send_buffer=s.login_send_buffer,
+                max_inbox=LOGIN_MAX_INBOX,
                 clock=self.clock.now,
             )
             self.ws_port = ws.sockets[0].getsockname()[1]

@@ -65,6 +65,8 @@ HANDSHAKE_MAX_PACKET_SIZE = 4 * 1024
 """The largest packet before the handshake succeeded (a handshake is ~100 bytes)."""
 HANDSHAKE_SEND_BUFFER = 16 * 1024
 """The send bound before the handshake succeeded."""
+HANDSHAKE_MAX_INBOX = 16
+"""Packets read ahead of the handshake (then reading pauses until it succeeds)."""
 
 
 class LinkLoad:
@@ -114,6 +116,7 @@ class LogicServer:
                 self._accept,
                 max_packet_size=HANDSHAKE_MAX_PACKET_SIZE,
                 max_send_buffer=HANDSHAKE_SEND_BUFFER,
+                max_inbox=HANDSHAKE_MAX_INBOX,
             )
             self.port = server.sockets[0].getsockname()[1]
             log.info("logic node %s listening on %s", self.settings.node_id, self.port)

@@ -34,7 +34,7 @@ not resume reading while another still holds):
 
 The limits can be raised once the peer has authenticated
 (:meth:`PacketConnection.set_limits`): before a login (gateway) or a handshake (logic
-node) a connection gets a tiny packet size and send buffer.
+node) a connection gets a tiny packet size, send buffer and inbox.
 
 An owner that handles packets synchronously can skip the inbox and the task wake-up:
 after :meth:`PacketConnection.set_receiver` the transport hands every packet to the
@@ -213,11 +213,17 @@ class PacketConnection(ABC):
         """The send bound in bytes (outbox plus the transport's write buffer)."""
         return self._max_send_buffer
 
-    def set_limits(self, *, max_packet_size: int, max_send_buffer: int) -> None:
-        """Change the largest packet accepted from the peer and the send bound (raised
-        once the peer has authenticated; packets already received are not re-checked)."""
+    def set_limits(
+        self, *, max_packet_size: int, max_send_buffer: int, max_inbox: int = DEFAULT_MAX_INBOX
+    ) -> None:
+        """Change the largest packet accepted from the peer, the send bound and the
+        inbox (raised once the peer has authenticated; packets already received are
+        not re-checked)."""
         self._max_send_buffer = max_send_buffer
+        self._max_inbox = max_inbox
         self._set_max_packet_size(max_packet_size)
+        if len(self._inbox) < max_inbox:
+            self._release(_HOLD_INBOX)
 
     def hold_reading(self, hold: bool) -> None:
         """Stop (True) or resume (False) reading for the owner's sake; the other reasons

@@ -169,6 +169,7 @@ async def serve_tcp(
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
     max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
     clock: Callable[[], float] | None = None,
+    max_inbox: int = DEFAULT_MAX_INBOX,
 ) -> asyncio.Server:
     """Listen for TCP peers; ``on_connection`` is called (in the loop) for each one.
 
@@ -180,6 +181,7 @@ async def serve_tcp(
         lambda: TcpConnection(
             max_packet_size=max_packet_size,
             max_send_buffer=max_send_buffer,
+            max_inbox=max_inbox,
             on_connected=on_connection,
             clock=clock,
             pause_reading_while_blocked=True,

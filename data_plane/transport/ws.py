@@ -216,6 +216,7 @@ async def serve_ws(
     handshake_timeout: float = 5.0,
     clock: Callable[[], float] | None = None,
     max_frame_size: int | None = None,
+    max_inbox: int = DEFAULT_MAX_INBOX,
 ) -> asyncio.Server:
     """Listen for WebSocket clients on any path; ``on_connection`` runs per client.
 
@@ -230,6 +231,7 @@ async def serve_ws(
         return WsConnection(
             max_packet_size=max_packet_size,
             max_send_buffer=max_send_buffer,
+            max_inbox=max_inbox,
             on_connected=on_connection,
             clock=clock,
             pause_reading_while_blocked=True,
