@@ -18,15 +18,23 @@ production shape locally:
 
 It prints every address once everything answers, and on Ctrl-C or SIGTERM stops the
 gateways first (their clients are closed with 1001 and reconnect elsewhere), then the
-logic nodes and the control plane, then Redis. A role process that exits (killed or
-drained on purpose, to watch the others take over) is reported and the rest go on; the
-exit status is then 1. When no role is left, or a Redis node died, everything stops.
+logic nodes and the control plane, then Redis.
+
+Every process is supervised (:mod:`cirno.supervisor`): one that fails -- ``kill -9``,
+a crash -- is restarted with exponential back-off (0.5 s doubling up to 30 s, logged
+with a restart counter), a Redis node on its own port and directory so that its
+``nodes.conf`` makes it rejoin the cluster. One that exits with status 0 (a gateway
+drained with SIGTERM) stays stopped, as under systemd's ``Restart=on-failure``. The
+exit status is 1 if anything was restarted or failed to stop. The names and current
+pids are kept in ``{data_dir}/processes.json`` (rewritten after every restart) so that
+tools such as ``cirno verify --faults`` can find them.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -36,12 +44,14 @@ import subprocess
 import sys
 import time
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+
+from cirno.supervisor import Start, Supervisor
 
 DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306/cirno"
 STOP_GRACE_SECONDS = 10.0
@@ -116,30 +126,38 @@ def _wait(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     raise RecipeError(f"{what} within {timeout:g} s")
 
 
-def start_redis_cluster(
-    host: str, ports: tuple[int, ...], directory: Path
-) -> list[subprocess.Popen[bytes]]:
-    """Start (or restart) the masters and make sure they form one cluster."""
-    for program in ("redis-server", "redis-cli"):
-        if shutil.which(program) is None:
-            raise RecipeError(f"{program} is not installed (Debian: apt-get install redis-server)")
-    processes: list[subprocess.Popen[bytes]] = []
-    for port in ports:
-        node_dir = directory / str(port)
+def redis_node(host: str, port: int, node_dir: Path) -> Start:
+    """A function starting the Redis Cluster master on ``port`` with its data and
+    ``nodes.conf`` in ``node_dir``: started again, the node rejoins its cluster."""
+
+    def start() -> subprocess.Popen[bytes]:
         node_dir.mkdir(parents=True, exist_ok=True)
-        log_file = (node_dir / "redis.log").open("ab")
-        processes.append(
-            subprocess.Popen(
+        with (node_dir / "redis.log").open("ab") as log_file:
+            return subprocess.Popen(
                 ["redis-server", "--port", str(port), "--bind", host,
                  "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                  "--cluster-node-timeout", "5000", "--appendonly", "yes",
+                 # One unreachable master must not stop the others serving their slots.
+                 "--cluster-require-full-coverage", "no",
                  "--dir", str(node_dir)],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )
-        )  # fmt: skip
-        log_file.close()
+            )  # fmt: skip
+
+    return start
+
+
+def start_redis_cluster(
+    host: str, ports: tuple[int, ...], directory: Path, sup: Supervisor
+) -> None:
+    """Start (or restart) the masters under ``sup`` and make sure they form one cluster."""
+    for program in ("redis-server", "redis-cli"):
+        if shutil.which(program) is None:
+            raise RecipeError(f"{program} is not installed (Debian: apt-get install redis-server)")
+    processes = [
+        sup.add(f"redis-{port}", redis_node(host, port, directory / str(port))) for port in ports
+    ]
     try:
         for port, process in zip(ports, processes, strict=True):
 
@@ -169,9 +187,8 @@ def start_redis_cluster(
                 f"holds an old cluster, remove {directory})",
             )
     except BaseException:
-        stop_processes({f"redis-{p}": proc for p, proc in zip(ports, processes, strict=True)})
+        sup.stop()
         raise
-    return processes
 
 
 # -- MySQL -----------------------------------------------------------------------------------
@@ -208,10 +225,12 @@ def prepare_mysql(url: str) -> None:
 # -- the roles -------------------------------------------------------------------------------
 
 
-def role_environment(args: argparse.Namespace, ports: Ports, mysql_url: str) -> dict[str, str]:
-    """The environment every role process shares."""
+def role_environment(
+    args: argparse.Namespace, ports: Ports, mysql_url: str, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment every role process shares (on top of ``base``, by default ours)."""
     host = args.host
-    env = dict(os.environ)
+    env = dict(os.environ if base is None else base)
     env.update(
         {
             "CIRNO_DATA_DIR": str(Path(args.data_dir).resolve()),
@@ -238,50 +257,79 @@ def role_environment(args: argparse.Namespace, ports: Ports, mysql_url: str) -> 
     return env
 
 
-def _spawn(role: str, env: dict[str, str], extra: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "cirno.cli", role], env={**env, **extra}, start_new_session=True
-    )
+def role(name: str, env: dict[str, str], extra: dict[str, str], log: Path | None = None) -> Start:
+    """A function starting ``cirno <name>`` with ``env`` plus ``extra``; its output goes
+    to ours, or is appended to ``log``."""
+
+    def start() -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "cirno.cli", name]
+        if log is None:
+            return subprocess.Popen(command, env={**env, **extra}, start_new_session=True)
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                command,
+                env={**env, **extra},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    return start
 
 
 def start_roles(
-    env: dict[str, str], ports: Ports, roles: dict[str, subprocess.Popen[bytes]]
+    env: dict[str, str], ports: Ports, sup: Supervisor, log_dir: Path | None = None
 ) -> list[str]:
-    """Start the control plane, then the logic nodes, then the gateways, each stage once
-    the previous one answers; ``roles`` receives the processes as they start (in
-    stopping order: gateways first). Returns a line per address."""
+    """Start the control plane, then the logic nodes, then the gateways under ``sup``,
+    each stage once the previous one answers, and order the children for stopping
+    (gateways first). Each role's output goes to ``log_dir/<name>.log`` when given.
+    Returns a line per address."""
+
+    def log(name: str) -> Path | None:
+        return None if log_dir is None else log_dir / f"{name}.log"
+
     host = env["CIRNO_CONTROL_HOST"]
     deadline = time.monotonic() + READY_TIMEOUT
     health = f"{env['CIRNO_CONTROL_URL']}/healthz"
-    roles["control"] = _spawn("control", env, {})
-    _await(roles, lambda: _healthy(health), "the control plane", deadline)
+    sup.add("control", role("control", env, {}, log("control")))
+    _await(sup, lambda: _healthy(health), "the control plane", deadline)
     lines = [f"control plane   {env['CIRNO_CONTROL_URL']}  (/docs, /healthz, /metrics)"]
     for index, port in enumerate(ports.logic, start=1):
-        roles[f"logic-{index}"] = _spawn(
-            "logic",
-            env,
-            {"CIRNO_LOGIC_ID": f"logic-{index}", "CIRNO_LOGIC_PORT": str(port),
-             "CIRNO_ID_NODE": str(index)},
-        )  # fmt: skip
+        extra = {
+            "CIRNO_LOGIC_ID": f"logic-{index}",
+            "CIRNO_LOGIC_PORT": str(port),
+            "CIRNO_ID_NODE": str(index),
+        }
+        sup.add(f"logic-{index}", role("logic", env, extra, log(f"logic-{index}")))
         lines.append(f"logic-{index}         {host}:{port}  (gateways only, CIRNO_ID_NODE={index})")
-    _await(roles, lambda: _all_open(host, ports.logic), "the logic nodes", deadline)
+    _await(sup, lambda: _all_open(host, ports.logic), "the logic nodes", deadline)
     for index, (ws, tcp) in enumerate(zip(ports.ws, ports.tcp, strict=True), start=1):
-        roles[f"gw-{index}"] = _spawn(
-            "gateway",
-            env,
-            {"CIRNO_GATEWAY_ID": f"gw-{index}", "CIRNO_GATEWAY_WS_PORT": str(ws),
-             "CIRNO_GATEWAY_TCP_PORT": str(tcp)},
-        )  # fmt: skip
+        extra = {
+            "CIRNO_GATEWAY_ID": f"gw-{index}",
+            "CIRNO_GATEWAY_WS_PORT": str(ws),
+            "CIRNO_GATEWAY_TCP_PORT": str(tcp),
+        }
+        sup.add(f"gw-{index}", role("gateway", env, extra, log(f"gw-{index}")))
         lines.append(f"gw-{index}            ws://{host}:{ws}/  tcp://{host}:{tcp}")
-    _await(roles, lambda: _all_open(host, [*ports.ws, *ports.tcp]), "the gateways", deadline)
-    ordered = sorted(roles.items(), key=lambda item: _stop_rank(item[0]))
-    roles.clear()
-    roles.update(ordered)
+    _await(sup, lambda: _all_open(host, [*ports.ws, *ports.tcp]), "the gateways", deadline)
+    sup.order(stop_rank)
     return lines
 
 
-def _stop_rank(name: str) -> tuple[int, str]:
+def stop_rank(name: str) -> tuple[int, str]:
+    """Stopping order: gateways, logic nodes, the control plane, then Redis."""
     return ({"gw": 0, "logic": 1, "control": 2}.get(name.split("-")[0], 3), name)
+
+
+def write_process_table(path: Path, sup: Supervisor) -> None:
+    """``{name: {"pid": …, "restarts": …}}`` of every child, replaced atomically."""
+    table = {
+        name: {"pid": child.process.pid, "restarts": child.restarts}
+        for name, child in sup.children.items()
+    }
+    scratch = path.with_suffix(".tmp")
+    scratch.write_text(json.dumps(table, indent=1))
+    scratch.replace(path)
 
 
 def _healthy(url: str) -> bool:
@@ -301,38 +349,15 @@ def _all_open(host: str, ports: Sequence[int]) -> bool:
     return True
 
 
-def _await(
-    children: dict[str, subprocess.Popen[bytes]],
-    ready: Callable[[], bool],
-    what: str,
-    deadline: float,
-) -> None:
+def _await(sup: Supervisor, ready: Callable[[], bool], what: str, deadline: float) -> None:
     """Until ``ready()``; RecipeError when a child exits or the deadline passes."""
     while not ready():
-        for name, child in children.items():
-            if child.poll() is not None:
-                raise RecipeError(f"{name} exited with status {child.returncode}")
+        for name, child in sup.children.items():
+            if child.process.poll() is not None:
+                raise RecipeError(f"{name} exited with status {child.process.returncode}")
         if time.monotonic() > deadline:
             raise RecipeError(f"{what} did not answer within {READY_TIMEOUT:g} s")
         time.sleep(0.1)
-
-
-def stop_processes(children: dict[str, subprocess.Popen[bytes]]) -> int:
-    """SIGTERM each child in order and wait for it (SIGKILL after the grace period);
-    0 when all stopped cleanly."""
-    worst = 0
-    for name, child in children.items():
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-        try:
-            code = child.wait(timeout=STOP_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            print(f"{name} did not stop within {STOP_GRACE_SECONDS:g} s: killed", flush=True)
-            child.kill()
-            code = child.wait()
-        if code not in (0, -signal.SIGTERM):
-            worst = 1
-    return worst
 
 
 # -- the command -----------------------------------------------------------------------------
@@ -363,18 +388,16 @@ def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     mysql_url = os.environ.get("CIRNO_MYSQL_URL") or DEFAULT_MYSQL_URL
     data_dir = Path(args.data_dir).resolve()
-    redis: dict[str, subprocess.Popen[bytes]] = {}
-    roles: dict[str, subprocess.Popen[bytes]] = {}
+    sup = Supervisor()
     try:
         ports = ports_from(args)
         prepare_mysql(mysql_url)
-        redis_procs = start_redis_cluster(args.host, ports.redis, data_dir / "redis")
-        redis = {f"redis-{p}": proc for p, proc in zip(ports.redis, redis_procs, strict=True)}
+        start_redis_cluster(args.host, ports.redis, data_dir / "redis", sup)
         env = role_environment(args, ports, mysql_url)
-        lines = start_roles(env, ports, roles)
+        lines = start_roles(env, ports, sup)
     except (RecipeError, subprocess.SubprocessError, OSError, ValueError) as exc:
         print(f"cirno cluster: {exc}; stopping", file=sys.stderr, flush=True)
-        stop_processes({**roles, **redis})
+        sup.stop(STOP_GRACE_SECONDS)
         return 1
     redis_line = ", ".join(f"{args.host}:{p}" for p in ports.redis)
     print(
@@ -388,22 +411,21 @@ def main(args: argparse.Namespace) -> int:
         ),
         flush=True,
     )
-    status = 0
-    reported: set[str] = set()
+    table = data_dir / "processes.json"
+    pids = {name: child.process.pid for name, child in sup.children.items()}
+    write_process_table(table, sup)
     while not stopping:
-        for name, child in {**roles, **redis}.items():
-            if name not in reported and child.poll() is not None:
-                # Killing or draining one process is an experiment the rest survives.
-                print(f"cirno cluster: {name} exited with status {child.returncode}", flush=True)
-                reported.add(name)
-                status = 1
-        if all(child.poll() is not None for child in roles.values()) or any(
-            child.poll() is not None for child in redis.values()
-        ):
-            print("cirno cluster: nothing left to serve; stopping", flush=True)
+        sup.check()
+        current = {name: child.process.pid for name, child in sup.children.items()}
+        if current != pids:
+            pids = current
+            write_process_table(table, sup)
+        if all(sup.children[name].finished for name in sup.children if stop_rank(name)[0] < 3):
+            print("cirno cluster: every role exited; stopping", flush=True)
             break
         time.sleep(0.2)
-    status = max(status, stop_processes(roles), stop_processes(redis))
+    status = sup.stop(STOP_GRACE_SECONDS)
+    table.unlink(missing_ok=True)
     print("cirno cluster stopped", flush=True)
     return status
 

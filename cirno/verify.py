@@ -1,4 +1,4 @@
-"""``cirno verify``: an end-to-end integrity check of a running cluster, through the SDK.
+"""``cirno verify``: an end-to-end integrity check of a running cluster.
 
 Theory of operation
 -------------------
@@ -9,15 +9,24 @@ plane URL every client asks ``GET /v1/route`` instead). The first user creates G
 holding every user. Then every user sends, one message at a time at a bounded rate, to
 a random other user or to a random group, until the duration or the message budget is
 used up. Every body is a tag (``sender#n``) that names the send, so a delivery is
-matched to its send whichever way it came (live push or offline sync).
+matched to its send whichever way it came (live push or offline sync). The SDK resends
+an unanswered send with the same ``client_msg_id`` after its response timeout.
+
+**Receiver kinds** (``receivers``): ``sdk`` as above; ``kim`` -- one kim-style receiver
+(:mod:`cirno.kim_receiver`: acks the newest push, syncs after its ack, fills no gaps)
+per SDK user, its partner, and every send goes 1:1 to the partner (no groups);
+``both`` -- the SDK traffic above, plus kim partners receiving ``kim_share`` of the
+sends. Each kind is checked on its own and reported on its own line.
 
 Recorded: each send's fate -- acknowledged (the :class:`~cirno_sdk.Sent` receipt:
 message id, client message id, group sequence) or unconfirmed (failed or still pending
-at the end: it may or may not be stored) -- and, per user, every message
-``messages()`` yields, in order. A fault (a coroutine function) can run ``fault_after``
-seconds into the traffic.
+at the end: it may or may not be stored) -- and, per receiver, every message it took,
+in order, with the time it arrived. Faults (coroutine functions) run one after another
+during the traffic, ``fault_gap`` seconds apart; the traffic goes on until the last has
+ended and ``fault_gap`` more seconds have passed.
 
-After the traffic: a quiet period, then every client runs a final offline sync. Then:
+After the traffic: a quiet period, then every client runs a final offline sync. Then
+(:mod:`cirno.verify_check`):
 
 - **lost**: an acknowledged message missing at one of its intended receivers (1:1: the
   receiver; group: every member but the sender);
@@ -30,40 +39,60 @@ After the traffic: a quiet period, then every client runs a final offline sync. 
   server assigned (from the send receipts and the pushes);
 - **unexpected**: a delivery to someone who was not a receiver, or of a message that was
   never sent. Deliveries of unconfirmed sends are allowed (the response was lost, the
-  message was stored): they are counted, not blamed.
+  message was stored): they are counted, not blamed;
+- per fault, the time to recover (until every sender had an acknowledged send, and
+  every receiver a message, after the fault ended) and the longest delay a message sent
+  during it saw.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
 import random
-import sys
 import time
 import uuid
-from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 from cirno.chat import mint_token
+from cirno.kim_receiver import KimReceiver
+from cirno.verify_check import (
+    FaultResult,
+    IntegrityReport,
+    _check,
+    _Send,
+    _User,
+    fault_outcomes,
+)
 from cirno_sdk import (
     CirnoError,
     Client,
     ClientOptions,
-    Direction,
     LoginRefused,
-    Message,
     Reconnected,
     Target,
     route_resolver,
 )
 
+__all__ = [
+    "RECEIVER_KINDS",
+    "Fault",
+    "FaultResult",
+    "FaultStep",
+    "IntegrityConfig",
+    "IntegrityReport",
+    "_Send",
+    "_User",
+    "_check",
+    "harness_options",
+    "run_integrity",
+]
+
 log = logging.getLogger("cirno.verify")
 
-MAX_PROBLEMS = 50
-"""Problem descriptions kept in a report (the counts are always complete)."""
+RECEIVER_KINDS = ("sdk", "kim", "both")
 
 
 def harness_options() -> ClientOptions:
@@ -87,7 +116,8 @@ class IntegrityConfig:
     total, whichever comes first (10 s when neither is given). ``rate`` is per user
     (messages per second, one in flight at a time); ``group_share`` the fraction of
     sends that go to a group. ``control_url`` makes clients ask ``GET /v1/route`` where
-    to connect instead of walking ``gateway_urls``."""
+    to connect instead of walking ``gateway_urls``. ``receivers`` and ``kim_share``:
+    see the module docstring; ``kim_ack_interval`` is the kim receivers' ack period."""
 
     gateway_urls: tuple[str, ...]
     tenant: str
@@ -106,8 +136,16 @@ class IntegrityConfig:
     seed: int | None = None
     control_url: str | None = None
     options: ClientOptions = field(default_factory=harness_options)
+    receivers: str = "sdk"
+    kim_share: float = 0.5
+    kim_ack_interval: float = 3.0
+    fault_gap: float = 5.0
 
     def __post_init__(self) -> None:
+        if self.receivers not in RECEIVER_KINDS:
+            raise ValueError(f"receivers must be one of {', '.join(RECEIVER_KINDS)}")
+        if self.receivers != "sdk" and not self.gateway_urls:
+            raise ValueError("kim-style receivers need gateway URLs (they do not ask /v1/route)")
         if not self.gateway_urls and not self.control_url:
             raise ValueError("give at least one gateway URL (or a control plane URL)")
         if self.users < 2 or self.groups < 0 or self.rate <= 0:
@@ -116,104 +154,31 @@ class IntegrityConfig:
             raise ValueError("group_share must be within 0..1")
 
 
-@dataclass(frozen=True, slots=True)
-class IntegrityReport:
-    """The outcome. ``delivered`` and ``expected`` count (message, receiver) pairs of
-    acknowledged messages; ``ok`` when nothing was lost, duplicated, out of order or
-    unexpected."""
-
-    users: int
-    groups: int
-    seconds: float
-    attempted: int
-    acknowledged: int
-    acknowledged_group: int
-    unconfirmed: int
-    unconfirmed_delivered: int
-    expected: int
-    delivered: int
-    lost: int
-    duplicated: int
-    out_of_order: int
-    unexpected: int
-    echoes: int
-    reconnects: int
-    slowest_send: float
-    sync_failures: int
-    problems: tuple[str, ...]
-
-    @property
-    def ok(self) -> bool:
-        """Whether every check passed (a client whose final sync failed makes the check
-        incomplete, so that fails too)."""
-        return (
-            not (self.lost or self.duplicated or self.out_of_order or self.unexpected)
-            and not self.sync_failures
-        )
-
-    @property
-    def line(self) -> str:
-        """``N acknowledged, N delivered, N lost, N duplicated, N out of order``."""
-        return (
-            f"{self.acknowledged} acknowledged, {self.delivered} delivered, {self.lost} lost, "
-            f"{self.duplicated} duplicated, {self.out_of_order} out of order"
-        )
-
-    def render(self) -> str:
-        """Counts, problems (if any), and :attr:`line` last."""
-        one_to_one = self.acknowledged - self.acknowledged_group
-        lines = [
-            f"users {self.users}, groups {self.groups}, {self.seconds:.1f} s of traffic",
-            f"sends: {self.attempted} attempted, {self.acknowledged} acknowledged "
-            f"({one_to_one} 1:1, {self.acknowledged_group} group), {self.unconfirmed} "
-            f"unconfirmed ({self.unconfirmed_delivered} of them delivered anyway)",
-            f"deliveries: {self.expected} expected, {self.delivered} delivered, "
-            f"{self.unexpected} unexpected; {self.echoes} own messages synced back, "
-            f"{self.reconnects} reconnects; slowest send {self.slowest_send:.1f} s; "
-            f"{self.sync_failures} final syncs failed",
-            *(f"problem: {p}" for p in self.problems),
-            self.line,
-        ]
-        return "\n".join(lines)
-
-
-@dataclass(slots=True)
-class _Send:
-    tag: str
-    sender: str
-    to: str
-    group: bool
-    index: int
-    state: str = "pending"
-    message_id: int = 0
-    seq: int = 0
-    error: str = ""
-    latency: float = 0.0
-
-
-@dataclass(slots=True)
-class _User:
-    account: str
-    target: Target
-    client: Client | None = None
-    deliveries: list[Message] = field(default_factory=list)
-    sends: list[_Send] = field(default_factory=list)
-    reconnects: int = 0
-
-
 Fault = Callable[[], Awaitable[None]]
+FaultStep = tuple[str, Callable[[], Awaitable[dict[str, object]]]]
+"""A named fault: a coroutine function that injects it, waits until the faulty part is
+back, and returns its evidence (see :mod:`cirno.verify_faults`)."""
 
 
 async def run_integrity(
-    config: IntegrityConfig, *, fault: Fault | None = None, fault_after: float = 0.0
+    config: IntegrityConfig,
+    *,
+    fault: Fault | None = None,
+    fault_after: float = 0.0,
+    faults: Sequence[FaultStep] = (),
 ) -> IntegrityReport:
-    """Run the traffic (with ``fault`` awaited ``fault_after`` seconds into it), the
-    quiet period and the final sync, and check what arrived. Raises
-    :class:`~cirno_sdk.CirnoError` when the users cannot log in at the start."""
+    """Run the traffic (with ``fault`` awaited ``fault_after`` seconds into it, and
+    ``faults`` one after another), the quiet period and the final sync, and check what
+    arrived. Raises :class:`~cirno_sdk.CirnoError` when the users cannot log in at the
+    start. With kim-style receivers beside SDK ones the kim report is ``report.kim``;
+    with kim-style receivers only, the report is theirs (``kind`` "kim")."""
     rng = random.Random(config.seed)
     prefix = config.account_prefix or f"v{uuid.uuid4().hex[:6]}"
     users = [_User(f"{prefix}-u{i:02d}", _target(config, i, prefix)) for i in range(config.users)]
+    kims = _kim_receivers(config, prefix)
+    groups_wanted = 0 if config.receivers == "kim" else config.groups
     problems: list[str] = []
+    done: list[FaultResult] = []
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(_close_all, users)
         await asyncio.gather(*(_connect(user, config) for user in users))
@@ -222,28 +187,113 @@ async def run_integrity(
         assert first is not None
         groups = [
             await first.create_group(f"verify-{n}", [u.account for u in users[1:]])
-            for n in range(config.groups)
+            for n in range(groups_wanted)
         ]
         async with asyncio.TaskGroup() as readers:
             for user in users:
                 readers.create_task(_consume(user))
-            seconds = await _traffic(users, groups, config, rng, fault, fault_after)
+            kim_tasks = [readers.create_task(kim.run()) for kim in kims]
+            partners = [kim.account for kim in kims]
+            plan = _Plan(fault, fault_after, list(faults), config.fault_gap, done)
+            seconds = await _traffic(users, groups, partners, config, rng, plan)
             log.info("traffic done after %.1f s; quiet for %.1f s", seconds, config.quiet)
             await asyncio.sleep(config.quiet)
-            results = await asyncio.gather(
-                *(_final_sync(u, config.final_sync_timeout) for u in users),
-                return_exceptions=True,
-            )
+            finals = [_final_sync(u, config.final_sync_timeout) for u in users]
+            finals += [kim.final_sync(config.final_sync_timeout) for kim in kims]
+            results = await asyncio.gather(*finals, return_exceptions=True)
+            names = [u.account for u in users] + [k.account for k in kims]
             problems.extend(
-                f"final sync of {u.account} failed: {r!r}"
-                for u, r in zip(users, results, strict=True)
+                f"final sync of {name} failed: {r!r}"
+                for name, r in zip(names, results, strict=True)
                 if isinstance(r, BaseException)
             )
             log.info("final syncs done")
             await asyncio.sleep(0.2)  # let the readers take what the syncs delivered
+            for task in kim_tasks:
+                task.cancel()
             await _close_all(users)
-    failures = sum(1 for r in results if isinstance(r, BaseException))
-    return _check(users, groups, seconds, problems, sync_failures=failures)
+    return _reports(users, kims, groups, seconds, problems, results, done)
+
+
+@dataclass(slots=True)
+class _Plan:
+    """The faults to inject during the traffic, and where their results go."""
+
+    fault: Fault | None
+    fault_after: float
+    steps: list[FaultStep]
+    gap: float
+    done: list[FaultResult]
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.fault is not None:
+            await asyncio.sleep(self.fault_after)
+            log.info("injecting the fault")
+            await self.fault()
+        for name, inject in self.steps:
+            await asyncio.sleep(self.gap)
+            log.info("fault %s: injecting", name)
+            started = loop.time()
+            evidence = await inject()
+            self.done.append(FaultResult(name, started, loop.time(), evidence))
+            log.info("fault %s: over after %.1f s: %s", name, loop.time() - started, evidence)
+        if self.steps:
+            await asyncio.sleep(self.gap)  # traffic after the last fault shows recovery
+
+
+def _kim_receivers(config: IntegrityConfig, prefix: str) -> list[KimReceiver]:
+    if config.receivers == "sdk":
+        return []
+    urls = list(config.gateway_urls)
+    kims = []
+    for index in range(config.users):
+        account = f"{prefix}-k{index:02d}"
+        start = (index + 1) % len(urls)  # not the partner's gateway: pushes cross gateways
+        kims.append(
+            KimReceiver(
+                account,
+                [*urls[start:], *urls[:start]],
+                mint_token(config.tenant, account, config.secret),
+                ack_interval=config.kim_ack_interval,
+            )
+        )
+    return kims
+
+
+def _reports(
+    users: list[_User],
+    kims: list[KimReceiver],
+    groups: list[str],
+    seconds: float,
+    problems: list[str],
+    results: Sequence[object],
+    done: list[FaultResult],
+) -> IntegrityReport:
+    """One report per receiver kind; faults measured over every receiver."""
+    failed = [isinstance(r, BaseException) for r in results]
+    kim_accounts = {k.account for k in kims}
+    sdk_side = [replace(u, sends=[s for s in u.sends if s.to not in kim_accounts]) for u in users]
+    kim_side = [
+        _User(u.account, u.target, sends=[s for s in u.sends if s.to in kim_accounts])
+        for u in users
+    ] + [
+        _User(k.account, [], deliveries=k.deliveries, arrivals=k.arrivals, reconnects=k.logins - 1)
+        for k in kims
+    ]
+    receivers = users + kim_side[len(users) :]
+    outcomes = fault_outcomes(users, receivers, done)
+    sdk_problems = [p for p in problems if not any(k in p for k in kim_accounts)]
+    kim_problems = [p for p in problems if any(k in p for k in kim_accounts)]
+    kim_report = _check(
+        kim_side, [], seconds, kim_problems, sync_failures=sum(failed[len(users) :]), kind="kim"
+    )
+    if kims and all(not u.sends for u in sdk_side):
+        return replace(kim_report, faults=outcomes)
+    sdk_report = _check(
+        sdk_side, groups, seconds, sdk_problems, sync_failures=sum(failed[: len(users)])
+    )
+    return replace(sdk_report, kim=kim_report if kims else None, faults=outcomes)
 
 
 def _target(config: IntegrityConfig, index: int, prefix: str) -> Target:
@@ -290,8 +340,10 @@ async def _consume(user: _User) -> None:
 
     async with asyncio.TaskGroup() as tg:
         tg.create_task(events())
+        loop = asyncio.get_running_loop()
         async for message in client.messages():
             user.deliveries.append(message)
+            user.arrivals.append(loop.time())
 
 
 async def _final_sync(user: _User, timeout: float) -> None:
@@ -302,12 +354,13 @@ async def _final_sync(user: _User, timeout: float) -> None:
 async def _traffic(
     users: list[_User],
     groups: list[str],
+    partners: list[str],
     config: IntegrityConfig,
     rng: random.Random,
-    fault: Fault | None,
-    fault_after: float,
+    plan: _Plan,
 ) -> float:
-    """Send until the duration or budget is used up; returns the seconds it took."""
+    """Send until the duration or budget is used up and the faults are over; returns
+    the seconds it took."""
     duration = config.duration
     if duration is None and config.messages is None:
         duration = 10.0
@@ -315,27 +368,26 @@ async def _traffic(
     stop = asyncio.Event()
     started = time.monotonic()
 
-    async def stop_later() -> None:
+    async def stop_later(faults: asyncio.Task[None]) -> None:
         if duration is not None:
             await asyncio.sleep(duration)
+        await faults  # never stop in the middle of a fault, nor before its recovery shows
+        if duration is not None or plan.steps:
             stop.set()
 
-    async def inject() -> None:
-        assert fault is not None
-        await asyncio.sleep(fault_after)
-        log.info("injecting the fault")
-        await fault()
-
     async with asyncio.TaskGroup() as tg:
-        timer = tg.create_task(stop_later())
-        if fault is not None:
-            tg.create_task(inject())
+        faults = tg.create_task(plan.run())
+        timer = tg.create_task(stop_later(faults))
         async with asyncio.TaskGroup() as senders:
             others = [u.account for u in users]
-            for user in users:
+            for index, user in enumerate(users):
                 seed = rng.random()
-                senders.create_task(_send_loop(user, others, groups, config, seed, stop, budget))
+                partner = partners[index] if partners else None
+                senders.create_task(
+                    _send_loop(user, others, groups, partner, config, seed, stop, budget)
+                )
         timer.cancel()
+        faults.cancel()
     return time.monotonic() - started
 
 
@@ -343,12 +395,15 @@ async def _send_loop(
     user: _User,
     accounts: list[str],
     groups: list[str],
+    partner: str | None,
     config: IntegrityConfig,
     seed: float,
     stop: asyncio.Event,
     budget: list[int],
 ) -> None:
-    """One send at a time, every ``1 / rate`` seconds (never in bursts)."""
+    """One send at a time, every ``1 / rate`` seconds (never in bursts); to the kim
+    partner (all of them with ``receivers="kim"``, else a ``kim_share``), else to a
+    random group or other user."""
     client = user.client
     assert client is not None
     rng = random.Random(seed)
@@ -366,273 +421,31 @@ async def _send_loop(
             budget[0] -= 1
             if budget[0] == 0:
                 stop.set()
-        to_group = bool(groups) and rng.random() < config.group_share
+        to_kim = partner is not None and (
+            config.receivers == "kim" or rng.random() < config.kim_share
+        )
+        to_group = not to_kim and bool(groups) and rng.random() < config.group_share
+        if to_kim:
+            assert partner is not None
+            to = partner
+        else:
+            to = rng.choice(groups) if to_group else rng.choice(others)
+        began = loop.time()
         record = _Send(
             tag=f"{user.account}#{len(user.sends)}",
             sender=user.account,
-            to=rng.choice(groups) if to_group else rng.choice(others),
+            to=to,
             group=to_group,
             index=len(user.sends),
+            started=began,
         )
         user.sends.append(record)
-        began = loop.time()
         try:
             sent = await client.send(record.to, record.tag, group=record.group)
         except CirnoError as exc:
             record.state, record.error = "failed", repr(exc)
         else:
             record.state, record.message_id, record.seq = "acked", sent.message_id, sent.seq
-        record.latency = loop.time() - began
+        record.done_at = loop.time()
+        record.latency = record.done_at - began
         next_at = max(next_at + interval, loop.time())
-
-
-# -- checking ------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Tally:
-    expected: int = 0
-    delivered: int = 0
-    lost: int = 0
-    duplicated: int = 0
-    out_of_order: int = 0
-    unexpected: int = 0
-    unconfirmed_delivered: int = 0
-    echoes: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    def problem(self, text: str) -> None:
-        if len(self.problems) < MAX_PROBLEMS:
-            self.problems.append(text)
-
-
-def _check(
-    users: list[_User],
-    groups: list[str],
-    seconds: float,
-    problems: list[str],
-    *,
-    sync_failures: int = 0,
-) -> IntegrityReport:
-    tally = _Tally(problems=list(problems))
-    sends = {s.tag: s for u in users for s in u.sends}
-    members = [u.account for u in users]
-    # where[receiver][tag] = positions (in the receiver's delivery order) of that send
-    where: dict[str, dict[str, list[int]]] = {}
-    ids: defaultdict[str, set[int]] = defaultdict(set)
-    for user in users:
-        mine: defaultdict[str, list[int]] = defaultdict(list)
-        for position, message in enumerate(user.deliveries):
-            if message.direction == Direction.SENT:
-                tally.echoes += 1
-                continue
-            send = sends.get(message.body)
-            if send is None:
-                tally.unexpected += 1
-                tally.problem(f"{user.account} got a message nobody sent: {message!r}")
-                continue
-            ids[send.tag].add(message.message_id)
-            mine[send.tag].append(position)
-        where[user.account] = dict(mine)
-    _check_deliveries(sends, members, where, ids, tally)
-    _check_pair_order(users, where, tally)
-    _check_group_order(users, groups, sends, tally)
-    acked = [s for s in sends.values() if s.state == "acked"]
-    return IntegrityReport(
-        users=len(users),
-        groups=len(groups),
-        seconds=seconds,
-        attempted=len(sends),
-        acknowledged=len(acked),
-        acknowledged_group=sum(1 for s in acked if s.group),
-        unconfirmed=len(sends) - len(acked),
-        unconfirmed_delivered=tally.unconfirmed_delivered,
-        expected=tally.expected,
-        delivered=tally.delivered,
-        lost=tally.lost,
-        duplicated=tally.duplicated,
-        out_of_order=tally.out_of_order,
-        unexpected=tally.unexpected,
-        echoes=tally.echoes,
-        reconnects=sum(u.reconnects for u in users),
-        slowest_send=max((s.latency for s in sends.values()), default=0.0),
-        sync_failures=sync_failures,
-        problems=tuple(tally.problems),
-    )
-
-
-def _check_deliveries(
-    sends: dict[str, _Send],
-    members: list[str],
-    where: dict[str, dict[str, list[int]]],
-    ids: dict[str, set[int]],
-    tally: _Tally,
-) -> None:
-    """Exactly once to each intended receiver; stored once; nobody else."""
-    for tag, send in sends.items():
-        receivers = [m for m in members if m != send.sender] if send.group else [send.to]
-        stored = set(ids.get(tag, ()))
-        if send.state == "acked":
-            stored.add(send.message_id)
-        if len(stored) > 1:
-            tally.duplicated += len(stored) - 1
-            tally.problem(f"{tag} was stored under {len(stored)} message ids: {sorted(stored)}")
-        got_any = False
-        for receiver in receivers:
-            count = len(where[receiver].get(tag, ()))
-            got_any = got_any or count > 0
-            if count > 1:
-                tally.duplicated += count - 1
-                tally.problem(f"{tag} reached {receiver} {count} times")
-            if send.state != "acked":
-                continue
-            tally.expected += 1
-            if count:
-                tally.delivered += 1
-            else:
-                tally.lost += 1
-                tally.problem(f"{tag} (id {send.message_id}) never reached {receiver}")
-        if got_any and send.state != "acked":
-            tally.unconfirmed_delivered += 1
-        for receiver, seen in where.items():
-            if receiver not in receivers and tag in seen:
-                tally.unexpected += 1
-                tally.problem(f"{tag} reached {receiver}, who was not a receiver")
-
-
-def _check_pair_order(
-    users: list[_User], where: dict[str, dict[str, list[int]]], tally: _Tally
-) -> None:
-    """1:1: each sender's acknowledged messages reach each receiver in send order."""
-    receiver_of = {user.account: user for user in users}
-    for user in users:
-        by_receiver: defaultdict[str, list[_Send]] = defaultdict(list)
-        for send in user.sends:
-            if send.state == "acked" and not send.group:
-                by_receiver[send.to].append(send)
-        for receiver, sent in by_receiver.items():
-            earliest = None  # the first delivery of a message sent after this one
-            for send in reversed(sent):
-                positions = where[receiver].get(send.tag)
-                if not positions:
-                    continue
-                if earliest is not None and positions[0] > earliest:
-                    tally.out_of_order += 1
-                    message = receiver_of[receiver].deliveries[positions[0]]
-                    tally.problem(
-                        f"{send.tag} (by {_how(message)}) reached {receiver} after a later "
-                        "message of the same sender"
-                    )
-                earliest = positions[0] if earliest is None else min(earliest, positions[0])
-
-
-def _check_group_order(
-    users: list[_User], groups: list[str], sends: dict[str, _Send], tally: _Tally
-) -> None:
-    """Groups: one sequence per group (receipts and pushes agree), and every member sees
-    the group's messages in that sequence."""
-    seq_of: dict[int, int] = {}
-    group_of: dict[int, str] = {}
-    for send in sends.values():
-        if send.group and send.state == "acked" and send.seq:
-            seq_of[send.message_id] = send.seq
-    for user in users:
-        for message in user.deliveries:
-            if message.group:
-                group_of[message.message_id] = message.group
-    for send in sends.values():
-        if send.group and send.state == "acked":
-            group_of[send.message_id] = send.to
-    for user in users:
-        for message in user.deliveries:
-            # A push (it carries our client_msg_id) has the server's sequence; a synced
-            # message's seq is the SDK's inference, so it is not evidence.
-            if message.group and message.client_msg_id and message.seq:
-                known = seq_of.setdefault(message.message_id, message.seq)
-                if known != message.seq:
-                    tally.out_of_order += 1
-                    tally.problem(f"message {message.message_id} has seq {known} and {message.seq}")
-    for group in groups:
-        owners: Counter[int] = Counter(
-            seq for mid, seq in seq_of.items() if group_of.get(mid) == group
-        )
-        for seq, count in owners.items():
-            if count > 1:
-                tally.out_of_order += count - 1
-                tally.problem(f"group {group}: {count} messages share seq {seq}")
-        for user in users:
-            latest, before = 0, ""
-            for message in user.deliveries:
-                if message.group != group or message.direction == Direction.SENT:
-                    continue
-                place = seq_of.get(message.message_id)
-                if place is None:
-                    continue
-                now = f"seq {place} ({message.body}, by {_how(message)})"
-                if place < latest:
-                    tally.out_of_order += 1
-                    tally.problem(f"{user.account} saw {now} of group {group} after {before}")
-                if place > latest:
-                    latest, before = place, now
-
-
-def _how(message: Message) -> str:
-    """How a message arrived: a push carries our client message id, a synced one not."""
-    return "push" if message.client_msg_id else "sync"
-
-
-# -- command line --------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``cirno verify``."""
-    parser.add_argument(
-        "--url",
-        action="append",
-        dest="urls",
-        metavar="URL",
-        help="a gateway (ws://host:port/ or tcp://host:port); repeat for several "
-        "(default ws://127.0.0.1:8000/)",
-    )
-    parser.add_argument("--route", metavar="CONTROL_URL", help="ask GET /v1/route instead")
-    parser.add_argument("--tenant", required=True)
-    parser.add_argument("--secret", required=True, help="the tenant's secret (mints tokens)")
-    parser.add_argument("--users", type=int, default=20)
-    parser.add_argument("--groups", type=int, default=2)
-    parser.add_argument("--duration", type=float, help="seconds of traffic (default 10)")
-    parser.add_argument("--messages", type=int, help="stop after this many sends in total")
-    parser.add_argument("--rate", type=float, default=2.0, help="messages/s per user")
-    parser.add_argument("--group-share", type=float, default=0.25)
-    parser.add_argument("--quiet", type=float, default=3.0, help="seconds before the final sync")
-    parser.add_argument("--seed", type=int)
-
-
-def main(args: argparse.Namespace) -> int:
-    """Run ``cirno verify``: 0 when nothing was lost, duplicated or out of order."""
-    try:
-        config = IntegrityConfig(
-            gateway_urls=tuple(args.urls or ([] if args.route else ["ws://127.0.0.1:8000/"])),
-            tenant=args.tenant,
-            secret=args.secret,
-            users=args.users,
-            groups=args.groups,
-            duration=args.duration,
-            messages=args.messages,
-            rate=args.rate,
-            group_share=args.group_share,
-            quiet=args.quiet,
-            seed=args.seed,
-            control_url=args.route,
-        )
-    except ValueError as exc:
-        print(f"cirno verify: {exc}", file=sys.stderr)
-        return 2
-    try:
-        report = asyncio.run(run_integrity(config))
-    except CirnoError as exc:
-        print(f"cirno verify: could not start: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    print(report.render(), flush=True)
-    return 0 if report.ok else 1

@@ -1,4 +1,4 @@
-"""Batched acknowledgements (DESIGN.md §3, "Read index and batched ack").
+"""Batched acknowledgements (docs/design.md, "Delivery promises": read index).
 
 The server keeps one read index per (account, device) that only moves forward, so one
 ack of the newest stored message covers everything before it. :class:`AckBatcher` is

@@ -50,6 +50,7 @@ from cirno_sdk.link import NOT_CONNECTED, Link
 from cirno_sdk.models import Direction, Event, GroupInfo, Member, Message, Sent
 from cirno_sdk.options import ClientOptions
 from cirno_sdk.ordering import Orderer
+from cirno_sdk.pull import IdlePull
 from cirno_sdk.session import Credentials, SessionRunner
 from cirno_sdk.store import MemoryStore, Store
 from cirno_sdk.targets import Target, Targets, Token
@@ -93,6 +94,7 @@ class Client:
             self._store,
             Orderer(is_known=self._store.contains, gap_wait=opts.gap_wait, clock=clock),
             AckBatcher(interval=opts.ack_interval / 1000, every=opts.ack_every, clock=clock),
+            IdlePull(interval=opts.pull_interval, jitter=opts.pull_jitter, clock=clock),
             response_timeout=opts.response_timeout,
             content_batch=opts.content_batch,
             clock=clock,

@@ -22,12 +22,18 @@ Guarantees
 - **The sync cursor moves only by the index**, never by a push, so a push lost in
   flight is found by the next sync. A sync that fails aborts the connection: without a
   complete sync the order cannot be vouched for, so a new connection syncs again.
+- **Idle pull.** While connected, a sync also starts after ``pull_interval`` (jittered)
+  without a push or a sync (:class:`~cirno_sdk.pull.IdlePull`), so a lost push that no
+  later push reveals is late by at most that long. It goes through the same sync loop
+  as every other sync, so it keeps the guarantees above (a message it finds is
+  delivered once, in inbox order).
 - **Batched ack.** The ack is the newest *delivered* message (``ack_every`` messages or
   ``ack_interval`` after the first unacknowledged one); a failed ack stays pending and
   is retried, so a brand-new store on the same device starts after it.
 
-Time (ack and gap deadlines) comes from the injected clock that the orderer and the ack
-batcher also use.
+Time (ack, gap and pull deadlines) comes from the injected clock that the orderer, the
+ack batcher and the idle pull also use. The loops sleep until the next deadline; a test
+that moves the clock calls :meth:`Delivery.clock_moved` so they recheck at once.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from cirno_sdk.feeds import Feeds
 from cirno_sdk.link import Clock, Link
 from cirno_sdk.models import GroupEvent, Message
 from cirno_sdk.ordering import Orderer
+from cirno_sdk.pull import IdlePull
 from cirno_sdk.store import Store
 from cirno_sdk.sync import error_text, sync_inbox
 from cirno_sdk.transport import Transport
@@ -66,6 +73,7 @@ class Delivery:
         store: Store,
         orderer: Orderer,
         acks: AckBatcher,
+        pull: IdlePull,
         *,
         response_timeout: float,
         content_batch: int,
@@ -76,12 +84,14 @@ class Delivery:
         self._store = store
         self._orderer = orderer
         self._acks = acks
+        self._pull = pull
         self._response_timeout = response_timeout
         self._content_batch = content_batch
         self._clock = clock
         self._sync_wanted = asyncio.Event()
         self._ack_wake = asyncio.Event()
         self._gap_wake = asyncio.Event()
+        self._pull_wake = asyncio.Event()
         self._syncs_requested = 0
         self._syncs_finished = 0
 
@@ -101,6 +111,8 @@ class Delivery:
             tg.create_task(self._sync_loop(transport))
             tg.create_task(self._ack_loop())
             tg.create_task(self._gap_loop())
+            if self._pull.enabled:
+                tg.create_task(self._pull_loop())
 
     def on_push(self, packet: LogicPacket) -> None:
         """A message or group push (kick-outs are the runner's). Raises ProtocolError
@@ -108,6 +120,7 @@ class Delivery:
         command = packet.command
         if command in (Command.CHAT_USER_TALK, Command.CHAT_GROUP_TALK):
             message = push_to_message(packet, self._link.account)
+            self._pull.activity()
             self._deliver(self._orderer.push(message))
             if self._orderer.wants_sync:
                 self._sync_wanted.set()
@@ -156,6 +169,11 @@ class Delivery:
             deadline,
             "the sync did not finish before the deadline",
         )
+
+    def clock_moved(self) -> None:
+        """The injected clock jumped (tests): every timer rechecks its deadline now."""
+        for wake in (self._ack_wake, self._gap_wake, self._pull_wake):
+            wake.set()
 
     @property
     def ack_pending(self) -> bool:
@@ -231,6 +249,7 @@ class Delivery:
             self._deliver(self._orderer.finish_sync())
             self._gap_wake.set()
             self._syncs_finished = max(self._syncs_finished, generation)
+            self._pull.activity()
             self._link.pulse()
             if self._orderer.wants_sync:
                 self._sync_wanted.set()
@@ -257,3 +276,18 @@ class Delivery:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._gap_wake.wait()
+
+    async def _pull_loop(self) -> None:
+        # Asks the sync loop for a sync when the idle pull is due; the sync loop's end
+        # moves the next pull on (``activity``), so a slow sync is never doubled.
+        while True:
+            self._pull_wake.clear()
+            if self._pull.due():
+                log.debug("idle pull: no push for a while, syncing")
+                self._pull.activity()
+                self._sync_wanted.set()
+            deadline = self._pull.deadline()
+            wait = None if deadline is None else max(0.01, deadline - self._clock())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._pull_wake.wait()

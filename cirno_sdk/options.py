@@ -29,6 +29,9 @@ class ClientOptions:
     - ``ack_interval`` (ms) / ``ack_every`` (messages): batched ack of the newest
       stored message, whichever comes first.
     - ``gap_wait``: how long a group message waits for a missing earlier one.
+    - ``pull_interval``: a connected client syncs after this long without a push or a
+      sync, scaled by a random factor within ``pull_jitter`` (0.2 = ±20 %); this bounds
+      how late a lost push can be. 0 disables the idle pull (see ``cirno_sdk.pull``).
     - ``on_event``: called (on the event loop) with every event, besides ``events()``.
     """
 
@@ -46,6 +49,8 @@ class ClientOptions:
     ack_interval: int = 500
     ack_every: int = 50
     gap_wait: float = 3.0
+    pull_interval: float = 30.0
+    pull_jitter: float = 0.2
     content_batch: int = 200
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     on_event: Callable[[Event], None] | None = None

@@ -1,4 +1,4 @@
-"""Offline sync (DESIGN.md §3, "Pull for offline"): index pages, then contents by id.
+"""Offline sync: index pages, then contents by id (docs/design.md, "Delivery promises").
 
 :func:`sync_inbox` pages ``chat.offline.index`` strictly after the store's sync cursor
 until ``has_more`` is false, and for each page fetches the contents it does not have yet

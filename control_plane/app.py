@@ -9,14 +9,18 @@ from importlib import metadata
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from control_plane.console import mount_console
+from control_plane.console.settings import ConsoleSettings
 from control_plane.db import make_engine
 from control_plane.errors import DATABASE_UNAVAILABLE
 from control_plane.geoip import GeoResolver
+from control_plane.limits import RequestLimits, validation_error_answer
 from control_plane.metrics import HttpMetrics, MetricsMiddleware
 from control_plane.route import api as route
 from control_plane.route.cache import SnapshotCache
@@ -59,7 +63,9 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
 
     ``GET /v1/route`` is served by the ASGI fast path (``control_plane.route.fast_path``)
     inside the metrics middleware; ``fast_route=False`` leaves it to the declared FastAPI
-    route alone (the same answers; tests compare the two).
+    route alone (the same answers; tests compare the two). Every other request passes
+    ``control_plane.limits.RequestLimits`` (body cap, strict JSON) and validation
+    errors are answered by ``control_plane.limits.validation_error_answer`` (bounded).
     """
     engine = make_engine(settings.database_url)
     geo = GeoResolver(settings.geoip_db)
@@ -82,6 +88,8 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
             "(cluster secret)."
         ),
         lifespan=lifespan,
+        docs_url=None,  # served from local files by the console (no CDN)
+        redoc_url=None,
         # The control plane's metrics are Prometheus (/metrics). FastAPI's native
         # OpenTelemetry, with no provider configured, still looked the three global
         # providers up on every request (~9 us, environment reads included).
@@ -100,10 +108,14 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
     )
     app.add_exception_handler(OperationalError, database_unavailable)
     app.add_exception_handler(InterfaceError, database_unavailable)
+    app.add_exception_handler(RequestValidationError, validation_error_answer)
     # The hot routes first: a request is matched against the routes in this order.
     for module in (route, internal, health, tenants, secrets, regions, grayscale, nodes):
         app.include_router(module.router)
-    # The middleware added last runs first: metrics, then the fast path, then FastAPI.
+    mount_console(app, ConsoleSettings.from_env())
+    # The middleware added last runs first: metrics, then the fast path, then the request
+    # limits, then FastAPI. The fast path reads no body, so it needs no body limit.
+    app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes)
     if fast_route:
         app.add_middleware(
             RouteFastPath, service=app.state.route_service, declared=declared_route(ROUTE_PATH)

@@ -15,10 +15,24 @@ Environment variables:
   creating messages when its lease lapses, so this is how long the data plane keeps
   accepting messages while the control plane is down; a dead node's number is reused
   only after it.
-- ``CIRNO_GEOIP_DB``: a MaxMind-format (``.mmdb``) City or Country database; without
-  it every client is routed to the default region.
+- ``CIRNO_GEOIP_DB``: a MaxMind-format (``.mmdb``) City or Country database; unset,
+  the first one found in ``$CIRNO_DATA_DIR/geoip/`` or in an installed data package
+  (``control_plane/geoip_data.py``); ``none`` turns GeoIP off. Without a database every
+  client is routed to the default region.
 - ``CIRNO_TRUSTED_PROXIES``: comma-separated CIDRs (or addresses) of reverse proxies
   whose ``X-Forwarded-For`` is believed; default none.
+
+Limits (always on; each must be positive, see ``control_plane.limits`` and
+``control_plane.http_protocol``):
+
+- ``CIRNO_CONTROL_MAX_BODY``: largest request body in bytes; default 1048576 (1 MiB).
+- ``CIRNO_CONTROL_HEADER_TIMEOUT``: seconds a request line and headers may take to
+  arrive (from the connection or from the request's first byte); default 10.
+- ``CIRNO_CONTROL_BODY_TIMEOUT``: seconds a whole request body may take to arrive once
+  its headers are in; default 30.
+- ``CIRNO_CONTROL_MAX_HEADER_BYTES``: largest request line plus headers; default 65536.
+- ``CIRNO_CONTROL_MAX_CONNECTIONS``: open connections served at once; a request on any
+  connection beyond them is answered 503 and its connection closed; default 1000.
 
 Time is read through ``settings.clock`` (seconds since the epoch, ``time.time`` by
 default) so that tests advance a fake clock instead of sleeping.
@@ -34,6 +48,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from control_plane.errors import ConfigurationError
+from control_plane.geoip_data import geoip_db
 
 DATABASE_URL_ENV = "CIRNO_DATABASE_URL"
 DATA_DIR_ENV = "CIRNO_DATA_DIR"
@@ -45,6 +60,11 @@ NODE_TTL_ENV = "CIRNO_NODE_TTL"
 ID_LEASE_TTL_ENV = "CIRNO_ID_LEASE_TTL"
 GEOIP_DB_ENV = "CIRNO_GEOIP_DB"
 TRUSTED_PROXIES_ENV = "CIRNO_TRUSTED_PROXIES"
+MAX_BODY_ENV = "CIRNO_CONTROL_MAX_BODY"
+HEADER_TIMEOUT_ENV = "CIRNO_CONTROL_HEADER_TIMEOUT"
+BODY_TIMEOUT_ENV = "CIRNO_CONTROL_BODY_TIMEOUT"
+MAX_HEADER_BYTES_ENV = "CIRNO_CONTROL_MAX_HEADER_BYTES"
+MAX_CONNECTIONS_ENV = "CIRNO_CONTROL_MAX_CONNECTIONS"
 
 DEFAULT_DATA_DIR = "./data"
 DEFAULT_HOST = "127.0.0.1"
@@ -52,6 +72,11 @@ DEFAULT_PORT = 8080
 DEFAULT_NODE_TTL = 15.0
 DEFAULT_ID_LEASE_TTL = 3600.0
 DEFAULT_CACHE_TTL = 1.0
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 30.0
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_MAX_CONNECTIONS = 1000
 ID_NODE_COUNT = 1024
 """Node ids for message ids are 10 bits (``data_plane.storage.ids.NODE_BITS``)."""
 
@@ -77,6 +102,11 @@ class ControlPlaneSettings:
     id_lease_ttl: float = DEFAULT_ID_LEASE_TTL
     id_node_count: int = ID_NODE_COUNT
     """Node ids ``0 .. id_node_count - 1`` are leased (tests shrink the range)."""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     clock: Clock = field(default=time.time, repr=False, compare=False)
 
     @property
@@ -103,8 +133,21 @@ class ControlPlaneSettings:
             id_lease_ttl=_positive(
                 ID_LEASE_TTL_ENV, env.get(ID_LEASE_TTL_ENV), DEFAULT_ID_LEASE_TTL
             ),
-            geoip_db=env.get(GEOIP_DB_ENV) or None,
+            geoip_db=geoip_db(env.get(GEOIP_DB_ENV), env.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR),
             trusted_proxies=parse_networks(env.get(TRUSTED_PROXIES_ENV, "")),
+            max_body_bytes=_count(MAX_BODY_ENV, env.get(MAX_BODY_ENV), DEFAULT_MAX_BODY_BYTES),
+            header_timeout=_positive(
+                HEADER_TIMEOUT_ENV, env.get(HEADER_TIMEOUT_ENV), DEFAULT_HEADER_TIMEOUT
+            ),
+            body_timeout=_positive(
+                BODY_TIMEOUT_ENV, env.get(BODY_TIMEOUT_ENV), DEFAULT_BODY_TIMEOUT
+            ),
+            max_header_bytes=_count(
+                MAX_HEADER_BYTES_ENV, env.get(MAX_HEADER_BYTES_ENV), DEFAULT_MAX_HEADER_BYTES
+            ),
+            max_connections=_count(
+                MAX_CONNECTIONS_ENV, env.get(MAX_CONNECTIONS_ENV), DEFAULT_MAX_CONNECTIONS
+            ),
         )
 
 
@@ -145,6 +188,18 @@ def _positive(name: str, raw: str | None, default: float) -> float:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
     if not math.isfinite(value) or value <= 0:
         raise ConfigurationError(f"{name} must be a positive number, got {raw!r}")
+    return value
+
+
+def _count(name: str, raw: str | None, default: int) -> int:
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be a positive integer, got {raw!r}")
     return value
 
 

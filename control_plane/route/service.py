@@ -25,6 +25,7 @@ it while the database is unreachable (``control_plane.route.cache``).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from control_plane.deps import secrets_equal
 from control_plane.geoip import NOT_FOUND as NO_GEO
@@ -32,7 +33,7 @@ from control_plane.geoip import GeoResolver, GeoResult
 from control_plane.route.address import BadAddress, client_address, parse_ip
 from control_plane.route.answer import encode_answer
 from control_plane.route.cache import SnapshotCache, SnapshotUnavailable
-from control_plane.route.choice import choose_gateways
+from control_plane.route.choice import Choice, choose_gateways
 from control_plane.route.choice import resolve_region as region_of
 from control_plane.route.request import (
     ADMIN_HEADER,
@@ -45,7 +46,7 @@ from control_plane.route.request import (
 from control_plane.route.snapshot import Snapshot
 from control_plane.settings import ControlPlaneSettings
 from control_plane.tokens import TokenRefused, TokenVerifier, UnknownSigner, VerifiedToken
-from data_plane.cluster.grayscale import ClientFacts, evaluate
+from data_plane.cluster.grayscale import ClientFacts, Decision, evaluate
 
 _BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
@@ -88,23 +89,52 @@ class RouteService:
         identity, snapshot = await self._verify(given, now)
         peer = client[0] if client is not None else None
         geo, source = self._locate(params["ip"], admin_token, peer, forwarded_for)
-        region = region_of(snapshot, geo.country, geo.continent)
-        facts = ClientFacts(
-            identity.tenant, identity.account, params["version"], params["platform"], region
-        )
-        decision = evaluate(snapshot.rules, facts)
-        choice = choose_gateways(snapshot, region, decision.gateway_pool, identity.account, now)
+        version, platform = params["version"], params["platform"]
+        routing = decide(snapshot, identity.tenant, identity.account, version, platform, geo, now)
+        choice = routing.choice
         if not choice.gateways:
             raise RouteRefused(503, "no live gateway")
         return encode_answer(
             geo.country,
             geo.continent,
-            region,
+            routing.region,
             source,
             choice.pool,
             choice.fallback,
             choice.gateways,
+            rule=routing.decision.pool_rule_id,
+            fallback_reason=choice.fallback_reason,
         )
+
+    async def preview(
+        self,
+        tenant: str,
+        account: str,
+        version: str | None,
+        platform: str | None,
+        ip: str | None,
+    ) -> tuple[Routing, str]:
+        """Where ``account`` of ``tenant`` would be routed, and the address source
+        (``admin`` with ``ip``, ``none`` without: the default region), for operators.
+
+        The same snapshot, GeoIP lookup and :func:`decide` as :meth:`answer`, minus the
+        token: the caller is an admin naming the account. Raises :class:`RouteRefused`
+        400 for an unparsable ``ip`` and 503 when no snapshot could ever be loaded; no
+        live gateway is an answer here (an empty choice), not an error.
+        """
+        try:
+            snapshot = await self.snapshots.get()
+        except SnapshotUnavailable as exc:
+            raise self._unavailable(exc) from exc
+        geo: GeoResult = NO_GEO
+        source = "none"
+        if ip:
+            try:
+                geo, source = self.geo.lookup(parse_ip(ip)), "admin"
+            except BadAddress as exc:
+                raise RouteRefused(400, str(exc)) from exc
+        routing = decide(snapshot, tenant, account, version, platform, geo, self.settings.clock())
+        return routing, source
 
     async def _verify(self, token: str, now: float) -> tuple[VerifiedToken, Snapshot]:
         try:
@@ -150,6 +180,34 @@ class RouteService:
             raise RouteRefused(400, f"bad X-Forwarded-For: {exc}") from exc
         found = self.geo.lookup(address) if address is not None else NO_GEO
         return found, found.source
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """What routing decided for one client: its location, region, rule decision and
+    gateways (``choice.gateways`` is empty when no gateway is live at all)."""
+
+    geo: GeoResult
+    region: str | None
+    decision: Decision
+    choice: Choice
+
+
+def decide(
+    snapshot: Snapshot,
+    tenant: str,
+    account: str,
+    version: str | None,
+    platform: str | None,
+    geo: GeoResult,
+    now: float,
+) -> Routing:
+    """The one routing decision: region from the location, grayscale rules on the
+    client's facts, then the gateways of the region and the rules' pool."""
+    region = region_of(snapshot, geo.country, geo.continent)
+    decision = evaluate(snapshot.rules, ClientFacts(tenant, account, version, platform, region))
+    choice = choose_gateways(snapshot, region, decision.gateway_pool, account, now)
+    return Routing(geo, region, decision, choice)
 
 
 def _refused(exc: TokenRefused) -> RouteRefused:

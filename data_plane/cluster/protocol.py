@@ -1,10 +1,11 @@
 """The gateway ↔ logic link: the client protocol plus a few meta keys.
 
-A gateway dials every logic node over TCP frames (DESIGN.md §2) and opens the link with
-a ``cluster.handshake`` request whose meta carries the cluster secret and the gateway
-id; the logic node answers Success with its node id and the services it runs
-(``services`` meta, comma-separated, see :mod:`data_plane.cluster.services`; a node
-that sends none runs them all), or Unauthorized and closes.
+A gateway dials every logic node over TCP frames (docs/protocol.md, "Gateway ↔ logic
+link") and opens the link with a ``cluster.handshake`` request whose meta carries the
+cluster secret and the gateway id; the logic node answers Success with its node id and
+the services it runs (``services`` meta, comma-separated, see
+:mod:`data_plane.cluster.services`; a node that sends none runs them all), or
+Unauthorized and closes.
 
 After that, every client packet travels as the same LogicPkt with the client's meta
 removed, ``channel_id`` set to the client's channel, and the meta below attached by the

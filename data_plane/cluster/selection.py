@@ -1,7 +1,7 @@
 """Logic node choice: rendezvous (highest random weight) hashing on the account.
 
 Every gateway computes the same owner for an account from the same node set, and a
-node joining or leaving moves only the accounts it wins or held (DESIGN.md §5).
+node joining or leaving moves only the accounts it wins or held (docs/design.md, "Network links").
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import anyio
 import httpx
 
+from data_plane.cluster.patience import Patience
+
 log = logging.getLogger(__name__)
 
 
@@ -106,6 +108,7 @@ class TenantDirectory:
         self._last_miss_refresh = 0.0
         self._lock = anyio.Lock()
         self.loaded = False
+        self._patience = Patience(log)  # quiet while the control plane may be starting
 
     async def refresh(self) -> bool:
         """Fetch the tenant list; keeps the cache and returns False on any failure."""
@@ -123,8 +126,9 @@ class TenantDirectory:
             response.raise_for_status()
             tenants = parse_tenants(response.json())
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-            log.warning("tenant refresh from %s failed: %s", self._url, exc)
+            self._patience.failed("tenant refresh from %s failed: %s", self._url, exc)
             return False
+        self._patience.succeeded("tenant refresh from %s works again", self._url)
         self._tenants = tenants
         self._etag = response.headers.get("ETag")
         self.loaded = True

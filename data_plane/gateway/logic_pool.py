@@ -5,13 +5,13 @@ registry (live, non-draining logic nodes, polled; a node that appears gets a lin
 that disappears loses it). Grayscale rules are polled too and take effect without a
 restart.
 
-Choice, per command (DESIGN.md §5): the candidates are the links that are up and whose
-node runs the command's service (:mod:`data_plane.cluster.services`; every link for a
-command without one); among them the grayscale logic zone when a rule names one and a
-node of that zone is up, then rendezvous hashing on ``tenant:account``, so a node
-joining or leaving moves few accounts. When every node runs every service (the
-default) the candidates are the same for every command: an account's commands all go
-to one node.
+Choice, per command (docs/design.md, "Network links"): the candidates are the links that
+are up and whose node runs the command's service (:mod:`data_plane.cluster.services`;
+every link for a command without one); among them the grayscale logic zone when a rule
+names one and a node of that zone is up, then rendezvous hashing on ``tenant:account``,
+so a node joining or leaving moves few accounts. When every node runs every service (the
+default) the candidates are the same for every command: an account's commands all go to
+one node.
 No candidate means no pick, and the gateway answers as when no node is reachable.
 ``version`` changes whenever the outcome could change (a link up or down, new rules),
 so :class:`LogicRoutes` caches a channel's picks until then.
@@ -26,6 +26,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from data_plane.cluster.grayscale import ClientFacts, GrayscaleRule, evaluate
+from data_plane.cluster.patience import Patience
 from data_plane.cluster.registry import RegistryClient, RegistryUnavailable
 from data_plane.cluster.selection import rendezvous_pick
 from data_plane.cluster.services import Service, service_of
@@ -57,6 +58,9 @@ class LogicPool:
         """Set while a link to a node running the login service is up (logins wait for
         it a while)."""
         self._tg: TaskGroup | None = None
+        # Quiet while the control plane may still be starting.
+        self._discovery_patience = Patience(log)
+        self._rules_patience = Patience(log)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Keep links and rules current until cancelled."""
@@ -100,8 +104,12 @@ class LogicPool:
             try:
                 nodes = await self._registry.logic_nodes()
             except RegistryUnavailable as exc:
-                log.warning("logic node discovery: %s (keeping %d links)", exc, len(self.links))
+                self._discovery_patience.failed(
+                    "logic node discovery: %s (keeping %d links)", exc, len(self.links)
+                )
                 nodes = None
+            else:
+                self._discovery_patience.succeeded("logic node discovery works again")
             if nodes is not None:
                 wanted = {f"{n.host}:{n.port}": n for n in nodes}
                 for address in list(self.links):
@@ -123,8 +131,12 @@ class LogicPool:
             try:
                 rules = await self._registry.grayscale_rules()
             except RegistryUnavailable as exc:
-                log.warning("grayscale rules: %s (keeping %d rules)", exc, len(self.rules))
+                self._rules_patience.failed(
+                    "grayscale rules: %s (keeping %d rules)", exc, len(self.rules)
+                )
                 rules = None
+            else:
+                self._rules_patience.succeeded("grayscale rules load again")
             if rules is not None:
                 self.rules = rules
                 self.version += 1

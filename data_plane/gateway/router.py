@@ -5,7 +5,9 @@ Packets to a logic node go over the channel's link (picked by the grayscale rule
 the gateway's. Packets from a logic node are responses (routed by channel id) or pushes
 (routed to the channels in their ``channels`` meta). A push of ``login.signin`` is a
 KickoutNotify: it is delivered and then the connection is closed. A client whose send
-buffer is full is disconnected as a slow consumer; nobody else waits for it.
+buffer is full is disconnected as a slow consumer; nobody else waits for it. A kim
+client (no ``client_version`` at login) gets kim's statuses and times instead of
+cirno's (:mod:`data_plane.gateway.kim_compat`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from collections.abc import Callable
 from data_plane.cluster.grayscale import ClientFacts
 from data_plane.cluster.protocol import INTERNAL_PREFIXES, META_CHANNELS
 from data_plane.cluster.registry import RegistryClient
+from data_plane.gateway import events
 from data_plane.gateway.channel import Channel, error_body
+from data_plane.gateway.kim_compat import for_kim, is_kim_client
 from data_plane.gateway.logic_link import LogicLink
 from data_plane.gateway.logic_pool import LogicPool
 from data_plane.gateway.quota import ConnectionQuota
@@ -91,6 +95,10 @@ class ChannelRouter:
             channel.login_answer = packet.replace(meta=()) if packet.meta else packet
             channel.login_done.set()
             return
+        if is_kim_client(channel.client_version):
+            kim = for_kim(packet)
+            if kim is not None:
+                packet, raw = kim, kim.encode_without_meta()
         # The logic node answers without meta (it strips it): then the bytes it sent are
         # already what the client gets, and re-encoding them would only copy them.
         self.deliver(channel, packet.encode_without_meta() if packet.meta else raw)
@@ -110,14 +118,22 @@ class ChannelRouter:
         if not targets:
             return
         data = packet.encode_without_meta(channel_id="")
+        kim_data: bytes | None = None  # built once, for the first kim client among them
         kickout = packet.command == Command.LOGIN_SIGNIN
         for channel_id in targets.split(","):
             channel = self.channels.get(channel_id)
             if channel is None:
                 continue
-            self.deliver(channel, data)
+            if is_kim_client(channel.client_version):
+                if kim_data is None:
+                    kim = for_kim(packet)
+                    kim_data = data if kim is None else kim.encode_without_meta(channel_id="")
+                self.deliver(channel, kim_data)
+            else:
+                self.deliver(channel, data)
             if kickout:
                 channel.conn.close(CloseCode.KICKED_OUT, "kicked out by a login on the same device")
+                events.kickout(channel)
 
     # -- towards the client ------------------------------------------------------------
 
@@ -132,4 +148,6 @@ class ChannelRouter:
     def answer(self, channel: Channel, packet: LogicPacket, status: int, reason: str) -> None:
         """Answer a client request here, with ``status`` and an ``ErrorResp``."""
         answer = packet.replace(meta=(), channel_id=channel.id).response(status, error_body(reason))
+        if is_kim_client(channel.client_version):
+            answer = for_kim(answer) or answer
         self.deliver(channel, answer.encode())

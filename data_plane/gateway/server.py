@@ -24,6 +24,7 @@ from typing import NoReturn
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from data_plane.cluster.patience import Patience
 from data_plane.cluster.protocol import REFRESH_COMMAND
 from data_plane.cluster.registry import NodeState, RegistryClient, RegistryUnavailable
 from data_plane.cluster.tenants import TenantDirectory
@@ -73,6 +74,9 @@ class Gateway:
         self.draining = False
         self._tg: TaskGroup | None = None
         self.ws_port = settings.ws_port
+        self.registered = False
+        """Whether the last heartbeat reached the registry (``/readyz``)."""
+        self._heartbeat_patience = Patience(log)
         self.tcp_port = settings.tcp_port
 
     @property
@@ -167,10 +171,13 @@ class Gateway:
             answer = await self.registry.heartbeat(self._state(closing=closing))
         except RegistryUnavailable as exc:
             HEARTBEATS.labels("failed").inc()
-            log.warning("%s (quotas go on with the last known counts)", exc)
+            self.registered = False
+            self._heartbeat_patience.failed("%s (quotas go on with the last known counts)", exc)
             return
         self.quota.learn(answer.tenant_connections)
         HEARTBEATS.labels("ok").inc()
+        self.registered = not closing
+        self._heartbeat_patience.succeeded("heartbeats reach the registry again")
 
     async def _heartbeats(self) -> None:
         """Report this gateway's address, load and connections per quota-limited tenant

@@ -1,7 +1,8 @@
 """What a handler sees: the request, who sent it, and how to answer and push.
 
 Handlers answer with :meth:`Request.reply` **before** pushing anything the request
-causes, so a client always sees its response before the pushes (DESIGN.md §2).
+causes, so a client always sees its response before the pushes (docs/design.md,
+"Delivery promises").
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ class Request:
     client_version: str
     conn: PacketConnection
     max_answer_size: int
+    answered: int = -1
+    """The status this request was answered with (-1 before :meth:`reply`); the router
+    counts the request's outcome by it."""
 
     def reply(self, status: int = Status.SUCCESS, body: bytes | Message = b"") -> None:
         """Send the response to the requesting client.
@@ -115,9 +119,12 @@ class Request:
         data = answer.encode()
         if len(data) > self.max_answer_size:
             reason = f"the answer ({len(data)} bytes) exceeds the packet limit: page the request"
+            status = Status.TOO_LARGE
             data = answer.replace(
-                status=Status.TOO_LARGE, body=pb.ErrorResp(message=reason).SerializeToString()
+                status=status, body=pb.ErrorResp(message=reason).SerializeToString()
             ).encode()
+        # Frozen for handlers; this is the one field the reply itself records.
+        object.__setattr__(self, "answered", int(status))
         if not send_or_close(self.conn, data):
             log.warning("response to %s dropped: gateway link full or closed", self.channel_id)
 

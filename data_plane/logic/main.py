@@ -126,9 +126,18 @@ async def serve(settings: LogicSettings) -> None:
     Raises ValueError first when the settings cannot work together (see
     :meth:`LogicSettings.check`)."""
     settings.check()
-    serve_metrics("logic", settings.host, settings.metrics_port)
     registry = RegistryClient(settings.control_url, settings.cluster_secret)
     membership = NodeMembership(settings, registry)
+    listening = False
+
+    def unmet() -> list[str]:
+        """What keeps this node from being ready (``/readyz``)."""
+        reasons = [] if listening else ["not listening for gateway links yet"]
+        if not membership.registered:
+            reasons.append("not registered with the control plane")
+        return reasons
+
+    serve_metrics("logic", settings.host, settings.metrics_port, unmet)
     try:
         id_node = await membership.acquire()
         async with (
@@ -138,6 +147,7 @@ async def serve(settings: LogicSettings) -> None:
             anyio.create_task_group() as tg,
         ):
             await tg.start(server.run)
+            listening = True
             membership.link_port = server.port
             tg.start_soon(membership.run)
     finally:

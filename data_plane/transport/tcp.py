@@ -1,4 +1,4 @@
-"""TCP transport: ``u8 opcode | u32 length | payload`` frames (DESIGN.md §2).
+"""TCP transport: ``u8 opcode | u32 length | payload`` frames (docs/protocol.md, "Framing").
 
 Used by TCP clients and by the gateway ↔ logic links. Frames are parsed from whole
 reads by :class:`data_plane.wire.FrameDecoder`; a framing error closes this connection

@@ -1,4 +1,4 @@
-"""WebSocket transport on picows: one packet per binary message (DESIGN.md §2).
+"""WebSocket transport on picows: one packet per binary message (docs/protocol.md, "Framing").
 
 picows parses the HTTP upgrade straight off the TCP stream (no HTTP framework in
 between) and hands us frames. Any path upgrades. Text messages are a protocol error

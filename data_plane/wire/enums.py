@@ -1,4 +1,4 @@
-"""Enumerations of the client protocol (DESIGN.md §2).
+"""Enumerations of the client protocol (docs/protocol.md).
 
 The numeric values are the wire contract and are never renumbered. :class:`Flag`,
 :class:`MetaType` and :class:`Status` mirror the enums of ``protocol.proto``;

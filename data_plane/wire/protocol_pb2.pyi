@@ -5,7 +5,7 @@ cirno-im client protocol: a byte-compatible superset of the kim IM protocol.
 
 Field numbers, types and names of kim's messages are the compatibility contract and are
 never changed. cirno-im only ever adds optional fields and new messages; every addition
-is marked "cirno extension" below with the number DESIGN.md §2 fixes for it.
+is marked "cirno extension" below with its number, listed in docs/protocol.md, "Extensions".
 
 Enum value names are kim's own. proto3 scopes enum values at package level (C++ rules),
 so they must be unique across the whole `pkt` package; kim's names already are.

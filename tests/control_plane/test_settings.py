@@ -109,3 +109,39 @@ def test_id_lease_ttl_from_the_environment_never_below_twice_the_node_ttl() -> N
     assert short.lease_ttl == 20.0
     with pytest.raises(ConfigurationError, match="CIRNO_ID_LEASE_TTL"):
         ControlPlaneSettings.from_env({**REQUIRED, "CIRNO_ID_LEASE_TTL": "-1"})
+
+
+def test_limits_default_on_and_from_the_environment() -> None:
+    defaults = ControlPlaneSettings.from_env(REQUIRED)
+    assert (defaults.max_body_bytes, defaults.max_header_bytes) == (1024 * 1024, 65536)
+    assert (defaults.header_timeout, defaults.body_timeout) == (10.0, 30.0)
+    assert defaults.max_connections == 1000
+    settings = ControlPlaneSettings.from_env(
+        {
+            **REQUIRED,
+            "CIRNO_CONTROL_MAX_BODY": "4096",
+            "CIRNO_CONTROL_HEADER_TIMEOUT": "2.5",
+            "CIRNO_CONTROL_BODY_TIMEOUT": "7",
+            "CIRNO_CONTROL_MAX_HEADER_BYTES": "8192",
+            "CIRNO_CONTROL_MAX_CONNECTIONS": "50",
+        }
+    )
+    assert (settings.max_body_bytes, settings.max_header_bytes) == (4096, 8192)
+    assert (settings.header_timeout, settings.body_timeout) == (2.5, 7.0)
+    assert settings.max_connections == 50
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CIRNO_CONTROL_MAX_BODY", "0"),
+        ("CIRNO_CONTROL_MAX_BODY", "1MiB"),
+        ("CIRNO_CONTROL_HEADER_TIMEOUT", "0"),
+        ("CIRNO_CONTROL_BODY_TIMEOUT", "nan"),
+        ("CIRNO_CONTROL_MAX_HEADER_BYTES", "-1"),
+        ("CIRNO_CONTROL_MAX_CONNECTIONS", "many"),
+    ],
+)
+def test_limits_cannot_be_switched_off_or_garbled(name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        ControlPlaneSettings.from_env({**REQUIRED, name: value})

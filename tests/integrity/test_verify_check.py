@@ -6,9 +6,12 @@ yielded, and asserts the counts of :func:`cirno.verify._check`.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from cirno.verify import IntegrityConfig, IntegrityReport, _check, _Send, _User
+from cirno.verify_check import FaultResult, fault_outcomes
 from cirno_sdk import Direction, Message
 
 GROUP = "g1"
@@ -143,3 +146,39 @@ def test_config_refuses_nonsense() -> None:
         IntegrityConfig(gateway_urls=(), tenant="t", secret="s")
     with pytest.raises(ValueError):
         IntegrityConfig(gateway_urls=("ws://x/",), tenant="t", secret="s", users=1)
+
+
+def test_fault_recovery_and_delays_come_from_send_and_arrival_times() -> None:
+    a, b = user("a"), user("b")
+    before = send(a, "b", mid=1)
+    before.started, before.done_at = 10.0, 10.1
+    during = send(a, "b", mid=2)
+    during.started, during.done_at = 12.0, 15.5  # answered after the fault ended (15.0)
+    after = send(a, "b", mid=3)
+    after.started, after.done_at = 16.0, 16.1
+    for record, arrived in ((before, 10.2), (during, 15.8), (after, 16.2)):
+        deliver(b, record)
+        b.arrivals.append(arrived)
+    fault = FaultResult("logic-kill", 11.0, 15.0, {"status": -9})
+    [result] = fault_outcomes([a, b], [a, b], [fault])
+    assert result.send_recovery == pytest.approx(0.5)  # a's first ack after 15.0
+    assert result.delivery_recovery == pytest.approx(0.8)  # b's first arrival after 15.0
+    assert result.longest_delay == pytest.approx(3.8)  # sent at 12.0, arrived at 15.8
+    assert "fault logic-kill: 4.0 s" in result.render()
+    report = check(a, b)
+    assert report.longest_delay == pytest.approx(3.8)
+
+
+def test_the_kim_line_comes_before_the_sdk_line() -> None:
+    a, b = user("a"), user("b")
+    deliver(b, send(a, "b", mid=1))
+    sender, k = user("a"), user("k")
+    send(sender, "k", mid=2)  # the kim-style receiver never got it
+    kim = _check([sender, k], [], 1.0, [], kind="kim")
+    assert kim.lost == 1
+    report = replace(check(a, b), kim=kim)
+    lines = report.render().splitlines()
+    assert (
+        "kim receivers: 1 acknowledged, 0 delivered, 1 lost, 0 duplicated, 0 out of order" in lines
+    )
+    assert lines[-1] == report.line and not report.ok  # the kim loss fails the run

@@ -31,7 +31,7 @@ from data_plane.cluster.services import (
 )
 from data_plane.logic.main import build_logic
 from data_plane.logic.settings import LogicSettings
-from data_plane.metrics import REGISTRY
+from data_plane.metrics import LOGIC_REGISTRY
 from data_plane.transport.tcp import TcpConnection, connect_tcp
 from data_plane.wire import Command, LogicPacket, Meta, Status, decode_packet, pb
 
@@ -175,7 +175,7 @@ async def ask(conn: TcpConnection, command: str, sequence: int) -> LogicPacket:
 
 
 def _not_served(command: str) -> float:
-    value = REGISTRY.get_sample_value(
+    value = LOGIC_REGISTRY.get_sample_value(
         "cirno_logic_requests_total", {"command": command, "outcome": "not_served"}
     )
     return value or 0.0

@@ -19,6 +19,8 @@ from data_plane.wire import (
     MetaType,
     decode_packet,
     encode_meta,
+    logic_packet,
+    meta_runs,
     pb,
 )
 from data_plane.wire import packet as packet_module
@@ -179,7 +181,7 @@ def test_garbage_before_a_cached_run_is_still_malformed() -> None:
 
 
 def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(packet_module, "_META_RUNS", packet_module._MetaRuns(max_entries=8))
+    monkeypatch.setattr(packet_module, "_META_RUNS", meta_runs._MetaRuns(max_entries=8))
     for i in range(50):
         meta = (Meta("account", f"user{i}"),)
         assert decode_packet(LogicPacket("c", meta=meta).encode()).meta == meta  # type: ignore[union-attr]
@@ -189,7 +191,7 @@ def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_cache_pauses_while_it_thrashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    runs = packet_module._MetaRuns(max_entries=4, window=16, pause=32)
+    runs = meta_runs._MetaRuns(max_entries=4, window=16, pause=32)
     monkeypatch.setattr(packet_module, "_META_RUNS", runs)
     for i in range(16):  # 16 distinct accounts through 4 entries: every lookup misses
         decode_packet(LogicPacket("c", meta=(Meta("account", f"user{i}"),)).encode())
@@ -205,7 +207,7 @@ def test_cache_pauses_while_it_thrashes(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_hits_keep_the_cache_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    runs = packet_module._MetaRuns(max_entries=4, window=16, pause=32)
+    runs = meta_runs._MetaRuns(max_entries=4, window=16, pause=32)
     monkeypatch.setattr(packet_module, "_META_RUNS", runs)
     raw = LogicPacket("c", meta=IDENTITY).encode()
     for _ in range(100):
@@ -227,7 +229,7 @@ def test_replace_is_dataclasses_replace(packet: LogicPacket, other: LogicPacket)
     changes: dict[str, Any] = {"channel_id": other.channel_id, "meta": other.meta, "status": 5}
     assert packet.replace(**changes) == dataclasses.replace(packet, **changes)
     assert packet.replace() == packet
-    everything = {name: getattr(other, name) for name in packet_module._LOGIC_FIELDS}
+    everything = {name: getattr(other, name) for name in logic_packet._LOGIC_FIELDS}
     assert packet.replace(**everything) == other
 
 

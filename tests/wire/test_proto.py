@@ -1,4 +1,4 @@
-"""The generated messages match DESIGN.md §2: kim's fields and cirno's extensions."""
+"""The generated messages match docs/protocol.md: kim's fields and cirno's extensions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""1:1 chat and acks (DESIGN.md §3); offline sync is in :mod:`.sync`.
+"""1:1 chat and acks (docs/design.md, "Message path"); offline sync is in :mod:`.sync`.
 
 ``chat.user.talk`` stores the message (content once, one inbox row for the receiver and
 one for the sender) and answers ``MessageResp`` only after the commit; then it pushes to

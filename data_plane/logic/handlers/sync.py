@@ -1,4 +1,6 @@
-"""Offline sync: ``chat.offline.index`` and ``chat.offline.content`` (DESIGN.md §3).
+"""Offline sync: ``chat.offline.index`` and ``chat.offline.content``.
+
+The promises are in docs/design.md, "Delivery promises".
 
 A client that was away pulls its inbox in two steps: index pages (entries strictly
 after a message id, or after its device's read index when the id is 0, oldest first,

@@ -21,7 +21,10 @@ def session_store_from_url(
     ``None`` or ``memory://`` gives a :class:`MemorySessionStore`; ``redis://``,
     ``rediss://``, ``unix://``, ``redis+cluster://`` and ``rediss+cluster://`` give a
     :class:`RedisSessionStore` with keys under ``prefix`` whose locations expire
-    ``location_ttl_s`` after their last add or refresh (None: never). Any other URL raises
+    ``location_ttl_s`` after their last add or refresh (None: never); its timeouts,
+    retries and pool sizes come from the URL's query parameters
+    (:class:`~data_plane.storage.sessions.redis_options.RedisOptions`, e.g.
+    ``redis+cluster://h:7001?timeout=1.5``), else their defaults. Any other URL raises
     :class:`~data_plane.storage.errors.UnsupportedSessionStoreURL`.
     """
     if url is None or url == "memory://":

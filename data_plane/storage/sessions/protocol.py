@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from data_plane.storage.errors import SessionStoreUnavailable
+
 
 @dataclass(frozen=True, slots=True)
 class Location:
@@ -37,6 +39,24 @@ class Location:
     login_at: int
     client_version: str = ""
     zone: str = ""
+
+
+class LocationsUnavailable(SessionStoreUnavailable):
+    """Some accounts of a lookup could not be read; the others were.
+
+    Redis Cluster reads each account from the master that owns its slot, so one failing
+    master fails only the accounts in its slots. ``found`` holds the locations of the
+    accounts that were read (absent accounts have none, as in the normal result) and
+    ``unavailable`` the accounts that were not, in the order asked; the cause of the
+    first failure is chained as ``__cause__``.
+    """
+
+    def __init__(
+        self, message: str, found: dict[str, list[Location]], unavailable: list[str]
+    ) -> None:
+        super().__init__(message)
+        self.found = found
+        self.unavailable = unavailable
 
 
 class SessionStore(Protocol):
@@ -106,6 +126,12 @@ class SessionStore(Protocol):
         its own accounts' locations, and a cancelled caller does not disturb the others.
         The result is not a snapshot: each account is read atomically, the accounts not
         together.
+
+        When the backend fails for only some of the accounts (one master of a Redis
+        Cluster), the call raises :class:`LocationsUnavailable`, which carries the
+        locations of the accounts that were read and names the others, so a push can
+        go out to those it found and be retried for the rest. When it fails for all of
+        them it may raise plain ``SessionStoreUnavailable``.
         """
         ...
 

@@ -11,7 +11,7 @@ pipelines, so the same code runs on a single Redis and on Redis Cluster — with
 exception: on a single server, a batch of lookups is one read-only script call that
 returns every key's hash (``_GET_MANY_LUA``), because redis-py spent ~10 µs of CPU per
 command packing and parsing a pipeline against ~1 µs per key for one script call. A
-cluster spreads the keys over slots, so there the batch stays a pipeline.
+cluster spreads the keys over slots, so there the batch is a pipeline per master.
 
 Lookups are coalesced. Every message a logic node stores is followed by a lookup of
 its receiver's locations; one pipeline round trip per message cost more CPU than the
@@ -25,13 +25,20 @@ as before. The task is an asyncio task (the redis client is asyncio-only) owned 
 store: started when the first lookup queues, ended when the queue is empty, cancelled
 and awaited by :meth:`RedisSessionStore.aclose`, which fails whatever is still queued
 with ``SessionStoreUnavailable``. A caller that is cancelled only stops waiting.
+
+On Redis Cluster there is one queue and one lookup task per master
+(``redis_masters``), so a master that stalls or dies fails only the lookups of the
+accounts in its slots; ``get_locations_many`` then raises ``LocationsUnavailable`` with
+the locations it did find. Every call is bounded by ``timeout`` (``redis_options``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, TypeAlias
 
 import anyio
@@ -40,7 +47,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from data_plane.storage.errors import SessionStoreUnavailable, UnsupportedSessionStoreURL
-from data_plane.storage.sessions.protocol import Location
+from data_plane.storage.sessions.protocol import Location, LocationsUnavailable
 from data_plane.storage.sessions.redis_codec import (
     DECODED_CACHE_SIZE,
     LocationDecoder,
@@ -49,7 +56,9 @@ from data_plane.storage.sessions.redis_codec import (
     encode,
     escape,
 )
-from data_plane.storage.sessions.redis_lookups import UNAVAILABLE, LookupBatcher
+from data_plane.storage.sessions.redis_lookups import UNAVAILABLE, closed, unavailable
+from data_plane.storage.sessions.redis_masters import MasterLookups
+from data_plane.storage.sessions.redis_options import RedisOptions, split_options
 
 RedisClient: TypeAlias = "Redis | RedisCluster"
 """A single-node client or a cluster client; the stores use only what both offer."""
@@ -112,12 +121,15 @@ return out
 """
 
 
-@contextmanager
-def _unavailable_as_storage_error() -> Iterator[None]:
+@asynccontextmanager
+async def _bounded(timeout: float) -> AsyncIterator[None]:
+    """Run the body within ``timeout`` seconds; failures of the backend (and the
+    deadline) raise ``SessionStoreUnavailable``."""
     try:
-        yield
+        async with asyncio.timeout(timeout):
+            yield
     except UNAVAILABLE as exc:
-        raise SessionStoreUnavailable(f"redis session store unavailable: {exc}") from exc
+        raise unavailable(exc) from exc
 
 
 class RedisSessionStore:
@@ -133,8 +145,11 @@ class RedisSessionStore:
     re-add live locations (for example on client heartbeats) more often than that. Without
     it (the default) locations live until removed.
 
-    ``batch_size`` bounds the accounts per round trip in ``get_locations_many``
-    and the removals per round trip in ``remove_gateway``.
+    ``options`` (:class:`~data_plane.storage.sessions.redis_options.RedisOptions`):
+    ``batch_size`` bounds the accounts per round trip in lookups and the removals per
+    round trip in ``remove_gateway``; ``timeout`` bounds every call, retries included.
+    On a cluster every call touches only the masters owning its keys, so a failing
+    master fails only calls for accounts in its slots.
 
     The store owns ``client``: :meth:`aclose` closes it. Responses may be decoded or not
     (``decode_responses`` either way).
@@ -146,30 +161,38 @@ class RedisSessionStore:
         *,
         prefix: str = "cirno",
         location_ttl_s: int | None = None,
-        batch_size: int = 500,
+        batch_size: int | None = None,
+        options: RedisOptions | None = None,
     ) -> None:
         if "{" in prefix or "}" in prefix:
             raise ValueError(f"the key prefix may not contain braces: {prefix!r}")
         if location_ttl_s is not None and location_ttl_s <= 0:
             raise ValueError("location_ttl_s must be a positive number of seconds")
-        if batch_size <= 0:
-            raise ValueError("batch_size must be positive")
+        options = options or RedisOptions()
+        if batch_size is not None:
+            if batch_size <= 0:
+                raise ValueError("batch_size must be positive")
+            options = replace(options, batch_size=batch_size)
         self._client = client
         self._prefix = prefix
         self._ttl_s = location_ttl_s or 0
-        self._batch_size = batch_size
+        self._batch_size = options.batch_size
+        self._timeout = options.timeout
         self._add = client.register_script(_ADD_LUA)
         self._remove = client.register_script(_REMOVE_LUA)
         self._refresh = client.register_script(_REFRESH_LUA)
+        cluster = client if isinstance(client, RedisCluster) else None
         # redis-py's async RedisCluster races when its first commands run concurrently
         # before it has loaded the slot map; initialise it once, under a lock.
-        self._ready = not isinstance(client, RedisCluster)
+        self._ready = cluster is None
         self._ready_lock = anyio.Lock()
-        # One script call per batch on a single server, a pipeline on a cluster.
+        # One script call per batch on a single server, a pipeline per master on a cluster.
         self._get_many = client.register_script(_GET_MANY_LUA)
-        fetch = self._fetch_pipelined if isinstance(client, RedisCluster) else self._fetch_scripted
-        self._fetch = fetch
-        self._lookups = LookupBatcher(fetch, batch_size)
+        fetch = self._fetch_scripted if cluster is None else self._fetch_pipelined
+        self._lookups = MasterLookups(cluster, fetch, self._batch_size, self._timeout)
+        # A single server's one batcher, awaited directly on the hot path (no layer of
+        # routing between a push and its lookup).
+        self._single = self._lookups.only_batcher()
         self._decode_all = LocationDecoder().decode_all
         self._keys: dict[tuple[str, str], str] = {}
 
@@ -179,7 +202,7 @@ class RedisSessionStore:
         async with self._ready_lock:
             if not self._ready:
                 assert isinstance(self._client, RedisCluster)
-                with _unavailable_as_storage_error():
+                async with _bounded(self._timeout):
                     await self._client.initialize()
                 self._ready = True
 
@@ -190,41 +213,49 @@ class RedisSessionStore:
         *,
         prefix: str = "cirno",
         location_ttl_s: int | None = None,
-        batch_size: int = 500,
-        socket_timeout: float = 2.0,
-        socket_connect_timeout: float = 2.0,
-        retries: int = 3,
-        max_connections: int = 64,
+        options: RedisOptions | None = None,
+        **overrides: Any,
     ) -> RedisSessionStore:
         """A store on a new client for ``url``.
 
         ``redis://`` and ``rediss://`` (TLS) and ``unix://`` name one server;
         ``redis+cluster://host:port`` and ``rediss+cluster://host:port`` name any node of a
-        Redis Cluster. A command that cannot reach the server is retried ``retries`` times
-        with a short jittered back-off, then raises ``SessionStoreUnavailable``.
+        Redis Cluster. ``options`` (defaults: :class:`RedisOptions`), then ``overrides``
+        (its field names as keywords), then the URL's query parameters of the same names
+        set the timeouts, retries and pool sizes. A command that cannot reach the server
+        is retried ``retries`` times with a short jittered back-off while ``timeout``
+        allows, then raises ``SessionStoreUnavailable``.
 
         A single server is used through a *blocking* pool of ``max_connections``: under
         load, commands wait up to ``socket_timeout`` for a free connection instead of
         failing with "Too many connections" (which dropped pushes under load).
         """
+        url, chosen = split_options(url, replace(options or RedisOptions(), **overrides))
         scheme, sep, rest = url.partition("://")
-        retry = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), retries)
-        options: dict[str, Any] = {
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": socket_connect_timeout,
+        retry = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), chosen.retries)
+        connection: dict[str, Any] = {
+            "socket_timeout": chosen.socket_timeout,
+            "socket_connect_timeout": chosen.socket_connect_timeout,
             "retry": retry,
         }
         client: RedisClient
         if sep and scheme in ("redis+cluster", "rediss+cluster"):
-            client = RedisCluster.from_url(f"{scheme.split('+', 1)[0]}://{rest}", **options)
+            client = RedisCluster.from_url(
+                f"{scheme.split('+', 1)[0]}://{rest}",
+                max_connections=chosen.max_connections,
+                **connection,
+            )
         elif sep and scheme in ("redis", "rediss", "unix"):
             pool = BlockingConnectionPool.from_url(
-                url, max_connections=max_connections, timeout=socket_timeout, **options
+                url,
+                max_connections=chosen.max_connections,
+                timeout=chosen.socket_timeout,
+                **connection,
             )
             client = Redis.from_pool(pool)  # the client owns (and closes) the pool
         else:
             raise UnsupportedSessionStoreURL(f"unsupported session store URL: {url!r}")
-        return cls(client, prefix=prefix, location_ttl_s=location_ttl_s, batch_size=batch_size)
+        return cls(client, prefix=prefix, location_ttl_s=location_ttl_s, options=chosen)
 
     def key(self, tenant: str, account: str) -> str:
         """The Redis key of the account's locations (for operators and tests)."""
@@ -241,7 +272,7 @@ class RedisSessionStore:
         """See :meth:`SessionStore.add_location`."""
         await self._ensure_ready()
         key = self.key(location.tenant, location.account)
-        with _unavailable_as_storage_error():
+        async with _bounded(self._timeout):
             old = await self._add(keys=[key], args=[location.device, encode(location), self._ttl_s])
         if old is None:
             return None
@@ -258,7 +289,7 @@ class RedisSessionStore:
             self._ttl_s,
             location.channel_id,
         ]
-        with _unavailable_as_storage_error():
+        async with _bounded(self._timeout):
             stored = await self._refresh(keys=[key], args=args)
         return bool(stored)
 
@@ -267,7 +298,7 @@ class RedisSessionStore:
     ) -> bool:
         """See :meth:`SessionStore.remove_location`."""
         await self._ensure_ready()
-        with _unavailable_as_storage_error():
+        async with _bounded(self._timeout):
             removed = await self._remove(
                 keys=[self.key(tenant, account)], args=[device, channel_id, "0", ""]
             )
@@ -276,7 +307,11 @@ class RedisSessionStore:
     async def get_locations(self, tenant: str, account: str) -> list[Location]:
         """See :meth:`SessionStore.get_locations`. Coalesced with concurrent lookups."""
         await self._ensure_ready()
-        (raw,) = await self._lookups.lookup([self.key(tenant, account)])
+        keys = [self.key(tenant, account)]
+        single = self._single
+        (raw,) = await (single.submit(keys) if single else self._lookups.lookup(keys))
+        if isinstance(raw, SessionStoreUnavailable):
+            raise raw
         return self._decode_all(tenant, account, raw)
 
     async def get_locations_many(
@@ -284,27 +319,33 @@ class RedisSessionStore:
     ) -> dict[str, list[Location]]:
         """See :meth:`SessionStore.get_locations_many`.
 
-        Up to ``batch_size`` accounts share a round trip with concurrent lookups; more
-        go in round trips of their own, one per ``batch_size``.
+        Up to ``batch_size`` accounts (per master) share a round trip with concurrent
+        lookups; more go in further round trips of up to ``batch_size`` each. Raises
+        ``LocationsUnavailable`` when any account could not be read.
         """
         await self._ensure_ready()
         unique = list(dict.fromkeys(accounts))
         found: dict[str, list[Location]] = {}
         if not unique:
             return found
-        if len(unique) <= self._batch_size:
-            replies = await self._lookups.lookup([self.key(tenant, a) for a in unique])
-            for account, raw in zip(unique, replies, strict=True):
-                if raw:
-                    found[account] = self._decode_all(tenant, account, raw)
-            return found
-        for start in range(0, len(unique), self._batch_size):
-            chunk = unique[start : start + self._batch_size]
-            with _unavailable_as_storage_error():
-                chunk_replies = await self._fetch([self.key(tenant, a) for a in chunk])
-            for account, raw in zip(chunk, chunk_replies, strict=True):
-                if raw:
-                    found[account] = self._decode_all(tenant, account, raw)
+        keys = [self.key(tenant, a) for a in unique]
+        single = self._single
+        replies: Sequence[RawHash | SessionStoreUnavailable]
+        if single is not None and len(keys) <= self._batch_size:
+            replies = await single.submit(keys)  # raises when the round trip failed
+        else:
+            replies = await self._lookups.lookup(keys)
+        failed: list[str] = []
+        error: SessionStoreUnavailable | None = None
+        for account, raw in zip(unique, replies, strict=True):
+            if isinstance(raw, SessionStoreUnavailable):
+                failed.append(account)
+                error = error or raw
+            elif raw:
+                found[account] = self._decode_all(tenant, account, raw)
+        if error is not None:
+            message = f"{len(failed)} of {len(unique)} accounts not looked up: {error}"
+            raise LocationsUnavailable(message, found, failed) from error.__cause__
         return found
 
     async def _fetch_scripted(self, keys: list[str]) -> list[RawHash]:
@@ -328,35 +369,54 @@ class RedisSessionStore:
         return None
 
     async def remove_gateway(self, gateway_id: str, locations: Iterable[Location]) -> int:
-        """See :meth:`SessionStore.remove_gateway`. One pipeline per ``batch_size``.
+        """See :meth:`SessionStore.remove_gateway`.
 
-        The pipeline sends the script text (``EVAL``, cached by the server) rather than
-        its digest, so no node of a cluster can answer ``NOSCRIPT`` mid-batch.
+        One pipeline per ``batch_size`` removals of one master, each within ``timeout``,
+        the masters concurrently: a failing master does not keep the others' removals
+        from being made. Raises ``SessionStoreUnavailable`` after the others
+        were made when a master failed. The pipeline sends the script text (``EVAL``,
+        cached by the server) rather than its digest, so no node of a cluster can answer
+        ``NOSCRIPT`` mid-batch.
         """
         await self._ensure_ready()
-        pending = list(locations)
+        by_master: dict[str, list[Location]] = {}
+        for loc in locations:
+            key = self.key(loc.tenant, loc.account)
+            by_master.setdefault(self._lookups.master_of(key), []).append(loc)
+        if not by_master:
+            return 0
+        outcomes = await asyncio.gather(
+            *(self._remove_on_master(gateway_id, locs) for locs in by_master.values()),
+            return_exceptions=True,
+        )
+        removed = sum(outcome for outcome in outcomes if isinstance(outcome, int))
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return removed
+
+    async def _remove_on_master(self, gateway_id: str, pending: list[Location]) -> int:
         removed = 0
         for start in range(0, len(pending), self._batch_size):
-            with _unavailable_as_storage_error():
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for loc in pending[start : start + self._batch_size]:
-                        key = self.key(loc.tenant, loc.account)
-                        pipe.eval(_REMOVE_LUA, 1, key, loc.device, loc.channel_id, "1", gateway_id)
-                    replies: list[int] = await pipe.execute()
+            async with _bounded(self._timeout), self._client.pipeline(transaction=False) as pipe:
+                for loc in pending[start : start + self._batch_size]:
+                    key = self.key(loc.tenant, loc.account)
+                    pipe.eval(_REMOVE_LUA, 1, key, loc.device, loc.channel_id, "1", gateway_id)
+                replies: list[int] = await pipe.execute()
             removed += sum(replies)
         return removed
 
     async def ping(self) -> float:
         """See :meth:`SessionStore.ping`: one ``PING`` round trip, timed."""
         if self._lookups.closed:
-            raise SessionStoreUnavailable("the redis session store is closed")
+            raise closed()
         await self._ensure_ready()
         started = time.perf_counter()
-        with _unavailable_as_storage_error():
+        async with _bounded(self._timeout):
             await self._client.ping()
         return time.perf_counter() - started
 
     async def aclose(self) -> None:
-        """See :meth:`SessionStore.aclose`. Stops the lookup task, then closes the client."""
+        """See :meth:`SessionStore.aclose`. Stops the lookup tasks, then closes the client."""
         await self._lookups.aclose()
         await self._client.aclose()

@@ -1,0 +1,1 @@
+"""Browser tests: the console and the chat client in the system's headless Chromium."""
