@@ -75,7 +75,9 @@ async def _rig(settings: GatewaySettings, info: TenantInfo) -> tuple[Rig, list[o
     client = RawClient(await connect_tcp("127.0.0.1", server.sockets[0].getsockname()[1]))
     await _until(lambda: bool(accepted))
     conn = accepted[0]
-    channel = Channel("gw_alice_1", conn, "acme", "alice", "phone", ())
+    # A client that names its version gets cirno's statuses (a kim client would get
+    # 429 as kim's 300, see data_plane/gateway/kim_compat.py).
+    channel = Channel("gw_alice_1", conn, "acme", "alice", "phone", (), client_version="test")
     channel.logged_in = True
     gateway.router.channels[channel.id] = channel
     gateway.throttle.set_up(channel, info)
