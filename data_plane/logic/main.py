@@ -15,7 +15,9 @@ from data_plane.logic.context import GatewayHub
 from data_plane.logic.handlers.chat import ChatHandlers
 from data_plane.logic.handlers.group import GroupHandlers
 from data_plane.logic.handlers.login import LoginHandlers
+from data_plane.logic.handlers.presence import Presence
 from data_plane.logic.handlers.sync import SyncHandlers
+from data_plane.logic.handlers.typing import TypingHandlers
 from data_plane.logic.lease import NodeMembership
 from data_plane.logic.router import Handler, Router
 from data_plane.logic.server import LogicServer
@@ -28,7 +30,12 @@ from data_plane.wire import Command
 
 
 def handlers_by_service(
-    login: LoginHandlers, chat: ChatHandlers, group: GroupHandlers, sync: SyncHandlers
+    login: LoginHandlers,
+    chat: ChatHandlers,
+    group: GroupHandlers,
+    sync: SyncHandlers,
+    presence: Presence,
+    typing: TypingHandlers,
 ) -> dict[Service, dict[str, Handler]]:
     """Every command's handler, grouped by the service it belongs to (the grouping is
     :func:`service_of`'s; ``tests/logic`` checks that the two agree)."""
@@ -37,10 +44,13 @@ def handlers_by_service(
             REFRESH_COMMAND: login.refresh,
             Command.LOGIN_SIGNIN: login.signin,
             Command.LOGIN_SIGNOUT: login.signout,
+            Command.PRESENCE_SUBSCRIBE: presence.subscribe,
+            Command.PRESENCE_UNSUBSCRIBE: presence.unsubscribe,
         },
         Service.CHAT: {
             Command.CHAT_USER_TALK: chat.user_talk,
             Command.CHAT_TALK_ACK: chat.ack,
+            Command.CHAT_TYPING: typing.typing,
         },
         Service.GROUP: {
             Command.CHAT_GROUP_CREATE: group.create,
@@ -106,11 +116,14 @@ async def build_logic(
             stores = TenantStores(
                 shared, directory, tg, node_id=id_node, check_writable=check_writable
             )
+            presence = Presence(sessions, hub)
             by_service = handlers_by_service(
-                LoginHandlers(sessions, hub),
+                LoginHandlers(sessions, hub, presence),
                 ChatHandlers(stores, sessions, hub),
                 GroupHandlers(stores, sessions, hub),
                 SyncHandlers(stores),
+                presence,
+                TypingHandlers(stores, sessions, hub),
             )
             handlers, not_served = split_by_services(by_service, settings)
             yield LogicServer(settings, Router(handlers, not_served), hub)

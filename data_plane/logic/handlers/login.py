@@ -4,6 +4,10 @@ The gateway has verified the token; the logic node records the location of (tena
 account, device), answers ``LoginResp``, and kicks the connection it replaced on the
 same device. Sign-out (explicit or on disconnect) removes the location only if it still
 belongs to that channel, so a late sign-out never removes a newer login.
+
+After a sign-in or sign-out (and with each refresh) :class:`~.presence.Presence`, when
+given, settles the account's presence and keeps the connection's watches: after the
+answer, and never failing the login or logout.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import time
 
 from data_plane.logic.context import GatewayHub, Request
+from data_plane.logic.handlers.presence import Presence
 from data_plane.storage.errors import StorageError
 from data_plane.storage.sessions.protocol import Location, SessionStore
 from data_plane.wire import Command, LogicPacket, pb
@@ -22,9 +27,12 @@ log = logging.getLogger(__name__)
 class LoginHandlers:
     """Sign-in and sign-out over a session store."""
 
-    def __init__(self, sessions: SessionStore, hub: GatewayHub) -> None:
+    def __init__(
+        self, sessions: SessionStore, hub: GatewayHub, presence: Presence | None = None
+    ) -> None:
         self._sessions = sessions
         self._hub = hub
+        self._presence = presence
 
     @staticmethod
     def _location(request: Request) -> Location:
@@ -49,6 +57,8 @@ class LoginHandlers:
                 channel_id=previous.channel_id,
             )
             self._hub.push([previous], kick)
+        if self._presence is not None:
+            await self._presence.settle(request.tenant, request.account)
 
     async def refresh(self, request: Request) -> None:
         """Re-assert a live channel's location (never displacing a newer login); the
@@ -57,6 +67,8 @@ class LoginHandlers:
             await self._sessions.refresh_location(self._location(request))
         except StorageError as exc:
             log.warning("location refresh of %s failed: %s", request.channel_id, exc)
+        if self._presence is not None:
+            await self._presence.refresh(request)
 
     async def signout(self, request: Request) -> None:
         """Remove the location if it is still this channel's; answer Success."""
@@ -64,3 +76,5 @@ class LoginHandlers:
             request.tenant, request.account, request.device, request.channel_id
         )
         request.reply()
+        if self._presence is not None:
+            await self._presence.connection_left(request)
