@@ -113,10 +113,11 @@ async def build_logic(
             anyio.create_task_group() as tg,
         ):
             tg.start_soon(directory.run)
+            presence = Presence(sessions, hub)
+            tg.start_soon(presence.sweep.run)
             stores = TenantStores(
                 shared, directory, tg, node_id=id_node, check_writable=check_writable
             )
-            presence = Presence(sessions, hub)
             by_service = handlers_by_service(
                 LoginHandlers(sessions, hub, presence),
                 ChatHandlers(stores, sessions, hub),

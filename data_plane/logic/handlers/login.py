@@ -58,7 +58,7 @@ class LoginHandlers:
             )
             self._hub.push([previous], kick)
         if self._presence is not None:
-            await self._presence.settle(request.tenant, request.account)
+            await self._presence.signed_in(request)
 
     async def refresh(self, request: Request) -> None:
         """Re-assert a live channel's location (never displacing a newer login); the

@@ -27,10 +27,12 @@ Guarantees:
   (300); logins and logouts still succeed, and their presence changes are not pushed.
   The next sign-in or sign-out of such an account settles it again, so a missed change
   is announced late (e.g. "offline" when its devices are gone) rather than never.
-- **Not covered**: a gateway that dies takes its channels' locations with it only when
-  they expire (``LOCATION_TTL_SECONDS``); no logic node sees that, so those accounts'
-  followers hear "offline" only at the account's next login or logout. Followers that
-  need the truth re-subscribe (the answer carries the state).
+- **A gateway that dies** sends no sign-outs; its channels' locations expire
+  (``LOCATION_TTL_SECONDS`` after the last refresh) and :mod:`.presence_sweep` settles
+  their accounts on the logic node that saw them last, so followers hear "offline"
+  within about ``SWEEP_AFTER`` + one refresh interval (about 4 minutes). If that logic
+  node dies too, the announcement waits for the account's next login or logout;
+  followers that need the truth re-subscribe (the answer carries the state).
 
 Presence pushes are **not inbox rows**: they go through :func:`push_unsequenced`,
 never through the sequenced inbox push path, and carry no inbox sequence.
@@ -45,6 +47,7 @@ from collections.abc import Callable, Iterable
 from data_plane.cluster.identity import is_account
 from data_plane.cluster.protocol import LOCATION_TTL_SECONDS, META_CHANNELS
 from data_plane.logic.context import GatewayHub, Request
+from data_plane.logic.handlers.presence_sweep import ExpirySweep
 from data_plane.storage.errors import StorageError
 from data_plane.storage.sessions.presence import Watcher, WatchLimitExceeded
 from data_plane.storage.sessions.protocol import SessionStore
@@ -113,6 +116,8 @@ class Presence:
         self._sessions = sessions
         self._hub = hub
         self._clock = clock
+        self.sweep = ExpirySweep(self.settle)
+        """Channels seen here, for offline announcements after a gateway died."""
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -166,8 +171,14 @@ class Presence:
             packet = LogicPacket.make_push(PRESENCE_PUSH, notify, dest=account)
             push_unsequenced(self._hub, ((w.gateway_id, w.channel_id) for w in watchers), packet)
 
+    async def signed_in(self, request: Request) -> None:
+        """A connection logged in: remember it for the sweep, settle its account."""
+        self.sweep.seen(request.tenant, request.account, request.channel_id)
+        await self.settle(request.tenant, request.account)
+
     async def connection_left(self, request: Request) -> None:
         """Drop the leaving connection's watches, then settle its account."""
+        self.sweep.gone(request.tenant, request.channel_id)
         try:
             await self._sessions.unwatch_all(request.tenant, request.channel_id)
         except StorageError as exc:
@@ -176,6 +187,7 @@ class Presence:
 
     async def refresh(self, request: Request) -> None:
         """Extend the live connection's watches (with its location refresh)."""
+        self.sweep.seen(request.tenant, request.account, request.channel_id)
         watcher = Watcher(request.channel_id, request.gateway_id)
         try:
             await self._sessions.refresh_watches(
