@@ -27,6 +27,8 @@ Guarantees:
   (300); logins and logouts still succeed, and their presence changes are not pushed.
   The next sign-in or sign-out of such an account settles it again, so a missed change
   is announced late (e.g. "offline" when its devices are gone) rather than never.
+  A store that loses its data (a Redis restart without persistence) loses the watches:
+  the gateways' refreshes bring locations back, but watches only a new subscribe.
 - **A gateway that dies** sends no sign-outs; its channels' locations expire
   (``LOCATION_TTL_SECONDS`` after the last refresh) and :mod:`.presence_sweep` settles
   their accounts on the logic node that saw them last, so followers hear "offline"
