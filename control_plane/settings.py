@@ -65,6 +65,7 @@ HEADER_TIMEOUT_ENV = "CIRNO_CONTROL_HEADER_TIMEOUT"
 BODY_TIMEOUT_ENV = "CIRNO_CONTROL_BODY_TIMEOUT"
 MAX_HEADER_BYTES_ENV = "CIRNO_CONTROL_MAX_HEADER_BYTES"
 MAX_CONNECTIONS_ENV = "CIRNO_CONTROL_MAX_CONNECTIONS"
+MAX_BANS_ENV = "CIRNO_MAX_BANS_PER_TENANT"
 
 DEFAULT_DATA_DIR = "./data"
 DEFAULT_HOST = "127.0.0.1"
@@ -77,6 +78,7 @@ DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 30.0
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_MAX_BANS = 10_000
 ID_NODE_COUNT = 1024
 """Node ids for message ids are 10 bits (``data_plane.storage.ids.NODE_BITS``)."""
 
@@ -107,6 +109,8 @@ class ControlPlaneSettings:
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_bans_per_tenant: int = DEFAULT_MAX_BANS
+    """Live account bans a tenant may have (each is sent to every gateway)."""
     clock: Clock = field(default=time.time, repr=False, compare=False)
 
     @property
@@ -148,6 +152,7 @@ class ControlPlaneSettings:
             max_connections=_count(
                 MAX_CONNECTIONS_ENV, env.get(MAX_CONNECTIONS_ENV), DEFAULT_MAX_CONNECTIONS
             ),
+            max_bans_per_tenant=_count(MAX_BANS_ENV, env.get(MAX_BANS_ENV), DEFAULT_MAX_BANS),
         )
 
 

@@ -44,10 +44,25 @@ CLOSES = Counter(
     registry=GATEWAY_REGISTRY,
 )
 LOGIC_LINKS = Gauge("cirno_gateway_logic_links_up", "Logic links up", registry=GATEWAY_REGISTRY)
+SEQUENCER = Counter(
+    "cirno_gateway_sequencer_total",
+    "Pushes off the in-order path and what became of holes, by event: duplicate "
+    "(dropped: the client has it), held (out of order), fill (rows asked again from "
+    "the store), filled (rows that came back), resync (connection closed with 4007)",
+    ["event"],
+    registry=GATEWAY_REGISTRY,
+)
 HEARTBEATS = Counter(
     "cirno_gateway_heartbeats_total",
     "Registry heartbeats by result (while they fail, quotas use the last known counts)",
     ["result"],
+    registry=GATEWAY_REGISTRY,
+)
+REVOKED = Counter(
+    "cirno_gateway_revoked_total",
+    "Connections closed because a tenant was disabled or deleted, an account banned or a "
+    "signing key revoked, by cause",
+    ["cause"],
     registry=GATEWAY_REGISTRY,
 )
 
@@ -66,6 +81,22 @@ REQUEST_SECONDS = Histogram(
     registry=LOGIC_REGISTRY,
 )
 GATEWAY_LINKS = Gauge("cirno_logic_gateway_links", "Gateway links up", registry=LOGIC_REGISTRY)
+PUSHES_DEFERRED = Counter(
+    "cirno_logic_pushes_deferred_total",
+    "Pushes kept to retry, by reason (session_store failing, gateway_link down or full)",
+    ["reason"],
+    registry=LOGIC_REGISTRY,
+)
+PUSHES_GIVEN_UP = Counter(
+    "cirno_logic_pushes_given_up_total",
+    "Kept pushes given up after the hold time, or at once when too many wait (full); "
+    "the gateway's sequencer has such rows pushed again from the store",
+    ["reason"],
+    registry=LOGIC_REGISTRY,
+)
+PUSHES_PENDING = Gauge(
+    "cirno_logic_pushes_pending", "Pushes kept to retry now", registry=LOGIC_REGISTRY
+)
 
 
 def _always_ready() -> list[str]:

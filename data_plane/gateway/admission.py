@@ -13,6 +13,7 @@ login over it gets QuotaExceeded (430) and close 4006.
 from __future__ import annotations
 
 import itertools
+import time
 from typing import NoReturn
 
 from data_plane.cluster.protocol import (
@@ -23,6 +24,7 @@ from data_plane.cluster.protocol import (
     META_GATEWAY,
     META_TENANT,
 )
+from data_plane.cluster.revocation import refusal
 from data_plane.cluster.tenants import TenantDirectory
 from data_plane.gateway import events
 from data_plane.gateway.auth import AuthError, verify_token
@@ -104,6 +106,9 @@ class LoginAdmission:
             claims = await verify_token(req.token, self.directory.lookup)
         except AuthError as exc:
             _refuse(conn, packet, Status.UNAUTHORIZED, str(exc), exc.tenant)
+        refused = refusal(claims.tenant_info, claims.account, time.time())
+        if refused is not None:  # a banned account (ban expiries are wall-clock times)
+            _refuse(conn, packet, Status.FORBIDDEN, refused, claims.tenant)
         device = req.device or DEFAULT_DEVICE
         if len(device) > MAX_DEVICE_LENGTH or not device.isprintable() or "," in device:
             reason = "device must be 1-32 characters"
@@ -122,6 +127,7 @@ class LoginAdmission:
             account=claims.account,
             device=device,
             client_version=version,
+            kid=claims.kid,
             meta=(
                 Meta(META_TENANT, claims.tenant),
                 Meta(META_ACCOUNT, claims.account),
@@ -142,6 +148,7 @@ class LoginAdmission:
             self.router.drop_channel(channel)
             raise
         channel.logged_in = True
+        self.router.begin_delivery(channel)
         LOGINS.labels("ok").inc()
         events.login(channel)
         return channel, batch[1:]

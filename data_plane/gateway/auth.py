@@ -34,6 +34,8 @@ class Claims:
     account: str
     expires_at: int
     tenant_info: TenantInfo
+    kid: str = ""
+    """The key that verified the token (the gateway closes the connection if it goes)."""
 
 
 async def verify_token(
@@ -56,4 +58,4 @@ async def verify_token(
         verified = identity.verify_token(unverified, keys, clock())
     except identity.InvalidToken as exc:
         raise AuthError(str(exc), unverified.tenant) from exc
-    return Claims(verified.tenant, verified.account, int(verified.expires_at), tenant)
+    return Claims(verified.tenant, verified.account, int(verified.expires_at), tenant, verified.kid)

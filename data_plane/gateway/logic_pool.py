@@ -46,10 +46,13 @@ class LogicPool:
         settings: GatewaySettings,
         registry: RegistryClient,
         on_packet: Callable[[LogicLink, LogicPacket, bytes], None],
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
+        """``on_change`` is called whenever a link came up or went down."""
         self._settings = settings
         self._registry = registry
         self._on_packet = on_packet
+        self._on_change = on_change
         self.links: dict[str, LogicLink] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
         self.rules: list[GrayscaleRule] = []
@@ -151,6 +154,7 @@ class LogicPool:
             self.ready.set()
         elif self.ready.is_set():
             self.ready = anyio.Event()
+        self._on_change()
 
     def pick(self, facts: ClientFacts, service: str | None = None) -> LogicLink | None:
         """The link that serves ``facts``' account's commands of ``service`` now (any

@@ -7,7 +7,12 @@ from contextlib import asynccontextmanager
 
 import anyio
 
-from data_plane.cluster.protocol import LOCATION_TTL_SECONDS, REFRESH_COMMAND
+from data_plane.cluster.protocol import (
+    FILL_COMMAND,
+    HEADS_COMMAND,
+    LOCATION_TTL_SECONDS,
+    REFRESH_COMMAND,
+)
 from data_plane.cluster.registry import RegistryClient
 from data_plane.cluster.services import Service, format_services
 from data_plane.cluster.tenants import TenantDirectory
@@ -19,6 +24,8 @@ from data_plane.logic.handlers.presence import Presence
 from data_plane.logic.handlers.sync import SyncHandlers
 from data_plane.logic.handlers.typing import TypingHandlers
 from data_plane.logic.lease import NodeMembership
+from data_plane.logic.pushes import Pusher
+from data_plane.logic.revocation import guard_handlers
 from data_plane.logic.router import Handler, Router
 from data_plane.logic.server import LogicServer
 from data_plane.logic.settings import LogicSettings
@@ -63,6 +70,8 @@ def handlers_by_service(
         Service.SYNC: {
             Command.CHAT_OFFLINE_INDEX: sync.index,
             Command.CHAT_OFFLINE_CONTENT: sync.content,
+            FILL_COMMAND: sync.fill,
+            HEADS_COMMAND: sync.heads,
         },
     }
 
@@ -118,15 +127,18 @@ async def build_logic(
             stores = TenantStores(
                 shared, directory, tg, node_id=id_node, check_writable=check_writable
             )
+            pusher = Pusher(sessions, hub)
+            tg.start_soon(pusher.run)
             by_service = handlers_by_service(
-                LoginHandlers(sessions, hub, presence),
-                ChatHandlers(stores, sessions, hub),
-                GroupHandlers(stores, sessions, hub),
+                LoginHandlers(sessions, hub, stores, presence),
+                ChatHandlers(stores, pusher),
+                GroupHandlers(stores, pusher),
                 SyncHandlers(stores),
                 presence,
                 TypingHandlers(stores, sessions, hub),
             )
             handlers, not_served = split_by_services(by_service, settings)
+            handlers = guard_handlers(handlers, directory)  # revoked users are refused
             yield LogicServer(settings, Router(handlers, not_served), hub)
             tg.cancel_scope.cancel()
     finally:

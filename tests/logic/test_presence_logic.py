@@ -3,6 +3,10 @@ session store with injected clocks (the end-to-end tests are in tests/e2e)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import anyio
 import pytest
 
 from data_plane.logic.context import GatewayHub, Request
@@ -10,6 +14,8 @@ from data_plane.logic.handlers.login import LoginHandlers
 from data_plane.logic.handlers.presence import Presence
 from data_plane.logic.handlers.presence_sweep import ExpirySweep
 from data_plane.logic.handlers.typing import TypingLimiter
+from data_plane.logic.tenant_stores import TenantStores
+from data_plane.storage.messages.memory import MemoryMessageStore
 from data_plane.storage.sessions.memory import MemorySessionStore
 from data_plane.storage.sessions.presence import Watcher
 from data_plane.wire import Command, LogicPacket, decode_packet, pb
@@ -45,7 +51,17 @@ def presence_pushes(gateway: Capture) -> list[tuple[str, bool]]:
     return found
 
 
-async def setup() -> tuple[MemorySessionStore, Capture, Presence, Clock]:
+@dataclass
+class Rig:
+    store: MemorySessionStore
+    gateway: Capture
+    presence: Presence
+    clock: Clock
+    login: LoginHandlers
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
     store = MemorySessionStore()
     hub = GatewayHub()
     gateway = Capture()
@@ -54,12 +70,17 @@ async def setup() -> tuple[MemorySessionStore, Capture, Presence, Clock]:
     presence = Presence(store, hub, clock=clock)
     presence.sweep = ExpirySweep(presence.settle, after=190, clock=clock)
     await store.watch("t", WATCHER, ["bob"], limit=200, now_ms=0, ttl_ms=10**12)
-    return store, gateway, presence, clock
+    async with anyio.create_task_group() as tg:
+        stores = TenantStores(MemoryMessageStore(node_id=1), None, tg, node_id=1)
+        yield Rig(store, gateway, presence, clock, LoginHandlers(store, hub, stores, presence))
+        tg.cancel_scope.cancel()
 
 
-async def test_the_sweep_announces_offline_once_an_unrefreshed_location_is_gone() -> None:
-    store, gateway, presence, clock = await setup()
-    await LoginHandlers(store, GatewayHub(), presence).signin(signin("bob", "gw-2_bob_1"))
+async def test_the_sweep_announces_offline_once_an_unrefreshed_location_is_gone(
+    rig: Rig,
+) -> None:
+    store, gateway, presence, clock = rig.store, rig.gateway, rig.presence, rig.clock
+    await rig.login.signin(signin("bob", "gw-2_bob_1"))
     assert presence_pushes(gateway) == [("bob", True)]
     assert len(presence.sweep) == 1
 
@@ -74,17 +95,16 @@ async def test_the_sweep_announces_offline_once_an_unrefreshed_location_is_gone(
     assert await presence.sweep.sweep() == 0
 
 
-async def test_the_sweep_leaves_a_live_account_alone() -> None:
-    store, gateway, presence, clock = await setup()
-    await LoginHandlers(store, GatewayHub(), presence).signin(signin("bob", "gw-2_bob_1"))
+async def test_the_sweep_leaves_a_live_account_alone(rig: Rig) -> None:
+    gateway, presence, clock = rig.gateway, rig.presence, rig.clock
+    await rig.login.signin(signin("bob", "gw-2_bob_1"))
     clock.now += 500  # its refreshes went to another logic node: still online
     assert await presence.sweep.sweep() == 1
     assert presence_pushes(gateway) == [("bob", True)]
 
 
-async def test_refreshes_keep_a_channel_out_of_the_sweep() -> None:
-    store, gateway, presence, clock = await setup()
-    login = LoginHandlers(store, GatewayHub(), presence)
+async def test_refreshes_keep_a_channel_out_of_the_sweep(rig: Rig) -> None:
+    gateway, presence, clock, login = rig.gateway, rig.presence, rig.clock, rig.login
     await login.signin(signin("bob", "gw-2_bob_1"))
     for _ in range(5):
         clock.now += 60

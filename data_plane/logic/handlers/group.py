@@ -5,16 +5,18 @@ and always a member. An account may join or quit itself; the owner may add or re
 others; the owner cannot quit its own group. Only members see detail and members, and
 only members talk. A group message is stored once with the next per-group sequence and
 one inbox row per member, in one transaction; the push carries that sequence and the
-group id and reaches every online member except the sending connection.
+group id and reaches every online member except the sending connection, each channel
+addressed with its member's inbox sequence (``seqs`` meta); the answer carries the
+sender's (``MessageResp.inbox_seq``).
 """
 
 from __future__ import annotations
 
-from data_plane.logic.context import GatewayHub, Request
-from data_plane.logic.handlers.chat import message_push, push_to_accounts
+from data_plane.logic.context import Request
+from data_plane.logic.handlers.chat import message_push
+from data_plane.logic.pushes import Pusher, PushPart
 from data_plane.logic.tenant_stores import TenantStores
 from data_plane.storage.messages.protocol import Group
-from data_plane.storage.sessions.protocol import SessionStore
 from data_plane.wire import Command, LogicPacket, Status, pb
 
 MAX_GROUP_MEMBERS = 10_000
@@ -37,13 +39,12 @@ def _add_members(
 class GroupHandlers:
     """The ``chat.group.*`` commands."""
 
-    def __init__(self, stores: TenantStores, sessions: SessionStore, hub: GatewayHub) -> None:
+    def __init__(self, stores: TenantStores, pusher: Pusher) -> None:
         self._stores = stores
-        self._sessions = sessions
-        self._hub = hub
+        self._pusher = pusher
 
     async def _notify(self, request: Request, accounts: list[str], packet: LogicPacket) -> None:
-        await push_to_accounts(self._sessions, self._hub, request, accounts, packet)
+        await self._pusher.push(request.tenant, request.channel_id, [PushPart(accounts, packet)])
 
     async def create(self, request: Request) -> None:
         """Create a group owned by the caller; notify its online members."""
@@ -176,7 +177,10 @@ class GroupHandlers:
         )
         request.reply(
             body=pb.MessageResp(
-                messageId=result.message_id, sendTime=result.send_time, seq=result.seq
+                messageId=result.message_id,
+                sendTime=result.send_time,
+                seq=result.seq,
+                inbox_seq=result.inbox_seq,
             )
         )
         if result.duplicate or not members:
@@ -184,4 +188,5 @@ class GroupHandlers:
         push = message_push(
             Command.CHAT_GROUP_TALK, req, request.account, group_id, result, group_id
         )
-        await self._notify(request, members, push)
+        seqs = dict(zip(members, result.member_seqs, strict=True))
+        await self._pusher.push(request.tenant, request.channel_id, [PushPart(members, push, seqs)])

@@ -26,17 +26,20 @@ inbox rows and carry no inbox sequence.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
 from data_plane.cluster.identity import is_account
 from data_plane.logic.context import GatewayHub, Request
-from data_plane.logic.handlers.chat import push_targets
 from data_plane.logic.handlers.presence import push_unsequenced
 from data_plane.logic.tenant_stores import TenantStores
-from data_plane.storage.sessions.protocol import SessionStore
+from data_plane.storage.errors import SessionStoreUnavailable
+from data_plane.storage.sessions.protocol import LocationsUnavailable, SessionStore
 from data_plane.wire import Command, LogicPacket, Status, pb
+
+log = logging.getLogger(__name__)
 
 TYPING_INTERVAL = 2.0
 """Seconds between two forwarded indicators of one connection in one conversation."""
@@ -115,7 +118,13 @@ class TypingHandlers:
         request.reply()
         notify = pb.TypingNotify(account=request.account, group=req.group, stopped=req.stopped)
         packet = LogicPacket.make_push(Command.CHAT_TYPING, notify, dest=req.group or req.peer)
-        found = await push_targets(self._sessions, request, accounts)
+        try:
+            found = await self._sessions.get_locations_many(request.tenant, accounts)
+        except LocationsUnavailable as exc:  # some masters failed: tell the others
+            found = exc.found
+        except SessionStoreUnavailable as exc:
+            log.info("typing indicator not forwarded: %s", exc)
+            return
         targets = [
             (location.gateway_id, location.channel_id)
             for account, locations in found.items()
