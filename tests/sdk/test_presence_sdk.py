@@ -25,6 +25,8 @@ async def test_presence_events_and_typing(cluster: Cluster) -> None:
             typing = await next_event(b, Typing)
             assert typing == Typing(alice, "", False)
             assert await a.typing(bob) is False  # within 2 s: rate-limited
+            await b.sync()  # typing is never stored: nothing to sync on SQLite either
+            assert b.store.messages() == []
         went = await next_event(a, PresenceChanged)
         assert (went.account, went.online) == (bob, False)
 
