@@ -58,7 +58,15 @@ class Channel:
     sequencer: Sequencer | None = None
     """Delivers its inbox rows once and in order; set once the login was answered."""
     early: list[tuple[int, bytes]] = field(default_factory=list)
-    """Sequenced pushes that came before the login answer reached the client."""
+    """Sequenced pushes that came before the login answer reached the client (and, for
+    a kim client, before its login sync ended)."""
+    awaiting_sync: bool = False
+    """A kim client between its login and the last page of its login sync: its pushes
+    wait in ``early`` so that none overtakes a message the sync returns."""
+    early_synced: list[int] = field(default_factory=list)
+    """Rows the client got meanwhile (sync pages, its own sends)."""
+    sync_timer: Timer | None = None
+    """Ends the wait if the sync does not come (``KIM_SYNC_WAIT``)."""
 
 
 def error_body(message: str) -> bytes:
