@@ -9,7 +9,15 @@ Prints incoming messages and events; reads commands from stdin, one per line::
     /members <group-id>   list a group's members
     /push-register <token> [platform]   register this device's push token
     /push-unregister      forget it
+    /watch bob eve        follow their presence: "● bob online" / "○ bob offline" now
+                          and whenever one comes online or goes offline
+    /unwatch bob          stop following
+    /typing @bob          tell bob (or #<group-id>) that you are typing
     /quit                 leave (Ctrl-D too)
+
+Typing: stdin is read a whole line at a time, so the chat cannot see keystrokes and
+never sends typing indicators by itself; ``/typing`` sends one (at most one per 2 s per
+conversation reaches the other side). A typing push prints "bob is typing…".
 
 Stdin may be a terminal or a pipe or file: commands are run line by line, and the chat
 ends at the end of its input (so ``cirno chat ... </dev/null`` connects, logs in and
@@ -48,21 +56,25 @@ from cirno_sdk import (
     Event,
     KickedOutEvent,
     Message,
+    PresenceChanged,
     PushPlatform,
     Reconnected,
+    Typing,
 )
 from data_plane.cluster import identity
 
 TOKEN_TTL_SECONDS = 24 * 3600
 HELP = "commands: @<account> <text> | #<group> <text> | /create <name> <members...> | " + (
-    "/join <group> | /leave <group> | /members <group> | /push-register <token> [platform] | "
-    "/push-unregister | /quit"
+    "/join <group> | /leave <group> | /members <group> | /watch <accounts...> | "
+    "/unwatch <accounts...> | /typing @<account>|#<group> | "
+    "/push-register <token> [platform] | /push-unregister | /quit"
 )
 USAGE_ERROR = 2
 DESCRIPTION = (
     "Chat in the terminal. Commands, one per line on stdin:\n"
     "  @<account> <text>   #<group> <text>   /create <name> <members...>\n"
     "  /join <group>   /leave <group>   /members <group>   /quit (or Ctrl-D)\n"
+    "  /watch <accounts...>   /unwatch <accounts...>   /typing @<account>|#<group>\n"
     "  /push-register <token> [android|ios|web|other]   /push-unregister\n\n"
     "Stdin may be a terminal, a pipe or a file: lines run in order and the chat ends at\n"
     "the end of its input. An unreachable gateway is reported at once and retried with\n"
@@ -259,6 +271,19 @@ async def _command(client: Client, line: str, out: TextIO) -> None:
     elif head == "/push-unregister":
         await client.unregister_push()
         _say(out, "push token forgotten for this device")
+    elif head in ("/watch", "/unwatch") and rest:
+        accounts = rest.split()
+        if head == "/unwatch":
+            await client.unsubscribe_presence(*accounts)
+            _say(out, "stopped watching " + ", ".join(accounts))
+            return
+        states = await client.subscribe_presence(*accounts)
+        for account, online in states.items():
+            _say(out, presence_mark(account, online))
+    elif head == "/typing" and rest.strip()[:1] in ("@", "#") and len(rest.strip()) > 1:
+        target = rest.strip()
+        if not await client.typing(target[1:], group=target[0] == "#"):
+            _say(out, "(typing not sent: at most one per 2 s per conversation)")
     else:
         _say(out, HELP)
 
@@ -303,7 +328,19 @@ def format_event(event: Event) -> str:
         return f"* disconnected ({event.code} {event.reason}); {tail}"
     if isinstance(event, Reconnected):
         return "* reconnected"
+    if isinstance(event, PresenceChanged):
+        return presence_mark(event.account, event.online)
+    if isinstance(event, Typing):
+        where = f" in #{event.group}" if event.group else ""
+        if event.stopped:
+            return f"{event.account} stopped typing{where}"
+        return f"{event.account} is typing{where}…"
     return f"* group #{event.group_id} {event.kind}: {', '.join(event.accounts)}"
+
+
+def presence_mark(account: str, online: bool) -> str:
+    """``● bob online`` or ``○ bob offline``."""
+    return f"● {account} online" if online else f"○ {account} offline"
 
 
 def _say(out: TextIO, text: str) -> None:

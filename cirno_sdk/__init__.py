@@ -39,8 +39,10 @@ from cirno_sdk.models import (
     GroupInfo,
     Member,
     Message,
+    PresenceChanged,
     Reconnected,
     Sent,
+    Typing,
 )
 from cirno_sdk.models import KickedOut as KickedOutEvent
 from cirno_sdk.options import ClientOptions
@@ -68,6 +70,7 @@ __all__ = [
     "Member",
     "MemoryStore",
     "Message",
+    "PresenceChanged",
     "PushPlatform",
     "RateLimited",
     "Reconnected",
@@ -80,5 +83,6 @@ __all__ = [
     "StatusError",
     "Store",
     "Target",
+    "Typing",
     "route_resolver",
 ]

@@ -8,10 +8,12 @@ cirno-im also splits ``chat`` into its three families, the longest prefix winnin
 - ``session.`` → ``login``: ``session.refresh`` (the gateway re-asserting a location)
 - ``push.`` → ``login``: ``push.register``, ``push.unregister`` (a device's push token,
   like its location, belongs with the sign-in)
+- ``presence.`` → ``login``: ``presence.subscribe``, ``presence.unsubscribe`` (presence
+  lives in the session store, beside the locations that sign-in and sign-out change)
 - ``chat.group.`` → ``group``: ``chat.group.create|join|quit|detail|members|talk``
 - ``chat.offline.`` → ``sync``: ``chat.offline.index``, ``chat.offline.content``
 - ``sync.`` → ``sync``: ``sync.fill``, ``sync.heads`` (a gateway's own, never a client's)
-- ``chat.`` → ``chat``: ``chat.user.talk``, ``chat.talk.ack``
+- ``chat.`` → ``chat``: ``chat.user.talk``, ``chat.talk.ack``, ``chat.typing``
 
 ``chat.talk.ack`` stays in ``chat`` (its prefix says so): the read index it moves lives
 in the message store all services share, so ``sync`` reads it wherever that runs.
@@ -49,6 +51,7 @@ _PREFIXES: Final = (
     ("session.", Service.LOGIN),
     ("login.", Service.LOGIN),
     ("push.", Service.LOGIN),
+    ("presence.", Service.LOGIN),
     ("chat.", Service.CHAT),
 )
 

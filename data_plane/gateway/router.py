@@ -16,6 +16,7 @@ times instead of cirno's (:mod:`data_plane.gateway.kim_compat`), the sequencing 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from data_plane.cluster.grayscale import ClientFacts
 from data_plane.cluster.protocol import (
@@ -42,6 +43,9 @@ from data_plane.transport.connection import CloseCode
 from data_plane.wire import Command, Flag, LogicPacket, Status, pb
 
 TALK_COMMANDS = frozenset({Command.CHAT_USER_TALK, Command.CHAT_GROUP_TALK})
+KIM_SYNC_WAIT = 3.0
+"""How long a kim client's pushes wait for the end of its login sync (kim's web SDK
+syncs right after its login; a client that does not gets its pushes this much later)."""
 """Their answers carry the sender's inbox row (``MessageResp.inbox_seq``)."""
 
 log = logging.getLogger(__name__)
@@ -60,10 +64,13 @@ class ChannelRouter:
         self.settings = settings
         self.quota = quota
         self.channels: dict[str, Channel] = {}
+        self._clock = clock
         self.holes = HoleFiller(clock, self.channels, self.send_internal)
         self.pool = LogicPool(settings, registry, self.on_logic_packet, self.holes.links_changed)
         self._duplicate = SEQUENCER.labels("duplicate")
         self._held = SEQUENCER.labels("held")
+        self.on_answer: Callable[[Channel], None] = lambda channel: None
+        """Called after each answer to a channel's request (the session's backlog)."""
 
     # -- towards the logic nodes -------------------------------------------------------
 
@@ -103,6 +110,13 @@ class ChannelRouter:
         self.channels.pop(channel.id, None)
         if channel.sequencer is not None and channel.sequencer.timer is not None:
             channel.sequencer.timer.cancel()
+        if channel.sync_timer is not None:
+            channel.sync_timer.cancel()
+            channel.sync_timer = None
+        if channel.stall_timer is not None:
+            channel.stall_timer.cancel()
+            channel.stall_timer = None
+        channel.backlog.clear()
         if channel.counted:
             channel.counted = False
             self.quota.release(channel.tenant)
@@ -142,21 +156,63 @@ class ChannelRouter:
         # sent are already what the client gets, and re-encoding them would only copy them.
         if command == Command.CHAT_OFFLINE_INDEX and channel.sequencer is not None:
             self._index_answer(channel, packet, raw)
-            return
-        self.deliver(channel, raw)
-        if command in TALK_COMMANDS and channel.sequencer is not None:
-            self._own_send(channel, packet)
-        elif command == Command.LOGIN_SIGNOUT:
-            channel.logged_in = False  # the logic node already removed the location
-            channel.conn.close(CloseCode.NORMAL, "signed out")
+        elif command == Command.CHAT_OFFLINE_INDEX and channel.awaiting_sync:
+            self.deliver(channel, raw)
+            self._login_sync_page(channel, packet)
+        else:
+            self.deliver(channel, raw)
+            if command in TALK_COMMANDS and (channel.sequencer or channel.awaiting_sync):
+                self._own_send(channel, packet)
+            elif command == Command.LOGIN_SIGNOUT:
+                channel.logged_in = False  # the logic node already removed the location
+                channel.conn.close(CloseCode.NORMAL, "signed out")
+                return
+        if packet.flag == Flag.RESPONSE:
+            channel.answers += 1
+            if channel.in_flight > 0:
+                channel.in_flight -= 1
+            if channel.backlog:
+                self.on_answer(channel)
 
     def _own_send(self, channel: Channel, answer: LogicPacket) -> None:
         """The channel's own message took a row of its inbox: the client has it."""
         if answer.status != Status.SUCCESS:
             return
         seq = pb.MessageResp.FromString(answer.body).inbox_seq
-        if seq > 0:
+        if seq <= 0:
+            return
+        if channel.sequencer is None:  # a kim client still in its login sync
+            channel.early_synced.append(seq)
+        else:
             self.sequenced(channel, seq, None)
+
+    def _login_sync_page(self, channel: Channel, answer: LogicPacket) -> None:
+        """A page of a kim client's login sync: its rows count as delivered; the last
+        page (or a failed one) ends the wait, and the pushes that waited follow it."""
+        if answer.status == Status.SUCCESS:
+            page = pb.MessageIndexResp.FromString(answer.body)
+            channel.early_synced.extend(index.seq for index in page.indexes)
+            if page.has_more:
+                return
+        self._end_login_sync(channel)
+
+    def _end_login_sync(self, channel: Channel) -> None:
+        """Start ``channel``'s sequencer after a kim client's login sync (or the wait for
+        it): the rows the sync gave count as delivered, the pushes that waited follow."""
+        if not channel.awaiting_sync or channel.login_head is None:
+            return
+        channel.awaiting_sync = False
+        if channel.sync_timer is not None:
+            channel.sync_timer.cancel()
+            channel.sync_timer = None
+        s = channel.sequencer = Sequencer(channel.login_head)
+        for packet in s.synced(channel.early_synced):
+            self.deliver(channel, packet)
+        channel.early_synced = []
+        early, channel.early = channel.early, []
+        for seq, data in early:
+            self.sequenced(channel, seq, data)
+        self.holes.watch(channel)
 
     def _index_answer(self, channel: Channel, answer: LogicPacket, shown: bytes) -> None:
         """A sync answer, delivered as ``shown`` (the client's form of it); its rows count
@@ -196,6 +252,13 @@ class ChannelRouter:
         if channel.login_head is None:
             for _, data in channel.early:  # a node without heads: as it came
                 self.deliver(channel, data)
+        elif is_kim_client(channel.client_version):
+            # Its login sync comes next: pushes that overtook it would reach the client
+            # before older messages the sync returns. They wait for its last page.
+            channel.awaiting_sync = True
+            when = self._clock.now() + KIM_SYNC_WAIT
+            channel.sync_timer = self._clock.call_at(when, lambda: self._end_login_sync(channel))
+            return
         else:
             channel.sequencer = Sequencer(channel.login_head)
             for seq, data in channel.early:
@@ -272,7 +335,7 @@ class ChannelRouter:
                     self.deliver(channel, payload)
                 else:
                     self.sequenced(channel, seq, payload)
-            elif channel.logged_in:
+            elif channel.logged_in and not channel.awaiting_sync:
                 self.deliver(channel, payload)  # logged in through a node without heads
             elif len(channel.early) < MAX_HELD:
                 channel.early.append((int(seq_text), payload))

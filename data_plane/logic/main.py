@@ -22,8 +22,10 @@ from data_plane.logic.context import GatewayHub
 from data_plane.logic.handlers.chat import ChatHandlers
 from data_plane.logic.handlers.group import GroupHandlers
 from data_plane.logic.handlers.login import LoginHandlers
+from data_plane.logic.handlers.presence import Presence
 from data_plane.logic.handlers.push import PushHandlers
 from data_plane.logic.handlers.sync import SyncHandlers
+from data_plane.logic.handlers.typing import TypingHandlers
 from data_plane.logic.lease import NodeMembership
 from data_plane.logic.notify.dispatcher import PushDispatcher
 from data_plane.logic.notify.offline import OfflineNotifier
@@ -52,6 +54,8 @@ def handlers_by_service(
     chat: ChatHandlers,
     group: GroupHandlers,
     sync: SyncHandlers,
+    presence: Presence,
+    typing: TypingHandlers,
     push: PushHandlers | None = None,
 ) -> dict[Service, dict[str, Handler]]:
     """Every command's handler, grouped by the service it belongs to (the grouping is
@@ -65,11 +69,14 @@ def handlers_by_service(
     if push is not None:
         login_table[Command.PUSH_REGISTER] = push.register
         login_table[Command.PUSH_UNREGISTER] = push.unregister
+    login_table[Command.PRESENCE_SUBSCRIBE] = presence.subscribe
+    login_table[Command.PRESENCE_UNSUBSCRIBE] = presence.unsubscribe
     return {
         Service.LOGIN: login_table,
         Service.CHAT: {
             Command.CHAT_USER_TALK: chat.user_talk,
             Command.CHAT_TALK_ACK: chat.ack,
+            Command.CHAT_TYPING: typing.typing,
         },
         Service.GROUP: {
             Command.CHAT_GROUP_CREATE: group.create,
@@ -167,6 +174,8 @@ async def build_logic(
             anyio.create_task_group() as tg,
         ):
             tg.start_soon(directory.run)
+            presence = Presence(sessions, hub)
+            tg.start_soon(presence.sweep.run)
             stores = TenantStores(
                 shared, directory, tg, node_id=id_node, check_writable=check_writable
             )
@@ -176,10 +185,12 @@ async def build_logic(
             hooks = LiveOutboundHooks(EventRecorder(stores, outbound), notifier)
             start_outbound(settings, stores, sessions, outbound, tg)
             by_service = handlers_by_service(
-                LoginHandlers(sessions, hub, stores, hooks),
+                LoginHandlers(sessions, hub, stores, presence, hooks=hooks),
                 ChatHandlers(stores, pusher, hooks),
                 GroupHandlers(stores, pusher, hooks),
                 SyncHandlers(stores),
+                presence,
+                TypingHandlers(stores, sessions, hub),
                 PushHandlers(notifier),
             )
             handlers, not_served = split_by_services(by_service, settings)

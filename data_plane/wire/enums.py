@@ -27,6 +27,9 @@ class Command(StrEnum):
     CHAT_GROUP_MEMBERS = "chat.group.members"
     PUSH_REGISTER = "push.register"
     PUSH_UNREGISTER = "push.unregister"
+    PRESENCE_SUBSCRIBE = "presence.subscribe"
+    PRESENCE_UNSUBSCRIBE = "presence.unsubscribe"
+    CHAT_TYPING = "chat.typing"
 
 
 class Status(IntEnum):

@@ -19,13 +19,16 @@ from cirno.harness import RawClient, make_token
 from data_plane.cluster.tenants import TenantDirectory, TenantInfo, TenantKey
 from data_plane.gateway.channel import Channel
 from data_plane.gateway.holes import GRACE, SWEEP_INTERVAL
+from data_plane.gateway.router import KIM_SYNC_WAIT
 from data_plane.gateway.server import Gateway
 from data_plane.gateway.settings import GatewaySettings
 from data_plane.logic.context import GatewayHub
 from data_plane.logic.handlers.chat import ChatHandlers
 from data_plane.logic.handlers.group import GroupHandlers
 from data_plane.logic.handlers.login import LoginHandlers
+from data_plane.logic.handlers.presence import Presence
 from data_plane.logic.handlers.sync import SyncHandlers
+from data_plane.logic.handlers.typing import TypingHandlers
 from data_plane.logic.main import handlers_by_service, split_by_services
 from data_plane.logic.pushes import Pusher
 from data_plane.logic.router import Router
@@ -103,11 +106,14 @@ async def rig() -> AsyncIterator[Rig]:
         stores = TenantStores(MemoryMessageStore(node_id=1), None, tg, node_id=1)
         pusher = Pusher(sessions, hub)
         tg.start_soon(pusher.run)
+        presence = Presence(sessions, hub)
         by_service = handlers_by_service(
-            LoginHandlers(sessions, hub, stores),
+            LoginHandlers(sessions, hub, stores, presence),
             ChatHandlers(stores, pusher),
             GroupHandlers(stores, pusher),
             SyncHandlers(stores),
+            presence,
+            TypingHandlers(stores, sessions, hub),
         )
         handlers, not_served = split_by_services(by_service, logic_settings)
         server = LogicServer(logic_settings, Router(handlers, not_served), hub)
@@ -204,14 +210,36 @@ async def test_a_row_the_login_sync_gave_is_not_pushed_again(rig: Rig) -> None:
     assert (await receive(receiver)).messageId == two.messageId
 
 
-async def test_a_kim_login_sync_leaves_out_what_was_already_pushed(rig: Rig) -> None:
-    """A push that overtakes a kim client's login sync is not shown to it twice."""
+async def test_a_kim_clients_pushes_wait_for_its_login_sync(rig: Rig) -> None:
+    """A push never overtakes a message a kim client's login sync returns, nor is it
+    shown twice: it waits for the sync, which has it, and is then dropped."""
     sender = await rig.login("bob")
     early = await talk(sender, "alice", "before the login")
     receiver = await rig.login("alice", sync=False)
-    overtook = await talk(sender, "alice", "pushed before the client synced")
-    push = (await receiver.push(Command.CHAT_USER_TALK)).parse_body(pb.MessagePush)
-    assert push.messageId == overtook.messageId  # not acked yet: kim acks every 3 s
-    assert await synced(receiver) == [early.messageId]  # the pushed row is left out
+    overtook = await talk(sender, "alice", "sent before the client synced")
+    assert await synced(receiver) == [early.messageId, overtook.messageId]
     after = await talk(sender, "alice", "after the sync")
-    assert (await receive(receiver)).messageId == after.messageId
+    assert (await receive(receiver)).messageId == after.messageId  # nothing in between
+
+
+async def test_a_kim_client_that_does_not_sync_gets_its_pushes_after_the_wait(
+    rig: Rig,
+) -> None:
+    sender = await rig.login("bob")
+    receiver = await rig.login("alice", sync=False)
+    one = await talk(sender, "alice", "one")
+    channel = rig.channel_of("alice")
+    await until(lambda: len(channel.early) == 1)  # waiting for a sync that never comes
+    await rig.clock.advance(KIM_SYNC_WAIT)
+    assert (await receive(receiver)).messageId == one.messageId
+    two = await talk(sender, "alice", "two")
+    assert (await receive(receiver)).messageId == two.messageId
+
+
+async def test_a_later_kim_sync_leaves_out_what_was_already_pushed(rig: Rig) -> None:
+    sender = await rig.login("bob")
+    receiver = await rig.login("alice")
+    pushed = await talk(sender, "alice", "pushed")
+    push = (await receiver.push(Command.CHAT_USER_TALK)).parse_body(pb.MessagePush)
+    assert push.messageId == pushed.messageId  # not acked yet: kim acks every 3 s
+    assert await synced(receiver) == []  # the connection has it: not listed again

@@ -52,6 +52,9 @@ EXPECTED = {
     Command.PUSH_UNREGISTER: Service.LOGIN,
     Command.CHAT_OFFLINE_INDEX: Service.SYNC,
     Command.CHAT_OFFLINE_CONTENT: Service.SYNC,
+    Command.PRESENCE_SUBSCRIBE: Service.LOGIN,
+    Command.PRESENCE_UNSUBSCRIBE: Service.LOGIN,
+    Command.CHAT_TYPING: Service.CHAT,
 }
 
 

@@ -1,7 +1,7 @@
 """Message tables, version 2: the webhook outbox and deliveries, push tokens and jobs.
 
 Hand-written to match the outbound tables of ``data_plane.storage.messages.schema``.
-The embedded database's revision ``0007`` (``migrations/versions/0007_outbound.py``)
+The embedded database's revision ``0008`` (``migrations/versions/0008_outbound.py``)
 runs this revision's ``upgrade`` and ``downgrade``.
 
 Revision ID: m0002o

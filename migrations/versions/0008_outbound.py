@@ -5,8 +5,8 @@ The message tables are storage's: this revision runs the message store's revisio
 ``m0002o`` (one definition, two histories, as ``0002``). ``webhook_endpoint`` and
 ``push_provider`` are the control plane's (``control_plane.models.webhooks``).
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from alembic import op
 
 from data_plane.storage.messages.migrations.versions import m0002_outbound
 
-revision: str = "0007"
-down_revision: str | None = "0006"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
