@@ -18,8 +18,9 @@ embedded history: it holds the message tables (created by ``0002``, identical to
 ``m0001``) but no ``message_store_version``. ``upgrade`` then records the message
 revision its embedded position implies (:data:`EMBEDDED_POSITIONS`: ``m0001`` for one
 that stopped before ``0006g``) as applied (an alembic ``stamp``) instead of creating the
-tables again, and continues from there. The control-plane tables such a database also received are left alone: they are
-unused there, and dropping tables is an operator's decision.
+tables again, and continues from there. The control-plane tables such a database also
+received are left alone: they are unused there, and dropping tables is an operator's
+decision.
 
 The URL is a plain ``sqlite:///…`` or ``mysql://…`` one; a SQLite file's directory is
 created when missing. CLI: ``python -m data_plane.storage.messages.migrate

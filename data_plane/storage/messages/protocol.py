@@ -27,12 +27,22 @@ are case-sensitive and must not end with a space.
 from __future__ import annotations
 
 import enum
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from data_plane.storage.errors import StorageError
+from data_plane.storage.messages.group_model import (
+    Access,
+    Application,
+    GroupChanges,
+    JoinPolicy,
+    Role,
+)
 from data_plane.storage.messages.schema import (
+    ANNOUNCEMENT_LENGTH,
+    APPLICATION_LENGTH,
     AVATAR_LENGTH,
     DEVICE_LENGTH,
     EXTRA_LENGTH,
@@ -148,12 +158,15 @@ class StoredMessage:
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """A group member. ``join_time`` in ms since the unix epoch."""
+    """A group member. ``join_time`` in ms since the unix epoch; ``role`` is the role
+    besides ownership (the owner is ``Group.owner``), ``muted`` refuses its talks."""
 
     account: str
     alias: str
     avatar: str
     join_time: int
+    role: Role = Role.MEMBER
+    muted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +180,10 @@ class Group:
     owner: str
     created_at: int
     members: list[Member]
+    announcement: str = ""
+    join_policy: JoinPolicy = JoinPolicy.INVITE
+    muted: bool = False
+    """The whole-group mute (the owner and admins may still talk)."""
 
 
 class MessageStore(Protocol):
@@ -264,8 +281,10 @@ class MessageStore(Protocol):
         avatar: str,
         introduction: str,
         members: Sequence[str],
+        join_policy: JoinPolicy = JoinPolicy.INVITE,
     ) -> Group:
-        """Create a group with a new id; the owner is always a member, members deduped."""
+        """Create a group with a new random id (:func:`new_group_id`: not guessable); the
+        owner is always a member, members deduped."""
         ...
 
     async def join_group(self, tenant: str, group_id: str, account: str) -> bool:
@@ -293,6 +312,54 @@ class MessageStore(Protocol):
 
     async def is_member(self, tenant: str, group_id: str, account: str) -> bool:
         """Whether ``account`` is a member (False when the group does not exist)."""
+        ...
+
+    async def group_access(self, tenant: str, group_id: str, account: str) -> Access | None:
+        """The group's owner, policy and mute and ``account``'s membership, role and mute,
+        in one read; None when the group does not exist."""
+        ...
+
+    async def update_group(self, tenant: str, group_id: str, changes: GroupChanges) -> Group:
+        """Apply ``changes`` (``None`` fields stay) and return the group as it is then.
+        Raises ``GroupNotFound``, ``InvalidField`` for a name or announcement too long."""
+        ...
+
+    async def set_member(
+        self,
+        tenant: str,
+        group_id: str,
+        account: str,
+        *,
+        role: Role | None = None,
+        muted: bool | None = None,
+    ) -> bool:
+        """Set a member's role and/or mute; False when ``account`` is not a member.
+        Raises ``GroupNotFound``."""
+        ...
+
+    async def transfer_group(self, tenant: str, group_id: str, new_owner: str) -> bool:
+        """Make the member ``new_owner`` the owner (its role becomes ``MEMBER``; the old
+        owner stays a plain member); False when ``new_owner`` is not a member. Raises
+        ``GroupNotFound``."""
+        ...
+
+    async def dismiss_group(self, tenant: str, group_id: str) -> list[str]:
+        """Delete the group, its members and applications in one transaction and return
+        who the members were; its stored messages stay in the inboxes. Afterwards every
+        operation on the id raises ``GroupNotFound``. Raises ``GroupNotFound``."""
+        ...
+
+    async def add_application(self, tenant: str, group_id: str, account: str, message: str) -> bool:
+        """Record ``account``'s application to join; False when one is already pending
+        (it is left as it was). Raises ``GroupNotFound``, ``InvalidField``."""
+        ...
+
+    async def applications(self, tenant: str, group_id: str) -> list[Application]:
+        """The pending applications, oldest first. Raises ``GroupNotFound``."""
+        ...
+
+    async def take_application(self, tenant: str, group_id: str, account: str) -> bool:
+        """Remove ``account``'s pending application; False when there was none."""
         ...
 
     async def aclose(self) -> None:
@@ -349,6 +416,34 @@ def check_group_fields(name: str, avatar: str, introduction: str) -> None:
     check_length("name", name, GROUP_NAME_LENGTH)
     check_length("avatar", avatar, AVATAR_LENGTH)
     check_length("introduction", introduction, INTRODUCTION_LENGTH)
+
+
+def check_changes(changes: GroupChanges) -> None:
+    """Validate the fields an ``update_group`` sets."""
+    if changes.name is not None:
+        if not changes.name:
+            raise InvalidField("a group needs a name")
+        check_length("name", changes.name, GROUP_NAME_LENGTH)
+    if changes.announcement is not None:
+        check_length("announcement", changes.announcement, ANNOUNCEMENT_LENGTH)
+
+
+def check_application(message: str) -> None:
+    """Validate an application's message."""
+    check_length("message", message, APPLICATION_LENGTH)
+
+
+GROUP_ID_BYTES = 15
+"""120 random bits per group id (the issue asks for at least 96)."""
+
+
+def new_group_id() -> str:
+    """A new group id: 120 bits from the OS's CSPRNG, URL-safe base64 (20 characters).
+
+    Not derived from time or a counter, so ids cannot be guessed or enumerated; ids made
+    before (decimal snowflakes) keep working, they are only strings to the store.
+    """
+    return secrets.token_urlsafe(GROUP_ID_BYTES)
 
 
 def unique_members(owner: str, members: Sequence[str]) -> list[str]:
