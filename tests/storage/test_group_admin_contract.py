@@ -4,18 +4,35 @@ join applications behave the same on every backend."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import pytest
 
+from data_plane.storage.messages.factory import open_message_store
 from data_plane.storage.messages.group_model import GroupChanges, JoinPolicy, Role
 from data_plane.storage.messages.protocol import GroupNotFound, InvalidField, MessageStore
-from tests.storage.test_message_contract import (  # noqa: F401 (fixtures)
+from tests.storage.test_message_contract import (  # noqa: F401 (fixtures used by name)
+    BACKENDS,
     anyio_backend,
+    database_url,
     mysql_tables,
-    store,
-    tenant,
 )
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MessageStore]:
+    url = database_url(request.param, request, tmp_path)
+    async with open_message_store(url, node_id=1) as opened:
+        yield opened
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
 
 
 async def test_group_ids_are_random_and_new_groups_invite_only(
