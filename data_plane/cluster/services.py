@@ -6,7 +6,8 @@ cirno-im also splits ``chat`` into its three families, the longest prefix winnin
 
 - ``login.``  → ``login``: ``login.signin``, ``login.signout``
 - ``session.`` → ``login``: ``session.refresh`` (the gateway re-asserting a location)
-- ``chat.group.`` → ``group``: ``chat.group.create|join|quit|detail|members|talk``
+- ``chat.group.`` → ``group``: ``chat.group.create|join|quit|detail|members|talk`` and the
+  administration commands (``dismiss|transfer|update|admin|mute|apply|approve|applications``)
 - ``chat.offline.`` → ``sync``: ``chat.offline.index``, ``chat.offline.content``
 - ``chat.`` → ``chat``: ``chat.user.talk``, ``chat.talk.ack``
 

@@ -14,6 +14,7 @@ from data_plane.cluster.tenants import TenantDirectory
 from data_plane.logic.context import GatewayHub
 from data_plane.logic.handlers.chat import ChatHandlers
 from data_plane.logic.handlers.group import GroupHandlers
+from data_plane.logic.handlers.group_admin import GroupAdminHandlers
 from data_plane.logic.handlers.login import LoginHandlers
 from data_plane.logic.handlers.sync import SyncHandlers
 from data_plane.logic.lease import NodeMembership
@@ -28,7 +29,11 @@ from data_plane.wire import Command
 
 
 def handlers_by_service(
-    login: LoginHandlers, chat: ChatHandlers, group: GroupHandlers, sync: SyncHandlers
+    login: LoginHandlers,
+    chat: ChatHandlers,
+    group: GroupHandlers,
+    sync: SyncHandlers,
+    admin: GroupAdminHandlers,
 ) -> dict[Service, dict[str, Handler]]:
     """Every command's handler, grouped by the service it belongs to (the grouping is
     :func:`service_of`'s; ``tests/logic`` checks that the two agree)."""
@@ -49,6 +54,14 @@ def handlers_by_service(
             Command.CHAT_GROUP_DETAIL: group.detail,
             Command.CHAT_GROUP_MEMBERS: group.members,
             Command.CHAT_GROUP_TALK: group.talk,
+            Command.CHAT_GROUP_DISMISS: admin.dismiss,
+            Command.CHAT_GROUP_TRANSFER: admin.transfer,
+            Command.CHAT_GROUP_UPDATE: admin.update,
+            Command.CHAT_GROUP_ADMIN: admin.admin,
+            Command.CHAT_GROUP_MUTE: admin.mute,
+            Command.CHAT_GROUP_APPLY: admin.apply,
+            Command.CHAT_GROUP_APPROVE: admin.approve,
+            Command.CHAT_GROUP_APPLICATIONS: admin.applications,
         },
         Service.SYNC: {
             Command.CHAT_OFFLINE_INDEX: sync.index,
@@ -111,6 +124,7 @@ async def build_logic(
                 ChatHandlers(stores, sessions, hub),
                 GroupHandlers(stores, sessions, hub),
                 SyncHandlers(stores),
+                GroupAdminHandlers(stores, sessions, hub),
             )
             handlers, not_served = split_by_services(by_service, settings)
             yield LogicServer(settings, Router(handlers, not_served), hub)
