@@ -9,6 +9,10 @@ Prints incoming messages and events; reads commands from stdin, one per line::
     /members <group-id>   list a group's members
     /quit                 leave (Ctrl-D too)
 
+and the group administration commands of :mod:`cirno.chat_groups` (/invite, /info,
+/dismiss, /transfer, /update, /policy, /admin, /mute, /unmute, /apply, /applications,
+/approve, /refuse).
+
 Stdin may be a terminal or a pipe or file: commands are run line by line, and the chat
 ends at the end of its input (so ``cirno chat ... </dev/null`` connects, logs in and
 exits 0; with stdin closed it does the same).
@@ -35,6 +39,7 @@ from collections.abc import AsyncIterator
 from typing import TextIO
 from urllib.parse import urlsplit
 
+from cirno.chat_groups import GROUP_COMMANDS, GROUP_HELP, group_command
 from cirno.options import described
 from cirno_sdk import (
     Backoff,
@@ -52,13 +57,15 @@ from data_plane.cluster import identity
 
 TOKEN_TTL_SECONDS = 24 * 3600
 HELP = "commands: @<account> <text> | #<group> <text> | /create <name> <members...> | " + (
-    "/join <group> | /leave <group> | /members <group> | /quit"
+    "/join <group> | /leave <group> | /members <group> | /quit\ngroups: " + GROUP_HELP
 )
 USAGE_ERROR = 2
 DESCRIPTION = (
     "Chat in the terminal. Commands, one per line on stdin:\n"
     "  @<account> <text>   #<group> <text>   /create <name> <members...>\n"
-    "  /join <group>   /leave <group>   /members <group>   /quit (or Ctrl-D)\n\n"
+    "  /join <group>   /leave <group>   /members <group>   /quit (or Ctrl-D)\n"
+    "  group administration: /invite /info /dismiss /transfer /update /policy /admin\n"
+    "  /mute /unmute /apply /applications /approve /refuse (each prints its usage)\n\n"
     "Stdin may be a terminal, a pipe or a file: lines run in order and the chat ends at\n"
     "the end of its input. An unreachable gateway is reported at once and retried with\n"
     "back-off until it answers (Ctrl-C stops)."
@@ -247,6 +254,8 @@ async def _command(client: Client, line: str, out: TextIO) -> None:
         else:
             people = await client.group_members(group_id)
             _say(out, f"#{group_id}: " + ", ".join(m.account for m in people))
+    elif head in GROUP_COMMANDS:
+        await group_command(client, head, rest, out)
     else:
         _say(out, HELP)
 
@@ -282,7 +291,9 @@ def format_event(event: Event) -> str:
         return f"* disconnected ({event.code} {event.reason}); {tail}"
     if isinstance(event, Reconnected):
         return "* reconnected"
-    return f"* group #{event.group_id} {event.kind}: {', '.join(event.accounts)}"
+    by = f" by {event.by}" if event.by else ""
+    detail = f" ({event.detail})" if event.detail else ""
+    return f"* group #{event.group_id} {event.kind}{by}: {', '.join(event.accounts)}{detail}"
 
 
 def _say(out: TextIO, text: str) -> None:
