@@ -280,3 +280,32 @@ async def test_large_group_and_direct_messages_to_a_member_interleave_without_ga
         assert [b for b in bodies if b.startswith(tag)] == [f"{tag}-{i}" for i in range(per_sender)]
     for client in (owner, other, friend, watcher):
         client.close()
+
+
+async def test_kim_web_sdk_group_flow_under_the_invite_only_default(cluster: Cluster) -> None:
+    # kim_web_sdk's sdk.test.ts 'group': create with a member, add a third, quit them.
+    owner_name, second, third = unique("t1"), unique("t2"), unique("t3")
+    owner = await online(cluster, owner_name)
+    seq = owner.request(
+        Command.CHAT_GROUP_CREATE,
+        pb.GroupCreateReq(name="group_sdk", introduction="test", members=[second]),
+    )
+    answer = await owner.response(seq)
+    assert answer.status == Status.SUCCESS
+    group_id = answer.parse_body(pb.GroupCreateResp).group_id
+
+    async def member_count() -> int:
+        seq = owner.request(Command.CHAT_GROUP_DETAIL, pb.GroupGetReq(group_id=group_id))
+        detail = await owner.response(seq)
+        assert detail.status == Status.SUCCESS
+        return len(detail.parse_body(pb.GroupGetResp).members)
+
+    assert await member_count() == 2
+    join = pb.GroupJoinReq(group_id=group_id, account=third)
+    assert await status_of(owner, Command.CHAT_GROUP_JOIN, join) == Status.SUCCESS
+    assert await member_count() == 3
+    leave = pb.GroupQuitReq(group_id=group_id, account=third)
+    assert await status_of(owner, Command.CHAT_GROUP_QUIT, leave) == Status.SUCCESS
+    assert await member_count() == 2
+    assert (await group_send(owner, group_id, "still here"))[0] == Status.SUCCESS
+    owner.close()
