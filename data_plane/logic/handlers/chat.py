@@ -116,6 +116,8 @@ class ChatHandlers:
         refuse_oversize_push(
             lambda result, seq: message_push(command, req, sender, receiver, result, "", seq),
             request.max_answer_size,
+            raw_body=len(request.packet.body),
+            strings=command + receiver + sender,
         )
         result = await store.send_user_message(
             request.tenant,

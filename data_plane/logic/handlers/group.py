@@ -218,6 +218,8 @@ class GroupHandlers:
         refuse_oversize_push(
             lambda result, _: message_push(command, req, sender, group_id, result, group_id),
             request.max_answer_size,
+            raw_body=len(request.packet.body),
+            strings=command + group_id + sender + group_id,
         )
         require_talk(await member_access(store, request, group_id), request)
         try:
