@@ -7,9 +7,13 @@ STAMP  := $(VENV)/.installed-stamp
 .PHONY: up cluster test lint typecheck layers pytest venv openapi proto bench bench-quick clean
 
 $(STAMP): pyproject.toml
+	@echo "make: creating the virtual environment $(VENV)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "make: upgrading pip"
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "make: installing cirno-im and its dev tools into $(VENV) (the first time takes a minute or two)"
+	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
+	@echo "make: $(VENV) is ready"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -27,7 +27,9 @@ async def open_client(url: str, token: str, *, timeout: float = 20.0) -> WsConne
     with anyio.fail_after(timeout):
         conn = await connect_ws(url)
         login = LogicPacket.request(
-            Command.LOGIN_SIGNIN, pb.LoginReq(token=token), sequence=LOGIN_SEQUENCE
+            Command.LOGIN_SIGNIN,
+            pb.LoginReq(token=token, client_version="cirno-bench"),
+            sequence=LOGIN_SEQUENCE,
         )
         conn.send(login.encode())
         try:

@@ -14,15 +14,14 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
+from cirno.logformat import configure, log_format
+
 
 def setup_logging(role: str) -> None:
-    """Log to stderr, level from ``CIRNO_LOG_LEVEL`` (default INFO)."""
-    logging.basicConfig(
-        level=os.environ.get("CIRNO_LOG_LEVEL", "INFO").upper(),
-        format=f"%(asctime)s {role}[%(process)d] %(levelname)s %(name)s: %(message)s",
-    )
-    # Every registry heartbeat and tenant poll would be an INFO line otherwise.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    """Log to stderr, level from ``CIRNO_LOG_LEVEL`` (default INFO), format from
+    ``CIRNO_LOG_FORMAT`` (``text`` or ``json``, see :mod:`cirno.logformat`); libraries'
+    chatter only from WARNING. Raises ValueError for an unknown format."""
+    configure(role, os.environ.get("CIRNO_LOG_LEVEL", "INFO").upper(), log_format())
 
 
 async def _cancel_on_signal(scope: anyio.CancelScope) -> None:

@@ -7,10 +7,10 @@ Theory of operation
    line naming the port, its role and the flag and variable that move it, and nothing
    starts (exit status 2).
 2. **Dependency order.** The control plane starts first and must answer ``/healthz``;
-   then the logic node, until the control plane's registry lists it live (it
-   heartbeats only once it listens for gateway links); then the gateway,
-   until its metrics show a live link to the logic node
-   (``cirno_gateway_logic_links_up`` >= 1) and both client ports accept connections.
+   then the logic node, until its ``/readyz`` answers 200 (it listens for gateway links
+   and the control plane's registry has its heartbeat); then the gateway, until its
+   ``/readyz`` answers 200 (linked to the logic node, registered) and both client ports
+   accept connections (``data_plane/probes.py``).
    Only then is "cirno-im is up" printed: at that moment a client can log in. A child
    that exits, a signal, or ``READY_TIMEOUT`` ends the start-up and stops what runs.
 3. **Reverse stop.** On Ctrl-C or SIGTERM the gateway stops first (its clients are
@@ -129,6 +129,7 @@ def up_environment(args: argparse.Namespace) -> dict[str, str]:
             # The console's charts scrape both processes.
             "CIRNO_METRICS_TARGETS": f"http://{_dial_host(host)}:{args.gateway_metrics_port}"
             f"/metrics,http://{_dial_host(host)}:{args.logic_metrics_port}/metrics",
+            "CIRNO_LOG_FORMAT": args.log_format,
         }
     )
     env.setdefault("CIRNO_DATABASE_URL", f"sqlite:///{data_dir}/control.db")
@@ -225,38 +226,6 @@ def accepts(host: str, port: int) -> bool:
         return False
 
 
-def registered(control_url: str, admin_token: str, role: str, node_id: str) -> bool:
-    """Whether the control plane's registry lists ``node_id`` as a live ``role`` node."""
-    try:
-        answer = httpx.get(
-            f"{control_url}/v1/nodes",
-            params={"role": role},
-            headers={"Authorization": f"Bearer {admin_token}"},
-            timeout=1.0,
-        )
-    except httpx.HTTPError:
-        return False
-    if answer.status_code != 200:
-        return False
-    return any(node.get("id") == node_id for node in answer.json().get("data", []))
-
-
-def logic_links_up(metrics_url: str) -> bool:
-    """Whether the gateway's metrics show at least one live link to a logic node."""
-    from data_plane.metrics import LOGIC_LINKS
-
-    name = next(iter(LOGIC_LINKS.describe())).name
-    try:
-        text = httpx.get(metrics_url, timeout=1.0).text
-    except httpx.HTTPError:
-        return False
-    for line in text.splitlines():
-        metric, _, value = line.partition(" ")
-        if metric == name:
-            return float(value) >= 1
-    return False
-
-
 def up(args: argparse.Namespace) -> int:
     """Run the all-in-one until interrupted; returns the exit status."""
     problems = port_problems(args.host, planned_ports(args))
@@ -314,24 +283,22 @@ def _start_in_order(supervisor: Supervisor, args: argparse.Namespace, env: dict[
         "the control plane did not answer /healthz", lambda: answers_http(health), deadline
     )
     supervisor.start("logic")
-    # A logic node heartbeats only once it listens: registered means gateways can link.
-    # (A bare TCP probe of its port would log a gateway link that closed.)
-    control, token, logic_id = (
-        env["CIRNO_CONTROL_URL"],
-        env["CIRNO_ADMIN_TOKEN"],
-        env["CIRNO_LOGIC_ID"],
-    )
+    # Ready means it listens and is registered: gateways can find it and link.
+    # (A bare TCP probe of its link port would log a gateway link that closed.)
+    logic_ready = f"http://{host}:{args.logic_metrics_port}/readyz"
     supervisor.await_ready(
-        f"the logic node {logic_id} did not register with the control plane",
-        lambda: registered(control, token, "logic", logic_id),
+        f"the logic node {env['CIRNO_LOGIC_ID']} was not ready (listening and registered)",
+        lambda: answers_http(logic_ready),
         deadline,
     )
     supervisor.start("gateway")
-    metrics = f"http://{host}:{args.gateway_metrics_port}/metrics"
+    gateway_ready = f"http://{host}:{args.gateway_metrics_port}/readyz"
     supervisor.await_ready(
-        "the gateway did not link to the logic node",
+        "the gateway was not ready (linked to the logic node and registered)",
         lambda: (
-            logic_links_up(metrics) and accepts(host, args.ws_port) and accepts(host, args.tcp_port)
+            answers_http(gateway_ready)
+            and accepts(host, args.ws_port)
+            and accepts(host, args.tcp_port)
         ),
         deadline,
     )

@@ -27,6 +27,7 @@ from control_plane.route.cache import SnapshotCache
 from control_plane.route.fast_path import ROUTE_PATH, RouteFastPath
 from control_plane.route.service import RouteService
 from control_plane.routes import (
+    bans,
     grayscale,
     health,
     internal,
@@ -110,7 +111,7 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
     app.add_exception_handler(InterfaceError, database_unavailable)
     app.add_exception_handler(RequestValidationError, validation_error_answer)
     # The hot routes first: a request is matched against the routes in this order.
-    for module in (route, internal, health, tenants, secrets, regions, grayscale, nodes):
+    for module in (route, internal, health, tenants, secrets, bans, regions, grayscale, nodes):
         app.include_router(module.router)
     mount_console(app, ConsoleSettings.from_env())
     # The middleware added last runs first: metrics, then the fast path, then the request

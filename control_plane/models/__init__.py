@@ -8,6 +8,13 @@ on ``SQLModel.metadata`` (alembic compares the migrations with it).
 
 from __future__ import annotations
 
+from control_plane.models.bans import (
+    BAN_REASON_MAX,
+    AccountBan,
+    BanCreate,
+    BanPublic,
+    BansPublic,
+)
 from control_plane.models.common import (
     ErrorResponse,
     Health,
@@ -64,6 +71,7 @@ from control_plane.models.tenants import (
     TENANT_ID_MAX,
     TENANT_ID_PATTERN,
     ApiKeyCreated,
+    InternalBan,
     Isolation,
     SecretCreate,
     SecretCreated,
@@ -87,11 +95,16 @@ from control_plane.models.tenants import (
 )
 
 __all__ = [
+    "BAN_REASON_MAX",
     "DEFAULT_SECRET_KID",
     "SECRET_KID_MAX",
     "TENANT_ID_MAX",
     "TENANT_ID_PATTERN",
+    "AccountBan",
     "ApiKeyCreated",
+    "BanCreate",
+    "BanPublic",
+    "BansPublic",
     "Continent",
     "ErrorResponse",
     "GrayscaleRuleRow",
@@ -99,6 +112,7 @@ __all__ = [
     "HeartbeatIn",
     "HeartbeatOut",
     "IdLease",
+    "InternalBan",
     "InternalRule",
     "InternalRules",
     "Isolation",

@@ -363,6 +363,15 @@ class TenantQuotas(SQLModel):
     messages_per_second: float
 
 
+class InternalBan(SQLModel):
+    """A live ban of one account (``control_plane.models.bans``), as the data plane reads
+    it."""
+
+    account: str
+    expires_at: float | None = Field(description="Epoch seconds; null: until lifted.")
+    reason: str
+
+
 class TenantKeys(SQLModel):
     """A tenant as a gateway or logic node needs it."""
 
@@ -372,6 +381,9 @@ class TenantKeys(SQLModel):
     quotas: TenantQuotas
     isolation: Isolation
     database_url: str | None = Field(description="The dedicated database (full URL).")
+    bans: list[InternalBan] = Field(
+        default_factory=list, description="Accounts banned now (expired bans are left out)."
+    )
 
 
 class TenantSecrets(SQLModel):

@@ -9,6 +9,7 @@ cirno-im also splits ``chat`` into its three families, the longest prefix winnin
 - ``chat.group.`` → ``group``: ``chat.group.create|join|quit|detail|members|talk`` and the
   administration commands (``dismiss|transfer|update|admin|mute|apply|approve|applications``)
 - ``chat.offline.`` → ``sync``: ``chat.offline.index``, ``chat.offline.content``
+- ``sync.`` → ``sync``: ``sync.fill``, ``sync.heads`` (a gateway's own, never a client's)
 - ``chat.`` → ``chat``: ``chat.user.talk``, ``chat.talk.ack``
 
 ``chat.talk.ack`` stays in ``chat`` (its prefix says so): the read index it moves lives
@@ -43,6 +44,7 @@ _PREFIXES: Final = (
     # Longest first: "chat.group." and "chat.offline." before "chat.".
     ("chat.group.", Service.GROUP),
     ("chat.offline.", Service.SYNC),
+    ("sync.", Service.SYNC),
     ("session.", Service.LOGIN),
     ("login.", Service.LOGIN),
     ("chat.", Service.CHAT),

@@ -13,6 +13,7 @@ login over it gets QuotaExceeded (430) and close 4006.
 from __future__ import annotations
 
 import itertools
+import time
 from typing import NoReturn
 
 from data_plane.cluster.protocol import (
@@ -23,7 +24,9 @@ from data_plane.cluster.protocol import (
     META_GATEWAY,
     META_TENANT,
 )
+from data_plane.cluster.revocation import refusal
 from data_plane.cluster.tenants import TenantDirectory
+from data_plane.gateway import events
 from data_plane.gateway.auth import AuthError, verify_token
 from data_plane.gateway.channel import Channel, error_body
 from data_plane.gateway.clock import Clock
@@ -102,16 +105,20 @@ class LoginAdmission:
         try:
             claims = await verify_token(req.token, self.directory.lookup)
         except AuthError as exc:
-            _refuse(conn, packet, Status.UNAUTHORIZED, str(exc))
+            _refuse(conn, packet, Status.UNAUTHORIZED, str(exc), exc.tenant)
+        refused = refusal(claims.tenant_info, claims.account, time.time())
+        if refused is not None:  # a banned account (ban expiries are wall-clock times)
+            _refuse(conn, packet, Status.FORBIDDEN, refused, claims.tenant)
         device = req.device or DEFAULT_DEVICE
         if len(device) > MAX_DEVICE_LENGTH or not device.isprintable() or "," in device:
-            _refuse(conn, packet, Status.INVALID_PACKET_BODY, "device must be 1-32 characters")
+            reason = "device must be 1-32 characters"
+            _refuse(conn, packet, Status.INVALID_PACKET_BODY, reason, claims.tenant)
         version = req.client_version[:MAX_CLIENT_VERSION_LENGTH]
         quotas = claims.tenant_info
         quota = self.router.quota
         if not quota.admits(claims.tenant, quotas.max_connections):
             reason = f"tenant connection quota of {quotas.max_connections} is used up"
-            _refuse(conn, packet, Status.QUOTA_EXCEEDED, reason)
+            _refuse(conn, packet, Status.QUOTA_EXCEEDED, reason, claims.tenant)
         gateway_id = self.settings.gateway_id
         channel = Channel(
             id=f"{gateway_id}_{claims.account}_{next(self._channel_numbers)}",
@@ -120,6 +127,7 @@ class LoginAdmission:
             account=claims.account,
             device=device,
             client_version=version,
+            kid=claims.kid,
             meta=(
                 Meta(META_TENANT, claims.tenant),
                 Meta(META_ACCOUNT, claims.account),
@@ -140,7 +148,9 @@ class LoginAdmission:
             self.router.drop_channel(channel)
             raise
         channel.logged_in = True
+        self.router.begin_delivery(channel)
         LOGINS.labels("ok").inc()
+        events.login(channel)
         return channel, batch[1:]
 
     async def _ask_logic(self, channel: Channel, packet: LogicPacket) -> None:
@@ -151,24 +161,41 @@ class LoginAdmission:
             with self.clock.move_on_after(timeout):
                 await pool.ready.wait()
         if not self.router.send_to_logic(channel, packet):
-            _refuse(conn, packet, Status.SYSTEM_EXCEPTION, "no logic node available")
+            reason = "no logic node available"
+            _refuse(conn, packet, Status.SYSTEM_EXCEPTION, reason, channel.tenant)
         with self.clock.move_on_after(timeout):
             await channel.login_done.wait()
         answer = channel.login_answer
         if answer is None:
-            _refuse(conn, packet, Status.SYSTEM_EXCEPTION, "login timed out upstream")
+            reason = "login timed out upstream"
+            _refuse(conn, packet, Status.SYSTEM_EXCEPTION, reason, channel.tenant)
         conn.send(answer.encode())
         if answer.status != Status.SUCCESS:
             LOGINS.labels("refused_upstream").inc()
+            events.login_refused(conn, answer.status, _reason_of(answer), channel.tenant)
             conn.close(CloseCode.POLICY_VIOLATION, f"login failed with status {answer.status}")
             raise LoginRefused
 
 
+def _reason_of(answer: LogicPacket) -> str:
+    """The ``ErrorResp`` message of a refused login's answer, for the log."""
+    try:
+        return answer.parse_body(pb.ErrorResp).message
+    except MalformedPacket:
+        return f"status {answer.status}"
+
+
 def _refuse(
-    conn: PacketConnection, packet: LogicPacket | BasicPacket, status: int, reason: str
+    conn: PacketConnection,
+    packet: LogicPacket | BasicPacket,
+    status: int,
+    reason: str,
+    tenant: str = "",
 ) -> NoReturn:
-    """Answer ``packet`` with ``status`` and ``reason``, close, raise LoginRefused."""
+    """Answer ``packet`` with ``status`` and ``reason``, close, raise LoginRefused;
+    ``tenant`` (when the token named one) goes to the log line."""
     LOGINS.labels(Status(status).name.lower()).inc()
+    events.login_refused(conn, status, reason, tenant)
     if isinstance(packet, LogicPacket):
         answer = packet.replace(meta=(), dest="").response(status, error_body(reason))
         conn.send(answer.encode())

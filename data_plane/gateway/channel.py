@@ -8,6 +8,7 @@ import anyio
 
 from data_plane.gateway.limits import TokenBucket
 from data_plane.gateway.logic_pool import LogicRoutes
+from data_plane.gateway.sequencer import Sequencer
 from data_plane.transport.connection import PacketConnection
 from data_plane.wire import BasicCode, BasicPacket, LogicPacket, Meta, pb
 
@@ -25,6 +26,8 @@ class Channel:
     device: str
     meta: tuple[Meta, ...]
     client_version: str = ""
+    kid: str = ""
+    """The signing key its login token was verified with (revoking the key closes it)."""
     meta_raw: bytes = b""
     """``meta`` encoded once at login, spliced onto every packet forwarded for it."""
     routes: LogicRoutes | None = None
@@ -34,6 +37,12 @@ class Channel:
     bucket: TokenBucket | None = None
     login_answer: LogicPacket | None = None
     login_done: anyio.Event = field(default_factory=anyio.Event)
+    login_head: int | None = None
+    """The inbox head the login answer carried (None from a node that sends none)."""
+    sequencer: Sequencer | None = None
+    """Delivers its inbox rows once and in order; set once the login was answered."""
+    early: list[tuple[int, bytes]] = field(default_factory=list)
+    """Sequenced pushes that came before the login answer reached the client."""
 
 
 def error_body(message: str) -> bytes:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 
 from data_plane.cluster.protocol import INTERNAL_PREFIXES
+from data_plane.gateway import events
 from data_plane.gateway.admission import LoginAdmission, LoginRefused, decode_or_close
 from data_plane.gateway.channel import PONG, Channel
 from data_plane.gateway.clock import Clock, Timer
@@ -80,6 +81,8 @@ class ClientSessions:
             if channel is not None:
                 self.router.drop_channel(channel)
             conn.close(CloseCode.NORMAL, "")
+            if channel is not None:
+                events.disconnect(channel)
             connections.dec()
             reason = conn.close_reason
             CLOSES.labels(str(reason.code) if reason else "?").inc()

@@ -60,7 +60,9 @@ class GatewaySettings:
     idle_timeout: float = 180.0
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     max_send_buffer: int = 4 * 1024 * 1024
-    tenant_refresh_interval: float = 5.0
+    tenant_refresh_interval: float = 1.0
+    """Also the bound on revocations: a disabled tenant, a ban or a revoked key closes
+    the connections it affects at the next refresh (:mod:`.revocation`)."""
     logic_request_timeout: float = 10.0
     location_refresh_interval: float = LOCATION_REFRESH_INTERVAL
     metrics_port: int | None = None

@@ -7,7 +7,12 @@ from contextlib import asynccontextmanager
 
 import anyio
 
-from data_plane.cluster.protocol import LOCATION_TTL_SECONDS, REFRESH_COMMAND
+from data_plane.cluster.protocol import (
+    FILL_COMMAND,
+    HEADS_COMMAND,
+    LOCATION_TTL_SECONDS,
+    REFRESH_COMMAND,
+)
 from data_plane.cluster.registry import RegistryClient
 from data_plane.cluster.services import Service, format_services
 from data_plane.cluster.tenants import TenantDirectory
@@ -18,6 +23,8 @@ from data_plane.logic.handlers.group_admin import GroupAdminHandlers
 from data_plane.logic.handlers.login import LoginHandlers
 from data_plane.logic.handlers.sync import SyncHandlers
 from data_plane.logic.lease import NodeMembership
+from data_plane.logic.pushes import Pusher
+from data_plane.logic.revocation import guard_handlers
 from data_plane.logic.router import Handler, Router
 from data_plane.logic.server import LogicServer
 from data_plane.logic.settings import LogicSettings
@@ -29,11 +36,7 @@ from data_plane.wire import Command
 
 
 def handlers_by_service(
-    login: LoginHandlers,
-    chat: ChatHandlers,
-    group: GroupHandlers,
-    sync: SyncHandlers,
-    admin: GroupAdminHandlers,
+    login: LoginHandlers, chat: ChatHandlers, group: GroupHandlers, sync: SyncHandlers
 ) -> dict[Service, dict[str, Handler]]:
     """Every command's handler, grouped by the service it belongs to (the grouping is
     :func:`service_of`'s; ``tests/logic`` checks that the two agree)."""
@@ -54,19 +57,28 @@ def handlers_by_service(
             Command.CHAT_GROUP_DETAIL: group.detail,
             Command.CHAT_GROUP_MEMBERS: group.members,
             Command.CHAT_GROUP_TALK: group.talk,
-            Command.CHAT_GROUP_DISMISS: admin.dismiss,
-            Command.CHAT_GROUP_TRANSFER: admin.transfer,
-            Command.CHAT_GROUP_UPDATE: admin.update,
-            Command.CHAT_GROUP_ADMIN: admin.admin,
-            Command.CHAT_GROUP_MUTE: admin.mute,
-            Command.CHAT_GROUP_APPLY: admin.apply,
-            Command.CHAT_GROUP_APPROVE: admin.approve,
-            Command.CHAT_GROUP_APPLICATIONS: admin.applications,
+            **_administration(group.admin),
         },
         Service.SYNC: {
             Command.CHAT_OFFLINE_INDEX: sync.index,
             Command.CHAT_OFFLINE_CONTENT: sync.content,
+            FILL_COMMAND: sync.fill,
+            HEADS_COMMAND: sync.heads,
         },
+    }
+
+
+def _administration(admin: GroupAdminHandlers) -> dict[str, Handler]:
+    """The group-administration commands (cirno extensions of the ``group`` service)."""
+    return {
+        Command.CHAT_GROUP_DISMISS: admin.dismiss,
+        Command.CHAT_GROUP_TRANSFER: admin.transfer,
+        Command.CHAT_GROUP_UPDATE: admin.update,
+        Command.CHAT_GROUP_ADMIN: admin.admin,
+        Command.CHAT_GROUP_MUTE: admin.mute,
+        Command.CHAT_GROUP_APPLY: admin.apply,
+        Command.CHAT_GROUP_APPROVE: admin.approve,
+        Command.CHAT_GROUP_APPLICATIONS: admin.applications,
     }
 
 
@@ -119,14 +131,16 @@ async def build_logic(
             stores = TenantStores(
                 shared, directory, tg, node_id=id_node, check_writable=check_writable
             )
+            pusher = Pusher(sessions, hub)
+            tg.start_soon(pusher.run)
             by_service = handlers_by_service(
-                LoginHandlers(sessions, hub),
-                ChatHandlers(stores, sessions, hub),
-                GroupHandlers(stores, sessions, hub),
+                LoginHandlers(sessions, hub, stores),
+                ChatHandlers(stores, pusher),
+                GroupHandlers(stores, pusher),
                 SyncHandlers(stores),
-                GroupAdminHandlers(stores, sessions, hub),
             )
             handlers, not_served = split_by_services(by_service, settings)
+            handlers = guard_handlers(handlers, directory)  # revoked users are refused
             yield LogicServer(settings, Router(handlers, not_served), hub)
             tg.cancel_scope.cancel()
     finally:
@@ -140,9 +154,18 @@ async def serve(settings: LogicSettings) -> None:
     Raises ValueError first when the settings cannot work together (see
     :meth:`LogicSettings.check`)."""
     settings.check()
-    serve_metrics("logic", settings.host, settings.metrics_port)
     registry = RegistryClient(settings.control_url, settings.cluster_secret)
     membership = NodeMembership(settings, registry)
+    listening = False
+
+    def unmet() -> list[str]:
+        """What keeps this node from being ready (``/readyz``)."""
+        reasons = [] if listening else ["not listening for gateway links yet"]
+        if not membership.registered:
+            reasons.append("not registered with the control plane")
+        return reasons
+
+    serve_metrics("logic", settings.host, settings.metrics_port, unmet)
     try:
         id_node = await membership.acquire()
         async with (
@@ -152,6 +175,7 @@ async def serve(settings: LogicSettings) -> None:
             anyio.create_task_group() as tg,
         ):
             await tg.start(server.run)
+            listening = True
             membership.link_port = server.port
             tg.start_soon(membership.run)
     finally:

@@ -9,6 +9,11 @@ nothing was acknowledged).
 Logical storage errors map to their own statuses: invalid field → InvalidPacketBody,
 unknown message or group → NotFound (410), not a member → Forbidden (403); a handler's
 ``Refused`` gets its own status and reason.
+
+``cirno_logic_requests_total`` counts each request by the status it was answered with
+(:func:`outcome_of`): ``ok``, ``client_error`` for the client's mistakes (a bad body,
+an unknown group, not a member, too large: the client must change the request) and
+``error`` for the server's faults (SystemException, Unavailable), the ones to alert on.
 """
 
 from __future__ import annotations
@@ -33,7 +38,19 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[None]]
 
-_OUTCOMES = ("ok", "error")
+_OUTCOMES = ("ok", "client_error", "error")
+
+_SERVER_FAULTS = frozenset({Status.SYSTEM_EXCEPTION, Status.UNAVAILABLE})
+
+
+def outcome_of(status: int) -> str:
+    """The ``outcome`` label of a request answered with ``status`` (-1: never answered,
+    which only a handler fault leaves behind)."""
+    if status == Status.SUCCESS:
+        return "ok"
+    if status in _SERVER_FAULTS or status < 0:
+        return "error"
+    return "client_error"
 
 
 class Router:
@@ -75,10 +92,8 @@ class Router:
             self._refuse(request)
             return
         started = time.perf_counter()
-        outcome = "error"
         try:
             await handler(request)
-            outcome = "ok"
         except Refused as exc:
             request.fail(exc.status, exc.reason)
         except MalformedPacket as exc:
@@ -96,5 +111,5 @@ class Router:
             log.exception("handler of %s failed", request.packet.command)
             request.fail(Status.SYSTEM_EXCEPTION, "internal error")
         finally:
-            self._counted[command, outcome].inc()
+            self._counted[command, outcome_of(request.answered)].inc()
             self._timed[command].observe(time.perf_counter() - started)

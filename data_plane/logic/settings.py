@@ -34,7 +34,7 @@ class LogicSettings:
     """The ``host:port`` gateways dial (default: host:port)."""
     heartbeat_interval: float = 5.0
     control_url: str = "http://127.0.0.1:8080"
-    tenant_refresh_interval: float = 5.0
+    tenant_refresh_interval: float = 1.0
     metrics_port: int | None = None
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     services: frozenset[Service] = ALL_SERVICES

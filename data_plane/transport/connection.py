@@ -66,6 +66,7 @@ class CloseCode(enum.IntEnum):
     LOGIN_TIMEOUT = 4004
     IDLE_TIMEOUT = 4005
     QUOTA_EXCEEDED = 4006
+    RESYNC = 4007
 
 
 @dataclass(frozen=True, slots=True)

@@ -293,15 +293,21 @@ class KickoutNotify(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CHANNELID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     channelId: _builtins.str
+    reason: _builtins.str
+    """cirno extension: why the connection is closed; empty for a login on the same
+    device (kim's only case), else a revocation ("tenant disabled", "account banned").
+    """
     def __init__(
         self,
         *,
         channelId: _builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channelId", b"channelId"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channelId", b"channelId", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

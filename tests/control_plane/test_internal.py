@@ -46,10 +46,11 @@ def test_lists_tenants_with_keys_and_status(client: TestClient) -> None:
     response = client.get(PATH, headers=CLUSTER)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
-    shared = {
+    shared: dict[str, object] = {
         "quotas": {"max_connections": 0, "messages_per_second": 0.0},
         "isolation": "shared",
         "database_url": None,
+        "bans": [],
     }
     assert response.json() == {
         "tenants": [

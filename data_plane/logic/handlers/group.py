@@ -13,28 +13,32 @@ a muted group, does not talk. Every account named must be an account name
 
 A group message is stored once with the next per-group sequence and one inbox row per
 member, in one transaction; the push carries that sequence and the group id and reaches
-every online member except the sending connection. A message whose push would not fit a
-client packet is refused before it is stored (``logic.push_size``).
+every online member except the sending connection, each channel addressed with its
+member's inbox sequence (``seqs`` meta); the answer carries the sender's
+(``MessageResp.inbox_seq``). A message whose push would not fit a client packet is
+refused before it is stored (``logic.push_size``).
 """
 
 from __future__ import annotations
 
 from data_plane.logic import names
-from data_plane.logic.context import GatewayHub, Request
-from data_plane.logic.handlers.chat import message_push, push_to_accounts
+from data_plane.logic.context import Request
+from data_plane.logic.handlers.chat import message_push
 from data_plane.logic.handlers.group_access import (
     group_id_of,
     hidden,
+    join_policy_of,
     member_access,
     require_manager,
     require_talk,
 )
+from data_plane.logic.handlers.group_admin import GroupAdminHandlers
 from data_plane.logic.push_size import refuse_oversize_push
+from data_plane.logic.pushes import Pusher, PushPart
 from data_plane.logic.refusal import Refused
 from data_plane.logic.tenant_stores import TenantStores
 from data_plane.storage.messages.group_model import JoinPolicy, Role
 from data_plane.storage.messages.protocol import Group, GroupNotFound, NotAMember
-from data_plane.storage.sessions.protocol import SessionStore
 from data_plane.wire import Command, LogicPacket, Status, pb
 
 MAX_GROUP_MEMBERS = 10_000
@@ -56,24 +60,17 @@ def _add_members(
         )
 
 
-def join_policy_of(value: int) -> JoinPolicy:
-    """A wire ``JoinPolicy``; InvalidPacketBody for a value this server does not know."""
-    try:
-        return JoinPolicy(value)
-    except ValueError:
-        raise Refused(Status.INVALID_PACKET_BODY, f"unknown join policy {value}") from None
-
-
 class GroupHandlers:
     """The ``chat.group.*`` commands kim knows (administration: ``group_admin``)."""
 
-    def __init__(self, stores: TenantStores, sessions: SessionStore, hub: GatewayHub) -> None:
+    def __init__(self, stores: TenantStores, pusher: Pusher) -> None:
         self._stores = stores
-        self._sessions = sessions
-        self._hub = hub
+        self._pusher = pusher
+        self.admin = GroupAdminHandlers(stores, pusher)
+        """The administration commands, on the same stores and pusher."""
 
     async def _notify(self, request: Request, accounts: list[str], packet: LogicPacket) -> None:
-        await push_to_accounts(self._sessions, self._hub, request, accounts, packet)
+        await self._pusher.push(request.tenant, request.channel_id, [PushPart(accounts, packet)])
 
     async def create(self, request: Request) -> None:
         """Create a group owned by the caller; notify its online members."""
@@ -236,10 +233,14 @@ class GroupHandlers:
             raise hidden(group_id) from None  # dismissed or left since the check
         request.reply(
             body=pb.MessageResp(
-                messageId=result.message_id, sendTime=result.send_time, seq=result.seq
+                messageId=result.message_id,
+                sendTime=result.send_time,
+                seq=result.seq,
+                inbox_seq=result.inbox_seq,
             )
         )
         if result.duplicate or not members:
             return
         push = message_push(command, req, request.account, group_id, result, group_id)
-        await self._notify(request, members, push)
+        seqs = dict(zip(members, result.member_seqs, strict=True))
+        await self._pusher.push(request.tenant, request.channel_id, [PushPart(members, push, seqs)])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from data_plane.logic.context import Request
 from data_plane.logic.refusal import Refused
-from data_plane.storage.messages.group_model import Access
+from data_plane.storage.messages.group_model import Access, JoinPolicy
 from data_plane.storage.messages.protocol import MessageStore
 from data_plane.wire import Status
 
@@ -26,6 +26,14 @@ def hidden(group_id: str) -> Refused:
     return Refused(
         Status.NOT_FOUND, f"group {group_id!r} does not exist or you are not a member of it"
     )
+
+
+def join_policy_of(value: int) -> JoinPolicy:
+    """A wire ``JoinPolicy``; InvalidPacketBody for a value this server does not know."""
+    try:
+        return JoinPolicy(value)
+    except ValueError:
+        raise Refused(Status.INVALID_PACKET_BODY, f"unknown join policy {value}") from None
 
 
 def group_id_of(value: str) -> str:

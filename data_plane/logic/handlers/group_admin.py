@@ -27,35 +27,33 @@ the group again with ``chat.group.detail``).
 from __future__ import annotations
 
 from data_plane.logic import names
-from data_plane.logic.context import GatewayHub, Request
-from data_plane.logic.handlers.chat import push_to_accounts
-from data_plane.logic.handlers.group import join_policy_of
+from data_plane.logic.context import Request
 from data_plane.logic.handlers.group_access import (
     group_id_of,
     hidden,
+    join_policy_of,
     member_access,
     require_manager,
     require_owner,
     target_access,
 )
+from data_plane.logic.pushes import Pusher, PushPart
 from data_plane.logic.refusal import Refused
 from data_plane.logic.tenant_stores import TenantStores
 from data_plane.storage.messages.group_model import GroupChanges, JoinPolicy, Role
 from data_plane.storage.messages.protocol import MessageStore
-from data_plane.storage.sessions.protocol import SessionStore
 from data_plane.wire import Command, LogicPacket, Status, pb
 
 
 class GroupAdminHandlers:
     """The group-administration commands (cirno extensions)."""
 
-    def __init__(self, stores: TenantStores, sessions: SessionStore, hub: GatewayHub) -> None:
+    def __init__(self, stores: TenantStores, pusher: Pusher) -> None:
         self._stores = stores
-        self._sessions = sessions
-        self._hub = hub
+        self._pusher = pusher
 
     async def _notify(self, request: Request, accounts: list[str], packet: LogicPacket) -> None:
-        await push_to_accounts(self._sessions, self._hub, request, accounts, packet)
+        await self._pusher.push(request.tenant, request.channel_id, [PushPart(accounts, packet)])
 
     async def _notify_members(
         self, store: MessageStore, request: Request, group_id: str, packet: LogicPacket

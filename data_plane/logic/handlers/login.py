@@ -1,9 +1,15 @@
 """``login.signin`` and ``login.signout``.
 
 The gateway has verified the token; the logic node records the location of (tenant,
-account, device), answers ``LoginResp``, and kicks the connection it replaced on the
-same device. Sign-out (explicit or on disconnect) removes the location only if it still
-belongs to that channel, so a late sign-out never removes a newer login.
+account, device), then reads the account's inbox head and answers ``LoginResp`` with
+the head in the ``head`` meta (the gateway starts the channel's sequencer there and
+strips it), and kicks the connection it replaced on the same device. The order is
+what makes the sequencer's start race-free: a message committed after the head read
+finds the location and is pushed; one at or below the head is the client's own sync
+after its login (docs/design.md, "Delivery promise"). A login whose head cannot be
+read fails (SystemException) and its location is removed: the client retries.
+Sign-out (explicit or on disconnect) removes the location only if it still belongs to
+that channel, so a late sign-out never removes a newer login.
 """
 
 from __future__ import annotations
@@ -11,10 +17,12 @@ from __future__ import annotations
 import logging
 import time
 
+from data_plane.cluster.protocol import META_HEAD
 from data_plane.logic.context import GatewayHub, Request
+from data_plane.logic.tenant_stores import TenantStores
 from data_plane.storage.errors import StorageError
 from data_plane.storage.sessions.protocol import Location, SessionStore
-from data_plane.wire import Command, LogicPacket, pb
+from data_plane.wire import Command, LogicPacket, Meta, pb
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +30,10 @@ log = logging.getLogger(__name__)
 class LoginHandlers:
     """Sign-in and sign-out over a session store."""
 
-    def __init__(self, sessions: SessionStore, hub: GatewayHub) -> None:
+    def __init__(self, sessions: SessionStore, hub: GatewayHub, stores: TenantStores) -> None:
         self._sessions = sessions
         self._hub = hub
+        self._stores = stores
 
     @staticmethod
     def _location(request: Request) -> Location:
@@ -39,9 +48,19 @@ class LoginHandlers:
         )
 
     async def signin(self, request: Request) -> None:
-        """Store the location, answer, then kick the replaced connection."""
+        """Store the location, read the inbox head, answer, then kick the replaced
+        connection."""
         previous = await self._sessions.add_location(self._location(request))
-        request.reply(body=pb.LoginResp(channelId=request.channel_id, account=request.account))
+        try:
+            store = await self._stores.get(request.tenant)
+            heads = await store.inbox_heads(request.tenant, [request.account])
+        except StorageError:
+            await self.signout_quietly(request)
+            raise
+        request.reply(
+            body=pb.LoginResp(channelId=request.channel_id, account=request.account),
+            meta=(Meta(META_HEAD, str(heads[request.account])),),
+        )
         if previous is not None:
             kick = LogicPacket.make_push(
                 Command.LOGIN_SIGNIN,
@@ -49,6 +68,15 @@ class LoginHandlers:
                 channel_id=previous.channel_id,
             )
             self._hub.push([previous], kick)
+
+    async def signout_quietly(self, request: Request) -> None:
+        """Remove the location if it is still this channel's; failures only logged."""
+        try:
+            await self._sessions.remove_location(
+                request.tenant, request.account, request.device, request.channel_id
+            )
+        except StorageError as exc:
+            log.warning("location of failed login %s not removed: %s", request.channel_id, exc)
 
     async def refresh(self, request: Request) -> None:
         """Re-assert a live channel's location (never displacing a newer login); the

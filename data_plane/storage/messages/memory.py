@@ -26,6 +26,7 @@ from data_plane.storage.messages.protocol import (
     Direction,
     Group,
     GroupNotFound,
+    InboxMessage,
     IndexEntry,
     IndexPage,
     Member,
@@ -198,13 +199,16 @@ class MemoryMessageStore:
         seq = group.seq
         m = self._store(tenant, sender, "", group_id, seq, type, body, extra, client_msg_id)
         receivers = [member.account for member in group.sorted_members()]
+        seqs: list[int] = []
         for account in receivers:
             direction = Direction.SENT if account == sender else Direction.RECEIVED
-            self._inbox(tenant, account).append(
-                m.message_id, direction, m.send_time, sender, group_id
-            )
+            inbox = self._inbox(tenant, account)
+            inbox.append(m.message_id, direction, m.send_time, sender, group_id)
+            seqs.append(len(inbox.entries))
         await anyio.lowlevel.checkpoint()
-        return SendResult(m.message_id, m.send_time, duplicate=False, seq=seq), receivers
+        own = seqs[receivers.index(sender)]
+        result = SendResult(m.message_id, m.send_time, False, seq, own, 0, tuple(seqs))
+        return result, receivers
 
     async def ack(self, tenant: str, account: str, device: str, message_id: int) -> bool:
         """See ``MessageStore.ack``."""
@@ -241,6 +245,45 @@ class MemoryMessageStore:
         entries = inbox.entries[after : after + limit + 1]
         await anyio.lowlevel.checkpoint()
         return IndexPage(entries[:limit], has_more=len(entries) > limit)
+
+    async def inbox_heads(self, tenant: str, accounts: Sequence[str]) -> dict[str, int]:
+        """See ``MessageStore.inbox_heads``."""
+        self._check_open()
+        heads = {}
+        for account in accounts:
+            inbox = self._inboxes.get((tenant, account))
+            heads[account] = len(inbox.entries) if inbox is not None else 0
+        await anyio.lowlevel.checkpoint()
+        return heads
+
+    async def read_inbox(
+        self, tenant: str, account: str, after_seq: int, limit: int
+    ) -> list[InboxMessage]:
+        """See ``MessageStore.read_inbox``."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self._check_open()
+        inbox = self._inboxes.get((tenant, account), _Inbox())
+        rows = []
+        for entry in inbox.entries[max(0, after_seq) : max(0, after_seq) + limit]:
+            m = self._messages[(tenant, entry.message_id)]
+            rows.append(
+                InboxMessage(
+                    entry.seq,
+                    entry.message_id,
+                    entry.direction,
+                    entry.account_b,
+                    entry.group_id,
+                    m.group_seq,
+                    entry.send_time,
+                    m.type,
+                    m.body,
+                    m.extra,
+                    m.client_msg_id or "",
+                )
+            )
+        await anyio.lowlevel.checkpoint()
+        return rows
 
     async def get_contents(
         self, tenant: str, account: str, message_ids: Sequence[int]

@@ -93,9 +93,11 @@ class SendResult:
     ``seq`` is the group sequence of a group message, 0 for a 1:1 message.
     ``duplicate`` is True when the send was a resend of an already stored
     ``client_msg_id``: the other fields are then the original's, except the inbox
-    sequences. ``inbox_seq`` / ``receiver_inbox_seq`` are the sequences of a stored 1:1
-    message's rows in the sender's / receiver's inbox (equal for a message to oneself);
-    0 for group messages and duplicates (nothing is pushed for those).
+    sequences. ``inbox_seq`` is the sequence of the message's row in the sender's inbox
+    (1:1 and group); ``receiver_inbox_seq`` the receiver's of a 1:1 message (equal for a
+    message to oneself); ``member_seqs`` a group message's row in each member's inbox,
+    aligned with the member list ``send_group_message`` returns. All are 0 / empty for
+    duplicates (nothing is pushed for those).
     """
 
     message_id: int
@@ -104,6 +106,7 @@ class SendResult:
     seq: int
     inbox_seq: int = 0
     receiver_inbox_seq: int = 0
+    member_seqs: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,27 @@ class StoredMessage:
     extra: str
     client_msg_id: str | None
     send_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class InboxMessage:
+    """One inbox row with its message's content: what it takes to push it again.
+
+    ``account_b`` and ``direction`` are the row's (see :class:`IndexEntry`);
+    ``group_seq`` is the group sequence of a group message, 0 for a 1:1 message.
+    """
+
+    seq: int
+    message_id: int
+    direction: Direction
+    account_b: str
+    group_id: str
+    group_seq: int
+    send_time: int
+    type: int
+    body: bytes
+    extra: str
+    client_msg_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +257,8 @@ class MessageStore(Protocol):
         In one transaction: the group's sequence moves up by exactly one (the group row
         is locked, so all members see one order), the content is stored once with that
         sequence, and every current member gets an inbox row (``SENT`` for the sender,
-        ``RECEIVED`` for the others, ``account_b`` = sender). Raises ``GroupNotFound``,
+        ``RECEIVED`` for the others, ``account_b`` = sender); the result's
+        ``member_seqs`` are those rows' sequences, in member order. Raises ``GroupNotFound``,
         ``NotAMember`` (sender not in the group), ``InvalidField``,
         ``MessageStoreUnavailable``. A duplicate ``client_msg_id`` returns the original
         result with ``duplicate=True`` and an empty member list (nothing to push).
@@ -260,6 +285,20 @@ class MessageStore(Protocol):
         message id until an empty page visits every row once. Raises ``UnknownMessage``
         for a non-zero id not in the account's inbox, ``ValueError`` for ``limit < 1``.
         """
+        ...
+
+    async def inbox_heads(self, tenant: str, accounts: Sequence[str]) -> dict[str, int]:
+        """The sequence of the newest committed row of each account's inbox (0 when
+        empty), by account. A row committed after this read gets a greater sequence:
+        sequences are given out in commit order."""
+        ...
+
+    async def read_inbox(
+        self, tenant: str, account: str, after_seq: int, limit: int
+    ) -> list[InboxMessage]:
+        """Inbox rows with a sequence greater than ``after_seq``, oldest first, at most
+        ``limit``, each with its message's content (to push it again). Raises
+        ``ValueError`` for ``limit < 1``."""
         ...
 
     async def get_contents(

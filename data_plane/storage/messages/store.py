@@ -49,6 +49,7 @@ from data_plane.storage.messages.link import WriterLink
 from data_plane.storage.messages.protocol import (
     Content,
     Group,
+    InboxMessage,
     IndexPage,
     Member,
     SendResult,
@@ -209,6 +210,16 @@ class SqlMessageStore:
     ) -> list[Content]:
         """See ``MessageStore.get_contents``."""
         return await self._reads.get_contents(tenant, account, message_ids)
+
+    async def inbox_heads(self, tenant: str, accounts: Sequence[str]) -> dict[str, int]:
+        """See ``MessageStore.inbox_heads``."""
+        return await self._reads.inbox_heads(tenant, accounts)
+
+    async def read_inbox(
+        self, tenant: str, account: str, after_seq: int, limit: int
+    ) -> list[InboxMessage]:
+        """See ``MessageStore.read_inbox``."""
+        return await self._reads.read_inbox(tenant, account, after_seq, limit)
 
     async def create_group(
         self,
