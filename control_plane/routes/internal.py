@@ -108,6 +108,9 @@ def tenant_secrets(session: SessionDep, now: NowDep, if_none_match: IfNoneMatch 
                 quotas=TenantQuotas(
                     max_connections=row.max_connections,
                     messages_per_second=row.messages_per_second,
+                    commands_per_second=row.commands_per_second,
+                    account_commands_per_second=row.account_commands_per_second,
+                    logins_per_second=row.logins_per_second,
                 ),
                 isolation=row.isolation,
                 database_url=row.database_url,

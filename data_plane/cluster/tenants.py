@@ -65,6 +65,12 @@ class TenantInfo:
     max_connections: int = 0
     messages_per_second: float = 0.0
     database_url: str | None = None
+    commands_per_second: float | None = None
+    """Per connection, every command; None: the gateway's default (0 = unlimited)."""
+    account_commands_per_second: float | None = None
+    """Per account and gateway, every command; None: the gateway's default."""
+    logins_per_second: float | None = None
+    """Logins of the tenant per gateway; None: the gateway's default."""
     bans: Mapping[str, Ban] = field(default_factory=lambda: NO_BANS, hash=False)
     """Banned accounts, by account."""
 
@@ -72,6 +78,15 @@ class TenantInfo:
         """The ban holding ``account`` at ``now``, or None."""
         ban = self.bans.get(account)
         return ban if ban is not None and ban.active(now) else None
+
+
+def _optional_rate(value: object) -> float | None:
+    """A rate override: absent or null is None (use the default), else a float."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float, str)):
+        return float(value)
+    raise ValueError(f"not a rate: {value!r}")
 
 
 def parse_tenants(payload: object) -> dict[str, TenantInfo]:
@@ -88,6 +103,9 @@ def parse_tenants(payload: object) -> dict[str, TenantInfo]:
             keys=keys,
             max_connections=int(quotas.get("max_connections") or 0),
             messages_per_second=float(quotas.get("messages_per_second") or 0.0),
+            commands_per_second=_optional_rate(quotas.get("commands_per_second")),
+            account_commands_per_second=_optional_rate(quotas.get("account_commands_per_second")),
+            logins_per_second=_optional_rate(quotas.get("logins_per_second")),
             database_url=(
                 str(item["database_url"])
                 if item.get("isolation") == "dedicated" and item.get("database_url")

@@ -7,7 +7,12 @@ login gets a channel id containing the account and is forwarded to the logic nod
 owns the account, which has ``logic_request_timeout`` to answer; its answer goes back
 to the client, and only a Success makes the channel live. A tenant's
 ``max_connections`` holds across the cluster (see :mod:`data_plane.gateway.quota`): a
-login over it gets QuotaExceeded (430) and close 4006.
+login over it gets QuotaExceeded (430) and close 4006. Logins over the rate of their IP
+(checked before the token) or of their tenant (after it) get RateLimited (429) and close
+4008 (see :mod:`data_plane.gateway.throttle`).
+
+Until its token is verified the connection has a tiny budget (``login_max_packet_size``
+and ``login_send_buffer``); the full limits apply from then on.
 """
 
 from __future__ import annotations
@@ -30,9 +35,9 @@ from data_plane.gateway import events
 from data_plane.gateway.auth import AuthError, verify_token
 from data_plane.gateway.channel import Channel, error_body
 from data_plane.gateway.clock import Clock
-from data_plane.gateway.limits import TokenBucket
 from data_plane.gateway.router import ChannelRouter
 from data_plane.gateway.settings import GatewaySettings
+from data_plane.gateway.throttle import Throttle
 from data_plane.metrics import LOGINS
 from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.wire import (
@@ -79,11 +84,13 @@ class LoginAdmission:
         directory: TenantDirectory,
         router: ChannelRouter,
         clock: Clock,
+        throttle: Throttle,
     ) -> None:
         self.settings = settings
         self.directory = directory
         self.router = router
         self.clock = clock
+        self.throttle = throttle
         self._channel_numbers = itertools.count(1)
 
     async def admit(
@@ -98,6 +105,8 @@ class LoginAdmission:
         if not isinstance(packet, LogicPacket) or packet.command != Command.LOGIN_SIGNIN:
             _refuse(conn, packet, Status.UNAUTHORIZED, "login.signin must be the first packet")
         assert isinstance(packet, LogicPacket)
+        if not self.throttle.admits_ip(conn.remote_address):
+            _refuse(conn, packet, Status.RATE_LIMITED, "too many logins from this address")
         try:
             req = packet.parse_body(pb.LoginReq)
         except MalformedPacket as exc:
@@ -115,6 +124,8 @@ class LoginAdmission:
             _refuse(conn, packet, Status.INVALID_PACKET_BODY, reason, claims.tenant)
         version = req.client_version[:MAX_CLIENT_VERSION_LENGTH]
         quotas = claims.tenant_info
+        if not self.throttle.admits_tenant(quotas):
+            _refuse(conn, packet, Status.RATE_LIMITED, "too many logins of this tenant")
         quota = self.router.quota
         if not quota.admits(claims.tenant, quotas.max_connections):
             reason = f"tenant connection quota of {quotas.max_connections} is used up"
@@ -137,8 +148,11 @@ class LoginAdmission:
             ),
         )
         channel.meta_raw = encode_meta(channel.meta)
-        if quotas.messages_per_second > 0:
-            channel.bucket = TokenBucket(quotas.messages_per_second, self.clock.now)
+        self.throttle.set_up(channel, quotas)
+        # The token is verified: the peer gets the full limits now, before the logic
+        # node answers (pushes may follow its answer before this task runs again).
+        s = self.settings
+        conn.set_limits(max_packet_size=s.max_packet_size, max_send_buffer=s.max_send_buffer)
         self.router.channels[channel.id] = channel
         quota.acquire(channel.tenant)  # no suspension since admits(): the slot is ours
         channel.counted = True
@@ -203,6 +217,7 @@ def _refuse(
         Status.UNAUTHORIZED: CloseCode.UNAUTHORIZED,
         Status.SYSTEM_EXCEPTION: CloseCode.TRY_AGAIN_LATER,
         Status.QUOTA_EXCEEDED: CloseCode.QUOTA_EXCEEDED,
+        Status.RATE_LIMITED: CloseCode.RATE_LIMITED,
     }.get(Status(status), CloseCode.POLICY_VIOLATION)
     conn.close(code, reason)
     raise LoginRefused(reason)

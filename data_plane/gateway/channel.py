@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import anyio
 
-from data_plane.gateway.limits import TokenBucket
+from data_plane.gateway.clock import Timer
+from data_plane.gateway.limits import CommandLimits, TokenBucket
 from data_plane.gateway.logic_pool import LogicRoutes
 from data_plane.gateway.sequencer import Sequencer
 from data_plane.transport.connection import PacketConnection
@@ -34,7 +36,21 @@ class Channel:
     """The logic links its commands go to, by service (set on the first send)."""
     logged_in: bool = False
     counted: bool = False
+    limits: CommandLimits | None = None
+    """Its rates, resolved at login (None: unlimited, before the login)."""
     bucket: TokenBucket | None = None
+    """Every command of this connection (``limits.connection_rate``)."""
+    talk_bucket: TokenBucket | None = None
+    """The talk commands of this connection (``limits.talk_rate``)."""
+    strikes: TokenBucket | None = None
+    """The 429s it may earn before it is closed."""
+    in_flight: int = 0
+    """Requests forwarded to a logic node and not answered yet."""
+    backlog: deque[bytes] = field(default_factory=deque)
+    """Packets read while ``in_flight`` was at the cap (reading is held meanwhile)."""
+    stall_timer: Timer | None = None
+    answers: int = 0
+    """Answers received so far (the stall timer's progress check)."""
     login_answer: LogicPacket | None = None
     login_done: anyio.Event = field(default_factory=anyio.Event)
     login_head: int | None = None

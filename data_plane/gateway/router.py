@@ -16,6 +16,7 @@ times instead of cirno's (:mod:`data_plane.gateway.kim_compat`), the sequencing 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from data_plane.cluster.grayscale import ClientFacts
 from data_plane.cluster.protocol import (
@@ -64,6 +65,8 @@ class ChannelRouter:
         self.pool = LogicPool(settings, registry, self.on_logic_packet, self.holes.links_changed)
         self._duplicate = SEQUENCER.labels("duplicate")
         self._held = SEQUENCER.labels("held")
+        self.on_answer: Callable[[Channel], None] = lambda channel: None
+        """Called after each answer to a channel's request (the session's backlog)."""
 
     # -- towards the logic nodes -------------------------------------------------------
 
@@ -103,6 +106,10 @@ class ChannelRouter:
         self.channels.pop(channel.id, None)
         if channel.sequencer is not None and channel.sequencer.timer is not None:
             channel.sequencer.timer.cancel()
+        if channel.stall_timer is not None:
+            channel.stall_timer.cancel()
+            channel.stall_timer = None
+        channel.backlog.clear()
         if channel.counted:
             channel.counted = False
             self.quota.release(channel.tenant)
@@ -142,13 +149,20 @@ class ChannelRouter:
         # sent are already what the client gets, and re-encoding them would only copy them.
         if command == Command.CHAT_OFFLINE_INDEX and channel.sequencer is not None:
             self._index_answer(channel, packet, raw)
-            return
-        self.deliver(channel, raw)
-        if command in TALK_COMMANDS and channel.sequencer is not None:
-            self._own_send(channel, packet)
-        elif command == Command.LOGIN_SIGNOUT:
-            channel.logged_in = False  # the logic node already removed the location
-            channel.conn.close(CloseCode.NORMAL, "signed out")
+        else:
+            self.deliver(channel, raw)
+            if command in TALK_COMMANDS and channel.sequencer is not None:
+                self._own_send(channel, packet)
+            elif command == Command.LOGIN_SIGNOUT:
+                channel.logged_in = False  # the logic node already removed the location
+                channel.conn.close(CloseCode.NORMAL, "signed out")
+                return
+        if packet.flag == Flag.RESPONSE:
+            channel.answers += 1
+            if channel.in_flight > 0:
+                channel.in_flight -= 1
+            if channel.backlog:
+                self.on_answer(channel)
 
     def _own_send(self, channel: Channel, answer: LogicPacket) -> None:
         """The channel's own message took a row of its inbox: the client has it."""

@@ -39,6 +39,7 @@ from data_plane.gateway.revocation import Revocations
 from data_plane.gateway.router import ChannelRouter
 from data_plane.gateway.session import ClientSessions
 from data_plane.gateway.settings import GatewaySettings
+from data_plane.gateway.throttle import Throttle
 from data_plane.metrics import HEARTBEATS
 from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.transport.tcp import serve_tcp
@@ -46,6 +47,10 @@ from data_plane.transport.ws import serve_ws
 from data_plane.wire import LogicPacket
 
 log = logging.getLogger(__name__)
+
+LOGIN_MAX_INBOX = 16
+"""Packets read ahead of a login that is not verified yet (then reading pauses): the
+login and a few pipelined requests, never megabytes of an unauthenticated peer's."""
 
 
 class Gateway:
@@ -64,8 +69,11 @@ class Gateway:
         self.quota = ConnectionQuota()
         """Channels per tenant here and on the other gateways (the connection quota)."""
         self.router = ChannelRouter(settings, self.registry, self.quota, self.clock)
-        self.admission = LoginAdmission(settings, directory, self.router, self.clock)
-        self.sessions = ClientSessions(settings, self.admission, self.router, self.clock)
+        self.throttle = Throttle(settings, self.clock.now)
+        self.admission = LoginAdmission(settings, directory, self.router, self.clock, self.throttle)
+        self.sessions = ClientSessions(
+            settings, self.admission, self.router, self.clock, self.throttle
+        )
         self.revocations = Revocations(self.router)
         """Closes the connections a tenant-directory change revoked."""
         directory.subscribe(self.revocations.on_tenants)
@@ -104,20 +112,24 @@ class Gateway:
                 self.channels,
                 self.router.send_to_logic,
             )
+            # Connections start with the tiny budget of a login; admission raises it.
             ws = await serve_ws(
                 s.ws_host,
                 s.ws_port,
                 self._accept,
-                max_packet_size=s.max_packet_size,
-                max_send_buffer=s.max_send_buffer,
+                max_packet_size=s.login_max_packet_size,
+                max_send_buffer=s.login_send_buffer,
+                max_frame_size=s.max_packet_size + 1024,
+                max_inbox=LOGIN_MAX_INBOX,
                 clock=self.clock.now,
             )
             tcp = await serve_tcp(
                 s.tcp_host,
                 s.tcp_port,
                 self._accept,
-                max_packet_size=s.max_packet_size,
-                max_send_buffer=s.max_send_buffer,
+                max_packet_size=s.login_max_packet_size,
+                max_send_buffer=s.login_send_buffer,
+                max_inbox=LOGIN_MAX_INBOX,
                 clock=self.clock.now,
             )
             self.ws_port = ws.sockets[0].getsockname()[1]

@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 from data_plane.cluster.protocol import META_CHANNELS, META_SEQS
 from data_plane.metrics import GATEWAY_LINKS
 from data_plane.storage.sessions.protocol import Location
-from data_plane.transport.connection import PacketConnection
+from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.wire import Flag, LogicPacket, Meta, Status, pb
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,10 @@ class GatewayHub:
             GATEWAY_LINKS.set(len(self._links))
 
     def send(self, gateway_id: str, data: bytes) -> bool:
-        """Send an encoded packet to a gateway; False when it is not connected."""
+        """Send an encoded packet to a gateway; False when it is not connected (or does
+        not read: then its link is closed, see :func:`send_or_close`)."""
         conn = self._links.get(gateway_id)
-        return conn is not None and conn.send(data)
+        return conn is not None and send_or_close(conn, data)
 
     def address(
         self,
@@ -95,6 +96,18 @@ class GatewayHub:
         """Close every gateway link."""
         for conn in list(self._links.values()):
             conn.close(1001, "logic node shutting down")
+
+
+def send_or_close(conn: PacketConnection, data: bytes) -> bool:
+    """Send on a gateway link; a link whose send buffer is full belongs to a gateway
+    that does not read, so it is closed (4003, the gateway redials) rather than left to
+    drop answers one by one while its buffer holds memory."""
+    if conn.send(data):
+        return True
+    if not conn.is_closed:
+        log.warning("closing the link of a gateway that does not read (%s)", conn.remote_address)
+        conn.close(CloseCode.SLOW_CONSUMER, "gateway does not read: send buffer full")
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +155,7 @@ class Request:
             ).encode()
         # Frozen for handlers; this is the one field the reply itself records.
         object.__setattr__(self, "answered", int(status))
-        if not self.conn.send(data):
+        if not send_or_close(self.conn, data):
             log.warning("response to %s dropped: gateway link full or closed", self.channel_id)
 
     def fail(self, status: int, message: str) -> None:

@@ -39,6 +39,9 @@ class LogicSettings:
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     services: frozenset[Service] = ALL_SERVICES
     """The services this node runs (:mod:`data_plane.cluster.services`); all by default."""
+    max_in_flight_per_link: int = 1024
+    """Requests of one gateway link running at once (0 = unlimited); past it the node
+    stops reading that link until some end."""
 
     def check(self) -> None:
         """Raise ValueError when the settings cannot work together.
@@ -84,4 +87,7 @@ class LogicSettings:
             ),
             max_packet_size=int(os.environ.get("CIRNO_MAX_PACKET_SIZE") or d.max_packet_size),
             services=parse_services(os.environ.get("CIRNO_LOGIC_SERVICES", "")),
+            max_in_flight_per_link=int(
+                os.environ.get("CIRNO_LOGIC_MAX_IN_FLIGHT") or d.max_in_flight_per_link
+            ),
         )
