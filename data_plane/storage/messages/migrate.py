@@ -17,7 +17,7 @@ Adoption. A dedicated database migrated before this module existed went through 
 embedded history: it holds the message tables (created by ``0002``, identical to
 ``m0001``) but no ``message_store_version``. ``upgrade`` then records the message
 revision its embedded position implies (:data:`EMBEDDED_POSITIONS`: ``m0001`` for one
-that stopped before ``0007``) as applied (an alembic ``stamp``) instead of creating the
+that stopped before ``0008``) as applied (an alembic ``stamp``) instead of creating the
 tables again, and continues from there. The control-plane tables such a database also
 received are left alone: they are unused there, and dropping tables is an operator's
 decision.
@@ -47,7 +47,7 @@ VERSION_TABLE = "message_store_version"
 FIRST_REVISION = "m0001"
 """The revision that creates the tables (``0002`` of the embedded history runs it)."""
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-EMBEDDED_POSITIONS = {"0007": "m0002g"}
+EMBEDDED_POSITIONS = {"0008": "m0002g"}
 """Embedded revisions that ran a later message revision than ``m0001``, and that revision
 (an embedded position not listed here holds the ``m0001`` tables)."""
 

@@ -3,7 +3,7 @@ on ``chat_groups``; role and mute on ``group_members``; ``group_applications``.
 
 Hand-written to match ``data_plane.storage.messages.schema``. Existing groups become
 invite-only (``join_policy`` 0), their members plain and unmuted. The embedded
-database's revision ``0007`` (``migrations/versions/0007_group_admin.py``) runs this
+database's revision ``0008`` (``migrations/versions/0008_group_admin.py``) runs this
 revision's ``upgrade`` and ``downgrade``.
 
 Revision ID: m0002g
