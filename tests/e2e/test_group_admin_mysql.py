@@ -10,11 +10,11 @@ from sqlalchemy import create_engine, inspect
 
 from cirno.harness import Cluster, run_cluster
 from data_plane.storage.urls import sync_url
-from tests.e2e.conftest import SECRET, TENANT
-from tests.e2e.test_abuse_groups import (  # noqa: F401 (collected here, on MySQL)
+from tests.abuse.test_groups_names_pushes import (  # noqa: F401 (collected here, on MySQL)
     test_row4_a_private_group_looks_missing_to_outsiders,
     test_row9_members_that_are_no_accounts_are_refused,
 )
+from tests.e2e.conftest import SECRET, TENANT
 from tests.e2e.test_group_admin import (  # noqa: F401 (collected here, on MySQL)
     test_join_policies_invite_open_and_approval,
     test_mutes_refuse_talks_but_not_the_managers,

@@ -1,5 +1,8 @@
 """Abuse rows 4, 8 and 9 of issue 12, over real processes (``cirno up``, default limits).
 
+Each test also asserts that the logic node, which stores and refuses these requests,
+grows by less than ``GROWTH_BOUND`` while it runs (VmRSS).
+
 - Row 4: a user of the tenant cannot join someone else's invite-only group, list its
   members or receive its messages, and cannot tell a private group from a missing one
   (same status, same text, on every command).
@@ -11,13 +14,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import anyio
 import pytest
 
-from cirno.harness import Cluster, RawClient
+from cirno.harness import Cluster, RawClient, run_cluster
 from data_plane.logic.handlers.chat import message_push
 from data_plane.logic.push_size import push_size
 from data_plane.wire import DEFAULT_MAX_PACKET_SIZE, Command, Status, pb
+from tests.abuse.conftest import MIB, role_pid, rss
+from tests.e2e.conftest import SECRET, TENANT
 from tests.e2e.test_chat import index, online, unique
 from tests.e2e.test_group import create_group, group_send
 from tests.e2e.test_group_admin import answer
@@ -25,6 +32,26 @@ from tests.e2e.test_group_admin import answer
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 LIMIT = DEFAULT_MAX_PACKET_SIZE
+GROWTH_BOUND = 32 * MIB
+"""What the logic node may grow by during one test: a few 64 KiB messages, a few groups."""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """``cirno up`` on its default limits, with the tenant of ``tests.e2e``'s helpers."""
+    with run_cluster(tmp_path_factory.mktemp("abuse-groups")) as running:
+        running.create_tenant(TENANT, SECRET)
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def logic_memory_bounded(cluster: Cluster) -> Iterator[None]:
+    """The logic node grows by less than ``GROWTH_BOUND`` during the test."""
+    logic = role_pid(cluster, "logic")
+    before = rss(logic)
+    yield
+    grown = rss(logic) - before
+    assert grown < GROWTH_BOUND, f"the logic node grew by {grown / MIB:.1f} MiB"
 
 
 async def no_push(client: RawClient, command: str) -> None:
