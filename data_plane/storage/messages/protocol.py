@@ -33,13 +33,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from data_plane.storage.errors import StorageError
-from data_plane.storage.messages.group_model import (
-    Access,
-    Application,
-    GroupChanges,
-    JoinPolicy,
-    Role,
-)
+from data_plane.storage.messages.group_admin_protocol import GroupAdministration
+from data_plane.storage.messages.group_model import GroupChanges, JoinPolicy, Role
 from data_plane.storage.messages.schema import (
     ANNOUNCEMENT_LENGTH,
     APPLICATION_LENGTH,
@@ -210,9 +205,10 @@ class Group:
     """The whole-group mute (the owner and admins may still talk)."""
 
 
-class MessageStore(Protocol):
+class MessageStore(GroupAdministration, Protocol):
     """Durable storage of messages, inboxes, read indexes and groups.
 
+    The group-administration methods are ``group_admin_protocol.GroupAdministration``'s.
     Implementations: ``MemoryMessageStore`` (tests, the embedded default without a
     database file) and ``SqlMessageStore`` (SQLite, MySQL). Both raise
     ``MessageStoreUnavailable`` when the backend is unreachable or failing, never a
@@ -351,54 +347,6 @@ class MessageStore(Protocol):
 
     async def is_member(self, tenant: str, group_id: str, account: str) -> bool:
         """Whether ``account`` is a member (False when the group does not exist)."""
-        ...
-
-    async def group_access(self, tenant: str, group_id: str, account: str) -> Access | None:
-        """The group's owner, policy and mute and ``account``'s membership, role and mute,
-        in one read; None when the group does not exist."""
-        ...
-
-    async def update_group(self, tenant: str, group_id: str, changes: GroupChanges) -> Group:
-        """Apply ``changes`` (``None`` fields stay) and return the group as it is then.
-        Raises ``GroupNotFound``, ``InvalidField`` for a name or announcement too long."""
-        ...
-
-    async def set_member(
-        self,
-        tenant: str,
-        group_id: str,
-        account: str,
-        *,
-        role: Role | None = None,
-        muted: bool | None = None,
-    ) -> bool:
-        """Set a member's role and/or mute; False when ``account`` is not a member.
-        Raises ``GroupNotFound``."""
-        ...
-
-    async def transfer_group(self, tenant: str, group_id: str, new_owner: str) -> bool:
-        """Make the member ``new_owner`` the owner (its role becomes ``MEMBER``; the old
-        owner stays a plain member); False when ``new_owner`` is not a member. Raises
-        ``GroupNotFound``."""
-        ...
-
-    async def dismiss_group(self, tenant: str, group_id: str) -> list[str]:
-        """Delete the group, its members and applications in one transaction and return
-        who the members were; its stored messages stay in the inboxes. Afterwards every
-        operation on the id raises ``GroupNotFound``. Raises ``GroupNotFound``."""
-        ...
-
-    async def add_application(self, tenant: str, group_id: str, account: str, message: str) -> bool:
-        """Record ``account``'s application to join; False when one is already pending
-        (it is left as it was). Raises ``GroupNotFound``, ``InvalidField``."""
-        ...
-
-    async def applications(self, tenant: str, group_id: str) -> list[Application]:
-        """The pending applications, oldest first. Raises ``GroupNotFound``."""
-        ...
-
-    async def take_application(self, tenant: str, group_id: str, account: str) -> bool:
-        """Remove ``account``'s pending application; False when there was none."""
         ...
 
     async def aclose(self) -> None:
