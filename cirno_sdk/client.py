@@ -289,7 +289,8 @@ class Client:
         )
 
     async def join_group(self, group_id: str, account: str = "") -> None:
-        """Add ``account`` (default: this account) to the group."""
+        """Add ``account`` (the owner or an admin invites), or this account by default
+        (only an open group admits it; see ``groups.apply`` for approval groups)."""
         await self._groups.join(group_id, account)
 
     async def quit_group(self, group_id: str, account: str = "") -> None:

@@ -75,7 +75,8 @@ class Groups:
         return group_id
 
     async def join(self, group_id: str, account: str) -> None:
-        """Add ``account`` (empty: this account) to the group."""
+        """Add ``account`` (owner or admin: an invite), or this account when empty (only an
+        open group admits it; an approval group takes :meth:`apply`)."""
         req = pb.GroupJoinReq(account=account, group_id=group_id)
         await self._calls.call(Command.CHAT_GROUP_JOIN, req, deadline=self._deadline())
         if not account or account == self._me():
