@@ -7,11 +7,19 @@ Prints incoming messages and events; reads commands from stdin, one per line::
     /create team bob eve  create a group with bob and eve (prints its id)
     /join <group-id>      join a group;  /leave <group-id>  quit it
     /members <group-id>   list a group's members
+    /watch bob eve        follow their presence: "● bob online" / "○ bob offline" now
+                          and whenever one comes online or goes offline
+    /unwatch bob          stop following
+    /typing @bob          tell bob (or #<group-id>) that you are typing
     /quit                 leave (Ctrl-D too)
 
 and the group administration commands of :mod:`cirno.chat_groups` (/invite, /info,
 /dismiss, /transfer, /update, /policy, /admin, /mute, /unmute, /apply, /applications,
 /approve, /refuse).
+
+Typing: stdin is read a whole line at a time, so the chat cannot see keystrokes and
+never sends typing indicators by itself; ``/typing`` sends one (at most one per 2 s per
+conversation reaches the other side). A typing push prints "bob is typing…".
 
 Stdin may be a terminal or a pipe or file: commands are run line by line, and the chat
 ends at the end of its input (so ``cirno chat ... </dev/null`` connects, logs in and
@@ -51,13 +59,16 @@ from cirno_sdk import (
     Event,
     KickedOutEvent,
     Message,
+    PresenceChanged,
     Reconnected,
+    Typing,
 )
 from data_plane.cluster import identity
 
 TOKEN_TTL_SECONDS = 24 * 3600
 HELP = "commands: @<account> <text> | #<group> <text> | /create <name> <members...> | " + (
-    "/join <group> | /leave <group> | /members <group> | /quit\ngroups: " + GROUP_HELP
+    "/join <group> | /leave <group> | /members <group> | /watch <accounts...> | "
+    "/unwatch <accounts...> | /typing @<account>|#<group> | /quit\ngroups: " + GROUP_HELP
 )
 USAGE_ERROR = 2
 DESCRIPTION = (
@@ -65,7 +76,8 @@ DESCRIPTION = (
     "  @<account> <text>   #<group> <text>   /create <name> <members...>\n"
     "  /join <group>   /leave <group>   /members <group>   /quit (or Ctrl-D)\n"
     "  group administration: /invite /info /dismiss /transfer /update /policy /admin\n"
-    "  /mute /unmute /apply /applications /approve /refuse (each prints its usage)\n\n"
+    "  /mute /unmute /apply /applications /approve /refuse (each prints its usage)\n"
+    "  /watch <accounts...>   /unwatch <accounts...>   /typing @<account>|#<group>\n\n"
     "Stdin may be a terminal, a pipe or a file: lines run in order and the chat ends at\n"
     "the end of its input. An unreachable gateway is reported at once and retried with\n"
     "back-off until it answers (Ctrl-C stops)."
@@ -256,6 +268,19 @@ async def _command(client: Client, line: str, out: TextIO) -> None:
             _say(out, f"#{group_id}: " + ", ".join(m.account for m in people))
     elif head in GROUP_COMMANDS:
         await group_command(client, head, rest, out)
+    elif head in ("/watch", "/unwatch") and rest:
+        accounts = rest.split()
+        if head == "/unwatch":
+            await client.unsubscribe_presence(*accounts)
+            _say(out, "stopped watching " + ", ".join(accounts))
+            return
+        states = await client.subscribe_presence(*accounts)
+        for account, online in states.items():
+            _say(out, presence_mark(account, online))
+    elif head == "/typing" and rest.strip()[:1] in ("@", "#") and len(rest.strip()) > 1:
+        target = rest.strip()
+        if not await client.typing(target[1:], group=target[0] == "#"):
+            _say(out, "(typing not sent: at most one per 2 s per conversation)")
     else:
         _say(out, HELP)
 
@@ -291,9 +316,21 @@ def format_event(event: Event) -> str:
         return f"* disconnected ({event.code} {event.reason}); {tail}"
     if isinstance(event, Reconnected):
         return "* reconnected"
+    if isinstance(event, PresenceChanged):
+        return presence_mark(event.account, event.online)
+    if isinstance(event, Typing):
+        where = f" in #{event.group}" if event.group else ""
+        if event.stopped:
+            return f"{event.account} stopped typing{where}"
+        return f"{event.account} is typing{where}…"
     by = f" by {event.by}" if event.by else ""
     detail = f" ({event.detail})" if event.detail else ""
     return f"* group #{event.group_id} {event.kind}{by}: {', '.join(event.accounts)}{detail}"
+
+
+def presence_mark(account: str, online: bool) -> str:
+    """``● bob online`` or ``○ bob offline``."""
+    return f"● {account} online" if online else f"○ {account} offline"
 
 
 def _say(out: TextIO, text: str) -> None:

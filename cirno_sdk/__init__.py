@@ -42,8 +42,10 @@ from cirno_sdk.models import (
     JoinPolicy,
     Member,
     Message,
+    PresenceChanged,
     Reconnected,
     Sent,
+    Typing,
 )
 from cirno_sdk.models import KickedOut as KickedOutEvent
 from cirno_sdk.options import ClientOptions
@@ -74,6 +76,7 @@ __all__ = [
     "Member",
     "MemoryStore",
     "Message",
+    "PresenceChanged",
     "RateLimited",
     "Reconnected",
     "RequestRefused",
@@ -85,5 +88,6 @@ __all__ = [
     "StatusError",
     "Store",
     "Target",
+    "Typing",
     "route_resolver",
 ]

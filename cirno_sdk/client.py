@@ -14,7 +14,10 @@ talking to the others only through what its constructor was given:
   inbox order (:mod:`cirno_sdk.ordering`);
 - :class:`~cirno_sdk.calls.Caller` -- requests that wait for the connection and retry
   until a deadline; :class:`~cirno_sdk.groups.Groups` -- the group calls;
-- :class:`~cirno_sdk.feeds.Feeds` -- the message and event feeds the application reads.
+- :class:`~cirno_sdk.feeds.Feeds` -- the message and event feeds the application reads;
+- :class:`~cirno_sdk.presence.Presence` -- presence subscriptions and typing, which
+  also sees every push first (presence and typing become events, the rest go on to
+  the delivery).
 
 When a connection ends, every request still waiting fails with :class:`ConnectionLost`.
 :meth:`Client.send` catches that (and response timeouts, and 3xx statuses) and sends
@@ -50,6 +53,7 @@ from cirno_sdk.link import NOT_CONNECTED, Link
 from cirno_sdk.models import Direction, Event, GroupInfo, JoinPolicy, Member, Message, Sent
 from cirno_sdk.options import ClientOptions
 from cirno_sdk.ordering import Orderer
+from cirno_sdk.presence import Presence
 from cirno_sdk.pull import IdlePull
 from cirno_sdk.session import Credentials, SessionRunner
 from cirno_sdk.store import MemoryStore, Store
@@ -99,10 +103,14 @@ class Client:
             content_batch=opts.content_batch,
             clock=clock,
         )
+        self._calls = Caller(self._link, response_timeout=opts.response_timeout, clock=clock)
+        self._presence = Presence(
+            self._calls, self._feeds, self._delivery, request_deadline=opts.request_deadline
+        )
         self._runner = SessionRunner(
             self._link,
             self._feeds,
-            self._delivery,
+            self._presence,
             self._targets,
             Backoff(
                 initial=opts.backoff_initial,
@@ -113,7 +121,6 @@ class Client:
             Credentials(token, device, client_version),
             opts,
         )
-        self._calls = Caller(self._link, response_timeout=opts.response_timeout, clock=clock)
         self._groups = Groups(
             self._calls,
             self._delivery,
@@ -304,3 +311,28 @@ class Client:
     async def group_members(self, group_id: str) -> list[Member]:
         """All of the group's members, by join time (fetched page by page)."""
         return await self._groups.members(group_id)
+
+    # -- presence and typing -------------------------------------------------------------
+
+    async def subscribe_presence(self, *accounts: str) -> dict[str, bool]:
+        """Follow ``accounts`` (of this tenant); returns whether each is online now.
+
+        Afterwards :meth:`events` carries a :class:`PresenceChanged` when one comes
+        online (its first device) or goes offline (its last device). The client
+        follows them again after every reconnect (emitting each one's state then). At
+        most 200 accounts per connection: beyond, :class:`RequestRefused` (413) and
+        nothing is added.
+        """
+        return await self._presence.subscribe(list(accounts))
+
+    async def unsubscribe_presence(self, *accounts: str) -> None:
+        """Stop following ``accounts``."""
+        await self._presence.unsubscribe(list(accounts))
+
+    async def typing(self, to: str, *, group: bool = False, stopped: bool = False) -> bool:
+        """Tell account ``to`` (or group ``to`` with ``group=True``) that this account is
+        typing (``stopped``: no longer typing). Sent once, never stored; the server
+        forwards at most one per 2 s per conversation and returns False (429) for the
+        rest. Raises :class:`RequestRefused` for a group this account is not in (403)
+        or of more than 500 members (413)."""
+        return await self._presence.typing(to, group=group, stopped=stopped)

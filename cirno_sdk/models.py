@@ -161,4 +161,26 @@ class GroupEvent:
     detail: str = ""
 
 
-Event = Reconnected | Disconnected | KickedOut | GroupEvent
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    """A followed account (:meth:`Client.subscribe_presence`) came online (its first
+    device) or went offline (its last device gone). ``at`` is when the server saw the
+    change, ms since the epoch; 0 for the state read after a reconnect (the SDK
+    re-subscribes and reports every followed account's state then)."""
+
+    account: str
+    online: bool
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    """``account`` is typing (or, with ``stopped``, stopped typing) to us, or in
+    ``group`` when that is set. Never stored; a client shows it for a few seconds."""
+
+    account: str
+    group: str
+    stopped: bool
+
+
+Event = Reconnected | Disconnected | KickedOut | GroupEvent | PresenceChanged | Typing

@@ -6,11 +6,13 @@ cirno-im also splits ``chat`` into its three families, the longest prefix winnin
 
 - ``login.``  → ``login``: ``login.signin``, ``login.signout``
 - ``session.`` → ``login``: ``session.refresh`` (the gateway re-asserting a location)
+- ``presence.`` → ``login``: ``presence.subscribe``, ``presence.unsubscribe`` (presence
+  lives in the session store, beside the locations that sign-in and sign-out change)
 - ``chat.group.`` → ``group``: ``chat.group.create|join|quit|detail|members|talk`` and the
   administration commands (``dismiss|transfer|update|admin|mute|apply|approve|applications``)
 - ``chat.offline.`` → ``sync``: ``chat.offline.index``, ``chat.offline.content``
 - ``sync.`` → ``sync``: ``sync.fill``, ``sync.heads`` (a gateway's own, never a client's)
-- ``chat.`` → ``chat``: ``chat.user.talk``, ``chat.talk.ack``
+- ``chat.`` → ``chat``: ``chat.user.talk``, ``chat.talk.ack``, ``chat.typing``
 
 ``chat.talk.ack`` stays in ``chat`` (its prefix says so): the read index it moves lives
 in the message store all services share, so ``sync`` reads it wherever that runs.
@@ -47,6 +49,7 @@ _PREFIXES: Final = (
     ("sync.", Service.SYNC),
     ("session.", Service.LOGIN),
     ("login.", Service.LOGIN),
+    ("presence.", Service.LOGIN),
     ("chat.", Service.CHAT),
 )
 

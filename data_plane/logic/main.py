@@ -21,7 +21,9 @@ from data_plane.logic.handlers.chat import ChatHandlers
 from data_plane.logic.handlers.group import GroupHandlers
 from data_plane.logic.handlers.group_admin import GroupAdminHandlers
 from data_plane.logic.handlers.login import LoginHandlers
+from data_plane.logic.handlers.presence import Presence
 from data_plane.logic.handlers.sync import SyncHandlers
+from data_plane.logic.handlers.typing import TypingHandlers
 from data_plane.logic.lease import NodeMembership
 from data_plane.logic.pushes import Pusher
 from data_plane.logic.revocation import guard_handlers
@@ -36,7 +38,12 @@ from data_plane.wire import Command
 
 
 def handlers_by_service(
-    login: LoginHandlers, chat: ChatHandlers, group: GroupHandlers, sync: SyncHandlers
+    login: LoginHandlers,
+    chat: ChatHandlers,
+    group: GroupHandlers,
+    sync: SyncHandlers,
+    presence: Presence,
+    typing: TypingHandlers,
 ) -> dict[Service, dict[str, Handler]]:
     """Every command's handler, grouped by the service it belongs to (the grouping is
     :func:`service_of`'s; ``tests/logic`` checks that the two agree)."""
@@ -45,10 +52,13 @@ def handlers_by_service(
             REFRESH_COMMAND: login.refresh,
             Command.LOGIN_SIGNIN: login.signin,
             Command.LOGIN_SIGNOUT: login.signout,
+            Command.PRESENCE_SUBSCRIBE: presence.subscribe,
+            Command.PRESENCE_UNSUBSCRIBE: presence.unsubscribe,
         },
         Service.CHAT: {
             Command.CHAT_USER_TALK: chat.user_talk,
             Command.CHAT_TALK_ACK: chat.ack,
+            Command.CHAT_TYPING: typing.typing,
         },
         Service.GROUP: {
             Command.CHAT_GROUP_CREATE: group.create,
@@ -128,16 +138,20 @@ async def build_logic(
             anyio.create_task_group() as tg,
         ):
             tg.start_soon(directory.run)
+            presence = Presence(sessions, hub)
+            tg.start_soon(presence.sweep.run)
             stores = TenantStores(
                 shared, directory, tg, node_id=id_node, check_writable=check_writable
             )
             pusher = Pusher(sessions, hub)
             tg.start_soon(pusher.run)
             by_service = handlers_by_service(
-                LoginHandlers(sessions, hub, stores),
+                LoginHandlers(sessions, hub, stores, presence),
                 ChatHandlers(stores, pusher),
                 GroupHandlers(stores, pusher),
                 SyncHandlers(stores),
+                presence,
+                TypingHandlers(stores, sessions, hub),
             )
             handlers, not_served = split_by_services(by_service, settings)
             handlers = guard_handlers(handlers, directory)  # revoked users are refused

@@ -25,6 +25,9 @@ class Command(StrEnum):
     CHAT_GROUP_QUIT = "chat.group.quit"
     CHAT_GROUP_DETAIL = "chat.group.detail"
     CHAT_GROUP_MEMBERS = "chat.group.members"
+    PRESENCE_SUBSCRIBE = "presence.subscribe"
+    PRESENCE_UNSUBSCRIBE = "presence.unsubscribe"
+    CHAT_TYPING = "chat.typing"
     # cirno extensions: group administration (docs/protocol.md, "Group administration")
     CHAT_GROUP_DISMISS = "chat.group.dismiss"
     CHAT_GROUP_TRANSFER = "chat.group.transfer"

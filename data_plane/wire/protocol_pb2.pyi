@@ -1397,3 +1397,166 @@ class MessageContentResp(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MessageContentResp: _TypeAlias = MessageContentResp  # noqa: Y015
+
+@_typing.final
+class PresenceSubscribeReq(_message.Message):
+    """---- presence and typing (cirno extension; docs/protocol.md, "Presence and typing") ----
+
+    presence.subscribe and presence.unsubscribe: the accounts (of the caller's tenant) a
+    connection follows or stops following.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def accounts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        accounts: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PresenceSubscribeReq: _TypeAlias = PresenceSubscribeReq  # noqa: Y015
+
+@_typing.final
+class PresenceState(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    ONLINE_FIELD_NUMBER: _builtins.int
+    account: _builtins.str
+    online: _builtins.bool
+    def __init__(
+        self,
+        *,
+        account: _builtins.str = ...,
+        online: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "online", b"online"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PresenceState: _TypeAlias = PresenceState  # noqa: Y015
+
+@_typing.final
+class PresenceSubscribeResp(_message.Message):
+    """Answer of presence.subscribe and presence.unsubscribe."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATES_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTIONS_FIELD_NUMBER: _builtins.int
+    subscriptions: _builtins.int
+    """the connection's subscriptions afterwards"""
+    @_builtins.property
+    def states(self) -> _containers.RepeatedCompositeFieldContainer[Global___PresenceState]:
+        """subscribe: each account's state now"""
+
+    def __init__(
+        self,
+        *,
+        states: _abc.Iterable[Global___PresenceState] | None = ...,
+        subscriptions: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["states", b"states", "subscriptions", b"subscriptions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PresenceSubscribeResp: _TypeAlias = PresenceSubscribeResp  # noqa: Y015
+
+@_typing.final
+class PresenceNotify(_message.Message):
+    """Push (command presence.subscribe): a followed account came online (its first
+    device) or went offline (its last device gone).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    ONLINE_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    account: _builtins.str
+    online: _builtins.bool
+    at: _builtins.int
+    """when the logic node saw the change, ms since the epoch"""
+    def __init__(
+        self,
+        *,
+        account: _builtins.str = ...,
+        online: _builtins.bool = ...,
+        at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "at", b"at", "online", b"online"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PresenceNotify: _TypeAlias = PresenceNotify  # noqa: Y015
+
+@_typing.final
+class TypingReq(_message.Message):
+    """chat.typing: exactly one of peer (1:1) or group."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PEER_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    STOPPED_FIELD_NUMBER: _builtins.int
+    peer: _builtins.str
+    group: _builtins.str
+    stopped: _builtins.bool
+    """the sender stopped typing (cleared the line)"""
+    def __init__(
+        self,
+        *,
+        peer: _builtins.str = ...,
+        group: _builtins.str = ...,
+        stopped: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group", "peer", b"peer", "stopped", b"stopped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TypingReq: _TypeAlias = TypingReq  # noqa: Y015
+
+@_typing.final
+class TypingNotify(_message.Message):
+    """Push (command chat.typing) to the conversation's other online members."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    STOPPED_FIELD_NUMBER: _builtins.int
+    account: _builtins.str
+    """who is typing"""
+    group: _builtins.str
+    """the group, or empty for 1:1 (then it is to the receiver)"""
+    stopped: _builtins.bool
+    def __init__(
+        self,
+        *,
+        account: _builtins.str = ...,
+        group: _builtins.str = ...,
+        stopped: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "group", b"group", "stopped", b"stopped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TypingNotify: _TypeAlias = TypingNotify  # noqa: Y015

@@ -81,6 +81,7 @@ def test_round_trip_and_masking(client: TestClient) -> None:
         },
         "isolation": "dedicated",
         "database_url": DEDICATED_URL,
+        "bans": [],
     }
 
 

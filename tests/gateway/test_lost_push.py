@@ -25,7 +25,9 @@ from data_plane.logic.context import GatewayHub
 from data_plane.logic.handlers.chat import ChatHandlers
 from data_plane.logic.handlers.group import GroupHandlers
 from data_plane.logic.handlers.login import LoginHandlers
+from data_plane.logic.handlers.presence import Presence
 from data_plane.logic.handlers.sync import SyncHandlers
+from data_plane.logic.handlers.typing import TypingHandlers
 from data_plane.logic.main import handlers_by_service, split_by_services
 from data_plane.logic.pushes import Pusher
 from data_plane.logic.router import Router
@@ -103,11 +105,14 @@ async def rig() -> AsyncIterator[Rig]:
         stores = TenantStores(MemoryMessageStore(node_id=1), None, tg, node_id=1)
         pusher = Pusher(sessions, hub)
         tg.start_soon(pusher.run)
+        presence = Presence(sessions, hub)
         by_service = handlers_by_service(
-            LoginHandlers(sessions, hub, stores),
+            LoginHandlers(sessions, hub, stores, presence),
             ChatHandlers(stores, pusher),
             GroupHandlers(stores, pusher),
             SyncHandlers(stores),
+            presence,
+            TypingHandlers(stores, sessions, hub),
         )
         handlers, not_served = split_by_services(by_service, logic_settings)
         server = LogicServer(logic_settings, Router(handlers, not_served), hub)

@@ -58,6 +58,9 @@ EXPECTED = {
     Command.CHAT_GROUP_APPLICATIONS: Service.GROUP,
     Command.CHAT_OFFLINE_INDEX: Service.SYNC,
     Command.CHAT_OFFLINE_CONTENT: Service.SYNC,
+    Command.PRESENCE_SUBSCRIBE: Service.LOGIN,
+    Command.PRESENCE_UNSUBSCRIBE: Service.LOGIN,
+    Command.CHAT_TYPING: Service.CHAT,
 }
 
 

@@ -10,6 +10,10 @@ after its login (docs/design.md, "Delivery promise"). A login whose head cannot 
 read fails (SystemException) and its location is removed: the client retries.
 Sign-out (explicit or on disconnect) removes the location only if it still belongs to
 that channel, so a late sign-out never removes a newer login.
+
+After a sign-in or sign-out (and with each refresh) :class:`~.presence.Presence`, when
+given, settles the account's presence and keeps the connection's watches: after the
+answer, and never failing the login or logout.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 
 from data_plane.cluster.protocol import META_HEAD
 from data_plane.logic.context import GatewayHub, Request
+from data_plane.logic.handlers.presence import Presence
 from data_plane.logic.tenant_stores import TenantStores
 from data_plane.storage.errors import StorageError
 from data_plane.storage.sessions.protocol import Location, SessionStore
@@ -30,10 +35,17 @@ log = logging.getLogger(__name__)
 class LoginHandlers:
     """Sign-in and sign-out over a session store."""
 
-    def __init__(self, sessions: SessionStore, hub: GatewayHub, stores: TenantStores) -> None:
+    def __init__(
+        self,
+        sessions: SessionStore,
+        hub: GatewayHub,
+        stores: TenantStores,
+        presence: Presence | None = None,
+    ) -> None:
         self._sessions = sessions
         self._hub = hub
         self._stores = stores
+        self._presence = presence
 
     @staticmethod
     def _location(request: Request) -> Location:
@@ -68,6 +80,8 @@ class LoginHandlers:
                 channel_id=previous.channel_id,
             )
             self._hub.push([previous], kick)
+        if self._presence is not None:
+            await self._presence.signed_in(request)
 
     async def signout_quietly(self, request: Request) -> None:
         """Remove the location if it is still this channel's; failures only logged."""
@@ -85,6 +99,8 @@ class LoginHandlers:
             await self._sessions.refresh_location(self._location(request))
         except StorageError as exc:
             log.warning("location refresh of %s failed: %s", request.channel_id, exc)
+        if self._presence is not None:
+            await self._presence.refresh(request)
 
     async def signout(self, request: Request) -> None:
         """Remove the location if it is still this channel's; answer Success."""
@@ -92,3 +108,5 @@ class LoginHandlers:
             request.tenant, request.account, request.device, request.channel_id
         )
         request.reply()
+        if self._presence is not None:
+            await self._presence.connection_left(request)
