@@ -26,6 +26,8 @@ from data_plane.storage.urls import sync_url
 from tests.services import MYSQL_ENV, fresh_mysql_database, service_url
 
 MESSAGE_TABLES = set(metadata.tables)
+HEAD = "m0002g"
+"""The newest revision of the message tables' history."""
 
 
 @pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
@@ -85,9 +87,9 @@ def test_a_dedicated_database_gets_exactly_the_message_tables(empty_url: str) ->
     assert tables(empty_url) == MESSAGE_TABLES | {migrate.VERSION_TABLE}
     assert "alembic_version" not in tables(empty_url)  # no control-plane history either
     assert schema_differences(empty_url) == []
-    assert position(empty_url) == [migrate.FIRST_REVISION]
+    assert position(empty_url) == [HEAD]
     migrate.upgrade(empty_url)  # already at head: nothing to do
-    assert position(empty_url) == [migrate.FIRST_REVISION]
+    assert position(empty_url) == [HEAD]
     migrate.downgrade(empty_url)
     assert tables(empty_url) == {migrate.VERSION_TABLE}
     assert position(empty_url) == []
@@ -102,8 +104,19 @@ def test_a_database_of_the_embedded_history_is_adopted(empty_url: str) -> None:
     assert before >= MESSAGE_TABLES
     migrate.upgrade(empty_url)  # would fail if it created the tables again
     assert tables(empty_url) == before | {migrate.VERSION_TABLE}
-    assert position(empty_url) == [migrate.FIRST_REVISION]
+    assert position(empty_url) == [HEAD]
     assert schema_differences(empty_url) == []  # the control plane's tables are left alone
+    embedded_downgrade(empty_url)
+
+
+def test_a_database_of_the_embedded_history_before_group_admin_is_adopted(
+    empty_url: str,
+) -> None:
+    # Stopped at the message tables' first version: adopted at m0001, then migrated on.
+    embedded_upgrade(empty_url, "0005")
+    migrate.upgrade(empty_url)
+    assert position(empty_url) == [HEAD]
+    assert schema_differences(empty_url) == []
     embedded_downgrade(empty_url)
 
 
