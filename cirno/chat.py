@@ -15,6 +15,10 @@ Prints incoming messages and events; reads commands from stdin, one per line::
     /typing @bob          tell bob (or #<group-id>) that you are typing
     /quit                 leave (Ctrl-D too)
 
+and the group administration commands of :mod:`cirno.chat_groups` (/invite, /info,
+/dismiss, /transfer, /update, /policy, /admin, /mute, /unmute, /apply, /applications,
+/approve, /refuse).
+
 Typing: stdin is read a whole line at a time, so the chat cannot see keystrokes and
 never sends typing indicators by itself; ``/typing`` sends one (at most one per 2 s per
 conversation reaches the other side). A typing push prints "bob is typing…".
@@ -45,6 +49,7 @@ from collections.abc import AsyncIterator
 from typing import TextIO, get_args
 from urllib.parse import urlsplit
 
+from cirno.chat_groups import GROUP_COMMANDS, GROUP_HELP, group_command
 from cirno.options import described
 from cirno_sdk import (
     Backoff,
@@ -67,13 +72,15 @@ TOKEN_TTL_SECONDS = 24 * 3600
 HELP = "commands: @<account> <text> | #<group> <text> | /create <name> <members...> | " + (
     "/join <group> | /leave <group> | /members <group> | /watch <accounts...> | "
     "/unwatch <accounts...> | /typing @<account>|#<group> | "
-    "/push-register <token> [platform] | /push-unregister | /quit"
+    "/push-register <token> [platform] | /push-unregister | /quit\ngroups: " + GROUP_HELP
 )
 USAGE_ERROR = 2
 DESCRIPTION = (
     "Chat in the terminal. Commands, one per line on stdin:\n"
     "  @<account> <text>   #<group> <text>   /create <name> <members...>\n"
     "  /join <group>   /leave <group>   /members <group>   /quit (or Ctrl-D)\n"
+    "  group administration: /invite /info /dismiss /transfer /update /policy /admin\n"
+    "  /mute /unmute /apply /applications /approve /refuse (each prints its usage)\n"
     "  /watch <accounts...>   /unwatch <accounts...>   /typing @<account>|#<group>\n"
     "  /push-register <token> [android|ios|web|other]   /push-unregister\n\n"
     "Stdin may be a terminal, a pipe or a file: lines run in order and the chat ends at\n"
@@ -271,6 +278,8 @@ async def _command(client: Client, line: str, out: TextIO) -> None:
     elif head == "/push-unregister":
         await client.unregister_push()
         _say(out, "push token forgotten for this device")
+    elif head in GROUP_COMMANDS:
+        await group_command(client, head, rest, out)
     elif head in ("/watch", "/unwatch") and rest:
         accounts = rest.split()
         if head == "/unwatch":
@@ -335,7 +344,9 @@ def format_event(event: Event) -> str:
         if event.stopped:
             return f"{event.account} stopped typing{where}"
         return f"{event.account} is typing{where}…"
-    return f"* group #{event.group_id} {event.kind}: {', '.join(event.accounts)}"
+    by = f" by {event.by}" if event.by else ""
+    detail = f" ({event.detail})" if event.detail else ""
+    return f"* group #{event.group_id} {event.kind}{by}: {', '.join(event.accounts)}{detail}"
 
 
 def presence_mark(account: str, online: bool) -> str:

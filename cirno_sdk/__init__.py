@@ -31,12 +31,15 @@ from cirno_sdk.errors import (
     SendRefused,
     StatusError,
 )
+from cirno_sdk.groups import Groups
 from cirno_sdk.models import (
+    Application,
     Direction,
     Disconnected,
     Event,
     GroupEvent,
     GroupInfo,
+    JoinPolicy,
     Member,
     Message,
     PresenceChanged,
@@ -51,6 +54,7 @@ from cirno_sdk.targets import Resolver, Target, route_resolver
 
 __all__ = [
     "SDK_VERSION",
+    "Application",
     "Backoff",
     "CirnoError",
     "Client",
@@ -64,6 +68,8 @@ __all__ = [
     "Event",
     "GroupEvent",
     "GroupInfo",
+    "Groups",
+    "JoinPolicy",
     "KickedOut",
     "KickedOutEvent",
     "LoginRefused",

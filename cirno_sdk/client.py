@@ -51,7 +51,7 @@ from cirno_sdk.errors import (
 from cirno_sdk.feeds import Feeds
 from cirno_sdk.groups import Groups
 from cirno_sdk.link import NOT_CONNECTED, Link
-from cirno_sdk.models import Direction, Event, GroupInfo, Member, Message, Sent
+from cirno_sdk.models import Direction, Event, GroupInfo, JoinPolicy, Member, Message, Sent
 from cirno_sdk.options import ClientOptions
 from cirno_sdk.ordering import Orderer
 from cirno_sdk.presence import Presence
@@ -274,17 +274,34 @@ class Client:
 
     # -- groups --------------------------------------------------------------------------
 
+    @property
+    def groups(self) -> Groups:
+        """Every group call, the administration ones included (``Groups``: dismiss,
+        transfer, update, set_admin, mute, apply, approve, applications)."""
+        return self._groups
+
     async def create_group(
-        self, name: str, members: list[str], *, avatar: str = "", introduction: str = ""
+        self,
+        name: str,
+        members: list[str],
+        *,
+        avatar: str = "",
+        introduction: str = "",
+        policy: JoinPolicy = JoinPolicy.INVITE,
     ) -> str:
-        """Create a group owned by this account (always a member); returns its id.
+        """Create a group owned by this account (always a member); returns its id. The
+        members named are members; others join as ``policy`` says (invite-only unless
+        told otherwise).
 
         Not retried after a lost response (a retry could create a second group).
         """
-        return await self._groups.create(name, members, avatar=avatar, introduction=introduction)
+        return await self._groups.create(
+            name, members, avatar=avatar, introduction=introduction, policy=policy
+        )
 
     async def join_group(self, group_id: str, account: str = "") -> None:
-        """Add ``account`` (default: this account) to the group."""
+        """Add ``account`` (the owner or an admin invites), or this account by default
+        (only an open group admits it; see ``groups.apply`` for approval groups)."""
         await self._groups.join(group_id, account)
 
     async def quit_group(self, group_id: str, account: str = "") -> None:

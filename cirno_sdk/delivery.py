@@ -49,6 +49,7 @@ from cirno_sdk.acks import AckBatcher
 from cirno_sdk.convert import push_to_message
 from cirno_sdk.errors import CirnoError, ConnectionLost, is_retryable
 from cirno_sdk.feeds import Feeds
+from cirno_sdk.groups import ADMIN_NOTIFIES, admin_event
 from cirno_sdk.link import Clock, Link
 from cirno_sdk.models import GroupEvent, Message
 from cirno_sdk.ordering import Orderer
@@ -140,6 +141,11 @@ class Delivery:
                 self._orderer.reset_group(body.group_id)
             kind = "joined" if joined else "quit"
             self._feeds.emit(GroupEvent(kind, body.group_id, (body.account,)))
+        elif command in ADMIN_NOTIFIES:
+            event = admin_event(packet)
+            if event.kind == "dismissed":
+                self._orderer.reset_group(event.group_id)
+            self._feeds.emit(event)
 
     # -- what the public API calls -------------------------------------------------------
 

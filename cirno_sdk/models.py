@@ -66,12 +66,26 @@ class Sent:
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """A group member; ``join_time`` in ms since the epoch."""
+    """A group member; ``join_time`` in ms since the epoch. ``admin``: an admin of the
+    group (the owner is ``GroupInfo.owner``); ``muted``: its talks are refused."""
 
     account: str
     alias: str
     avatar: str
     join_time: int
+    admin: bool = False
+    muted: bool = False
+
+
+class JoinPolicy(enum.StrEnum):
+    """Who may become a member of a group (``Client.create_group``, ``Groups.update``)."""
+
+    INVITE = "invite"
+    """Only the owner and admins add members. The default of a new group."""
+    OPEN = "open"
+    """Any account of the tenant joins itself."""
+    APPROVAL = "approval"
+    """Accounts apply (``Groups.apply``); the owner or an admin approves."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +99,19 @@ class GroupInfo:
     owner: str
     created_at: int
     members: tuple[Member, ...]
+    announcement: str = ""
+    join_policy: JoinPolicy = JoinPolicy.INVITE
+    muted: bool = False
+    """The whole group is muted (the owner and admins may still talk)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Application:
+    """A pending application to join an approval group."""
+
+    account: str
+    message: str
+    applied_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +146,19 @@ class KickedOut:
 @dataclass(frozen=True, slots=True)
 class GroupEvent:
     """A group notification: ``kind`` is "created", "joined" or "quit"; ``accounts``
-    are the members of a new group or the account that joined or quit."""
+    are the members of a new group or the account that joined or quit.
+
+    Group administration adds the kinds "dismissed", "transferred" (``accounts``: the
+    new owner, then the old), "updated" (``detail``: the join policy), "admin" /
+    "unadmin", "muted" / "unmuted" (``accounts`` empty: the whole group), "applied"
+    (``detail``: the applicant's message), "approved" and "refused"; ``by`` is the
+    account that made the change."""
 
     kind: str
     group_id: str
     accounts: tuple[str, ...]
+    by: str = ""
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)

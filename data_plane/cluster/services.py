@@ -10,7 +10,8 @@ cirno-im also splits ``chat`` into its three families, the longest prefix winnin
   like its location, belongs with the sign-in)
 - ``presence.`` → ``login``: ``presence.subscribe``, ``presence.unsubscribe`` (presence
   lives in the session store, beside the locations that sign-in and sign-out change)
-- ``chat.group.`` → ``group``: ``chat.group.create|join|quit|detail|members|talk``
+- ``chat.group.`` → ``group``: ``chat.group.create|join|quit|detail|members|talk`` and the
+  administration commands (``dismiss|transfer|update|admin|mute|apply|approve|applications``)
 - ``chat.offline.`` → ``sync``: ``chat.offline.index``, ``chat.offline.content``
 - ``sync.`` → ``sync``: ``sync.fill``, ``sync.heads`` (a gateway's own, never a client's)
 - ``chat.`` → ``chat``: ``chat.user.talk``, ``chat.talk.ack``, ``chat.typing``

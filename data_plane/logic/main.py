@@ -21,6 +21,7 @@ from data_plane.cluster.tenants import TenantDirectory
 from data_plane.logic.context import GatewayHub
 from data_plane.logic.handlers.chat import ChatHandlers
 from data_plane.logic.handlers.group import GroupHandlers
+from data_plane.logic.handlers.group_admin import GroupAdminHandlers
 from data_plane.logic.handlers.login import LoginHandlers
 from data_plane.logic.handlers.presence import Presence
 from data_plane.logic.handlers.push import PushHandlers
@@ -85,6 +86,7 @@ def handlers_by_service(
             Command.CHAT_GROUP_DETAIL: group.detail,
             Command.CHAT_GROUP_MEMBERS: group.members,
             Command.CHAT_GROUP_TALK: group.talk,
+            **_administration(group.admin),
         },
         Service.SYNC: {
             Command.CHAT_OFFLINE_INDEX: sync.index,
@@ -92,6 +94,20 @@ def handlers_by_service(
             FILL_COMMAND: sync.fill,
             HEADS_COMMAND: sync.heads,
         },
+    }
+
+
+def _administration(admin: GroupAdminHandlers) -> dict[str, Handler]:
+    """The group-administration commands (cirno extensions of the ``group`` service)."""
+    return {
+        Command.CHAT_GROUP_DISMISS: admin.dismiss,
+        Command.CHAT_GROUP_TRANSFER: admin.transfer,
+        Command.CHAT_GROUP_UPDATE: admin.update,
+        Command.CHAT_GROUP_ADMIN: admin.admin,
+        Command.CHAT_GROUP_MUTE: admin.mute,
+        Command.CHAT_GROUP_APPLY: admin.apply,
+        Command.CHAT_GROUP_APPROVE: admin.approve,
+        Command.CHAT_GROUP_APPLICATIONS: admin.applications,
     }
 
 

@@ -7,7 +7,8 @@ A handler that raises gets SystemException (300) and the node goes on; an unavai
 store is reported the same way with a reason the client can show (the client may retry:
 nothing was acknowledged).
 Logical storage errors map to their own statuses: invalid field → InvalidPacketBody,
-unknown message or group → NotFound (410), not a member → Forbidden (403).
+unknown message or group → NotFound (410), not a member → Forbidden (403); a handler's
+``Refused`` gets its own status and reason.
 
 ``cirno_logic_requests_total`` counts each request by the status it was answered with
 (:func:`outcome_of`): ``ok``, ``client_error`` for the client's mistakes (a bad body,
@@ -22,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from data_plane.logic.context import Request
+from data_plane.logic.refusal import Refused
 from data_plane.metrics import REQUEST_SECONDS, REQUESTS
 from data_plane.storage.errors import StorageError
 from data_plane.storage.messages.protocol import (
@@ -92,6 +94,8 @@ class Router:
         started = time.perf_counter()
         try:
             await handler(request)
+        except Refused as exc:
+            request.fail(exc.status, exc.reason)
         except MalformedPacket as exc:
             request.fail(Status.INVALID_PACKET_BODY, f"bad request body: {exc}")
         except InvalidField as exc:

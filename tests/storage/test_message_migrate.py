@@ -15,9 +15,7 @@ from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
 from control_plane.migrate import downgrade as embedded_downgrade
@@ -28,8 +26,8 @@ from data_plane.storage.urls import sync_url
 from tests.services import MYSQL_ENV, fresh_mysql_database, service_url
 
 MESSAGE_TABLES = set(metadata.tables)
-FIRST_TABLES = {"messages", "inbox", "inbox_seq", "read_index", "chat_groups", "group_members"}
-"""The tables of ``m0001`` (the embedded ``0002``)."""
+HEAD = "m0003o"
+"""The newest revision of the message tables' history."""
 
 
 @pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
@@ -84,23 +82,14 @@ def schema_differences(url: str) -> list[Any]:
         engine.dispose()
 
 
-def head_revision() -> str:
-    """The newest revision of the message tables' history."""
-    config = Config()
-    config.set_main_option("script_location", str(migrate.MIGRATIONS_DIR))
-    head = ScriptDirectory.from_config(config).get_current_head()
-    assert head is not None
-    return head
-
-
 def test_a_dedicated_database_gets_exactly_the_message_tables(empty_url: str) -> None:
     migrate.upgrade(empty_url)
     assert tables(empty_url) == MESSAGE_TABLES | {migrate.VERSION_TABLE}
     assert "alembic_version" not in tables(empty_url)  # no control-plane history either
     assert schema_differences(empty_url) == []
-    assert position(empty_url) == [head_revision()]
+    assert position(empty_url) == [HEAD]
     migrate.upgrade(empty_url)  # already at head: nothing to do
-    assert position(empty_url) == [head_revision()]
+    assert position(empty_url) == [HEAD]
     migrate.downgrade(empty_url)
     assert tables(empty_url) == {migrate.VERSION_TABLE}
     assert position(empty_url) == []
@@ -109,15 +98,25 @@ def test_a_dedicated_database_gets_exactly_the_message_tables(empty_url: str) ->
 
 
 def test_a_database_of_the_embedded_history_is_adopted(empty_url: str) -> None:
-    # How dedicated databases were migrated before: the embedded history as it was
-    # then (revision 0006 and later came with the message tables' own history).
-    embedded_upgrade(empty_url, "0005")
+    # How dedicated databases were migrated before: the whole embedded history.
+    embedded_upgrade(empty_url)
     before = tables(empty_url)
-    assert before >= FIRST_TABLES
+    assert before >= MESSAGE_TABLES
     migrate.upgrade(empty_url)  # would fail if it created the tables again
-    assert tables(empty_url) == before | MESSAGE_TABLES | {migrate.VERSION_TABLE}
-    assert position(empty_url) == [head_revision()]
+    assert tables(empty_url) == before | {migrate.VERSION_TABLE}
+    assert position(empty_url) == [HEAD]
     assert schema_differences(empty_url) == []  # the control plane's tables are left alone
+    embedded_downgrade(empty_url)
+
+
+def test_a_database_of_the_embedded_history_before_group_admin_is_adopted(
+    empty_url: str,
+) -> None:
+    # Stopped at the message tables' first version: adopted at m0001, then migrated on.
+    embedded_upgrade(empty_url, "0005")
+    migrate.upgrade(empty_url)
+    assert position(empty_url) == [HEAD]
+    assert schema_differences(empty_url) == []
     embedded_downgrade(empty_url)
 
 

@@ -2,7 +2,10 @@
 
 ``chat.user.talk`` stores the message (content once, one inbox row for the receiver and
 one for the sender) and answers ``MessageResp`` only after the commit; then it pushes to
-every online device of the receiver and to the sender's other devices. The answer and
+every online device of the receiver and to the sender's other devices. A ``dest`` that
+is not an account name is refused (NoDestination, ``logic.names``), and so is a message
+whose push would not fit a client packet (TooLarge, ``logic.push_size``), both before
+anything is stored. The answer and
 each push carry the message's sequence in the inbox of the account they go to
 (``inbox_seq``), so a device that sees a number skipped knows a push was lost (e.g. this
 node died between a commit and its push) and syncs. A resend with
@@ -15,8 +18,10 @@ every row once and in order (docs/design.md, "Delivery promise").
 
 from __future__ import annotations
 
+from data_plane.logic import names
 from data_plane.logic.context import Request
 from data_plane.logic.outbound_hooks import OutboundHooks
+from data_plane.logic.push_size import refuse_oversize_push
 from data_plane.logic.pushes import Pusher, PushPart
 from data_plane.logic.tenant_stores import TenantStores
 from data_plane.storage.messages.protocol import SendResult
@@ -70,7 +75,15 @@ class ChatHandlers:
         if not receiver:
             request.fail(Status.NO_DESTINATION, "chat.user.talk needs the receiver in dest")
             return
+        names.receiver(receiver)
         req = request.packet.parse_body(pb.MessageReq)
+        sender, command = request.account, Command.CHAT_USER_TALK
+        refuse_oversize_push(
+            lambda result, seq: message_push(command, req, sender, receiver, result, "", seq),
+            request.max_answer_size,
+            raw_body=len(request.packet.body),
+            strings=command + receiver + sender,
+        )
         result = await store.send_user_message(
             request.tenant,
             request.account,

@@ -2,7 +2,8 @@
 
 Every operation mutates plain dicts without awaiting in between, so each one is atomic
 on the event loop, then yields once (as a database round trip would) before returning.
-Used by tests and by a logic node started without a database URL.
+Used by tests and by a logic node started without a database URL. The group methods are
+``memory_groups.MemoryGroups``'s.
 """
 
 from __future__ import annotations
@@ -12,27 +13,22 @@ from dataclasses import dataclass, field
 
 import anyio.lowlevel
 
-from data_plane.storage.errors import MessageStoreUnavailable
 from data_plane.storage.ids import SnowflakeIds
+from data_plane.storage.messages.memory_groups import MemoryGroups, _Group
 from data_plane.storage.messages.protocol import (
     Content,
     Direction,
-    Group,
-    GroupNotFound,
     InboxMessage,
     IndexEntry,
     IndexPage,
-    Member,
     NotAMember,
     SendResult,
     StoredMessage,
     UnknownMessage,
     check_device,
-    check_group_fields,
     check_id,
     check_message,
     first_occurrences,
-    unique_members,
 )
 
 
@@ -49,22 +45,7 @@ class _Inbox:
         self.seq_of[message_id] = seq
 
 
-@dataclass(slots=True)
-class _Group:
-    group_id: str
-    name: str
-    avatar: str
-    introduction: str
-    owner: str
-    created_at: int
-    seq: int = 0
-    members: dict[str, Member] = field(default_factory=dict)
-
-    def sorted_members(self) -> list[Member]:
-        return sorted(self.members.values(), key=lambda m: (m.join_time, m.account))
-
-
-class MemoryMessageStore:
+class MemoryMessageStore(MemoryGroups):
     """A ``MessageStore`` kept in process memory (lost on exit)."""
 
     def __init__(self, *, node_id: int = 0, ids: SnowflakeIds | None = None) -> None:
@@ -75,10 +56,6 @@ class MemoryMessageStore:
         self._read: dict[tuple[str, str, str], tuple[int, int]] = {}
         self._groups: dict[tuple[str, str], _Group] = {}
         self._closed = False
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise MessageStoreUnavailable("the message store is closed")
 
     def _inbox(self, tenant: str, account: str) -> _Inbox:
         inbox = self._inboxes.get((tenant, account))
@@ -284,88 +261,6 @@ class MemoryMessageStore:
                 contents.append(Content(m.message_id, m.type, m.body, m.extra))
         await anyio.lowlevel.checkpoint()
         return contents
-
-    def _group(self, tenant: str, group_id: str) -> _Group:
-        group = self._groups.get((tenant, group_id))
-        if group is None:
-            raise GroupNotFound(f"group {group_id!r} does not exist")
-        return group
-
-    @staticmethod
-    def _public(group: _Group) -> Group:
-        return Group(
-            group_id=group.group_id,
-            name=group.name,
-            avatar=group.avatar,
-            introduction=group.introduction,
-            owner=group.owner,
-            created_at=group.created_at,
-            members=group.sorted_members(),
-        )
-
-    async def create_group(
-        self,
-        tenant: str,
-        owner: str,
-        name: str,
-        avatar: str,
-        introduction: str,
-        members: Sequence[str],
-    ) -> Group:
-        """See ``MessageStore.create_group``."""
-        check_id("tenant", tenant)
-        check_id("owner", owner)
-        check_group_fields(name, avatar, introduction)
-        accounts = unique_members(owner, members)
-        self._check_open()
-        snowflake = self._ids.next_id()
-        created_at = SnowflakeIds.time_of(snowflake)
-        group = _Group(str(snowflake), name, avatar, introduction, owner, created_at)
-        for account in accounts:
-            group.members[account] = Member(account, "", "", created_at)
-        self._groups[(tenant, group.group_id)] = group
-        await anyio.lowlevel.checkpoint()
-        return self._public(group)
-
-    async def join_group(self, tenant: str, group_id: str, account: str) -> bool:
-        """See ``MessageStore.join_group``."""
-        check_id("account", account)
-        self._check_open()
-        group = self._group(tenant, group_id)
-        joined = account not in group.members
-        if joined:
-            group.members[account] = Member(account, "", "", self._ids.now_ms())
-        await anyio.lowlevel.checkpoint()
-        return joined
-
-    async def quit_group(self, tenant: str, group_id: str, account: str) -> bool:
-        """See ``MessageStore.quit_group``."""
-        self._check_open()
-        group = self._group(tenant, group_id)
-        left = group.members.pop(account, None) is not None
-        await anyio.lowlevel.checkpoint()
-        return left
-
-    async def get_group(self, tenant: str, group_id: str) -> Group:
-        """See ``MessageStore.get_group``."""
-        self._check_open()
-        group = self._public(self._group(tenant, group_id))
-        await anyio.lowlevel.checkpoint()
-        return group
-
-    async def members(self, tenant: str, group_id: str) -> list[Member]:
-        """See ``MessageStore.members``."""
-        self._check_open()
-        members = self._group(tenant, group_id).sorted_members()
-        await anyio.lowlevel.checkpoint()
-        return members
-
-    async def is_member(self, tenant: str, group_id: str, account: str) -> bool:
-        """See ``MessageStore.is_member``."""
-        self._check_open()
-        group = self._groups.get((tenant, group_id))
-        await anyio.lowlevel.checkpoint()
-        return group is not None and account in group.members
 
     async def aclose(self) -> None:
         """Refuse further operations (the data stays in memory until collected)."""

@@ -27,12 +27,17 @@ are case-sensitive and must not end with a space.
 from __future__ import annotations
 
 import enum
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from data_plane.storage.errors import StorageError
+from data_plane.storage.messages.group_admin_protocol import GroupAdministration
+from data_plane.storage.messages.group_model import GroupChanges, JoinPolicy, Role
 from data_plane.storage.messages.schema import (
+    ANNOUNCEMENT_LENGTH,
+    APPLICATION_LENGTH,
     AVATAR_LENGTH,
     DEVICE_LENGTH,
     EXTRA_LENGTH,
@@ -172,12 +177,15 @@ class InboxMessage:
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """A group member. ``join_time`` in ms since the unix epoch."""
+    """A group member. ``join_time`` in ms since the unix epoch; ``role`` is the role
+    besides ownership (the owner is ``Group.owner``), ``muted`` refuses its talks."""
 
     account: str
     alias: str
     avatar: str
     join_time: int
+    role: Role = Role.MEMBER
+    muted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,11 +199,16 @@ class Group:
     owner: str
     created_at: int
     members: list[Member]
+    announcement: str = ""
+    join_policy: JoinPolicy = JoinPolicy.INVITE
+    muted: bool = False
+    """The whole-group mute (the owner and admins may still talk)."""
 
 
-class MessageStore(Protocol):
+class MessageStore(GroupAdministration, Protocol):
     """Durable storage of messages, inboxes, read indexes and groups.
 
+    The group-administration methods are ``group_admin_protocol.GroupAdministration``'s.
     Implementations: ``MemoryMessageStore`` (tests, the embedded default without a
     database file) and ``SqlMessageStore`` (SQLite, MySQL). Both raise
     ``MessageStoreUnavailable`` when the backend is unreachable or failing, never a
@@ -303,8 +316,10 @@ class MessageStore(Protocol):
         avatar: str,
         introduction: str,
         members: Sequence[str],
+        join_policy: JoinPolicy = JoinPolicy.INVITE,
     ) -> Group:
-        """Create a group with a new id; the owner is always a member, members deduped."""
+        """Create a group with a new random id (:func:`new_group_id`: not guessable); the
+        owner is always a member, members deduped."""
         ...
 
     async def join_group(self, tenant: str, group_id: str, account: str) -> bool:
@@ -388,6 +403,34 @@ def check_group_fields(name: str, avatar: str, introduction: str) -> None:
     check_length("name", name, GROUP_NAME_LENGTH)
     check_length("avatar", avatar, AVATAR_LENGTH)
     check_length("introduction", introduction, INTRODUCTION_LENGTH)
+
+
+def check_changes(changes: GroupChanges) -> None:
+    """Validate the fields an ``update_group`` sets."""
+    if changes.name is not None:
+        if not changes.name:
+            raise InvalidField("a group needs a name")
+        check_length("name", changes.name, GROUP_NAME_LENGTH)
+    if changes.announcement is not None:
+        check_length("announcement", changes.announcement, ANNOUNCEMENT_LENGTH)
+
+
+def check_application(message: str) -> None:
+    """Validate an application's message."""
+    check_length("message", message, APPLICATION_LENGTH)
+
+
+GROUP_ID_BYTES = 15
+"""120 random bits per group id (the issue asks for at least 96)."""
+
+
+def new_group_id() -> str:
+    """A new group id: 120 bits from the OS's CSPRNG, URL-safe base64 (20 characters).
+
+    Not derived from time or a counter, so ids cannot be guessed or enumerated; ids made
+    before (decimal snowflakes) keep working, they are only strings to the store.
+    """
+    return secrets.token_urlsafe(GROUP_ID_BYTES)
 
 
 def unique_members(owner: str, members: Sequence[str]) -> list[str]:

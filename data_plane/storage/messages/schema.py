@@ -11,8 +11,9 @@ length. On MySQL every table is InnoDB, utf8mb4 with the binary collation: accou
 group ids and client message ids are case-sensitive identifiers, as in the memory and
 Redis backends.
 
-``migrations/versions/0002_messages.py`` creates the same tables by hand; keep the two in
-step (a test compares them with alembic autogenerate on SQLite and MySQL).
+The revisions in ``messages/migrations/versions`` (``m0001``, ``m0002g``, …) create the
+same tables by hand; keep them in step (a test compares them with alembic autogenerate on
+SQLite and MySQL).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects import mysql
 
@@ -43,6 +45,9 @@ EXTRA_LENGTH = 4096
 GROUP_NAME_LENGTH = 128
 AVATAR_LENGTH = 512
 INTRODUCTION_LENGTH = 1024
+ANNOUNCEMENT_LENGTH = 1024
+APPLICATION_LENGTH = 256
+"""Length of the message an applicant sends with ``chat.group.apply``."""
 MAX_BODY_BYTES = 16_777_215
 """Largest body MEDIUMBLOB holds (16 MiB - 1); the gateway's packet limit is far lower."""
 
@@ -132,10 +137,15 @@ chat_groups = Table(
     _id("owner"),
     Column("created_at", BigInteger, nullable=False),
     Column("seq", BigInteger, nullable=False),
+    Column("announcement", String(ANNOUNCEMENT_LENGTH), nullable=False, server_default=text("''")),
+    Column("join_policy", SmallInteger, nullable=False, server_default="0"),
+    Column("muted", SmallInteger, nullable=False, server_default="0"),
     PrimaryKeyConstraint("tenant", "group_id", name="pk_chat_groups"),
     **MYSQL_TABLE_OPTIONS,
 )
-"""Groups. ``seq`` is the last group sequence given out; its row is the group's lock."""
+"""Groups. ``seq`` is the last group sequence given out; its row is the group's lock.
+``join_policy`` is a ``group_model.JoinPolicy`` (0: invite-only); ``muted`` 1 silences
+every member but the owner and admins."""
 
 group_members = Table(
     "group_members",
@@ -146,11 +156,27 @@ group_members = Table(
     Column("alias", String(ID_LENGTH), nullable=False),
     Column("avatar", String(AVATAR_LENGTH), nullable=False),
     Column("join_time", BigInteger, nullable=False),
+    Column("role", SmallInteger, nullable=False, server_default="0"),
+    Column("muted", SmallInteger, nullable=False, server_default="0"),
     PrimaryKeyConstraint("tenant", "group_id", "account", name="pk_group_members"),
     Index("ix_group_members_account", "tenant", "account"),
     **MYSQL_TABLE_OPTIONS,
 )
-"""Group membership; the account index answers "which groups am I in"."""
+"""Group membership; the account index answers "which groups am I in". ``role`` is a
+``group_model.Role`` (1: admin), ``muted`` 1 refuses the member's talks."""
+
+group_applications = Table(
+    "group_applications",
+    metadata,
+    _id("tenant"),
+    _id("group_id"),
+    _id("account"),
+    Column("message", String(APPLICATION_LENGTH), nullable=False),
+    Column("applied_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant", "group_id", "account", name="pk_group_applications"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""Pending applications to approval groups (``chat.group.apply``), one per applicant."""
 
 # -- outbound: webhook outbox and deliveries, push tokens and jobs --------------------
 # Written by ``outbox`` (and ``sends`` through it, inside the send transaction); read by

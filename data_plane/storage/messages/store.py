@@ -34,7 +34,15 @@ from data_plane.storage.messages.engine import (
     create_message_engine,
     group_concat_command,
 )
+from data_plane.storage.messages.group_admin import GroupAdmin
 from data_plane.storage.messages.group_commit import DEFAULT_LINGER_S, DEFAULT_MAX_BATCH
+from data_plane.storage.messages.group_model import (
+    Access,
+    Application,
+    GroupChanges,
+    JoinPolicy,
+    Role,
+)
 from data_plane.storage.messages.groups import Groups
 from data_plane.storage.messages.items import Ack, Send, SendOutcome
 from data_plane.storage.messages.link import WriterLink
@@ -86,6 +94,7 @@ class SqlMessageStore:
         self._pool = PooledConnections(engine, self._retrying)
         self._reads = Reads(self._pool)
         self._groups = Groups(self._pool, self._ids)
+        self._admin = GroupAdmin(self._pool, self._ids, self._groups)
         self.send_writes = SendWrites(statements, self._ids)
         self.outbound = Outbound(self._pool)
         self.push_queue = PushQueue(self._pool)
@@ -225,9 +234,12 @@ class SqlMessageStore:
         avatar: str,
         introduction: str,
         members: Sequence[str],
+        join_policy: JoinPolicy = JoinPolicy.INVITE,
     ) -> Group:
         """See ``MessageStore.create_group``."""
-        return await self._groups.create_group(tenant, owner, name, avatar, introduction, members)
+        return await self._groups.create_group(
+            tenant, owner, name, avatar, introduction, members, join_policy
+        )
 
     async def join_group(self, tenant: str, group_id: str, account: str) -> bool:
         """See ``MessageStore.join_group``."""
@@ -248,6 +260,48 @@ class SqlMessageStore:
     async def is_member(self, tenant: str, group_id: str, account: str) -> bool:
         """See ``MessageStore.is_member``."""
         return await self._groups.is_member(tenant, group_id, account)
+
+    # -- group administration ------------------------------------------------------------
+
+    async def group_access(self, tenant: str, group_id: str, account: str) -> Access | None:
+        """See ``MessageStore.group_access``."""
+        return await self._admin.group_access(tenant, group_id, account)
+
+    async def update_group(self, tenant: str, group_id: str, changes: GroupChanges) -> Group:
+        """See ``MessageStore.update_group``."""
+        return await self._admin.update_group(tenant, group_id, changes)
+
+    async def set_member(
+        self,
+        tenant: str,
+        group_id: str,
+        account: str,
+        *,
+        role: Role | None = None,
+        muted: bool | None = None,
+    ) -> bool:
+        """See ``MessageStore.set_member``."""
+        return await self._admin.set_member(tenant, group_id, account, role=role, muted=muted)
+
+    async def transfer_group(self, tenant: str, group_id: str, new_owner: str) -> bool:
+        """See ``MessageStore.transfer_group``."""
+        return await self._admin.transfer_group(tenant, group_id, new_owner)
+
+    async def dismiss_group(self, tenant: str, group_id: str) -> list[str]:
+        """See ``MessageStore.dismiss_group``."""
+        return await self._admin.dismiss_group(tenant, group_id)
+
+    async def add_application(self, tenant: str, group_id: str, account: str, message: str) -> bool:
+        """See ``MessageStore.add_application``."""
+        return await self._admin.add_application(tenant, group_id, account, message)
+
+    async def applications(self, tenant: str, group_id: str) -> list[Application]:
+        """See ``MessageStore.applications``."""
+        return await self._admin.applications(tenant, group_id)
+
+    async def take_application(self, tenant: str, group_id: str, account: str) -> bool:
+        """See ``MessageStore.take_application``."""
+        return await self._admin.take_application(tenant, group_id, account)
 
 
 @asynccontextmanager

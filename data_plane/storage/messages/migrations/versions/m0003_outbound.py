@@ -1,11 +1,11 @@
-"""Message tables, version 2: the webhook outbox and deliveries, push tokens and jobs.
+"""Message tables, version 3: the webhook outbox and deliveries, push tokens and jobs.
 
 Hand-written to match the outbound tables of ``data_plane.storage.messages.schema``.
-The embedded database's revision ``0008`` (``migrations/versions/0008_outbound.py``)
+The embedded database's revision ``0009`` (``migrations/versions/0009_outbound.py``)
 runs this revision's ``upgrade`` and ``downgrade``.
 
-Revision ID: m0002o
-Revises: m0001
+Revision ID: m0003o
+Revises: m0002g
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-revision: str = "m0002o"
-down_revision: str | None = "m0001"
+revision: str = "m0003o"
+down_revision: str | None = "m0002g"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

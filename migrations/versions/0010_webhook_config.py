@@ -1,12 +1,10 @@
-"""Message store, outbound: webhook outbox and deliveries, push tokens and jobs; and the
-control plane's webhook endpoints and push providers.
+"""Webhook endpoints and push providers: the control plane's outbound configuration
+(``control_plane.models.webhooks``). Logic nodes receive it through
+``GET /internal/v1/outbound``; what happens to events lives in the message tables
+(revision ``0009``).
 
-The message tables are storage's: this revision runs the message store's revision
-``m0002o`` (one definition, two histories, as ``0002``). ``webhook_endpoint`` and
-``push_provider`` are the control plane's (``control_plane.models.webhooks``).
-
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 """
 
 from __future__ import annotations
@@ -16,17 +14,14 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from data_plane.storage.messages.migrations.versions import m0002_outbound
-
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """Create the outbound tables of both parts."""
-    m0002_outbound.upgrade()
+    """Create ``webhook_endpoint`` and ``push_provider``."""
     op.create_table(
         "webhook_endpoint",
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -57,8 +52,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Drop the outbound tables of both parts."""
+    """Drop ``webhook_endpoint`` and ``push_provider``."""
     op.drop_table("push_provider")
     op.drop_index("ix_webhook_endpoint_tenant_id", table_name="webhook_endpoint")
     op.drop_table("webhook_endpoint")
-    m0002_outbound.downgrade()
