@@ -170,6 +170,11 @@ async def test_every_event_is_delivered_signed_and_verifiable(
         timeout=20,
     )
     assert group_talk.status == Status.SUCCESS
+    dismissed = await alice.response(
+        alice.request(Command.CHAT_GROUP_DISMISS, pb.GroupDismissReq(group_id=group_id)),
+        timeout=20,
+    )
+    assert dismissed.status == Status.SUCCESS, dismissed
     await alice.response(alice.request(Command.LOGIN_SIGNOUT), timeout=20)
     again = await login(topology, tenant, "bob")  # same device: the first bob is kicked out
     wanted = {
@@ -180,6 +185,7 @@ async def test_every_event_is_delivered_signed_and_verifiable(
         "message.created",
         "group.created",
         "group.members_changed",
+        "group.dismissed",
     }
     found = await receiver.wait_for(lambda rs: wanted <= {r.json()["type"] for r in rs}, timeout=30)
     events = [verified(endpoint["secret"], request) for request in found]
@@ -202,6 +208,7 @@ async def test_every_event_is_delivered_signed_and_verifiable(
     )
     assert by_type["group.created"][0]["members"] == sorted(["alice", "bob"])
     assert by_type["group.members_changed"][0]["joined"] == ["carol"]
+    assert by_type["group.dismissed"][0] == {"tenant": tenant, "group_id": group_id, "by": "alice"}
     # A tampered body does not verify.
     with pytest.raises(WebhookVerificationError):
         Webhook(endpoint["secret"]).verify(found[0].body + b" ", found[0].headers)
