@@ -7,6 +7,8 @@ Prints incoming messages and events; reads commands from stdin, one per line::
     /create team bob eve  create a group with bob and eve (prints its id)
     /join <group-id>      join a group;  /leave <group-id>  quit it
     /members <group-id>   list a group's members
+    /push-register <token> [platform]   register this device's push token
+    /push-unregister      forget it
     /watch bob eve        follow their presence: "● bob online" / "○ bob offline" now
                           and whenever one comes online or goes offline
     /unwatch bob          stop following
@@ -44,7 +46,7 @@ import stat
 import sys
 import time
 from collections.abc import AsyncIterator
-from typing import TextIO
+from typing import TextIO, get_args
 from urllib.parse import urlsplit
 
 from cirno.chat_groups import GROUP_COMMANDS, GROUP_HELP, group_command
@@ -60,6 +62,7 @@ from cirno_sdk import (
     KickedOutEvent,
     Message,
     PresenceChanged,
+    PushPlatform,
     Reconnected,
     Typing,
 )
@@ -68,7 +71,8 @@ from data_plane.cluster import identity
 TOKEN_TTL_SECONDS = 24 * 3600
 HELP = "commands: @<account> <text> | #<group> <text> | /create <name> <members...> | " + (
     "/join <group> | /leave <group> | /members <group> | /watch <accounts...> | "
-    "/unwatch <accounts...> | /typing @<account>|#<group> | /quit\ngroups: " + GROUP_HELP
+    "/unwatch <accounts...> | /typing @<account>|#<group> | "
+    "/push-register <token> [platform] | /push-unregister | /quit\ngroups: " + GROUP_HELP
 )
 USAGE_ERROR = 2
 DESCRIPTION = (
@@ -77,7 +81,8 @@ DESCRIPTION = (
     "  /join <group>   /leave <group>   /members <group>   /quit (or Ctrl-D)\n"
     "  group administration: /invite /info /dismiss /transfer /update /policy /admin\n"
     "  /mute /unmute /apply /applications /approve /refuse (each prints its usage)\n"
-    "  /watch <accounts...>   /unwatch <accounts...>   /typing @<account>|#<group>\n\n"
+    "  /watch <accounts...>   /unwatch <accounts...>   /typing @<account>|#<group>\n"
+    "  /push-register <token> [android|ios|web|other]   /push-unregister\n\n"
     "Stdin may be a terminal, a pipe or a file: lines run in order and the chat ends at\n"
     "the end of its input. An unreachable gateway is reported at once and retried with\n"
     "back-off until it answers (Ctrl-C stops)."
@@ -266,6 +271,13 @@ async def _command(client: Client, line: str, out: TextIO) -> None:
         else:
             people = await client.group_members(group_id)
             _say(out, f"#{group_id}: " + ", ".join(m.account for m in people))
+    elif head == "/push-register" and rest:
+        token, _, platform = rest.strip().partition(" ")
+        await client.register_push(token, _platform(platform.strip()))
+        _say(out, "push token registered for this device")
+    elif head == "/push-unregister":
+        await client.unregister_push()
+        _say(out, "push token forgotten for this device")
     elif head in GROUP_COMMANDS:
         await group_command(client, head, rest, out)
     elif head in ("/watch", "/unwatch") and rest:
@@ -283,6 +295,15 @@ async def _command(client: Client, line: str, out: TextIO) -> None:
             _say(out, "(typing not sent: at most one per 2 s per conversation)")
     else:
         _say(out, HELP)
+
+
+def _platform(text: str) -> PushPlatform:
+    """The platform named on a ``/push-register`` line (default ``other``)."""
+    for known in get_args(PushPlatform):
+        if text == known:
+            platform: PushPlatform = known
+            return platform
+    return "other"
 
 
 async def _print_messages(client: Client, out: TextIO) -> None:

@@ -16,7 +16,7 @@ and reconnects with back-off (resending unconfirmed messages with their original
 from __future__ import annotations
 
 from cirno_sdk.backoff import Backoff
-from cirno_sdk.client import SDK_VERSION, Client
+from cirno_sdk.client import SDK_VERSION, Client, PushPlatform
 from cirno_sdk.errors import (
     CirnoError,
     ClientClosed,
@@ -77,6 +77,7 @@ __all__ = [
     "MemoryStore",
     "Message",
     "PresenceChanged",
+    "PushPlatform",
     "RateLimited",
     "Reconnected",
     "RequestRefused",

@@ -33,6 +33,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from types import TracebackType
+from typing import Literal
 
 from cirno_sdk.acks import AckBatcher
 from cirno_sdk.backoff import Backoff
@@ -59,6 +60,9 @@ from cirno_sdk.session import Credentials, SessionRunner
 from cirno_sdk.store import MemoryStore, Store
 from cirno_sdk.targets import Target, Targets, Token
 from data_plane.wire import Command, MessageType, pb
+
+PushPlatform = Literal["android", "ios", "web", "other"]
+"""What ``Client.register_push`` accepts as the token's platform."""
 
 SDK_VERSION = "cirno-sdk-py/0.1.0"
 
@@ -311,6 +315,27 @@ class Client:
     async def group_members(self, group_id: str) -> list[Member]:
         """All of the group's members, by join time (fetched page by page)."""
         return await self._groups.members(group_id)
+
+    # -- push notifications ----------------------------------------------------------
+
+    async def register_push(self, token: str, platform: PushPlatform = "other") -> None:
+        """Register this device's push token (``push.register``).
+
+        While this account has no online device, messages to it are notified through
+        the tenant's push provider to every registered token; a burst becomes one
+        notification with a count, and signing in cancels what is pending. A new token
+        replaces this device's old one; retried like any call (storing it twice is
+        harmless).
+        """
+        req = pb.PushRegisterReq(token=token, platform=platform)
+        deadline = self._calls.deadline(self._options.request_deadline)
+        await self._calls.call(Command.PUSH_REGISTER, req, deadline=deadline)
+
+    async def unregister_push(self, token: str = "") -> None:
+        """Forget this device's push token (only if it is ``token``, when given)."""
+        req = pb.PushUnregisterReq(token=token)
+        deadline = self._calls.deadline(self._options.request_deadline)
+        await self._calls.call(Command.PUSH_UNREGISTER, req, deadline=deadline)
 
     # -- presence and typing -------------------------------------------------------------
 

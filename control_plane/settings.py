@@ -109,6 +109,9 @@ class ControlPlaneSettings:
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    message_database_url: str | None = field(default=None, repr=False)
+    """The shared message database (``CIRNO_MESSAGE_DATABASE_URL``), where webhook
+    deliveries and push tokens live; None: the control plane's own (embedded)."""
     max_bans_per_tenant: int = DEFAULT_MAX_BANS
     """Live account bans a tenant may have (each is sent to every gateway)."""
     clock: Clock = field(default=time.time, repr=False, compare=False)
@@ -152,6 +155,7 @@ class ControlPlaneSettings:
             max_connections=_count(
                 MAX_CONNECTIONS_ENV, env.get(MAX_CONNECTIONS_ENV), DEFAULT_MAX_CONNECTIONS
             ),
+            message_database_url=env.get("CIRNO_MESSAGE_DATABASE_URL") or None,
             max_bans_per_tenant=_count(MAX_BANS_ENV, env.get(MAX_BANS_ENV), DEFAULT_MAX_BANS),
         )
 

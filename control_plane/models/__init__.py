@@ -93,6 +93,7 @@ from control_plane.models.tenants import (
     TokenCreated,
     isolation_problem,
 )
+from control_plane.models.webhooks import PushProvider, WebhookEndpoint
 
 __all__ = [
     "BAN_REASON_MAX",
@@ -124,6 +125,7 @@ __all__ = [
     "NodesInfo",
     "NodesPublic",
     "Ping",
+    "PushProvider",
     "Region",
     "RegionContinent",
     "RegionCountry",
@@ -158,6 +160,7 @@ __all__ = [
     "TokenCreate",
     "TokenCreated",
     "UtcDateTime",
+    "WebhookEndpoint",
     "ZoneWeight",
     "as_datetime",
     "as_epoch",

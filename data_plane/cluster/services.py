@@ -6,6 +6,8 @@ cirno-im also splits ``chat`` into its three families, the longest prefix winnin
 
 - ``login.``  → ``login``: ``login.signin``, ``login.signout``
 - ``session.`` → ``login``: ``session.refresh`` (the gateway re-asserting a location)
+- ``push.`` → ``login``: ``push.register``, ``push.unregister`` (a device's push token,
+  like its location, belongs with the sign-in)
 - ``presence.`` → ``login``: ``presence.subscribe``, ``presence.unsubscribe`` (presence
   lives in the session store, beside the locations that sign-in and sign-out change)
 - ``chat.group.`` → ``group``: ``chat.group.create|join|quit|detail|members|talk`` and the
@@ -49,6 +51,7 @@ _PREFIXES: Final = (
     ("sync.", Service.SYNC),
     ("session.", Service.LOGIN),
     ("login.", Service.LOGIN),
+    ("push.", Service.LOGIN),
     ("presence.", Service.LOGIN),
     ("chat.", Service.CHAT),
 )

@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
+from anyio.abc import TaskGroup
 
+from data_plane.cluster.outbound import OutboundDirectory
 from data_plane.cluster.protocol import (
     FILL_COMMAND,
     HEADS_COMMAND,
@@ -22,18 +24,29 @@ from data_plane.logic.handlers.group import GroupHandlers
 from data_plane.logic.handlers.group_admin import GroupAdminHandlers
 from data_plane.logic.handlers.login import LoginHandlers
 from data_plane.logic.handlers.presence import Presence
+from data_plane.logic.handlers.push import PushHandlers
 from data_plane.logic.handlers.sync import SyncHandlers
 from data_plane.logic.handlers.typing import TypingHandlers
 from data_plane.logic.lease import NodeMembership
+from data_plane.logic.notify.dispatcher import PushDispatcher
+from data_plane.logic.notify.offline import OfflineNotifier
+from data_plane.logic.outbound_hooks import LiveOutboundHooks
+from data_plane.logic.outbound_settings import OutboundSettings
 from data_plane.logic.pushes import Pusher
 from data_plane.logic.revocation import guard_handlers
 from data_plane.logic.router import Handler, Router
 from data_plane.logic.server import LogicServer
 from data_plane.logic.settings import LogicSettings
 from data_plane.logic.tenant_stores import TenantStores
+from data_plane.logic.webhooks.dispatcher import WebhookDispatcher, holder_id
+from data_plane.logic.webhooks.events import EventRecorder
 from data_plane.metrics import serve_metrics
 from data_plane.storage.messages.factory import open_message_store
+from data_plane.storage.messages.outbox import OutboxWriter
+from data_plane.storage.messages.protocol import MessageStore
+from data_plane.storage.messages.store import SqlMessageStore
 from data_plane.storage.sessions.factory import session_store_from_url
+from data_plane.storage.sessions.protocol import SessionStore
 from data_plane.wire import Command
 
 
@@ -44,17 +57,23 @@ def handlers_by_service(
     sync: SyncHandlers,
     presence: Presence,
     typing: TypingHandlers,
+    push: PushHandlers | None = None,
 ) -> dict[Service, dict[str, Handler]]:
     """Every command's handler, grouped by the service it belongs to (the grouping is
-    :func:`service_of`'s; ``tests/logic`` checks that the two agree)."""
+    :func:`service_of`'s; ``tests/logic`` checks that the two agree). Without ``push``
+    (rigs on the in-memory store) the ``push.*`` commands answer NotImplemented."""
+    login_table: dict[str, Handler] = {
+        REFRESH_COMMAND: login.refresh,
+        Command.LOGIN_SIGNIN: login.signin,
+        Command.LOGIN_SIGNOUT: login.signout,
+    }
+    if push is not None:
+        login_table[Command.PUSH_REGISTER] = push.register
+        login_table[Command.PUSH_UNREGISTER] = push.unregister
+    login_table[Command.PRESENCE_SUBSCRIBE] = presence.subscribe
+    login_table[Command.PRESENCE_UNSUBSCRIBE] = presence.unsubscribe
     return {
-        Service.LOGIN: {
-            REFRESH_COMMAND: login.refresh,
-            Command.LOGIN_SIGNIN: login.signin,
-            Command.LOGIN_SIGNOUT: login.signout,
-            Command.PRESENCE_SUBSCRIBE: presence.subscribe,
-            Command.PRESENCE_UNSUBSCRIBE: presence.unsubscribe,
-        },
+        Service.LOGIN: login_table,
         Service.CHAT: {
             Command.CHAT_USER_TALK: chat.user_talk,
             Command.CHAT_TALK_ACK: chat.ack,
@@ -112,6 +131,34 @@ def split_by_services(
     return handlers, not_served
 
 
+def start_outbound(
+    settings: LogicSettings,
+    stores: TenantStores,
+    sessions: SessionStore,
+    outbound: OutboundDirectory,
+    tg: TaskGroup,
+) -> None:
+    """Webhooks and push notifications: the outbox writer on every SQL store (written in
+    the send transaction), the directory of endpoints and providers, and the two
+    dispatchers (``CIRNO_WEBHOOK_*`` / ``CIRNO_PUSH_*`` settings)."""
+
+    def attach(store: MessageStore) -> None:
+        if isinstance(store, SqlMessageStore):
+            store.send_writes.outbox = OutboxWriter(outbound.wants)
+
+    def sql_stores() -> list[SqlMessageStore]:
+        return [s for s in stores.opened() if isinstance(s, SqlMessageStore)]
+
+    for store in stores.opened():
+        attach(store)
+    stores.on_open = attach
+    tunables = OutboundSettings.from_env()
+    holder = holder_id(settings.node_id)
+    tg.start_soon(outbound.run)
+    tg.start_soon(WebhookDispatcher(sql_stores, outbound, tunables, holder).run)
+    tg.start_soon(PushDispatcher(sql_stores, outbound, tunables, holder, sessions).run)
+
+
 @asynccontextmanager
 async def build_logic(
     settings: LogicSettings, *, id_node: int, check_writable: Callable[[], None] = lambda: None
@@ -131,6 +178,11 @@ async def build_logic(
         settings.cluster_secret,
         refresh_interval=settings.tenant_refresh_interval,
     )
+    outbound = OutboundDirectory(
+        settings.control_url,
+        settings.cluster_secret,
+        refresh_interval=settings.tenant_refresh_interval,
+    )
     hub = GatewayHub()
     try:
         async with (
@@ -145,19 +197,24 @@ async def build_logic(
             )
             pusher = Pusher(sessions, hub)
             tg.start_soon(pusher.run)
+            notifier = OfflineNotifier(stores, outbound, sessions)
+            hooks = LiveOutboundHooks(EventRecorder(stores, outbound), notifier)
+            start_outbound(settings, stores, sessions, outbound, tg)
             by_service = handlers_by_service(
-                LoginHandlers(sessions, hub, stores, presence),
-                ChatHandlers(stores, pusher),
-                GroupHandlers(stores, pusher),
+                LoginHandlers(sessions, hub, stores, presence, hooks=hooks),
+                ChatHandlers(stores, pusher, hooks),
+                GroupHandlers(stores, pusher, hooks),
                 SyncHandlers(stores),
                 presence,
                 TypingHandlers(stores, sessions, hub),
+                PushHandlers(notifier),
             )
             handlers, not_served = split_by_services(by_service, settings)
             handlers = guard_handlers(handlers, directory)  # revoked users are refused
             yield LogicServer(settings, Router(handlers, not_served), hub)
             tg.cancel_scope.cancel()
     finally:
+        await outbound.aclose()
         await directory.aclose()
         await sessions.aclose()
 

@@ -25,6 +25,8 @@ class Command(StrEnum):
     CHAT_GROUP_QUIT = "chat.group.quit"
     CHAT_GROUP_DETAIL = "chat.group.detail"
     CHAT_GROUP_MEMBERS = "chat.group.members"
+    PUSH_REGISTER = "push.register"
+    PUSH_UNREGISTER = "push.unregister"
     PRESENCE_SUBSCRIBE = "presence.subscribe"
     PRESENCE_UNSUBSCRIBE = "presence.unsubscribe"
     CHAT_TYPING = "chat.typing"

@@ -1560,3 +1560,56 @@ class TypingNotify(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TypingNotify: _TypeAlias = TypingNotify  # noqa: Y015
+
+@_typing.final
+class PushRegisterReq(_message.Message):
+    """---- push notifications (cirno extension, docs/protocol.md "Push notifications") ----
+
+    push.register: this device's push token; a new one replaces the device's old one.
+    While the account has no online device, messages to it are notified through the
+    tenant's push provider to every registered token.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """the provider's device token (FCM registration token, …)"""
+    platform: _builtins.str
+    """"android", "ios", "web" or "other" (default)"""
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        platform: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["platform", b"platform", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PushRegisterReq: _TypeAlias = PushRegisterReq  # noqa: Y015
+
+@_typing.final
+class PushUnregisterReq(_message.Message):
+    """push.unregister: forget this device's token (an empty body is fine)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """optional: only forget it if it is still this token"""
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PushUnregisterReq: _TypeAlias = PushUnregisterReq  # noqa: Y015

@@ -48,6 +48,8 @@ EXPECTED = {
     Command.CHAT_GROUP_QUIT: Service.GROUP,
     Command.CHAT_GROUP_DETAIL: Service.GROUP,
     Command.CHAT_GROUP_MEMBERS: Service.GROUP,
+    Command.PUSH_REGISTER: Service.LOGIN,
+    Command.PUSH_UNREGISTER: Service.LOGIN,
     Command.CHAT_GROUP_DISMISS: Service.GROUP,
     Command.CHAT_GROUP_TRANSFER: Service.GROUP,
     Command.CHAT_GROUP_UPDATE: Service.GROUP,

@@ -26,7 +26,7 @@ from data_plane.storage.urls import sync_url
 from tests.services import MYSQL_ENV, fresh_mysql_database, service_url
 
 MESSAGE_TABLES = set(metadata.tables)
-HEAD = "m0002g"
+HEAD = "m0003o"
 """The newest revision of the message tables' history."""
 
 

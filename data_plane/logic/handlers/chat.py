@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from data_plane.logic import names
 from data_plane.logic.context import Request
+from data_plane.logic.outbound_hooks import OutboundHooks
 from data_plane.logic.push_size import refuse_oversize_push
 from data_plane.logic.pushes import Pusher, PushPart
 from data_plane.logic.tenant_stores import TenantStores
@@ -60,9 +61,12 @@ def message_push(
 class ChatHandlers:
     """``chat.user.talk`` and ``chat.talk.ack``."""
 
-    def __init__(self, stores: TenantStores, pusher: Pusher) -> None:
+    def __init__(
+        self, stores: TenantStores, pusher: Pusher, hooks: OutboundHooks | None = None
+    ) -> None:
         self._stores = stores
         self._pusher = pusher
+        self._hooks = hooks or OutboundHooks()
 
     async def user_talk(self, request: Request) -> None:
         """Store, answer after the commit, then push."""
@@ -123,6 +127,15 @@ class ChatHandlers:
                 )
             )
         await self._pusher.push(request.tenant, request.channel_id, parts)
+        if receiver != sender:  # a push notification if the receiver has no device online
+            await self._hooks.message_stored(
+                request.tenant,
+                [receiver],
+                sender=sender,
+                group_id="",
+                message_id=result.message_id,
+                body=req.body,
+            )
 
     async def ack(self, request: Request) -> None:
         """Move this device's read index forward to the acknowledged message."""

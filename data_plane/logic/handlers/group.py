@@ -33,6 +33,7 @@ from data_plane.logic.handlers.group_access import (
     require_talk,
 )
 from data_plane.logic.handlers.group_admin import GroupAdminHandlers
+from data_plane.logic.outbound_hooks import OutboundHooks
 from data_plane.logic.push_size import refuse_oversize_push
 from data_plane.logic.pushes import Pusher, PushPart
 from data_plane.logic.refusal import Refused
@@ -63,10 +64,13 @@ def _add_members(
 class GroupHandlers:
     """The ``chat.group.*`` commands kim knows (administration: ``group_admin``)."""
 
-    def __init__(self, stores: TenantStores, pusher: Pusher) -> None:
+    def __init__(
+        self, stores: TenantStores, pusher: Pusher, hooks: OutboundHooks | None = None
+    ) -> None:
         self._stores = stores
         self._pusher = pusher
-        self.admin = GroupAdminHandlers(stores, pusher)
+        self._hooks = hooks or OutboundHooks()
+        self.admin = GroupAdminHandlers(stores, pusher, self._hooks)
         """The administration commands, on the same stores and pusher."""
 
     async def _notify(self, request: Request, accounts: list[str], packet: LogicPacket) -> None:
@@ -99,6 +103,7 @@ class GroupHandlers:
             pb.GroupCreateNotify(group_id=group.group_id, members=accounts),
         )
         await self._notify(request, accounts, notify)
+        await self._hooks.group_created(request.tenant, group)
 
     async def join(self, request: Request) -> None:
         """Join an open group (self), or add someone (owner or admin: an invite)."""
@@ -132,6 +137,9 @@ class GroupHandlers:
             await self._notify(
                 request, accounts, LogicPacket.make_push(Command.CHAT_GROUP_JOIN, notify)
             )
+            await self._hooks.members_changed(
+                request.tenant, group_id, joined=[target], left=[], by=request.account
+            )
 
     async def quit(self, request: Request) -> None:
         """Quit the group (self), or remove someone (owner, or an admin a plain member)."""
@@ -159,6 +167,9 @@ class GroupHandlers:
             notify = pb.GroupQuitNotify(group_id=group_id, account=target)
             await self._notify(
                 request, accounts, LogicPacket.make_push(Command.CHAT_GROUP_QUIT, notify)
+            )
+            await self._hooks.members_changed(
+                request.tenant, group_id, joined=[], left=[target], by=request.account
             )
 
     async def _member_group(self, request: Request) -> Group:
@@ -244,3 +255,11 @@ class GroupHandlers:
         push = message_push(command, req, request.account, group_id, result, group_id)
         seqs = dict(zip(members, result.member_seqs, strict=True))
         await self._pusher.push(request.tenant, request.channel_id, [PushPart(members, push, seqs)])
+        await self._hooks.message_stored(  # push notifications to members with no device online
+            request.tenant,
+            [m for m in members if m != request.account],
+            sender=request.account,
+            group_id=group_id,
+            message_id=result.message_id,
+            body=req.body,
+        )

@@ -37,6 +37,7 @@ from data_plane.logic.handlers.group_access import (
     require_owner,
     target_access,
 )
+from data_plane.logic.outbound_hooks import OutboundHooks
 from data_plane.logic.pushes import Pusher, PushPart
 from data_plane.logic.refusal import Refused
 from data_plane.logic.tenant_stores import TenantStores
@@ -48,9 +49,12 @@ from data_plane.wire import Command, LogicPacket, Status, pb
 class GroupAdminHandlers:
     """The group-administration commands (cirno extensions)."""
 
-    def __init__(self, stores: TenantStores, pusher: Pusher) -> None:
+    def __init__(
+        self, stores: TenantStores, pusher: Pusher, hooks: OutboundHooks | None = None
+    ) -> None:
         self._stores = stores
         self._pusher = pusher
+        self._hooks = hooks or OutboundHooks()
 
     async def _notify(self, request: Request, accounts: list[str], packet: LogicPacket) -> None:
         await self._pusher.push(request.tenant, request.channel_id, [PushPart(accounts, packet)])
@@ -77,6 +81,7 @@ class GroupAdminHandlers:
         await self._notify(
             request, members, LogicPacket.make_push(Command.CHAT_GROUP_DISMISS, notify)
         )
+        await self._hooks.group_dismissed(request.tenant, group_id, request.account)
 
     async def transfer(self, request: Request) -> None:
         """Make another member the owner (owner); the old owner stays a plain member."""
@@ -183,6 +188,9 @@ class GroupAdminHandlers:
                 notify = pb.GroupJoinNotify(group_id=group_id, account=request.account)
                 packet = LogicPacket.make_push(Command.CHAT_GROUP_JOIN, notify)
                 await self._notify_members(store, request, group_id, packet)
+                await self._hooks.members_changed(
+                    request.tenant, group_id, joined=[request.account], left=[], by=request.account
+                )
             return
         added = await store.add_application(request.tenant, group_id, request.account, req.message)
         request.reply(body=pb.GroupApplyResp(joined=False))
@@ -216,6 +224,9 @@ class GroupAdminHandlers:
             notify = pb.GroupJoinNotify(group_id=group_id, account=account)
             packet = LogicPacket.make_push(Command.CHAT_GROUP_JOIN, notify)
             await self._notify_members(store, request, group_id, packet)
+            await self._hooks.members_changed(
+                request.tenant, group_id, joined=[account], left=[], by=request.account
+            )
 
     async def applications(self, request: Request) -> None:
         """The pending applications, oldest first (owner or admin)."""

@@ -24,6 +24,7 @@ import time
 from data_plane.cluster.protocol import META_HEAD
 from data_plane.logic.context import GatewayHub, Request
 from data_plane.logic.handlers.presence import Presence
+from data_plane.logic.outbound_hooks import OutboundHooks
 from data_plane.logic.tenant_stores import TenantStores
 from data_plane.storage.errors import StorageError
 from data_plane.storage.sessions.protocol import Location, SessionStore
@@ -41,11 +42,14 @@ class LoginHandlers:
         hub: GatewayHub,
         stores: TenantStores,
         presence: Presence | None = None,
+        *,
+        hooks: OutboundHooks | None = None,
     ) -> None:
         self._sessions = sessions
         self._hub = hub
         self._stores = stores
         self._presence = presence
+        self._hooks = hooks or OutboundHooks()
 
     @staticmethod
     def _location(request: Request) -> Location:
@@ -62,7 +66,8 @@ class LoginHandlers:
     async def signin(self, request: Request) -> None:
         """Store the location, read the inbox head, answer, then kick the replaced
         connection."""
-        previous = await self._sessions.add_location(self._location(request))
+        location = self._location(request)
+        previous = await self._sessions.add_location(location)
         try:
             store = await self._stores.get(request.tenant)
             heads = await store.inbox_heads(request.tenant, [request.account])
@@ -80,6 +85,7 @@ class LoginHandlers:
                 channel_id=previous.channel_id,
             )
             self._hub.push([previous], kick)
+        await self._hooks.signed_in(location, previous)  # webhooks; cancel pending pushes
         if self._presence is not None:
             await self._presence.signed_in(request)
 
@@ -108,5 +114,8 @@ class LoginHandlers:
             request.tenant, request.account, request.device, request.channel_id
         )
         request.reply()
+        await self._hooks.signed_out(
+            request.tenant, request.account, request.device, request.channel_id
+        )
         if self._presence is not None:
             await self._presence.connection_left(request)

@@ -177,3 +177,103 @@ group_applications = Table(
     **MYSQL_TABLE_OPTIONS,
 )
 """Pending applications to approval groups (``chat.group.apply``), one per applicant."""
+
+# -- outbound: webhook outbox and deliveries, push tokens and jobs --------------------
+# Written by ``outbox`` (and ``sends`` through it, inside the send transaction); read by
+# the logic node's dispatchers and the control plane's webhook routes.
+
+EVENT_TYPE_LENGTH = 32
+ENDPOINT_ID_LENGTH = 64
+LEASE_NAME_LENGTH = 200
+HOLDER_LENGTH = 128
+ERROR_LENGTH = 512
+PUSH_TOKEN_LENGTH = 512
+PROVIDER_LENGTH = 16
+
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+"""An auto-increment id: SQLite numbers only ``INTEGER PRIMARY KEY`` columns itself."""
+
+event_outbox = Table(
+    "event_outbox",
+    metadata,
+    Column("id", AutoId, nullable=False, autoincrement=True),
+    _id("tenant"),
+    Column("event_type", String(EVENT_TYPE_LENGTH), nullable=False),
+    Column("endpoint_id", String(ENDPOINT_ID_LENGTH), nullable=False),
+    Column("payload", Body, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("id", name="pk_event_outbox"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""Events not yet fanned out to webhook endpoints, in commit order of their ids.
+``endpoint_id`` is '' (every subscribed endpoint) or one endpoint (a test event)."""
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", AutoId, nullable=False, autoincrement=True),
+    _id("tenant"),
+    Column("endpoint_id", String(ENDPOINT_ID_LENGTH), nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("event_type", String(EVENT_TYPE_LENGTH), nullable=False),
+    Column("payload", Body, nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=False),
+    Column("last_status_code", Integer, nullable=False),
+    Column("last_error", String(ERROR_LENGTH), nullable=False),
+    Column("latency_ms", Integer, nullable=False),
+    PrimaryKeyConstraint("id", name="pk_webhook_deliveries"),
+    Index("ix_webhook_deliveries_endpoint", "tenant", "endpoint_id", "status", "id"),
+    Index("ix_webhook_deliveries_status", "status", "next_attempt_at"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""One row per (event, endpoint): the endpoint's queue (status 0, by id) and its
+recent history (1 delivered, 2 failed), kept for the retention period."""
+
+outbound_leases = Table(
+    "outbound_leases",
+    metadata,
+    Column("name", String(LEASE_NAME_LENGTH), nullable=False),
+    Column("holder", String(HOLDER_LENGTH), nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name", name="pk_outbound_leases"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""Who delivers what: one row per lease name (the fan-out, one endpoint, the push queue)."""
+
+push_tokens = Table(
+    "push_tokens",
+    metadata,
+    _id("tenant"),
+    _id("account"),
+    Column("device", String(DEVICE_LENGTH), nullable=False),
+    Column("token", String(PUSH_TOKEN_LENGTH), nullable=False),
+    Column("platform", String(PROVIDER_LENGTH), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant", "account", "device", name="pk_push_tokens"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""A device's push token (one per (tenant, account, device); a new one replaces it)."""
+
+push_jobs = Table(
+    "push_jobs",
+    metadata,
+    _id("tenant"),
+    _id("account"),
+    Column("device", String(DEVICE_LENGTH), nullable=False),
+    Column("token", String(PUSH_TOKEN_LENGTH), nullable=False),
+    Column("count", Integer, nullable=False),
+    _id("sender"),
+    _id("group_id"),
+    Column("message_id", BigInteger, nullable=False),
+    Column("preview", String(EXTRA_LENGTH), nullable=False),
+    Column("due_at", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    PrimaryKeyConstraint("tenant", "account", "device", name="pk_push_jobs"),
+    Index("ix_push_jobs_due", "due_at"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""At most one pending notification per token: a burst collapses into its ``count``."""

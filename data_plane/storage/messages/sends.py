@@ -42,6 +42,7 @@ from data_plane.storage.messages.items import (
     chunks,
     message_row,
 )
+from data_plane.storage.messages.outbox import OutboxWriter
 from data_plane.storage.messages.protocol import GroupNotFound, NotAMember, SendResult
 from data_plane.storage.messages.statements import SendStatements
 
@@ -63,6 +64,8 @@ class SendWrites:
         """Groups at least this large are written in bulk when they can be (tests lower it)."""
         self.optimistic_max = OPTIMISTIC_MAX
         """Batches this small skip the duplicate lookup unless a resend is among them."""
+        self.outbox: OutboxWriter | None = None
+        """Writes the batch's ``message.created`` webhook events in its transaction."""
 
     async def write(
         self, conn: WriterConnection, items: Sequence[Send]
@@ -148,6 +151,8 @@ class SendWrites:
         if message_rows:
             plan = plan_deliveries(stored, group_accounts, group_sets, self.bulk_min_members)
             await sql.insert_messages(conn, message_rows)
+            if self.outbox is not None:  # the webhook events commit with their messages
+                await self.outbox.messages_created(conn, message_rows, self._ids.now_ms())
             user_seqs, bulk_seqs = await self._insert_inbox_rows(conn, plan)
             await self._store_group_seqs(conn, group_seqs, wanted)
             for index, item, result, accounts in group_sends:

@@ -46,6 +46,7 @@ from data_plane.storage.messages.group_model import (
 from data_plane.storage.messages.groups import Groups
 from data_plane.storage.messages.items import Ack, Send, SendOutcome
 from data_plane.storage.messages.link import WriterLink
+from data_plane.storage.messages.outbox import Outbound
 from data_plane.storage.messages.protocol import (
     Content,
     Group,
@@ -57,6 +58,7 @@ from data_plane.storage.messages.protocol import (
     check_id,
     check_message,
 )
+from data_plane.storage.messages.push_queue import PushQueue
 from data_plane.storage.messages.reads import Reads
 from data_plane.storage.messages.sends import SendWrites
 from data_plane.storage.messages.statements import SendStatements
@@ -94,6 +96,9 @@ class SqlMessageStore:
         self._groups = Groups(self._pool, self._ids)
         self._admin = GroupAdmin(self._pool, self._ids, self._groups)
         self.send_writes = SendWrites(statements, self._ids)
+        self.outbound = Outbound(self._pool)
+        self.push_queue = PushQueue(self._pool)
+        """The webhook outbox and deliveries (``outbox``); ``push_queue`` the push jobs."""
         # Each writer holds a connection of its own (see ``link``); the engine's pool
         # serves the reads and the group writes, which run concurrently.
         url = engine.url.render_as_string(hide_password=False)
