@@ -16,6 +16,7 @@ index entries in ascending id order, contents in the order asked.
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -89,11 +90,11 @@ class _Exchange:
     async def request(self, command: Command, body: Any) -> LogicPacket:
         self.sequence += 1
         sequence = self.sequence
-        event, slot = anyio.Event(), []
+        event, slot = anyio.Event(), list[LogicPacket]()
         self._waiting[sequence] = (event, slot)
         self.conn.send(LogicPacket.request(str(command), body, sequence=sequence).encode())
         await event.wait()
-        packet = slot[0]
+        packet: LogicPacket = slot[0]
         if packet.status != Status.SUCCESS:
             raise BenchError(f"{command} failed with status {packet.status}")
         return packet
@@ -218,7 +219,7 @@ async def run_catchup(target: Target, config: CatchupConfig) -> CatchupResult:
         content_requests=requests,
         received=len(set(held)),
         duplicates=len(held) - len(set(held)) + len(ids) - len(set(ids)),
-        out_of_order=sum(1 for a, b in zip(ids, ids[1:], strict=False) if b <= a),
+        out_of_order=sum(1 for a, b in itertools.pairwise(ids) if b <= a),
         cpu_percent=cpu,
     )
 

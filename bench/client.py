@@ -8,9 +8,9 @@ connect_ws`), with no SDK in between, so the client side costs as little as it c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
-
 from picows import ws_connect
 
 from data_plane.transport.errors import ConnectionClosed
@@ -36,7 +36,7 @@ async def connect(url: str, local_host: str | None = None) -> WsConnection:
     """A WebSocket connection to ``url``, from ``local_host`` (a loopback address such as
     127.0.0.2) when given: one source address has ~28,000 ephemeral ports, so the
     connection benchmark spreads its clients over several."""
-    extra = {} if local_host is None else {"local_addr": (local_host, 0)}
+    extra: dict[str, Any] = {} if local_host is None else {"local_addr": (local_host, 0)}
     _, listener = await ws_connect(
         lambda: WsConnection(max_packet_size=DEFAULT_MAX_PACKET_SIZE),
         url,

@@ -183,6 +183,7 @@ def run_connections(target: Target, config: ConnConfig) -> ConnResult:
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
+            worker.stdout.close()
     return ConnResult(
         target=target.name,
         process=name,
