@@ -57,7 +57,8 @@ from bench.targets import (
 )
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-ALL_TARGETS = ("relay", "sqlite", "mysql")
+ALL_TARGETS = ("relay", "before", "sqlite", "mysql")
+DEFAULT_TARGETS = ("relay", "sqlite", "mysql")
 
 QUICK_CHAT = ChatConfig(pairs=10, window=8, duration=2.0, warmup=0.5, drain_timeout=5.0)
 QUICK_GROUP = GroupConfig(members=100, messages=10, burst_messages=10, burst_window=4)
@@ -73,6 +74,7 @@ TargetFactory = Callable[[Path], AbstractContextManager[Target]]
 def _factories(args: argparse.Namespace) -> dict[str, TargetFactory]:
     return {
         "relay": bare_relay,
+        "before": lambda tmp: cirno_sqlite(tmp, args.before),
         "sqlite": cirno_sqlite,
         "mysql": lambda tmp: cirno_mysql_redis(tmp, args.mysql_url, args.redis_url),
     }
@@ -289,8 +291,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--catchup-messages", type=int, default=None)
     parser.add_argument(
         "--targets",
-        default=",".join(ALL_TARGETS),
-        help=f"comma-separated subset of {','.join(ALL_TARGETS)}",
+        default=None,
+        help=f"comma-separated subset of {','.join(ALL_TARGETS)} (default: "
+        f"{','.join(DEFAULT_TARGETS)}, with before after relay when --before is given)",
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="a checkout of the code to compare with (e.g. `git worktree add` of main): "
+        "the target 'before' runs the all-in-one from it, in the same run",
     )
     parser.add_argument(
         "--mysql-url", default=os.environ.get("CIRNO_BENCH_MYSQL_URL", DEFAULT_MYSQL_URL)
@@ -354,7 +364,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if len(cpus) < 2:
             parser.error("--pinned needs two cores")
         args.cpus = (cpus[0], cpus[1])
+    if args.targets is None:
+        targets = list(DEFAULT_TARGETS)
+        if args.before is not None:
+            targets.insert(1, "before")
+        args.targets = ",".join(targets)
     args.targets = [t for t in str(args.targets).split(",") if t]
+    if "before" in args.targets and args.before is None:
+        parser.error("the target 'before' needs --before DIR")
     unknown = set(args.targets) - set(ALL_TARGETS)
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))}")

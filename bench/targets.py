@@ -71,14 +71,20 @@ def _wait_tenant(ws_url: str) -> None:
 
 
 @contextmanager
-def cirno_sqlite(tmp: Path) -> Iterator[Target]:
-    """``cirno up`` on the embedded default, with a fresh data directory under ``tmp``."""
-    with run_cluster(tmp) as cluster:
+def cirno_sqlite(tmp: Path, code: Path | None = None) -> Iterator[Target]:
+    """``cirno up`` on the embedded default, with a fresh data directory under ``tmp``.
+
+    ``code`` runs another checkout's cirno instead of this one (``bench.run --before``:
+    the "before" of a before/after comparison in the same run); its target is ``before``.
+    """
+    overrides = {} if code is None else {"PYTHONPATH": str(code)}
+    with run_cluster(tmp, **overrides) as cluster:
         cluster.create_tenant(TENANT, SECRET)
         _wait_tenant(cluster.ws_url)
         yield Target(
-            name="sqlite",
-            description="cirno up: SQLite (WAL) + in-memory sessions, 1 logic node, 1 gateway",
+            name="sqlite" if code is None else "before",
+            description="cirno up: SQLite (WAL) + in-memory sessions, 1 logic node, 1 gateway"
+            + ("" if code is None else f", code of {code}"),
             ws_url=cluster.ws_url,
             token_for=cirno_token,
             durable=True,

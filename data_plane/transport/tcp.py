@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable
 from typing import cast
 
+from data_plane.transport.backlog import listen_backlog
 from data_plane.transport.connection import (
     DEFAULT_MAX_INBOX,
     DEFAULT_MAX_SEND_BUFFER,
@@ -163,6 +164,7 @@ async def serve_tcp(
         host,
         port,
         reuse_address=True,
+        backlog=listen_backlog(),
     )
 
 

@@ -23,6 +23,7 @@ from picows import (
     ws_create_server,
 )
 
+from data_plane.transport.backlog import listen_backlog
 from data_plane.transport.connection import (
     DEFAULT_MAX_INBOX,
     DEFAULT_MAX_SEND_BUFFER,
@@ -182,6 +183,10 @@ class WsConnection(PacketConnection, WSListener):
         ws.disconnect(graceful=True)
 
 
+SERVER_READ_BUFFER = 2048
+"""Initial read buffer of a server-side connection (picows' minimum); see serve_ws."""
+
+
 async def serve_ws(
     host: str,
     port: int,
@@ -214,6 +219,10 @@ async def serve_ws(
         max_frame_size=max_packet_size + 1024,
         enable_auto_pong=False,
         reuse_address=True,
+        backlog=listen_backlog(),
+        # picows' default 16 KiB read buffer per connection is most of an idle client's
+        # memory; kim packets are small, and the buffer doubles when one does not fit.
+        read_buffer_init_size=SERVER_READ_BUFFER,
     )
     return server
 
