@@ -46,8 +46,9 @@ class ConnConfig:
     workers: int = 4
     login_concurrency: int = 100
     """Logins in flight per worker."""
-    settle: float = 5.0
-    """Seconds between the last close and the final memory sample."""
+    settle: float = 12.0
+    """Seconds between the last close and the final memory sample (the gateway looks
+    for free heap to hand back every 5 s, ``cirno.tuning``)."""
     timeout: float = 300.0
 
 

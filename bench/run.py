@@ -432,6 +432,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     args.machine = machine_info()
     args.seen_targets = {}
+    if args.pinned:
+        args.machine["note"] = (
+            f"server processes pinned to cpu {args.cpus[0]}, the load generator to cpu "
+            f"{args.cpus[1]}; MariaDB and Redis not pinned (shared with other work)"
+        )
     print(f"machine: {json.dumps(args.machine)}", file=sys.stderr, flush=True)
     if "chat" in args.only:
         chat_config = _chat_config(args)

@@ -77,7 +77,9 @@ def cirno_sqlite(tmp: Path, code: Path | None = None) -> Iterator[Target]:
     ``code`` runs another checkout's cirno instead of this one (``bench.run --before``:
     the "before" of a before/after comparison in the same run); its target is ``before``.
     """
-    overrides = {} if code is None else {"PYTHONPATH": str(code)}
+    # ``python -m`` puts the working directory first on sys.path; PYTHONSAFEPATH stops
+    # that, so the processes import the checkout named here and no other.
+    overrides = {"PYTHONPATH": str(code or REPO_ROOT), "PYTHONSAFEPATH": "1"}
     with run_cluster(tmp, **overrides) as cluster:
         cluster.create_tenant(TENANT, SECRET)
         _wait_tenant(cluster.ws_url)

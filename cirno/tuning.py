@@ -40,8 +40,8 @@ import anyio
 log = logging.getLogger("cirno.tuning")
 
 GEN0_THRESHOLD = 50_000
-TRIM_INTERVAL = 10.0
-TRIM_THRESHOLD = 32 * 1024 * 1024
+TRIM_INTERVAL = 5.0
+TRIM_THRESHOLD = 16 * 1024 * 1024
 
 
 def tune_gc(gen0_threshold: int = GEN0_THRESHOLD) -> None:
