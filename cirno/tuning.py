@@ -22,8 +22,8 @@ When connections close, CPython and glibc free their memory to the process's hea
 glibc returns the top of a heap to the kernel only when it is free, so a gateway that
 held 20,000 connections keeps hundreds of MB after they are gone. :class:`MemoryTrimmer`
 looks at glibc's free heap bytes (``mallinfo2``) every ``interval`` seconds and calls
-``malloc_trim(0)`` (which releases every free page, not only the top) once more than
-``threshold`` bytes lie free. Where glibc is not the allocator (musl, macOS) both
+``malloc_trim(0)`` (which releases every free page, not only the top) once ``threshold``
+more bytes lie free than after its last trim. Where glibc is not the allocator (musl, macOS) both
 calls are absent and the trimmer does nothing.
 """
 
@@ -105,7 +105,13 @@ class Glibc:
 
 
 class MemoryTrimmer:
-    """Calls ``malloc_trim`` once more than ``threshold`` bytes of heap lie free."""
+    """Calls ``malloc_trim`` once ``threshold`` more bytes of heap lie free than after
+    the last trim.
+
+    A trim releases the pages of free chunks but leaves the chunks on glibc's free lists,
+    so the free byte count stays where it was: the trimmer compares with that level
+    (lowered whenever the heap is reused) rather than trimming the same pages again.
+    """
 
     def __init__(
         self,
@@ -117,15 +123,18 @@ class MemoryTrimmer:
         self._trim = trim
         self.threshold = threshold
         self.trims = 0
+        self._trimmed_level = 0
 
     def check(self) -> bool:
-        """Trim if enough is free; whether it trimmed."""
+        """Trim if enough has been freed since the last trim; whether it trimmed."""
         free = self._free_bytes()
-        if free <= self.threshold:
+        self._trimmed_level = min(self._trimmed_level, free)
+        if free - self._trimmed_level <= self.threshold:
             return False
         self._trim()
         self.trims += 1
-        log.debug("returned %d free heap bytes to the kernel", free)
+        self._trimmed_level = self._free_bytes()
+        log.debug("returned up to %d free heap bytes to the kernel", free)
         return True
 
     async def run(self, interval: float = TRIM_INTERVAL) -> None:

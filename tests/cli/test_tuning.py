@@ -1,0 +1,94 @@
+"""Process tuning of the logic node and the gateway (``cirno.tuning``).
+
+The collector settings are checked in a fresh interpreter (freezing changes the process
+it runs in); the trimmer runs against this process's real glibc, and its decision rule
+against a counter of free bytes the test sets.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from cirno.tuning import GEN0_THRESHOLD, Glibc, MemoryTrimmer
+
+
+def test_tune_gc_freezes_start_up_and_raises_gen0() -> None:
+    script = (
+        "import gc, json\n"
+        "from cirno.tuning import tune_gc\n"
+        "before = gc.get_freeze_count()\n"
+        "tune_gc()\n"
+        "print(json.dumps([before, gc.get_freeze_count(), gc.get_threshold()]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    before, frozen, threshold = json.loads(out)
+    assert before == 0
+    assert frozen > 10_000  # every module object start-up created
+    assert threshold[0] == GEN0_THRESHOLD
+    # The older generations keep CPython's defaults: cycles are still found.
+    assert threshold[1:] == [10, 10]
+
+
+def test_trimmer_trims_what_was_freed_since_its_last_trim() -> None:
+    free = [0]
+    trims: list[int] = []
+
+    def trim() -> bool:
+        # As glibc does: the pages go back, the free chunks stay counted.
+        trims.append(free[0])
+        return True
+
+    trimmer = MemoryTrimmer(lambda: free[0], trim, threshold=1000)
+    free[0] = 1000
+    assert trimmer.check() is False
+    free[0] = 1001
+    assert trimmer.check() is True
+    assert trimmer.check() is False  # the same free bytes are not trimmed again
+    free[0] = 500  # the heap was reused ...
+    assert trimmer.check() is False
+    free[0] = 1600  # ... and 1,100 bytes freed since
+    assert trimmer.check() is True
+    assert (trims, trimmer.trims) == ([1001, 1600], 2)
+
+
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise LookupError("VmRSS")
+
+
+@pytest.mark.skipif(not Glibc().available, reason="not glibc >= 2.33")
+def test_glibc_hands_freed_heap_back() -> None:
+    glibc = Glibc()
+    # Blocks below the mmap threshold live in the heap; keeping every 50th alive leaves
+    # the freed ones as holes that glibc keeps until a trim.
+    blocks = [bytearray(b"x" * 4000) for _ in range(20_000)]
+    kept = blocks[::50]
+    del blocks
+    assert glibc.free_heap_bytes() > 40 * 1024 * 1024
+    before = _rss_kib()
+    glibc.trim()
+    assert before - _rss_kib() > 30 * 1024
+    assert len(kept) == 400
+
+
+async def _run_once(trimmer: MemoryTrimmer) -> None:
+    with anyio.move_on_after(0.2):
+        await trimmer.run(interval=0.01)
+
+
+def test_trimmer_run_checks_periodically() -> None:
+    calls: list[int] = []
+    trimmer = MemoryTrimmer(lambda: calls.append(1) or 0, lambda: True)
+    anyio.run(_run_once, trimmer)
+    assert len(calls) >= 2
+    assert trimmer.trims == 0
