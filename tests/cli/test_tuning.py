@@ -88,7 +88,12 @@ async def _run_once(trimmer: MemoryTrimmer) -> None:
 
 def test_trimmer_run_checks_periodically() -> None:
     calls: list[int] = []
-    trimmer = MemoryTrimmer(lambda: calls.append(1) or 0, lambda: True)
+
+    def free_bytes() -> int:
+        calls.append(1)
+        return 0
+
+    trimmer = MemoryTrimmer(free_bytes, lambda: True)
     anyio.run(_run_once, trimmer)
     assert len(calls) >= 2
     assert trimmer.trims == 0
