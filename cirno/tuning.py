@@ -21,6 +21,7 @@ Memory handed back
 When connections close, CPython and glibc free their memory to the process's heap, but
 glibc returns the top of a heap to the kernel only when it is free, so a gateway that
 held 20,000 connections keeps hundreds of MB after they are gone. :class:`MemoryTrimmer`
+runs a full collection after a large drop in open descriptors (closed connections) and
 looks at glibc's free heap bytes (``mallinfo2``) every ``interval`` seconds and calls
 ``malloc_trim(0)`` (which releases every free page, not only the top) once ``threshold``
 more bytes lie free than after its last trim. Where glibc is not the allocator (musl, macOS) both
@@ -33,6 +34,7 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
 from collections.abc import Callable
 
 import anyio
@@ -42,6 +44,7 @@ log = logging.getLogger("cirno.tuning")
 GEN0_THRESHOLD = 50_000
 TRIM_INTERVAL = 5.0
 TRIM_THRESHOLD = 16 * 1024 * 1024
+DROP_MIN = 1000
 
 
 def tune_gc(gen0_threshold: int = GEN0_THRESHOLD) -> None:
@@ -104,13 +107,23 @@ class Glibc:
         return bool(self._libc.malloc_trim(0))
 
 
-class MemoryTrimmer:
-    """Calls ``malloc_trim`` once ``threshold`` more bytes of heap lie free than after
-    the last trim.
+def open_files() -> int:
+    """How many file descriptors this process holds (its connections, mostly)."""
+    return len(os.listdir("/proc/self/fd"))
 
-    A trim releases the pages of free chunks but leaves the chunks on glibc's free lists,
-    so the free byte count stays where it was: the trimmer compares with that level
-    (lowered whenever the heap is reused) rather than trimming the same pages again.
+
+class MemoryTrimmer:
+    """Frees what a crowd of closed connections left and hands it to the kernel.
+
+    Every check: when the open descriptors fell by at least ``drop`` (or a quarter of
+    their peak, whichever is more) since the peak, a full collection frees the closed
+    connections' reference cycles first. A young-generation threshold of 50,000 means an
+    idle process would not collect them for a long time, and those of connections that
+    lived long sit in the oldest generation anyway. Then, as on any check, it calls
+    ``malloc_trim`` once ``threshold`` more bytes of heap lie free than after the last
+    trim. A trim releases the pages of free chunks but leaves the chunks on glibc's free
+    lists, so the free byte count stays where it was: the trimmer compares with that
+    level (lowered whenever the heap is reused) rather than trimming the same pages again.
     """
 
     def __init__(
@@ -118,15 +131,30 @@ class MemoryTrimmer:
         free_bytes: Callable[[], int],
         trim: Callable[[], bool],
         threshold: int = TRIM_THRESHOLD,
+        *,
+        open_files: Callable[[], int] = open_files,
+        collect: Callable[[], object] = gc.collect,
+        drop: int = DROP_MIN,
     ) -> None:
         self._free_bytes = free_bytes
         self._trim = trim
+        self._open_files = open_files
+        self._collect = collect
         self.threshold = threshold
+        self.drop = drop
         self.trims = 0
+        self.collections = 0
         self._trimmed_level = 0
+        self._peak_files = 0
 
     def check(self) -> bool:
-        """Trim if enough has been freed since the last trim; whether it trimmed."""
+        """Collect after a large drop, trim if enough is free; whether it trimmed."""
+        files = self._open_files()
+        self._peak_files = max(self._peak_files, files)
+        if self._peak_files - files >= max(self.drop, self._peak_files // 4):
+            self._collect()
+            self.collections += 1
+            self._peak_files = files
         free = self._free_bytes()
         self._trimmed_level = min(self._trimmed_level, free)
         if free - self._trimmed_level <= self.threshold:

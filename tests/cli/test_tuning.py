@@ -46,7 +46,7 @@ def test_trimmer_trims_what_was_freed_since_its_last_trim() -> None:
         trims.append(free[0])
         return True
 
-    trimmer = MemoryTrimmer(lambda: free[0], trim, threshold=1000)
+    trimmer = MemoryTrimmer(lambda: free[0], trim, threshold=1000, open_files=lambda: 10)
     free[0] = 1000
     assert trimmer.check() is False
     free[0] = 1001
@@ -57,6 +57,27 @@ def test_trimmer_trims_what_was_freed_since_its_last_trim() -> None:
     free[0] = 1600  # ... and 1,100 bytes freed since
     assert trimmer.check() is True
     assert (trims, trimmer.trims) == ([1001, 1600], 2)
+    assert trimmer.collections == 0
+
+
+def test_a_large_drop_in_connections_collects_before_trimming() -> None:
+    files = [100]
+    events: list[str] = []
+    trimmer = MemoryTrimmer(
+        lambda: 0,
+        lambda: True,
+        open_files=lambda: files[0],
+        collect=lambda: events.append(f"collect at {files[0]}"),
+        drop=50,
+    )
+    for count in (100, 5000, 20_000, 19_000):  # up to a peak; 1,000 closing is a blip
+        files[0] = count
+        trimmer.check()
+    assert events == []
+    files[0] = 14_000  # a quarter of the peak gone
+    trimmer.check()
+    trimmer.check()  # the new level is the peak now: no second collection
+    assert events == ["collect at 14000"]
 
 
 def _rss_kib() -> int:
@@ -93,7 +114,7 @@ def test_trimmer_run_checks_periodically() -> None:
         calls.append(1)
         return 0
 
-    trimmer = MemoryTrimmer(free_bytes, lambda: True)
+    trimmer = MemoryTrimmer(free_bytes, lambda: True, open_files=lambda: 10)
     anyio.run(_run_once, trimmer)
     assert len(calls) >= 2
     assert trimmer.trims == 0
