@@ -110,6 +110,7 @@ class Gateway:
                 max_packet_size=s.max_packet_size,
                 max_send_buffer=s.max_send_buffer,
                 clock=self.clock.now,
+                reuse_port=s.reuse_port,
             )
             tcp = await serve_tcp(
                 s.tcp_host,
@@ -118,6 +119,7 @@ class Gateway:
                 max_packet_size=s.max_packet_size,
                 max_send_buffer=s.max_send_buffer,
                 clock=self.clock.now,
+                reuse_port=s.reuse_port,
             )
             self.ws_port = ws.sockets[0].getsockname()[1]
             self.tcp_port = tcp.sockets[0].getsockname()[1]

@@ -148,10 +148,13 @@ async def serve_tcp(
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
     max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
     clock: Callable[[], float] | None = None,
+    reuse_port: bool = False,
 ) -> asyncio.Server:
     """Listen for TCP peers; ``on_connection`` is called (in the loop) for each one.
 
     ``clock`` stamps each connection's ``last_activity`` (default: the loop's time).
+    ``reuse_port`` (SO_REUSEPORT) lets several processes listen on one port, the kernel
+    spreading new connections over them (``cirno up --workers``).
     """
     loop = asyncio.get_running_loop()
     return await loop.create_server(
@@ -164,6 +167,7 @@ async def serve_tcp(
         host,
         port,
         reuse_address=True,
+        reuse_port=reuse_port or None,
         backlog=listen_backlog(),
     )
 

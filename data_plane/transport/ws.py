@@ -196,10 +196,13 @@ async def serve_ws(
     max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
     handshake_timeout: float = 5.0,
     clock: Callable[[], float] | None = None,
+    reuse_port: bool = False,
 ) -> asyncio.Server:
     """Listen for WebSocket clients on any path; ``on_connection`` runs per client.
 
     ``clock`` stamps each connection's ``last_activity`` (default: the loop's time).
+    ``reuse_port`` (SO_REUSEPORT) lets several processes listen on one port, the kernel
+    spreading new connections over them (``cirno up --workers``).
     """
 
     def factory(request: WSUpgradeRequest) -> WsConnection:
@@ -219,6 +222,7 @@ async def serve_ws(
         max_frame_size=max_packet_size + 1024,
         enable_auto_pong=False,
         reuse_address=True,
+        reuse_port=reuse_port or None,
         backlog=listen_backlog(),
         # picows' default 16 KiB read buffer per connection was most of an idle client's
         # memory; kim packets are small, and the buffer doubles when one does not fit.
