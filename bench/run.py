@@ -54,10 +54,11 @@ from bench.targets import (
     bare_relay,
     cirno_mysql_redis,
     cirno_sqlite,
+    cirno_workers,
 )
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-ALL_TARGETS = ("relay", "before", "sqlite", "mysql")
+ALL_TARGETS = ("relay", "before", "sqlite", "workers2", "mysql")
 DEFAULT_TARGETS = ("relay", "sqlite", "mysql")
 
 QUICK_CHAT = ChatConfig(pairs=10, window=8, duration=2.0, warmup=0.5, drain_timeout=5.0)
@@ -76,6 +77,7 @@ def _factories(args: argparse.Namespace) -> dict[str, TargetFactory]:
         "relay": bare_relay,
         "before": lambda tmp: cirno_sqlite(tmp, args.before),
         "sqlite": cirno_sqlite,
+        "workers2": lambda tmp: cirno_workers(tmp, args.redis_url, 2),
         "mysql": lambda tmp: cirno_mysql_redis(tmp, args.mysql_url, args.redis_url),
     }
 
