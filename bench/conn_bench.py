@@ -54,7 +54,8 @@ class ConnConfig:
 
 @dataclass
 class ConnResult:
-    """What one run measured (memory in KiB of the gateway process)."""
+    """What one run measured (memory in KiB of the gateway process, summed over the
+    gateways where there are several)."""
 
     target: str
     process: str
@@ -112,12 +113,20 @@ def fd_limit(pid: int) -> int:
     raise LookupError(f"no open-file limit for {pid}")
 
 
-def front_process(target: Target) -> tuple[str, int]:
-    """The process clients connect to: the gateway, or the relay's front."""
-    for name in ("gateway", "relay-front"):
-        if name in target.processes:
-            return name, target.processes[name]
-    raise LookupError(f"{target.name} has no gateway process")
+def front_processes(target: Target) -> dict[str, int]:
+    """The processes clients connect to: the gateway(s), or the relay's front."""
+    found = {
+        name: pid
+        for name, pid in sorted(target.processes.items())
+        if name in ("gateway", "relay-front") or name.startswith("gateway-")
+    }
+    if not found:
+        raise LookupError(f"{target.name} has no gateway process")
+    return found
+
+
+def _rss_sum(pids: list[int]) -> int:
+    return sum(rss_kib(pid) for pid in pids)
 
 
 def _spawn(target: Target, prefix: str, count: int, index: int, config: ConnConfig) -> Any:
@@ -154,11 +163,12 @@ def _expect(process: Any, word: str) -> list[str]:
 
 def run_connections(target: Target, config: ConnConfig) -> ConnResult:
     """Open, sample, close, sample (see the module docstring)."""
-    name, pid = front_process(target)
+    fronts = front_processes(target)
+    name, pids = "+".join(fronts), list(fronts.values())
     prefix = uuid.uuid4().hex[:6]
     shares = [config.connections // config.workers] * config.workers
     shares[0] += config.connections - sum(shares)
-    before = rss_kib(pid)
+    before = _rss_sum(pids)
     started = time.perf_counter()
     workers = [_spawn(target, prefix, n, i, config) for i, n in enumerate(shares) if n > 0]
     try:
@@ -168,14 +178,14 @@ def run_connections(target: Target, config: ConnConfig) -> ConnResult:
             opened, failed = opened + int(ok), failed + int(bad)
         open_seconds = time.perf_counter() - started
         time.sleep(1.0)  # let the last logins' work settle before sampling
-        at_peak = rss_kib(pid)
+        at_peak = _rss_sum(pids)
         for worker in workers:
             worker.stdin.write("close\n")
             worker.stdin.flush()
         for worker in workers:
             _expect(worker, "closed")
         time.sleep(config.settle)
-        after = rss_kib(pid)
+        after = _rss_sum(pids)
     finally:
         for worker in workers:
             worker.stdin.close()
@@ -195,7 +205,7 @@ def run_connections(target: Target, config: ConnConfig) -> ConnResult:
         rss_before_kib=before,
         rss_open_kib=at_peak,
         rss_closed_kib=after,
-        fd_limit=fd_limit(pid),
+        fd_limit=fd_limit(pids[0]),
     )
 
 
