@@ -100,6 +100,15 @@ def _add_up_arguments(parser: argparse.ArgumentParser) -> None:
     flag("--logic-port", "CIRNO_LOGIC_PORT", 8100, "logic node port (gateway links)", int)
     flag("--gateway-metrics-port", "CIRNO_GATEWAY_METRICS_PORT", 9100, "gateway /metrics", int)
     flag("--logic-metrics-port", "CIRNO_LOGIC_METRICS_PORT", 9101, "logic node /metrics", int)
+    flag(
+        "--workers",
+        "CIRNO_WORKERS",
+        1,
+        "logic nodes and gateways to run (the gateways share the client ports with "
+        "SO_REUSEPORT; worker i uses the logic port + i and each metrics port + 2i); "
+        "more than 1 needs CIRNO_SESSION_URL=redis://...",
+        int,
+    )
     parser.add_argument(
         "--log-format",
         choices=FORMATS,

@@ -2,7 +2,9 @@
 
 ``run_until_signalled`` runs a coroutine function on anyio's asyncio backend with
 uvloop, and cancels it on SIGTERM or SIGINT so every task group unwinds and listeners
-close before the process exits (exit status 0).
+close before the process exits (exit status 0). Before it starts it tunes the garbage
+collector, and while it runs it hands free heap memory back to the kernel
+(:mod:`cirno.tuning`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from cirno.logformat import configure, log_format
+from cirno.tuning import memory_trimmer, tune_gc
 
 
 def setup_logging(role: str) -> None:
@@ -38,7 +41,11 @@ def run_until_signalled(main: Callable[[], Awaitable[None]]) -> None:
     async def wrapper() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_cancel_on_signal, tg.cancel_scope)
+            trimmer = memory_trimmer()
+            if trimmer is not None:
+                tg.start_soon(trimmer.run)
             await main()
             tg.cancel_scope.cancel()
 
+    tune_gc()
     anyio.run(wrapper, backend="asyncio", backend_options={"use_uvloop": True})

@@ -122,6 +122,7 @@ class Gateway:
                 max_frame_size=s.max_packet_size + 1024,
                 max_inbox=LOGIN_MAX_INBOX,
                 clock=self.clock.now,
+                reuse_port=s.reuse_port,
             )
             tcp = await serve_tcp(
                 s.tcp_host,
@@ -131,6 +132,7 @@ class Gateway:
                 max_send_buffer=s.login_send_buffer,
                 max_inbox=LOGIN_MAX_INBOX,
                 clock=self.clock.now,
+                reuse_port=s.reuse_port,
             )
             self.ws_port = ws.sockets[0].getsockname()[1]
             self.tcp_port = tcp.sockets[0].getsockname()[1]

@@ -85,6 +85,9 @@ class GatewaySettings:
     logic_request_timeout: float = 10.0
     location_refresh_interval: float = LOCATION_REFRESH_INTERVAL
     metrics_port: int | None = None
+    reuse_port: bool = False
+    """Listen with SO_REUSEPORT, beside other gateways on the same ports (``cirno up
+    --workers``; ``CIRNO_GATEWAY_REUSE_PORT=1``)."""
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
@@ -136,6 +139,7 @@ class GatewaySettings:
             ),
             max_in_flight=_env_int("CIRNO_MAX_IN_FLIGHT", defaults.max_in_flight),
             metrics_port=_env_int("CIRNO_GATEWAY_METRICS_PORT", 0) or None,
+            reuse_port=os.environ.get("CIRNO_GATEWAY_REUSE_PORT", "") in ("1", "true", "yes"),
             location_refresh_interval=_env_float(
                 "CIRNO_LOCATION_REFRESH_INTERVAL", defaults.location_refresh_interval
             ),

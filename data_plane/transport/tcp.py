@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable
 from typing import cast
 
+from data_plane.transport.backlog import listen_backlog
 from data_plane.transport.connection import (
     DEFAULT_MAX_INBOX,
     DEFAULT_MAX_SEND_BUFFER,
@@ -170,11 +171,14 @@ async def serve_tcp(
     max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
     clock: Callable[[], float] | None = None,
     max_inbox: int = DEFAULT_MAX_INBOX,
+    reuse_port: bool = False,
 ) -> asyncio.Server:
     """Listen for TCP peers; ``on_connection`` is called (in the loop) for each one.
 
     ``clock`` stamps each connection's ``last_activity`` (default: the loop's time). A
     peer that does not read what we send is not read either until it catches up.
+    ``reuse_port`` (SO_REUSEPORT) lets several processes listen on one port, the kernel
+    spreading new connections over them (``cirno up --workers``).
     """
     loop = asyncio.get_running_loop()
     return await loop.create_server(
@@ -189,6 +193,8 @@ async def serve_tcp(
         host,
         port,
         reuse_address=True,
+        reuse_port=reuse_port or None,
+        backlog=listen_backlog(),
     )
 
 

@@ -23,6 +23,7 @@ from picows import (
     ws_create_server,
 )
 
+from data_plane.transport.backlog import listen_backlog
 from data_plane.transport.connection import (
     DEFAULT_MAX_INBOX,
     DEFAULT_MAX_SEND_BUFFER,
@@ -206,6 +207,10 @@ class WsConnection(PacketConnection, WSListener):
         abort_unflushed(self._loop, ws.underlying_transport)
 
 
+SERVER_READ_BUFFER = 2048
+"""Initial read buffer of a server-side connection (picows' minimum); see serve_ws."""
+
+
 async def serve_ws(
     host: str,
     port: int,
@@ -217,6 +222,7 @@ async def serve_ws(
     clock: Callable[[], float] | None = None,
     max_frame_size: int | None = None,
     max_inbox: int = DEFAULT_MAX_INBOX,
+    reuse_port: bool = False,
 ) -> asyncio.Server:
     """Listen for WebSocket clients on any path; ``on_connection`` runs per client.
 
@@ -225,6 +231,8 @@ async def serve_ws(
     ``max_packet_size`` + 1 KiB); pass the largest packet size the connection may be
     raised to with :meth:`~PacketConnection.set_limits`. A peer that does not read
     what we send is not read either until it catches up.
+    ``reuse_port`` (SO_REUSEPORT) lets several processes listen on one port, the kernel
+    spreading new connections over them (``cirno up --workers``).
     """
 
     def factory(request: WSUpgradeRequest) -> WsConnection:
@@ -246,6 +254,14 @@ async def serve_ws(
         max_frame_size=max_frame_size or max_packet_size + 1024,
         enable_auto_pong=False,
         reuse_address=True,
+        reuse_port=reuse_port or None,
+        backlog=listen_backlog(),
+        # picows' default 16 KiB read buffer per connection was most of an idle client's
+        # memory; kim packets are small, and the buffer doubles when one does not fit.
+        read_buffer_init_size=SERVER_READ_BUFFER,
+        # uvloop's own transport instead of aiofastnet's: ~5 KiB less per connection
+        # and the same CPU per message (measured on the relay, docs/benchmarks.md).
+        use_aiofastnet=False,
     )
     return server
 
