@@ -5,9 +5,10 @@ node polls the same tenant directory on its own schedule, so whichever learns fi
 stops the user. Every handler but sign-out and the location refresh is wrapped: a
 request from a user of a disabled tenant or a banned account (the rule of
 :mod:`data_plane.cluster.revocation`) is answered Forbidden (403) with the reason, and
-nothing is stored or pushed. A tenant this node does not know yet is let through: the
-gateway verified the login, and the handlers that need the tenant refuse an unknown one
-themselves.
+nothing is stored or pushed; a login of a disabled tenant's user is answered
+Unauthorized (105), as the gateway answers it. A tenant this node does not know yet is
+let through: the gateway verified the login, and the handlers that need the tenant
+refuse an unknown one themselves.
 
 Bound: a request is refused from this node's first directory refresh after the change
 (``tenant_refresh_interval``, 1 s by default), whatever the gateway knows.
@@ -42,7 +43,7 @@ def guard_handlers(
             if info is not None:
                 refused = refusal(info, request.account, wall_clock())
                 if refused is not None:
-                    request.fail(Status.FORBIDDEN, refused)
+                    request.fail(_status(request, info.active), refused)
                     return
             await handler(request)
 
@@ -52,3 +53,11 @@ def guard_handlers(
         command: handler if command in UNGUARDED else guarded(handler)
         for command, handler in handlers.items()
     }
+
+
+def _status(request: Request, tenant_active: bool) -> Status:
+    """Forbidden (403), except a login of a disabled tenant's user: Unauthorized (105),
+    as the gateway answers it, whichever of the two learns of the change first."""
+    if not tenant_active and request.packet.command == Command.LOGIN_SIGNIN:
+        return Status.UNAUTHORIZED
+    return Status.FORBIDDEN
