@@ -162,7 +162,7 @@ class LoginAdmission:
             self.router.drop_channel(channel)
             raise
         channel.logged_in = True
-        self.router.begin_delivery(channel)
+        self.router.inbox.begin_delivery(channel)
         LOGINS.labels("ok").inc()
         events.login(channel)
         return channel, batch[1:]

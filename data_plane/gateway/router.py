@@ -5,8 +5,8 @@ Packets to a logic node go over the channel's link (picked by the grayscale rule
 the gateway's. Packets from a logic node are responses (routed by channel id) or pushes
 (routed to the channels in their ``channels`` meta). A push of a stored message also
 carries, per channel, the row's number in that channel's account's inbox (``seqs``
-meta): it goes through the channel's :class:`~data_plane.gateway.sequencer.Sequencer`
-(in order, once; holes filled by :class:`~data_plane.gateway.holes.HoleFiller`). A
+meta): it goes through the channel's inbox stream (:mod:`data_plane.gateway.inbox`: in
+order, once; holes filled by :class:`~data_plane.gateway.holes.HoleFiller`). A
 push of ``login.signin`` is a KickoutNotify: it is delivered and then the connection is
 closed. A client whose send buffer is full is disconnected as a slow consumer; nobody
 else waits for it. A kim client (no ``client_version`` at login) gets kim's statuses and
@@ -32,20 +32,17 @@ from data_plane.gateway import events
 from data_plane.gateway.channel import Channel, error_body
 from data_plane.gateway.clock import Clock
 from data_plane.gateway.holes import HoleFiller
+from data_plane.gateway.inbox import InboxStreams
 from data_plane.gateway.kim_compat import for_kim, is_kim_client
 from data_plane.gateway.logic_link import LogicLink
 from data_plane.gateway.logic_pool import LogicPool
 from data_plane.gateway.quota import ConnectionQuota
-from data_plane.gateway.sequencer import MAX_HELD, Overflow, Sequencer
+from data_plane.gateway.sequencer import MAX_HELD
 from data_plane.gateway.settings import GatewaySettings
-from data_plane.metrics import SEQUENCER
 from data_plane.transport.connection import CloseCode
-from data_plane.wire import Command, Flag, LogicPacket, Status, pb
+from data_plane.wire import Command, Flag, LogicPacket
 
 TALK_COMMANDS = frozenset({Command.CHAT_USER_TALK, Command.CHAT_GROUP_TALK})
-KIM_SYNC_WAIT = 3.0
-"""How long a kim client's pushes wait for the end of its login sync (kim's web SDK
-syncs right after its login; a client that does not gets its pushes this much later)."""
 """Their answers carry the sender's inbox row (``MessageResp.inbox_seq``)."""
 
 log = logging.getLogger(__name__)
@@ -64,11 +61,9 @@ class ChannelRouter:
         self.settings = settings
         self.quota = quota
         self.channels: dict[str, Channel] = {}
-        self._clock = clock
         self.holes = HoleFiller(clock, self.channels, self.send_internal)
         self.pool = LogicPool(settings, registry, self.on_logic_packet, self.holes.links_changed)
-        self._duplicate = SEQUENCER.labels("duplicate")
-        self._held = SEQUENCER.labels("held")
+        self.inbox = InboxStreams(self.deliver, self.holes, clock)
         self.on_answer: Callable[[Channel], None] = lambda channel: None
         """Called after each answer to a channel's request (the session's backlog)."""
 
@@ -155,14 +150,14 @@ class ChannelRouter:
         # Otherwise the logic node answered without meta (it strips it): then the bytes it
         # sent are already what the client gets, and re-encoding them would only copy them.
         if command == Command.CHAT_OFFLINE_INDEX and channel.sequencer is not None:
-            self._index_answer(channel, packet, raw)
+            self.inbox.index_answer(channel, packet, raw)
         elif command == Command.CHAT_OFFLINE_INDEX and channel.awaiting_sync:
             self.deliver(channel, raw)
-            self._login_sync_page(channel, packet)
+            self.inbox.login_sync_page(channel, packet)
         else:
             self.deliver(channel, raw)
             if command in TALK_COMMANDS and (channel.sequencer or channel.awaiting_sync):
-                self._own_send(channel, packet)
+                self.inbox.own_send(channel, packet)
             elif command == Command.LOGIN_SIGNOUT:
                 channel.logged_in = False  # the logic node already removed the location
                 channel.conn.close(CloseCode.NORMAL, "signed out")
@@ -173,121 +168,6 @@ class ChannelRouter:
                 channel.in_flight -= 1
             if channel.backlog:
                 self.on_answer(channel)
-
-    def _own_send(self, channel: Channel, answer: LogicPacket) -> None:
-        """The channel's own message took a row of its inbox: the client has it."""
-        if answer.status != Status.SUCCESS:
-            return
-        seq = pb.MessageResp.FromString(answer.body).inbox_seq
-        if seq <= 0:
-            return
-        if channel.sequencer is None:  # a kim client still in its login sync
-            channel.early_synced.append(seq)
-        else:
-            self.sequenced(channel, seq, None)
-
-    def _login_sync_page(self, channel: Channel, answer: LogicPacket) -> None:
-        """A page of a kim client's login sync: its rows count as delivered; the last
-        page (or a failed one) ends the wait, and the pushes that waited follow it."""
-        if answer.status == Status.SUCCESS:
-            page = pb.MessageIndexResp.FromString(answer.body)
-            channel.early_synced.extend(index.seq for index in page.indexes)
-            if page.has_more:
-                return
-        self._end_login_sync(channel)
-
-    def _end_login_sync(self, channel: Channel) -> None:
-        """Start ``channel``'s sequencer after a kim client's login sync (or the wait for
-        it): the rows the sync gave count as delivered, the pushes that waited follow."""
-        if not channel.awaiting_sync or channel.login_head is None:
-            return
-        channel.awaiting_sync = False
-        if channel.sync_timer is not None:
-            channel.sync_timer.cancel()
-            channel.sync_timer = None
-        s = channel.sequencer = Sequencer(channel.login_head)
-        for packet in s.synced(channel.early_synced):
-            self.deliver(channel, packet)
-        channel.early_synced = []
-        early, channel.early = channel.early, []
-        for seq, data in early:
-            self.sequenced(channel, seq, data)
-        self.holes.watch(channel)
-
-    def _index_answer(self, channel: Channel, answer: LogicPacket, shown: bytes) -> None:
-        """A sync answer, delivered as ``shown`` (the client's form of it); its rows count
-        as delivered, so a push of one still on its way (e.g. committed after the login
-        head, racing the client's login sync) is dropped rather than delivered twice.
-
-        A kim client keeps no store of pushes it could check a sync against, so rows
-        this connection already got as pushes (after the login head, before the
-        sequencer's next row) are left out of its answers: a push that overtook the
-        client's login sync is not shown twice. A page left empty ends the kim client's
-        paging, which loses nothing: every later row is the sequencer's to deliver.
-        """
-        s = channel.sequencer
-        assert s is not None
-        if answer.status != Status.SUCCESS:
-            self.deliver(channel, shown)
-            return
-        page = pb.MessageIndexResp.FromString(answer.body)
-        seqs = [index.seq for index in page.indexes]
-        head = channel.login_head
-        if head is not None and is_kim_client(channel.client_version):
-            first, end = head + 1, s.next_seq
-            if any(first <= seq < end for seq in seqs):
-                kept = [index for index in page.indexes if not first <= index.seq < end]
-                del page.indexes[:]
-                page.indexes.extend(kept)
-                trimmed = answer.replace(meta=(), body=page.SerializeToString())
-                shown = (for_kim(trimmed) or trimmed).encode()
-        self.deliver(channel, shown)
-        for packet in s.synced(seqs):
-            self.deliver(channel, packet)
-        self.holes.watch(channel)
-
-    def begin_delivery(self, channel: Channel) -> None:
-        """Start ``channel``'s sequencer at its login head, once the login answer was
-        sent to the client, and deliver what came meanwhile."""
-        if channel.login_head is None:
-            for _, data in channel.early:  # a node without heads: as it came
-                self.deliver(channel, data)
-        elif is_kim_client(channel.client_version):
-            # Its login sync comes next: pushes that overtook it would reach the client
-            # before older messages the sync returns. They wait for its last page.
-            channel.awaiting_sync = True
-            when = self._clock.now() + KIM_SYNC_WAIT
-            channel.sync_timer = self._clock.call_at(when, lambda: self._end_login_sync(channel))
-            return
-        else:
-            channel.sequencer = Sequencer(channel.login_head)
-            for seq, data in channel.early:
-                self.sequenced(channel, seq, data)
-        channel.early = []
-
-    def sequenced(self, channel: Channel, seq: int, data: bytes | None) -> None:
-        """Row ``seq`` of ``channel``'s inbox: deliver it in order, once (``data`` None:
-        the channel's own send took it)."""
-        s = channel.sequencer
-        assert s is not None
-        if seq == s.next_seq and not s.pending:  # the in-order path
-            s.next_seq = seq + 1
-            if data is not None:
-                self.deliver(channel, data)
-            return
-        try:
-            ready = s.offer(seq, data)
-        except Overflow as exc:
-            self.holes.resync(channel, str(exc))
-            return
-        if ready is None:
-            self._duplicate.inc()
-            return
-        if not ready:
-            self._held.inc()
-        for packet in ready:
-            self.deliver(channel, packet)
-        self.holes.watch(channel)
 
     def _on_push(self, packet: LogicPacket) -> None:
         targets = seqs = None
@@ -334,7 +214,7 @@ class ChannelRouter:
                     s.next_seq = seq + 1
                     self.deliver(channel, payload)
                 else:
-                    self.sequenced(channel, seq, payload)
+                    self.inbox.sequenced(channel, seq, payload)
             elif channel.logged_in and not channel.awaiting_sync:
                 self.deliver(channel, payload)  # logged in through a node without heads
             elif len(channel.early) < MAX_HELD:

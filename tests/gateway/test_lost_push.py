@@ -19,7 +19,7 @@ from cirno.harness import RawClient, make_token
 from data_plane.cluster.tenants import TenantDirectory, TenantInfo, TenantKey
 from data_plane.gateway.channel import Channel
 from data_plane.gateway.holes import GRACE, SWEEP_INTERVAL
-from data_plane.gateway.router import KIM_SYNC_WAIT
+from data_plane.gateway.inbox import KIM_SYNC_WAIT
 from data_plane.gateway.server import Gateway
 from data_plane.gateway.settings import GatewaySettings
 from data_plane.logic.context import GatewayHub
