@@ -25,6 +25,7 @@ from cirno_sdk import (
     LoginRefused,
     Message,
     Reconnected,
+    RequestTimeout,
     SendRefused,
     SqliteStore,
 )
@@ -242,14 +243,16 @@ async def test_resend_after_a_response_timeout_is_stored_once(
 ) -> None:
     alice, gina = name("alice"), name("gina")
     async with client(cluster.ws_url, alice) as a, client(cluster.ws_url, gina) as g:
-        monkeypatch.setattr(a._calls, "response_timeout", 0.002)
         attempts: list[str] = []
         original = a._link.request
 
         async def counting(transport: Any, command: str, body: Any, **kw: Any) -> Any:
+            answer = await original(transport, command, body, **kw)
             if command == Command.CHAT_USER_TALK:
                 attempts.append(body.client_msg_id)
-            return await original(transport, command, body, **kw)
+                if len(attempts) == 1:  # stored, but its answer is "late": the SDK resends
+                    raise RequestTimeout(f"no answer to {command} (simulated)")
+            return answer
 
         monkeypatch.setattr(a._link, "request", counting)
         sent = await a.send(gina, "only once")
