@@ -26,6 +26,7 @@ from data_plane.storage.urls import sync_url
 from tests.services import MYSQL_ENV, fresh_mysql_database, service_url
 
 MESSAGE_TABLES = set(metadata.tables)
+HEAD = "m0002"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
@@ -85,9 +86,9 @@ def test_a_dedicated_database_gets_exactly_the_message_tables(empty_url: str) ->
     assert tables(empty_url) == MESSAGE_TABLES | {migrate.VERSION_TABLE}
     assert "alembic_version" not in tables(empty_url)  # no control-plane history either
     assert schema_differences(empty_url) == []
-    assert position(empty_url) == [migrate.FIRST_REVISION]
+    assert position(empty_url) == [HEAD]
     migrate.upgrade(empty_url)  # already at head: nothing to do
-    assert position(empty_url) == [migrate.FIRST_REVISION]
+    assert position(empty_url) == [HEAD]
     migrate.downgrade(empty_url)
     assert tables(empty_url) == {migrate.VERSION_TABLE}
     assert position(empty_url) == []
@@ -102,7 +103,7 @@ def test_a_database_of_the_embedded_history_is_adopted(empty_url: str) -> None:
     assert before >= MESSAGE_TABLES
     migrate.upgrade(empty_url)  # would fail if it created the tables again
     assert tables(empty_url) == before | {migrate.VERSION_TABLE}
-    assert position(empty_url) == [migrate.FIRST_REVISION]
+    assert position(empty_url) == [HEAD]
     assert schema_differences(empty_url) == []  # the control plane's tables are left alone
     embedded_downgrade(empty_url)
 

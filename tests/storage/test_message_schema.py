@@ -1,6 +1,7 @@
-"""Migration 0002 creates exactly the tables of ``messages.schema`` (SQLite and MySQL).
+"""Migrations 0002 and 0006 create exactly the tables of ``messages.schema`` (SQLite
+and MySQL).
 
-Runs the revision's own ``upgrade`` / ``downgrade`` on an empty database (without the
+Runs the revisions' own ``upgrade`` / ``downgrade`` on an empty database (without the
 rest of the chain) and compares with alembic autogenerate, types and server defaults
 included. The full chain is checked by the migrations test.
 """
@@ -21,11 +22,13 @@ from sqlalchemy import create_engine, inspect
 from data_plane.storage.messages.schema import metadata
 from data_plane.storage.urls import sync_url
 
-REVISION = Path(__file__).resolve().parents[2] / "migrations" / "versions" / "0002_messages.py"
+VERSIONS = Path(__file__).resolve().parents[2] / "migrations" / "versions"
+REVISIONS = (("0002_messages", "0001"), ("0006_conversations", "0005"))
+"""The embedded revisions that run the message store's own ones, in order."""
 
 
-def _revision() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("revision_0002_messages", REVISION)
+def _revision(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"revision_{name}", VERSIONS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -33,19 +36,22 @@ def _revision() -> ModuleType:
 
 
 def _upgrade_compare_downgrade(url: str) -> list[Any]:
-    revision = _revision()
-    assert (revision.revision, revision.down_revision) == ("0002", "0001")
+    revisions = [_revision(name) for name, _ in REVISIONS]
+    for revision, (name, down) in zip(revisions, REVISIONS, strict=True):
+        assert (revision.revision, revision.down_revision) == (name[:4], down)
     engine = create_engine(sync_url(url))
     try:
-        with engine.begin() as conn, Operations.context(MigrationContext.configure(conn)):
-            revision.upgrade()
+        for revision in revisions:
+            with engine.begin() as conn, Operations.context(MigrationContext.configure(conn)):
+                revision.upgrade()
         with engine.begin() as conn:
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "compare_server_default": True}
             )
             differences: list[Any] = compare_metadata(context, metadata)
-        with engine.begin() as conn, Operations.context(MigrationContext.configure(conn)):
-            revision.downgrade()
+        for revision in reversed(revisions):
+            with engine.begin() as conn, Operations.context(MigrationContext.configure(conn)):
+                revision.downgrade()
         assert inspect(engine).get_table_names() == []
     finally:
         engine.dispose()

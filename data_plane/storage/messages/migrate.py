@@ -15,8 +15,8 @@ message tables is a revision here plus an embedded revision that runs it.
 
 Adoption. A dedicated database migrated before this module existed went through the
 embedded history: it holds the message tables (created by ``0002``, identical to
-``m0001``) but no ``message_store_version``. ``upgrade`` then records ``m0001`` as
-applied (an alembic ``stamp``) instead of creating the tables again, and continues from
+``m0001``, and maybe ``0006``'s, identical to ``m0002``) but no
+``message_store_version``. ``upgrade`` then records the revision they match as applied (an alembic ``stamp``) instead of creating the tables again, and continues from
 there. The control-plane tables such a database also received are left alone: they are
 unused there, and dropping tables is an operator's decision.
 
@@ -44,6 +44,9 @@ VERSION_TABLE = "message_store_version"
 """Where a database records its position in the message tables' history."""
 FIRST_REVISION = "m0001"
 """The revision that creates the tables (``0002`` of the embedded history runs it)."""
+ADOPTED = (("conversations", "m0002"), ("messages", FIRST_REVISION))
+"""(table, revision): a database of the embedded history holding ``table`` is at least at
+``revision`` of this one (``0006`` runs ``m0002``); the newest match is stamped."""
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
@@ -51,8 +54,9 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     """Migrate the message tables of ``database_url`` up to ``revision`` (and only them)."""
     with _connected(database_url) as connection:
         config = _config(connection)
-        if _adoptable(connection):
-            command.stamp(config, FIRST_REVISION)
+        adopted = _adoptable(connection)
+        if adopted:
+            command.stamp(config, adopted)
         command.upgrade(config, revision)
         connection.commit()
 
@@ -64,10 +68,13 @@ def downgrade(database_url: str, revision: str = "base") -> None:
         connection.commit()
 
 
-def _adoptable(connection: Connection) -> bool:
-    """Message tables made by the embedded history, with no position in this one."""
+def _adoptable(connection: Connection) -> str | None:
+    """The revision of message tables made by the embedded history, with no position
+    in this one (None: nothing to adopt)."""
     names = set(inspect(connection).get_table_names())
-    return "messages" in names and VERSION_TABLE not in names
+    if VERSION_TABLE in names:
+        return None
+    return next((revision for table, revision in ADOPTED if table in names), None)
 
 
 def _config(connection: Connection) -> Config:

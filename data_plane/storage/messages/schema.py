@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    Computed,
     Index,
     Integer,
     LargeBinary,
@@ -56,6 +57,10 @@ Body = LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb")
 """BLOB on SQLite, MEDIUMBLOB (16 MiB) on MySQL, where plain BLOB stops at 64 KiB."""
 
 
+PEER_EXPRESSION = "CASE WHEN group_id = '' THEN account_b ELSE '' END"
+"""``inbox.peer``: a virtual column on SQLite and MySQL (computed when read)."""
+
+
 def _id(name: str) -> Column[str]:
     return Column(name, String(ID_LENGTH), nullable=False)
 
@@ -74,11 +79,14 @@ messages = Table(
     Column("extra", String(EXTRA_LENGTH), nullable=False),
     Column("client_msg_id", String(ID_LENGTH), nullable=True),
     Column("send_time", BigInteger, nullable=False),
+    Column("recalled_at", BigInteger, nullable=False, server_default="0"),
     PrimaryKeyConstraint("message_id", name="pk_messages"),
     UniqueConstraint("tenant", "sender", "client_msg_id", name="uq_messages_client_msg_id"),
     **MYSQL_TABLE_OPTIONS,
 )
-"""Content, stored once. ``receiver`` is '' for group messages, ``group_id`` '' for 1:1."""
+"""Content, stored once. ``receiver`` is '' for group messages, ``group_id`` '' for 1:1.
+``recalled_at`` is 0, or when the sender took the message back: body and extra are then
+emptied (a tombstone)."""
 
 inbox = Table(
     "inbox",
@@ -91,11 +99,17 @@ inbox = Table(
     _id("account_b"),
     _id("group_id"),
     Column("send_time", BigInteger, nullable=False),
+    Column("peer", String(ID_LENGTH), Computed(PEER_EXPRESSION, persisted=False)),
     PrimaryKeyConstraint("tenant", "account", "seq", name="pk_inbox"),
     UniqueConstraint("tenant", "account", "message_id", name="uq_inbox_message_id"),
+    Index("ix_inbox_conversation", "tenant", "account", "group_id", "peer", "seq"),
     **MYSQL_TABLE_OPTIONS,
 )
-"""One row per (account, message) the account sees, in the account's inbox order."""
+"""One row per (account, message) the account sees, in the account's inbox order.
+
+``peer`` is computed, never written: the other party of a 1:1 row, '' on group rows,
+so ``ix_inbox_conversation`` pages one conversation — (group_id '', peer) for a 1:1
+one, (group_id, '') for a group — by sequence (``chat.history``)."""
 
 inbox_seq = Table(
     "inbox_seq",
@@ -151,3 +165,49 @@ group_members = Table(
     **MYSQL_TABLE_OPTIONS,
 )
 """Group membership; the account index answers "which groups am I in"."""
+
+PREVIEW_LENGTH = 64
+"""Characters of a message body kept as its conversation's preview."""
+
+conversations = Table(
+    "conversations",
+    metadata,
+    _id("tenant"),
+    _id("account"),
+    Column("kind", SmallInteger, nullable=False),
+    _id("peer"),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("last_message_id", BigInteger, nullable=False),
+    _id("last_sender"),
+    Column("last_time", BigInteger, nullable=False),
+    Column("last_type", Integer, nullable=False),
+    Column("preview", String(PREVIEW_LENGTH), nullable=False),
+    Column("received", BigInteger, nullable=False),
+    Column("read_seq", BigInteger, nullable=False, server_default="0"),
+    Column("read_message_id", BigInteger, nullable=False, server_default="0"),
+    Column("read_received", BigInteger, nullable=False, server_default="0"),
+    Column("read_group_seq", BigInteger, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("tenant", "account", "kind", "peer", name="pk_conversations"),
+    Index("ix_conversations_recent", "tenant", "account", "last_seq"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""One row per (account, conversation): ``kind`` 0 is a 1:1 peer, 1 a group.
+
+Written by the send writer in the same transaction as the inbox rows: the last message
+(``last_seq`` is its inbox sequence, so ordering by it is newest activity first) and
+``received``, how many messages from others the conversation ever got. A read stores
+the read message's inbox sequence and ``read_received``, the value ``received`` had up
+to it, so the unread count is ``received - read_received``: no inbox scan.
+``read_group_seq`` is the read message's group sequence (groups), which members' read
+positions are compared by."""
+
+hidden_messages = Table(
+    "hidden_messages",
+    metadata,
+    _id("tenant"),
+    _id("account"),
+    Column("message_id", BigInteger, nullable=False, autoincrement=False),
+    PrimaryKeyConstraint("tenant", "account", "message_id", name="pk_hidden_messages"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""Messages an account deleted for itself (``chat.delete``): left out of its reads."""

@@ -1,0 +1,99 @@
+"""Message tables, version 2: conversations, recall tombstones, delete-for-me.
+
+Adds ``conversations`` (the conversation list, kept by the send writer),
+``hidden_messages`` (``chat.delete``), ``messages.recalled_at`` (``chat.recall``) and
+the computed ``inbox.peer`` with its index ``ix_inbox_conversation`` (``chat.history``).
+Hand-written to match ``data_plane.storage.messages.schema``; the embedded database's
+revision ``0006`` runs this one.
+
+Existing inbox rows need no backfill for history (``peer`` is computed), but their
+conversations are not in ``conversations``: a conversation appears in the list with
+its next message.
+
+Revision ID: m0002
+Revises: m0001
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "m0002"
+down_revision: str | None = "m0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_MYSQL: dict[str, Any] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+}
+_PEER = "CASE WHEN group_id = '' THEN account_b ELSE '' END"
+
+
+def _id(name: str) -> sa.Column[str]:
+    return sa.Column(name, sa.String(length=64), nullable=False)
+
+
+def _counter(name: str) -> sa.Column[int]:
+    return sa.Column(name, sa.BigInteger(), nullable=False, server_default="0")
+
+
+def upgrade() -> None:
+    """Add the conversation tables, the tombstone column and the history index."""
+    op.create_table(
+        "conversations",
+        _id("tenant"),
+        _id("account"),
+        sa.Column("kind", sa.SmallInteger(), nullable=False),
+        _id("peer"),
+        sa.Column("last_seq", sa.BigInteger(), nullable=False),
+        sa.Column("last_message_id", sa.BigInteger(), nullable=False),
+        _id("last_sender"),
+        sa.Column("last_time", sa.BigInteger(), nullable=False),
+        sa.Column("last_type", sa.Integer(), nullable=False),
+        sa.Column("preview", sa.String(length=64), nullable=False),
+        sa.Column("received", sa.BigInteger(), nullable=False),
+        _counter("read_seq"),
+        _counter("read_message_id"),
+        _counter("read_received"),
+        _counter("read_group_seq"),
+        sa.PrimaryKeyConstraint("tenant", "account", "kind", "peer", name="pk_conversations"),
+        **_MYSQL,
+    )
+    op.create_index(
+        "ix_conversations_recent", "conversations", ["tenant", "account", "last_seq"]
+    )
+    op.create_table(
+        "hidden_messages",
+        _id("tenant"),
+        _id("account"),
+        sa.Column("message_id", sa.BigInteger(), nullable=False, autoincrement=False),
+        sa.PrimaryKeyConstraint("tenant", "account", "message_id", name="pk_hidden_messages"),
+        **_MYSQL,
+    )
+    # Plain ADD COLUMN (no batch copy on SQLite): both are additive.
+    op.add_column("messages", _counter("recalled_at"))
+    op.add_column(
+        "inbox",
+        sa.Column("peer", sa.String(length=64), sa.Computed(_PEER, persisted=False)),
+    )
+    op.create_index(
+        "ix_inbox_conversation", "inbox", ["tenant", "account", "group_id", "peer", "seq"]
+    )
+
+
+def downgrade() -> None:
+    """Drop what ``upgrade`` added."""
+    op.drop_index("ix_inbox_conversation", table_name="inbox")
+    with op.batch_alter_table("inbox") as batch:
+        batch.drop_column("peer")
+    with op.batch_alter_table("messages") as batch:
+        batch.drop_column("recalled_at")
+    op.drop_table("hidden_messages")
+    op.drop_index("ix_conversations_recent", table_name="conversations")
+    op.drop_table("conversations")
