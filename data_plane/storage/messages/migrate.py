@@ -16,7 +16,8 @@ message tables is a revision here plus an embedded revision that runs it.
 Adoption. A dedicated database migrated before this module existed went through the
 embedded history: it holds the message tables (created by ``0002``, identical to
 ``m0001``, and maybe ``0006``'s, identical to ``m0002``) but no
-``message_store_version``. ``upgrade`` then records the revision they match as applied (an alembic ``stamp``) instead of creating the tables again, and continues from
+``message_store_version``. ``upgrade`` then records the revision they match as
+applied (an alembic ``stamp``) instead of creating the tables again, and continues from
 there. The control-plane tables such a database also received are left alone: they are
 unused there, and dropping tables is an operator's decision.
 

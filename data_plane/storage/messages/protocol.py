@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from data_plane.storage.errors import StorageError
+from data_plane.storage.messages.conversation_protocol import ConversationStore
 from data_plane.storage.messages.schema import (
     AVATAR_LENGTH,
     DEVICE_LENGTH,
@@ -128,6 +129,8 @@ class Content:
     type: int
     body: bytes
     extra: str
+    recalled: bool = False
+    """A tombstone: the sender recalled the message, body and extra are empty."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +172,9 @@ class Group:
     members: list[Member]
 
 
-class MessageStore(Protocol):
-    """Durable storage of messages, inboxes, read indexes and groups.
+class MessageStore(ConversationStore, Protocol):
+    """Durable storage of messages, inboxes, read indexes, groups and conversations
+    (``conversation_protocol``).
 
     Implementations: ``MemoryMessageStore`` (tests, the embedded default without a
     database file) and ``SqlMessageStore`` (SQLite, MySQL). Both raise
@@ -239,9 +243,11 @@ class MessageStore(Protocol):
         """Inbox rows strictly after ``after_message_id``, oldest first, at most ``limit``.
 
         ``after_message_id == 0`` starts after the device's read index (from the start
-        of the inbox when the device never acknowledged). Paging with the last entry's
-        message id until an empty page visits every row once. Raises ``UnknownMessage``
-        for a non-zero id not in the account's inbox, ``ValueError`` for ``limit < 1``.
+        of the inbox when the device never acknowledged). Rows of messages the account
+        deleted (``hide_message``) are left out, so a page may skip sequences. Paging
+        with the last entry's message id until an empty page visits every row once.
+        Raises ``UnknownMessage`` for a non-zero id not in the account's inbox,
+        ``ValueError`` for ``limit < 1``.
         """
         ...
 
@@ -251,7 +257,8 @@ class MessageStore(Protocol):
         """The contents of ``message_ids`` in request order.
 
         Only messages in the account's own inbox are returned: other ids (unknown, or
-        someone else's) are left out, and the caller reports them. An id requested
+        someone else's, or deleted by the account) are left out, and the caller reports
+        them. A recalled message comes as its tombstone (``recalled``). An id requested
         twice is returned once, at its first position.
         """
         ...

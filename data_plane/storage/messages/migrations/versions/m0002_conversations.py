@@ -65,9 +65,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tenant", "account", "kind", "peer", name="pk_conversations"),
         **_MYSQL,
     )
-    op.create_index(
-        "ix_conversations_recent", "conversations", ["tenant", "account", "last_seq"]
-    )
+    op.create_index("ix_conversations_recent", "conversations", ["tenant", "account", "last_seq"])
     op.create_table(
         "hidden_messages",
         _id("tenant"),
