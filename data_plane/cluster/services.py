@@ -8,7 +8,10 @@ cirno-im also splits ``chat`` into its three families, the longest prefix winnin
 - ``session.`` → ``login``: ``session.refresh`` (the gateway re-asserting a location)
 - ``chat.group.`` → ``group``: ``chat.group.create|join|quit|detail|members|talk``
 - ``chat.offline.`` → ``sync``: ``chat.offline.index``, ``chat.offline.content``
-- ``chat.`` → ``chat``: ``chat.user.talk``, ``chat.talk.ack``
+- ``chat.`` → ``chat``: ``chat.user.talk``, ``chat.talk.ack``, and the conversation
+  commands ``chat.conversation.list``, ``chat.history``, ``chat.read``,
+  ``chat.read.count``, ``chat.recall``, ``chat.delete`` (they read and write the store
+  every service shares; read receipts and recalls push like messages)
 
 ``chat.talk.ack`` stays in ``chat`` (its prefix says so): the read index it moves lives
 in the message store all services share, so ``sync`` reads it wherever that runs.

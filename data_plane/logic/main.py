@@ -13,8 +13,10 @@ from data_plane.cluster.services import Service, format_services
 from data_plane.cluster.tenants import TenantDirectory
 from data_plane.logic.context import GatewayHub
 from data_plane.logic.handlers.chat import ChatHandlers
+from data_plane.logic.handlers.conversations import ConversationHandlers
 from data_plane.logic.handlers.group import GroupHandlers
 from data_plane.logic.handlers.login import LoginHandlers
+from data_plane.logic.handlers.recall import RecallHandlers
 from data_plane.logic.handlers.sync import SyncHandlers
 from data_plane.logic.lease import NodeMembership
 from data_plane.logic.router import Handler, Router
@@ -28,7 +30,12 @@ from data_plane.wire import Command
 
 
 def handlers_by_service(
-    login: LoginHandlers, chat: ChatHandlers, group: GroupHandlers, sync: SyncHandlers
+    login: LoginHandlers,
+    chat: ChatHandlers,
+    group: GroupHandlers,
+    sync: SyncHandlers,
+    conversations: ConversationHandlers,
+    recalls: RecallHandlers,
 ) -> dict[Service, dict[str, Handler]]:
     """Every command's handler, grouped by the service it belongs to (the grouping is
     :func:`service_of`'s; ``tests/logic`` checks that the two agree)."""
@@ -41,6 +48,12 @@ def handlers_by_service(
         Service.CHAT: {
             Command.CHAT_USER_TALK: chat.user_talk,
             Command.CHAT_TALK_ACK: chat.ack,
+            Command.CHAT_CONVERSATION_LIST: conversations.list,
+            Command.CHAT_HISTORY: conversations.history,
+            Command.CHAT_READ: conversations.read,
+            Command.CHAT_READ_COUNT: conversations.read_count,
+            Command.CHAT_RECALL: recalls.recall,
+            Command.CHAT_DELETE: recalls.delete,
         },
         Service.GROUP: {
             Command.CHAT_GROUP_CREATE: group.create,
@@ -111,6 +124,8 @@ async def build_logic(
                 ChatHandlers(stores, sessions, hub),
                 GroupHandlers(stores, sessions, hub),
                 SyncHandlers(stores),
+                ConversationHandlers(stores, sessions, hub),
+                RecallHandlers(stores, sessions, hub, recall_window_s=settings.recall_window_s),
             )
             handlers, not_served = split_by_services(by_service, settings)
             yield LogicServer(settings, Router(handlers, not_served), hub)
