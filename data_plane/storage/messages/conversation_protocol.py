@@ -183,7 +183,9 @@ class ConversationStore(Protocol):
         limit: int,
     ) -> HistoryPage:
         """The conversation's messages before ``before_message_id`` (0: from the
-        newest), newest first, at most ``limit``, with their contents.
+        newest), newest first by message id, at most ``limit``, with their contents.
+        (On one logic node message-id order is inbox order; messages sent through two
+        nodes within their clocks' skew may come in the other order.)
 
         Only the account's own inbox rows, without those it deleted; recalled messages
         come as tombstones. Paging with the last entry's message id until

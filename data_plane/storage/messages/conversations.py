@@ -1,8 +1,9 @@
 """Conversations in the SQL message store: list, history, reads, recall, delete.
 
 The list and a conversation's read position are ``conversations`` rows (written by the
-send writer, ``conversation_writes``); history pages ``inbox`` through
-``ix_inbox_conversation``; recall rewrites the ``messages`` row; delete adds a
+send writer, ``conversation_writes``); history pages ``messages`` through
+``ix_messages_conversation`` (by message id), keeping the rows in the caller's inbox;
+recall rewrites the ``messages`` row; delete adds a
 ``hidden_messages`` row. Reads run on the engine's pool in autocommit, writes in one
 pooled transaction each (``engine.PooledConnections``). ``mark_read`` locks the one
 conversation row it moves (``FOR UPDATE``; SQLite's write transaction is exclusive), so
@@ -70,11 +71,24 @@ def _conversation(row: Row[Any] | tuple[Any, ...]) -> Conversation:
     return Conversation(ConversationKind(kind), *rest)
 
 
-def _in_conversation(kind: ConversationKind, peer: str) -> ColumnElement[bool]:
-    """``inbox`` rows of the conversation (the ``ix_inbox_conversation`` prefix)."""
+def _in_conversation(kind: ConversationKind, account: str, peer: str) -> ColumnElement[bool]:
+    """``messages`` of the conversation (the ``ix_messages_conversation`` prefix): the
+    group's, or both directions of a 1:1 talk (the two accounts in binary order, as the
+    database orders them: Python's str order is the UTF-8 byte order)."""
     if kind == ConversationKind.GROUP:
-        return and_(inbox.c.group_id == peer, inbox.c.peer == "")
-    return and_(inbox.c.group_id == "", inbox.c.peer == peer)
+        key = (peer, "")
+    else:
+        key = (account, peer) if account < peer else (peer, account)
+    return and_(messages.c.conv_a == key[0], messages.c.conv_b == key[1])
+
+
+def _own_rows(tenant: str, account: str) -> ColumnElement[bool]:
+    """Joins ``messages`` to the account's ``inbox`` row of each (the unique key)."""
+    return and_(
+        inbox.c.tenant == tenant,
+        inbox.c.account == account,
+        inbox.c.message_id == messages.c.message_id,
+    )
 
 
 class SqlConversations:
@@ -126,11 +140,12 @@ class SqlConversations:
     ) -> int:
         """The inbox sequence of a message of the conversation, or ``UnknownMessage``."""
         seq = await conn.scalar(
-            select(inbox.c.seq).where(
-                inbox.c.tenant == tenant,
-                inbox.c.account == account,
-                inbox.c.message_id == message_id,
-                _in_conversation(kind, peer),
+            select(inbox.c.seq)
+            .select_from(inbox.join(messages, _own_rows(tenant, account)))
+            .where(
+                messages.c.message_id == message_id,
+                messages.c.tenant == tenant,
+                _in_conversation(kind, account, peer),
             )
         )
         if seq is None:
@@ -146,12 +161,14 @@ class SqlConversations:
         before_message_id: int,
         limit: int,
     ) -> HistoryPage:
-        """See ``ConversationStore.history``: one index range of ``limit + 1`` rows,
-        each joined with its content by primary key."""
+        """See ``ConversationStore.history``: one range of ``ix_messages_conversation``
+        read backwards, each message joined to the account's inbox row (unique key); the
+        range holds the conversation's messages the account does not have too (a group's
+        from before it joined), so a page past a member's join reads those as well."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
         m = messages.c
-        joined = inbox.join(messages, and_(m.message_id == inbox.c.message_id, m.tenant == tenant))
+        joined = messages.join(inbox, _own_rows(tenant, account))
         base = (
             select(
                 inbox.c.message_id,
@@ -167,9 +184,8 @@ class SqlConversations:
             )
             .select_from(joined)
             .where(
-                inbox.c.tenant == tenant,
-                inbox.c.account == account,
-                _in_conversation(kind, peer),
+                m.tenant == tenant,
+                _in_conversation(kind, account, peer),
                 ~hidden(tenant, account),
             )
         )
@@ -177,9 +193,9 @@ class SqlConversations:
         async def work(conn: AsyncConnection) -> HistoryPage:
             query = base
             if before_message_id:
-                before = await self._seq_in(conn, tenant, account, kind, peer, before_message_id)
-                query = query.where(inbox.c.seq < before)
-            rows = await conn.execute(query.order_by(inbox.c.seq.desc()).limit(limit + 1))
+                await self._seq_in(conn, tenant, account, kind, peer, before_message_id)
+                query = query.where(m.message_id < before_message_id)
+            rows = await conn.execute(query.order_by(m.message_id.desc()).limit(limit + 1))
             entries = [
                 HistoryEntry(
                     IndexEntry(mid, Direction(d), t, b, g, s),
@@ -216,13 +232,13 @@ class SqlConversations:
                 return ReadResult(False, current, group_seq)
             after = (
                 select(inbox.c.direction)
+                .select_from(messages.join(inbox, _own_rows(tenant, account)))
                 .where(
-                    inbox.c.tenant == tenant,
-                    inbox.c.account == account,
-                    _in_conversation(kind, peer),
-                    inbox.c.seq > seq,
+                    messages.c.tenant == tenant,
+                    _in_conversation(kind, account, peer),
+                    messages.c.message_id > message_id,
                 )
-                .order_by(inbox.c.seq)
+                .order_by(messages.c.message_id)
                 .limit(UNREAD_COUNT_CAP)
                 .subquery()
             )

@@ -22,7 +22,6 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
-    Computed,
     Index,
     Integer,
     LargeBinary,
@@ -57,10 +56,6 @@ Body = LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb")
 """BLOB on SQLite, MEDIUMBLOB (16 MiB) on MySQL, where plain BLOB stops at 64 KiB."""
 
 
-PEER_EXPRESSION = "CASE WHEN group_id = '' THEN account_b ELSE '' END"
-"""``inbox.peer``: a virtual column on SQLite and MySQL (computed when read)."""
-
-
 def _id(name: str) -> Column[str]:
     return Column(name, String(ID_LENGTH), nullable=False)
 
@@ -80,13 +75,22 @@ messages = Table(
     Column("client_msg_id", String(ID_LENGTH), nullable=True),
     Column("send_time", BigInteger, nullable=False),
     Column("recalled_at", BigInteger, nullable=False, server_default="0"),
+    # Nullable only so that the migration adds them without rewriting the table; every
+    # send writes both, and the migration fills the existing rows.
+    Column("conv_a", String(ID_LENGTH), nullable=True),
+    Column("conv_b", String(ID_LENGTH), nullable=True),
     PrimaryKeyConstraint("message_id", name="pk_messages"),
     UniqueConstraint("tenant", "sender", "client_msg_id", name="uq_messages_client_msg_id"),
+    Index("ix_messages_conversation", "tenant", "conv_a", "conv_b", "message_id"),
     **MYSQL_TABLE_OPTIONS,
 )
 """Content, stored once. ``receiver`` is '' for group messages, ``group_id`` '' for 1:1.
 ``recalled_at`` is 0, or when the sender took the message back: body and extra are then
-emptied (a tombstone)."""
+emptied (a tombstone). ``conv_a`` / ``conv_b`` name the message's conversation the same
+from both sides — (group id, '') for a group message, the two accounts in code-point
+order for a 1:1 one (``items.conversation_key``) — and ``ix_messages_conversation`` pages
+one conversation by message id (``chat.history``): one index entry per message, not one
+per inbox row."""
 
 inbox = Table(
     "inbox",
@@ -99,17 +103,11 @@ inbox = Table(
     _id("account_b"),
     _id("group_id"),
     Column("send_time", BigInteger, nullable=False),
-    Column("peer", String(ID_LENGTH), Computed(PEER_EXPRESSION, persisted=False)),
     PrimaryKeyConstraint("tenant", "account", "seq", name="pk_inbox"),
     UniqueConstraint("tenant", "account", "message_id", name="uq_inbox_message_id"),
-    Index("ix_inbox_conversation", "tenant", "account", "group_id", "peer", "seq"),
     **MYSQL_TABLE_OPTIONS,
 )
-"""One row per (account, message) the account sees, in the account's inbox order.
-
-``peer`` is computed, never written: the other party of a 1:1 row, '' on group rows,
-so ``ix_inbox_conversation`` pages one conversation — (group_id '', peer) for a 1:1
-one, (group_id, '') for a group — by sequence (``chat.history``)."""
+"""One row per (account, message) the account sees, in the account's inbox order."""
 
 inbox_seq = Table(
     "inbox_seq",

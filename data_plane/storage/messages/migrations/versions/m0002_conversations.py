@@ -2,11 +2,13 @@
 
 Adds ``conversations`` (the conversation list, kept by the send writer),
 ``hidden_messages`` (``chat.delete``), ``messages.recalled_at`` (``chat.recall``) and
-the computed ``inbox.peer`` with its index ``ix_inbox_conversation`` (``chat.history``).
+``messages.conv_a`` / ``conv_b`` (the message's conversation, filled for existing rows
+here, written by every send after) with their index ``ix_messages_conversation``
+(``chat.history``).
 Hand-written to match ``data_plane.storage.messages.schema``; the embedded database's
 revision ``0006`` runs this one.
 
-Existing inbox rows need no backfill for history (``peer`` is computed), but their
+Existing messages get their conversation key (one UPDATE of the table), but their
 conversations are not in ``conversations``: a conversation appears in the list with
 its next message.
 
@@ -32,7 +34,6 @@ _MYSQL: dict[str, Any] = {
     "mysql_charset": "utf8mb4",
     "mysql_collate": "utf8mb4_bin",
 }
-_PEER = "CASE WHEN group_id = '' THEN account_b ELSE '' END"
 
 
 def _id(name: str) -> sa.Column[str]:
@@ -76,21 +77,26 @@ def upgrade() -> None:
     )
     # Plain ADD COLUMN (no batch copy on SQLite): both are additive.
     op.add_column("messages", _counter("recalled_at"))
-    op.add_column(
-        "inbox",
-        sa.Column("peer", sa.String(length=64), sa.Computed(_PEER, persisted=False)),
+    for name in ("conv_a", "conv_b"):
+        op.add_column("messages", sa.Column(name, sa.String(length=64), nullable=True))
+    op.execute(
+        "UPDATE messages SET "
+        "conv_a = CASE WHEN group_id <> '' THEN group_id "
+        "WHEN sender < receiver THEN sender ELSE receiver END, "
+        "conv_b = CASE WHEN group_id <> '' THEN '' "
+        "WHEN sender < receiver THEN receiver ELSE sender END"
     )
     op.create_index(
-        "ix_inbox_conversation", "inbox", ["tenant", "account", "group_id", "peer", "seq"]
+        "ix_messages_conversation", "messages", ["tenant", "conv_a", "conv_b", "message_id"]
     )
 
 
 def downgrade() -> None:
     """Drop what ``upgrade`` added."""
-    op.drop_index("ix_inbox_conversation", table_name="inbox")
-    with op.batch_alter_table("inbox") as batch:
-        batch.drop_column("peer")
+    op.drop_index("ix_messages_conversation", table_name="messages")
     with op.batch_alter_table("messages") as batch:
+        batch.drop_column("conv_b")
+        batch.drop_column("conv_a")
         batch.drop_column("recalled_at")
     op.drop_table("hidden_messages")
     op.drop_index("ix_conversations_recent", table_name="conversations")
