@@ -155,7 +155,13 @@ class Delivery:
         elif command == Command.CHAT_RECALL:
             recall = packet.parse_body(pb.RecallNotify)
             self._feeds.emit(
-                RecallEvent(recall.message_id, recall.sender, recall.group, recall.recalled_at)
+                RecallEvent(
+                    recall.message_id,
+                    recall.sender,
+                    recall.group,
+                    recall.recalled_at,
+                    recall.recalled_by,
+                )
             )
 
     # -- what the public API calls -------------------------------------------------------

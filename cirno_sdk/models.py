@@ -202,13 +202,14 @@ class ReadEvent:
 
 @dataclass(frozen=True, slots=True)
 class RecallEvent:
-    """``sender`` recalled message ``message_id`` (of ``group``, or 1:1 when empty):
-    show a tombstone instead of it."""
+    """Message ``message_id`` of ``sender`` (of ``group``, or 1:1 when empty) was
+    recalled by ``recalled_by`` (the sender, or the group's owner): show a tombstone."""
 
     message_id: int
     sender: str
     group: str
     recalled_at: int
+    recalled_by: str = ""
 
 
 Event = Reconnected | Disconnected | KickedOut | GroupEvent | ReadEvent | RecallEvent

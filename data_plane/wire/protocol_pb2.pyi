@@ -1241,11 +1241,14 @@ class RecallNotify(_message.Message):
     SENDER_FIELD_NUMBER: _builtins.int
     GROUP_FIELD_NUMBER: _builtins.int
     RECALLED_AT_FIELD_NUMBER: _builtins.int
+    RECALLED_BY_FIELD_NUMBER: _builtins.int
     message_id: _builtins.int
     sender: _builtins.str
     group: _builtins.str
     """"" for a 1:1 message"""
     recalled_at: _builtins.int
+    recalled_by: _builtins.str
+    """the sender, or the group's owner"""
     def __init__(
         self,
         *,
@@ -1253,10 +1256,11 @@ class RecallNotify(_message.Message):
         sender: _builtins.str = ...,
         group: _builtins.str = ...,
         recalled_at: _builtins.int = ...,
+        recalled_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group", "message_id", b"message_id", "recalled_at", b"recalled_at", "sender", b"sender"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group", "message_id", b"message_id", "recalled_at", b"recalled_at", "recalled_by", b"recalled_by", "sender", b"sender"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -263,3 +263,9 @@ async def test_group_conversations_and_read_counts(site: Site) -> None:
     assert [m.content.body for m in page.messages] == ["hi all"]
     not_sender = await call(member, Command.CHAT_READ_COUNT, pb.ReadCountReq(message_id=message_id))
     assert not_sender.status == Status.FORBIDDEN
+    # The group's owner recalls a member's message; the member is told who did.
+    oops = await ok(member, Command.CHAT_GROUP_TALK, pb.MessageReq(type=1, body="oops"), group)
+    oops_id = oops.parse_body(pb.MessageResp).messageId
+    await ok(admin, Command.CHAT_RECALL, pb.RecallReq(message_id=oops_id))
+    notice = (await member.push(Command.CHAT_RECALL)).parse_body(pb.RecallNotify)
+    assert (notice.message_id, notice.sender, notice.recalled_by) == (oops_id, bob, owner)

@@ -183,6 +183,14 @@ async def test_recall_leaves_a_tombstone_everywhere_within_the_window_only(
     assert recalled.recipients == ["alice", "bob", "carol"]
     [content] = await store.get_contents(tenant, "carol", [said])
     assert content.recalled and content.body == b""
+    # The group's owner may recall a member's message; another member may not.
+    spam = await group_send(store, tenant, "carol", group.group_id, "spam")
+    with pytest.raises(NotTheSender):
+        await store.recall(tenant, "bob", spam, 0)
+    by_owner = await store.recall(tenant, "alice", spam, 0)
+    assert by_owner.message.sender == "carol" and not by_owner.already
+    [content] = await store.get_contents(tenant, "bob", [spam])
+    assert content.recalled
 
 
 @pytest.mark.anyio

@@ -1,13 +1,14 @@
 """Taking messages back: ``chat.recall`` and ``chat.delete`` (docs/protocol.md,
 "Conversations").
 
-``chat.recall``: the sender takes a message back within the recall window (a logic node
+``chat.recall``: the sender (or, for a group message, the group's owner; admins once
+groups have roles) takes a message back within the recall window (a logic node
 setting, ``LogicSettings.recall_window_s``, default 2 minutes); the stored content
 becomes a tombstone in the same transaction that checks the window (``recall`` in the
 store), the sender gets ``RecallResp``, then every device of everyone the message
 reached (both parties of a 1:1 message, the group's current members) but the requesting
 one gets a ``RecallNotify`` push (command ``chat.recall``). A recall after the window is
-refused with ``Expired`` (440), by anyone but the sender with ``Forbidden`` (403).
+refused with ``Expired`` (440), by anyone else with ``Forbidden`` (403).
 Recalling a recalled message answers success again and pushes nothing.
 
 ``chat.delete`` hides a message from the caller's own account only (its sync and
@@ -68,6 +69,7 @@ class RecallHandlers:
                 sender=message.sender,
                 group=message.group_id,
                 recalled_at=result.recalled_at,
+                recalled_by=request.account,
             ),
             dest=message.group_id or message.receiver,
         )

@@ -217,8 +217,9 @@ class ConversationStore(Protocol):
     async def recall(
         self, tenant: str, account: str, message_id: int, sent_after: int
     ) -> RecallResult:
-        """Turn the message into a tombstone if ``account`` sent it at or after
-        ``sent_after`` (ms since the epoch: now minus the recall window).
+        """Turn the message into a tombstone if ``account`` sent it (or owns the group
+        of a group message) and it was sent at or after ``sent_after`` (ms since the
+        epoch: now minus the recall window; the owner keeps to the window too).
 
         The body and extra are deleted from storage in the same transaction that sets
         ``recalled_at``, and conversations whose last message it is lose their preview.

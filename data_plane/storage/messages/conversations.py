@@ -43,6 +43,7 @@ from data_plane.storage.messages.protocol import (
 )
 from data_plane.storage.messages.reads import hidden
 from data_plane.storage.messages.schema import (
+    chat_groups,
     conversations,
     group_members,
     hidden_messages,
@@ -355,8 +356,8 @@ class SqlConversations:
         async def work(conn: AsyncConnection) -> RecallResult:
             row = await self._message(conn, tenant, account, message_id)
             sender, receiver, group_id, group_seq, type_, client_msg_id, send_time, done = row
-            if sender != account:
-                raise NotTheSender("only the sender may recall a message")
+            if sender != account and not await self._owns(conn, tenant, group_id, account):
+                raise NotTheSender("only the sender or the group's owner may recall a message")
             if group_id:
                 found = await conn.execute(
                     select(group_members.c.account)
@@ -384,6 +385,18 @@ class SqlConversations:
             return RecallResult(tombstone, recalled_at, recipients, already=False)
 
         return await self._pool.write(work)
+
+    @staticmethod
+    async def _owns(conn: AsyncConnection, tenant: str, group_id: str, account: str) -> bool:
+        """Whether ``account`` owns group ``group_id`` ('' : a 1:1 message, no owner)."""
+        if not group_id:
+            return False
+        owner = await conn.scalar(
+            select(chat_groups.c.owner).where(
+                chat_groups.c.tenant == tenant, chat_groups.c.group_id == group_id
+            )
+        )
+        return owner == account
 
     @staticmethod
     async def _clear_previews(

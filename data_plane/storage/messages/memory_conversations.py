@@ -232,10 +232,10 @@ class MemoryConversations:
         if inbox is None or message_id not in inbox.seq_of:
             raise UnknownMessage(f"message {message_id} is not in the inbox of {account!r}")
         m = self._messages[(tenant, message_id)]
-        if m.sender != account:
-            raise NotTheSender("only the sender may recall a message")
+        group = self._groups.get((tenant, m.group_id)) if m.group_id else None
+        if m.sender != account and (group is None or group.owner != account):
+            raise NotTheSender("only the sender or the group's owner may recall a message")
         if m.group_id:
-            group = self._groups.get((tenant, m.group_id))
             recipients = sorted(group.members) if group else [account]
         else:
             recipients = sorted({m.sender, m.receiver})
