@@ -105,10 +105,17 @@ class ConversationWrites:
             await conn.executemany(statement + self._upsert_tail, values)
             return
         escape = conn.escape
-        rendered = ",".join(
-            "(" + ",".join(str(v) if type(v) is int else escape(v) for v in row) + ")"
-            for row in values
-        )
+        escaped: dict[str, str] = {}  # tenant, accounts and previews repeat in a batch
+
+        def literal(value: Any) -> str:
+            if type(value) is int:
+                return str(value)
+            found = escaped.get(value)
+            if found is None:
+                found = escaped[value] = escape(value)
+            return found
+
+        rendered = ",".join("(" + ",".join([literal(v) for v in row]) + ")" for row in values)
         await conn.execute(
             f"INSERT INTO conversations ({COLUMNS}) VALUES {rendered}{self._upsert_tail}"
         )
