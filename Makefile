@@ -7,9 +7,13 @@ STAMP  := $(VENV)/.installed-stamp
 .PHONY: up cluster test lint typecheck layers pytest venv openapi proto bench bench-quick clean
 
 $(STAMP): pyproject.toml
+	@echo "make: creating the virtual environment $(VENV)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "make: upgrading pip"
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "make: installing cirno-im and its dev tools into $(VENV) (the first time takes a minute or two)"
+	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
+	@echo "make: $(VENV) is ready"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -48,14 +52,20 @@ openapi: venv
 proto: venv
 	$(BIN)/python -m data_plane.wire.generate
 
-## Benchmarks (docs/benchmarks.md): 1:1 and group chat on the bare relay baseline, the
-## all-in-one (SQLite) and MySQL + Redis; JSON in bench/results/. Needs MySQL and Redis
-## on localhost (CIRNO_BENCH_MYSQL_URL, CIRNO_BENCH_REDIS_URL) or BENCH_ARGS='--targets relay,sqlite'.
+## Benchmarks (docs/benchmarks.md): 1:1 and group chat, idle connections, logins and a
+## new device's catch-up on the bare relay baseline, the all-in-one (SQLite) and MySQL +
+## Redis, first unpinned, then pinned (server on one core, load generator on the other);
+## JSON in bench/results/, tables from `python -m bench.report`. Needs MySQL and Redis on
+## localhost (CIRNO_BENCH_MYSQL_URL, CIRNO_BENCH_REDIS_URL) or BENCH_ARGS='--targets relay,sqlite'.
 bench: venv
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.run --pinned $(BENCH_ARGS)
+	$(BIN)/python -m bench.report
 
 bench-quick: venv
 	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
+	$(BIN)/python -m bench.run --quick --pinned $(BENCH_ARGS)
+	$(BIN)/python -m bench.report
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis

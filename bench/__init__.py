@@ -2,6 +2,9 @@
 
 - :mod:`bench.chat_bench`: 1:1 chat, N sender/receiver pairs over WebSocket;
 - :mod:`bench.group_bench`: one sender to a 1,000-member group;
+- :mod:`bench.conn_bench`, :mod:`bench.login_bench`, :mod:`bench.catchup_bench`: gateway
+  memory per idle connection, logins with a new connection each, a new device's sync;
+- :mod:`bench.pinning`: the ``--pinned`` mode (server on one core, load on another);
 - :mod:`bench.relay`: the bare relay baseline (two asyncio hops, no storage);
 - :mod:`bench.targets`: the systems under test, started as real processes;
 - :mod:`bench.run`: runs them, prints tables, writes ``bench/results/*.json``;

@@ -8,12 +8,22 @@ connect_ws`), with no SDK in between, so the client side costs as little as it c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
+from picows import ws_connect
 
 from data_plane.transport.errors import ConnectionClosed
-from data_plane.transport.ws import WsConnection, connect_ws
-from data_plane.wire import Command, Flag, LogicPacket, Status, decode_packet, pb
+from data_plane.transport.ws import WsConnection
+from data_plane.wire import (
+    DEFAULT_MAX_PACKET_SIZE,
+    Command,
+    Flag,
+    LogicPacket,
+    Status,
+    decode_packet,
+    pb,
+)
 
 LOGIN_SEQUENCE = 1
 
@@ -22,12 +32,33 @@ class BenchError(Exception):
     """A benchmark could not run as configured (login refused, timeout, ...)."""
 
 
-async def open_client(url: str, token: str, *, timeout: float = 20.0) -> WsConnection:
+async def connect(url: str, local_host: str | None = None) -> WsConnection:
+    """A WebSocket connection to ``url``, from ``local_host`` (a loopback address such as
+    127.0.0.2) when given: one source address has ~28,000 ephemeral ports, so the
+    connection benchmark spreads its clients over several."""
+    extra: dict[str, Any] = {} if local_host is None else {"local_addr": (local_host, 0)}
+    _, listener = await ws_connect(
+        lambda: WsConnection(max_packet_size=DEFAULT_MAX_PACKET_SIZE),
+        url,
+        websocket_handshake_timeout=10.0,
+        max_frame_size=DEFAULT_MAX_PACKET_SIZE + 1024,
+        enable_auto_pong=False,
+        **extra,
+    )
+    assert isinstance(listener, WsConnection)
+    return listener
+
+
+async def open_client(
+    url: str, token: str, *, timeout: float = 20.0, local_host: str | None = None
+) -> WsConnection:
     """Connect to ``url`` and log in with ``token``; the connection is ready to send."""
     with anyio.fail_after(timeout):
-        conn = await connect_ws(url)
+        conn = await connect(url, local_host)
         login = LogicPacket.request(
-            Command.LOGIN_SIGNIN, pb.LoginReq(token=token), sequence=LOGIN_SEQUENCE
+            Command.LOGIN_SIGNIN,
+            pb.LoginReq(token=token, client_version="cirno-bench"),
+            sequence=LOGIN_SEQUENCE,
         )
         conn.send(login.encode())
         try:
@@ -48,7 +79,12 @@ async def open_client(url: str, token: str, *, timeout: float = 20.0) -> WsConne
 
 
 async def open_clients(
-    url: str, tokens: Sequence[str], *, concurrency: int = 50, timeout: float = 60.0
+    url: str,
+    tokens: Sequence[str],
+    *,
+    concurrency: int = 50,
+    timeout: float = 60.0,
+    local_host: str | None = None,
 ) -> list[WsConnection]:
     """Log in one client per token, ``concurrency`` at a time; in the order of ``tokens``.
 
@@ -59,7 +95,7 @@ async def open_clients(
 
     async def one(index: int) -> None:
         async with limiter:
-            clients[index] = await open_client(url, tokens[index])
+            clients[index] = await open_client(url, tokens[index], local_host=local_host)
 
     try:
         with anyio.fail_after(timeout):

@@ -86,19 +86,87 @@ def group_tables(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def connection_tables(document: dict[str, Any]) -> str:
+    """Gateway memory per idle logged-in connection, and what closing them gave back."""
+    lines = [
+        "| target | process | connections (failed) | logins/s while opening "
+        "| RSS before / open / after close (MiB) | per connection | handed back "
+        "| projected at 100,000 |",
+        "|---|---|---|---:|---|---:|---:|---:|",
+    ]
+    for r in document["results"]:
+        mib = [r[k] / 1024 for k in ("rss_before_kib", "rss_open_kib", "rss_closed_kib")]
+        lines.append(
+            f"| {r['target']} | {r['process']} | {r['opened']:,} ({r['failed']}) "
+            f"| {r['logins_per_s']:,.0f} | {mib[0]:.0f} / {mib[1]:.0f} / {mib[2]:.0f} "
+            f"| {r['per_connection_bytes'] / 1024:.1f} KiB | {r['handed_back_fraction']:.0%} "
+            f"| {r['projected_100k_mib']:,.0f} MiB |"
+        )
+    return "\n".join(lines)
+
+
+def login_tables(document: dict[str, Any]) -> str:
+    """Logins/s and latency per number in flight, with CPU µs per login."""
+    lines = [
+        "| target | in flight | logins/s | connect→logged in p50 / p99 / max (ms) | failed "
+        "| CPU, % of one core | CPU µs per login |",
+        "|---|---:|---:|---|---:|---|---|",
+    ]
+    for r in document["results"]:
+        lat = r["latency"]
+        per = ", ".join(
+            f"{k} {v:.0f}"
+            for k, v in sorted(r["cpu_us_per_login"].items(), key=lambda kv: -kv[1])
+            if k not in ("all", "others") and v >= 1
+        )
+        lines.append(
+            f"| {r['target']} | {r['config']['in_flight']} | {r['logins_per_s']:,.0f} "
+            f"| {_ms(lat, 'p50_ms')} / {_ms(lat, 'p99_ms')} / {_ms(lat, 'max_ms')} "
+            f"| {r['failed']} | {_cpu(r['cpu_percent'])} | {per} |"
+        )
+    return "\n".join(lines)
+
+
+def catchup_tables(document: dict[str, Any]) -> str:
+    """Time from login until every content is held, with its parts and the checks."""
+    lines = [
+        "| target | messages | received | login / index done / all contents (s) "
+        "| index pages, content requests | duplicates, out of order | CPU, % of one core |",
+        "|---|---:|---:|---|---|---|---|",
+    ]
+    for r in document["results"]:
+        lines.append(
+            f"| {r['target']} | {r['config']['messages']:,} | {r['received']:,} "
+            f"| {r['login_seconds']:.3f} / {r['index_seconds']:.3f} / {r['total_seconds']:.3f} "
+            f"| {r['index_pages']}, {r['content_requests']} "
+            f"| {r['duplicates']}, {r['out_of_order']} | {_cpu(r['cpu_percent'])} |"
+        )
+    return "\n".join(lines)
+
+
+RENDERERS = {
+    "chat": chat_tables,
+    "group": group_tables,
+    "connections": connection_tables,
+    "logins": login_tables,
+    "catchup": catchup_tables,
+}
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Print the tables of every result file found."""
+    """Print the tables of every result file found, unpinned and pinned."""
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__)
     parser.add_argument("--dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
-    for name, render in (("chat", chat_tables), ("group", group_tables)):
-        path = args.dir / f"{name}.json"
-        if not path.exists():
-            continue
-        document = json.loads(path.read_text())
-        print(f"### {name}: {document['command']} ({document['finished']})\n")
-        print(render(document))
-        print()
+    for base, render in RENDERERS.items():
+        for name in (base, f"{base}-pinned"):
+            path = args.dir / f"{name}.json"
+            if not path.exists():
+                continue
+            document = json.loads(path.read_text())
+            print(f"### {name}: {document['command']} ({document['finished']})\n")
+            print(render(document))
+            print()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m bench.run [--quick] [--only chat|group]``.
+"""Run the benchmarks: ``python -m bench.run [--quick] [--pinned] [--only NAME]``.
 
 For each target (the bare relay baseline first, then ``cirno up`` on SQLite, then the
 separate processes on MySQL + Redis) it starts the servers, runs the load, stops them,
@@ -7,9 +7,15 @@ the configuration, the command line and every figure (the baseline from the same
 included). The 1:1 benchmark runs twice per target: saturating, then rate-limited at
 half the throughput it just measured, for the latency at half load.
 
-Server and load generator share this machine's cores; each result carries the CPU
-share of every process and of everything else running meanwhile (``others``), which
-says whether the box was quiet. See ``docs/benchmarks.md``.
+Then, as selected: the connection benchmark (gateway memory per idle logged-in
+connection, and what closing them hands back), logins per second with a new connection
+each, and the catch-up of a new device (see their modules).
+
+Unpinned, server and load generator share this machine's cores; with ``--pinned`` the
+server's own processes run together on one core and the load generator on another
+(:mod:`bench.pinning`), and the results go to ``<name>-pinned.json``. Each result carries
+the CPU share of every process and of everything else running meanwhile (``others``),
+which says whether the box was quiet. See ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -28,10 +34,17 @@ from typing import Any
 
 import anyio
 
+from bench.catchup_bench import CatchupConfig, run_catchup
+from bench.catchup_bench import format_table as catchup_table
 from bench.chat_bench import ChatConfig, ChatResult, run_chat
 from bench.chat_bench import format_table as chat_table
+from bench.conn_bench import ConnConfig, run_connections
+from bench.conn_bench import format_table as conn_table
 from bench.group_bench import GroupConfig, GroupResult, run_group
 from bench.group_bench import format_table as group_table
+from bench.login_bench import LoginConfig, run_logins
+from bench.login_bench import format_table as login_table
+from bench.pinning import available_cpus, own_servers, pinned
 from bench.procs import OTHERS, wait_for_quiet
 from bench.stats import machine_info
 from bench.targets import (
@@ -41,13 +54,20 @@ from bench.targets import (
     bare_relay,
     cirno_mysql_redis,
     cirno_sqlite,
+    cirno_workers,
 )
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-ALL_TARGETS = ("relay", "sqlite", "mysql")
+ALL_TARGETS = ("relay", "before", "sqlite", "workers2", "mysql")
+DEFAULT_TARGETS = ("relay", "sqlite", "mysql")
 
 QUICK_CHAT = ChatConfig(pairs=10, window=8, duration=2.0, warmup=0.5, drain_timeout=5.0)
 QUICK_GROUP = GroupConfig(members=100, messages=10, burst_messages=10, burst_window=4)
+QUICK_CONNECTIONS = ConnConfig(connections=500, workers=2, settle=1.0)
+LOGIN_IN_FLIGHT = (50, 400)
+QUICK_LOGIN = LoginConfig(in_flight=50, duration=2.0, warmup=0.5)
+QUICK_CATCHUP = CatchupConfig(messages=5000, senders=10)
+BENCHMARKS = ("chat", "group", "connections", "logins", "catchup")
 
 TargetFactory = Callable[[Path], AbstractContextManager[Target]]
 
@@ -55,15 +75,20 @@ TargetFactory = Callable[[Path], AbstractContextManager[Target]]
 def _factories(args: argparse.Namespace) -> dict[str, TargetFactory]:
     return {
         "relay": bare_relay,
+        "before": lambda tmp: cirno_sqlite(tmp, args.before),
         "sqlite": cirno_sqlite,
+        "workers2": lambda tmp: cirno_workers(tmp, args.redis_url, 2),
         "mysql": lambda tmp: cirno_mysql_redis(tmp, args.mysql_url, args.redis_url),
     }
 
 
-def _targets(args: argparse.Namespace) -> Iterator[Target]:
-    """Start each selected target in turn (stopping the previous one first)."""
+def _targets(args: argparse.Namespace, durable_only: bool = False) -> Iterator[Target]:
+    """Start each selected target in turn (stopping the previous one first); pinned
+    with ``--pinned``."""
     factories = _factories(args)
     for name in args.targets:
+        if durable_only and name == "relay":
+            continue
         with (
             tempfile.TemporaryDirectory(prefix=f"cirno-bench-{name}-") as tmp,
             factories[name](Path(tmp)) as target,
@@ -74,7 +99,18 @@ def _targets(args: argparse.Namespace) -> Iterator[Target]:
                 "durable": target.durable,
                 **target.details,
             }
-            yield target
+            if not args.pinned:
+                yield target
+                continue
+            server_cpu, loadgen_cpu = args.cpus
+            with pinned(own_servers(target.processes.values()), server_cpu, loadgen_cpu) as pids:
+                args.seen_targets[target.name]["pinned"] = {
+                    "server_cpu": server_cpu,
+                    "server_pids": pids,
+                    "loadgen_cpu": loadgen_cpu,
+                }
+                print(f"   pinned {pids} to cpu {server_cpu}, load to cpu {loadgen_cpu}")
+                yield target
 
 
 def _run_async(func: Callable[..., Any], *args: Any) -> Any:
@@ -172,11 +208,49 @@ def run_group_suite(args: argparse.Namespace, config: GroupConfig) -> list[Group
     return results
 
 
+def run_connection_suite(args: argparse.Namespace, config: ConnConfig) -> list[Any]:
+    """Gateway memory per connection on every target (the relay's front as baseline)."""
+    results = []
+    for target in _targets(args):
+        _quiet(args)
+        result = run_connections(target, config)
+        print(conn_table([result]), file=sys.stderr, flush=True)
+        results.append(result)
+    return results
+
+
+def run_login_suite(args: argparse.Namespace, configs: list[LoginConfig]) -> list[Any]:
+    """Logins/s at each number in flight, per target."""
+    results = []
+    for target in _targets(args):
+        for config in configs:
+            _quiet(args)
+            result = _run_async(run_logins, target, config)
+            print(login_table([result]), file=sys.stderr, flush=True)
+            print(f"   cpu %: {result.cpu_percent}", file=sys.stderr, flush=True)
+            results.append(result)
+    return results
+
+
+def run_catchup_suite(args: argparse.Namespace, config: CatchupConfig) -> list[Any]:
+    """The new device's sync on every durable target."""
+    results = []
+    for target in _targets(args, durable_only=True):
+        _quiet(args)
+        result = _run_async(run_catchup, target, config)
+        print(catchup_table([result]), file=sys.stderr, flush=True)
+        results.append(result)
+    return results
+
+
 def _write(name: str, args: argparse.Namespace, config: Any, results: list[Any]) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    if args.pinned:
+        name = f"{name}-pinned"
     path = RESULTS_DIR / f"{name}.json"
     document = {
         "benchmark": name,
+        "pinned": args.pinned,
         "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench.run", *args.argv]),
         "quick": args.quick,
@@ -205,11 +279,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """The command line (``--help`` lists it)."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny counts, seconds not minutes")
-    parser.add_argument("--only", choices=("chat", "group"), default=None)
+    parser.add_argument(
+        "--only",
+        default=None,
+        help=f"comma-separated subset of {','.join(BENCHMARKS)} (default: all)",
+    )
+    parser.add_argument(
+        "--pinned",
+        action="store_true",
+        help="server processes on one core, the load generator on another (bench.pinning)",
+    )
+    parser.add_argument("--connections", type=int, default=None)
+    parser.add_argument("--catchup-messages", type=int, default=None)
     parser.add_argument(
         "--targets",
-        default=",".join(ALL_TARGETS),
-        help=f"comma-separated subset of {','.join(ALL_TARGETS)}",
+        default=None,
+        help=f"comma-separated subset of {','.join(ALL_TARGETS)} (default: "
+        f"{','.join(DEFAULT_TARGETS)}, with before after relay when --before is given)",
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="a checkout of the code to compare with (e.g. `git worktree add` of main): "
+        "the target 'before' runs the all-in-one from it, in the same run",
     )
     parser.add_argument(
         "--mysql-url", default=os.environ.get("CIRNO_BENCH_MYSQL_URL", DEFAULT_MYSQL_URL)
@@ -264,7 +357,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.quiet_wait = 0.0 if args.quick else 120.0
     if args.attempts is None:
         args.attempts = 1 if args.quick else 3
+    args.only = BENCHMARKS if args.only is None else [b for b in args.only.split(",") if b]
+    if set(args.only) - set(BENCHMARKS):
+        parser.error(f"unknown benchmarks: {', '.join(sorted(set(args.only) - set(BENCHMARKS)))}")
+    args.cpus = None
+    if args.pinned:
+        cpus = available_cpus()
+        if len(cpus) < 2:
+            parser.error("--pinned needs two cores")
+        args.cpus = (cpus[0], cpus[1])
+    if args.targets is None:
+        targets = list(DEFAULT_TARGETS)
+        if args.before is not None:
+            targets.insert(1, "before")
+        args.targets = ",".join(targets)
     args.targets = [t for t in str(args.targets).split(",") if t]
+    if "before" in args.targets and args.before is None:
+        parser.error("the target 'before' needs --before DIR")
     unknown = set(args.targets) - set(ALL_TARGETS)
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
@@ -295,22 +404,53 @@ def _group_config(args: argparse.Namespace) -> GroupConfig:
     return GroupConfig(**{**asdict(config), **changes})
 
 
+def _run_new_benchmarks(args: argparse.Namespace) -> None:
+    """Connections, logins and catch-up (issue #17), as selected."""
+    if "connections" in args.only:
+        config = QUICK_CONNECTIONS if args.quick else ConnConfig()
+        if args.connections is not None:
+            config = ConnConfig(**{**asdict(config), "connections": args.connections})
+        results = run_connection_suite(args, config)
+        print("\nidle logged-in connections (memory of the gateway)\n" + conn_table(results))
+        print(f"-> {_write('connections', args, config, results)}")
+    if "logins" in args.only:
+        configs = (
+            [QUICK_LOGIN] if args.quick else [LoginConfig(in_flight=n) for n in LOGIN_IN_FLIGHT]
+        )
+        results = run_login_suite(args, configs)
+        print("\nlogins, a new connection each (latencies in ms)\n" + login_table(results))
+        print(f"-> {_write('logins', args, configs[0], results)}")
+    if "catchup" in args.only:
+        catchup = QUICK_CATCHUP if args.quick else CatchupConfig()
+        if args.catchup_messages is not None:
+            catchup = CatchupConfig(**{**asdict(catchup), "messages": args.catchup_messages})
+        results = run_catchup_suite(args, catchup)
+        print("\ncatch-up of a new device (seconds)\n" + catchup_table(results))
+        print(f"-> {_write('catchup', args, catchup, results)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run what the command line selects; 0 on completion."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     args.machine = machine_info()
     args.seen_targets = {}
+    if args.pinned:
+        args.machine["note"] = (
+            f"server processes pinned to cpu {args.cpus[0]}, the load generator to cpu "
+            f"{args.cpus[1]}; MariaDB and Redis not pinned (shared with other work)"
+        )
     print(f"machine: {json.dumps(args.machine)}", file=sys.stderr, flush=True)
-    if args.only in (None, "chat"):
+    if "chat" in args.only:
         chat_config = _chat_config(args)
         chat_results = run_chat_suite(args, chat_config)
         print("\n1:1 chat (latencies in ms)\n" + chat_table(chat_results))
         print(f"-> {_write('chat', args, chat_config, chat_results)}")
-    if args.only in (None, "group"):
+    if "group" in args.only:
         group_config = _group_config(args)
         group_results = run_group_suite(args, group_config)
         print(f"\ngroup of {group_config.members} (latencies in ms)\n" + group_table(group_results))
         print(f"-> {_write('group', args, group_config, group_results)}")
+    _run_new_benchmarks(args)
     return 0
 
 

@@ -38,6 +38,16 @@ SECRET = "bench-secret-0123456789-abcdefghijklmnop"
 DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+CAPACITY_LIMITS = {
+    "CIRNO_COMMANDS_PER_SECOND": "0",
+    "CIRNO_ACCOUNT_COMMANDS_PER_SECOND": "0",
+    "CIRNO_LOGINS_PER_IP_PER_SECOND": "0",
+    "CIRNO_TENANT_LOGINS_PER_SECOND": "0",
+    "CIRNO_MAX_IN_FLIGHT": "0",
+}
+"""The benchmarks measure capacity: thousands of clients from one address, each as fast
+as it can. The per-client limits that protect a shared deployment (docs/operations.md)
+are turned off explicitly for them; the bounds on memory stay."""
 
 
 @dataclass(frozen=True)
@@ -71,20 +81,74 @@ def _wait_tenant(ws_url: str) -> None:
 
 
 @contextmanager
-def cirno_sqlite(tmp: Path) -> Iterator[Target]:
-    """``cirno up`` on the embedded default, with a fresh data directory under ``tmp``."""
-    with run_cluster(tmp) as cluster:
+def cirno_sqlite(tmp: Path, code: Path | None = None) -> Iterator[Target]:
+    """``cirno up`` on the embedded default, with a fresh data directory under ``tmp``.
+
+    ``code`` runs another checkout's cirno instead of this one (``bench.run --before``:
+    the "before" of a before/after comparison in the same run); its target is ``before``.
+    """
+    # ``python -m`` puts the working directory first on sys.path; PYTHONSAFEPATH stops
+    # that, so the processes import the checkout named here and no other.
+    overrides = {"PYTHONPATH": str(code or REPO_ROOT), "PYTHONSAFEPATH": "1"}
+    with run_cluster(tmp, **CAPACITY_LIMITS, **overrides) as cluster:
         cluster.create_tenant(TENANT, SECRET)
         _wait_tenant(cluster.ws_url)
         yield Target(
-            name="sqlite",
-            description="cirno up: SQLite (WAL) + in-memory sessions, 1 logic node, 1 gateway",
+            name="sqlite" if code is None else "before",
+            description="cirno up: SQLite (WAL) + in-memory sessions, 1 logic node, 1 gateway"
+            + ("" if code is None else f", code of {code}"),
             ws_url=cluster.ws_url,
             token_for=cirno_token,
             durable=True,
             processes={role_of(pid): pid for pid in children(cluster.process.pid)},
             details={"data_dir": str(cluster.data_dir)},
         )
+
+
+def _named_children(pid: int) -> dict[str, int]:
+    """Children of ``pid`` by role, numbered when a role repeats (``logic-2``)."""
+    named: dict[str, int] = {}
+    for child in sorted(children(pid)):
+        role = role_of(child)
+        name, n = role, 1
+        while name in named:
+            n += 1
+            name = f"{role}-{n}"
+        named[name] = child
+    return named
+
+
+@contextmanager
+def cirno_workers(tmp: Path, redis_url: str, workers: int = 2) -> Iterator[Target]:
+    """``cirno up --workers N`` on SQLite with Redis sessions (own key prefix, deleted
+    afterwards): N logic nodes and N gateways sharing the client port."""
+    prefix = f"cirnobench:{uuid.uuid4().hex[:8]}"
+    overrides = {
+        "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONSAFEPATH": "1",
+        "CIRNO_WORKERS": str(workers),
+        "CIRNO_SESSION_URL": redis_url,
+        "CIRNO_SESSION_PREFIX": prefix,
+    }
+    try:
+        with run_cluster(tmp, **CAPACITY_LIMITS, **overrides) as cluster:
+            cluster.create_tenant(TENANT, SECRET)
+            _wait_tenant(cluster.ws_url)
+            yield Target(
+                name=f"workers{workers}",
+                description=f"cirno up --workers {workers}: SQLite (WAL) + Redis sessions, "
+                f"{workers} logic nodes, {workers} gateways on one port",
+                ws_url=cluster.ws_url,
+                token_for=cirno_token,
+                durable=True,
+                processes={
+                    **_named_children(cluster.process.pid),
+                    **find_by_name(["redis-server"]),
+                },
+                details={"data_dir": str(cluster.data_dir), "redis_prefix": prefix},
+            )
+    finally:
+        _delete_redis_prefix(redis_url, prefix)
 
 
 def _mysql_connect(url: str) -> Any:
@@ -161,6 +225,7 @@ def cirno_mysql_redis(tmp: Path, mysql_url: str, redis_url: str) -> Iterator[Tar
             session_prefix=prefix,
             logic_nodes=1,
             gateways=1,
+            extra_env=CAPACITY_LIMITS,
         ) as topology,
     ):
         try:

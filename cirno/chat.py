@@ -10,10 +10,24 @@ Prints incoming messages and events; reads commands from stdin, one per line::
     /list                 conversations, newest first, with unread counts
     /history <peer|#group>  a conversation's last messages (marks them read)
     /recall <id>          take a message of yours back;  /delete <id>  hide one for you
+    /push-register <token> [platform]   register this device's push token
+    /push-unregister      forget it
+    /watch bob eve        follow their presence: "● bob online" / "○ bob offline" now
+                          and whenever one comes online or goes offline
+    /unwatch bob          stop following
+    /typing @bob          tell bob (or #<group-id>) that you are typing
     /quit                 leave (Ctrl-D too)
+
+and the group administration commands of :mod:`cirno.chat_groups` (/invite, /info,
+/dismiss, /transfer, /update, /policy, /admin, /mute, /unmute, /apply, /applications,
+/approve, /refuse).
 
 Every message line shows its id (``[12:00:01 1234…]``); a peer's read receipt prints
 ``✓ bob read up to 1234…`` under the sender's lines, a recall ``* 1234… recalled``.
+
+Typing: stdin is read a whole line at a time, so the chat cannot see keystrokes and
+never sends typing indicators by itself; ``/typing`` sends one (at most one per 2 s per
+conversation reaches the other side). A typing push prints "bob is typing…".
 
 Stdin may be a terminal or a pipe or file: commands are run line by line, and the chat
 ends at the end of its input (so ``cirno chat ... </dev/null`` connects, logs in and
@@ -39,9 +53,10 @@ import stat
 import sys
 import time
 from collections.abc import AsyncIterator
-from typing import TextIO
+from typing import TextIO, get_args
 from urllib.parse import urlsplit
 
+from cirno.chat_groups import GROUP_COMMANDS, GROUP_HELP, group_command
 from cirno.options import described
 from cirno_sdk import (
     Backoff,
@@ -54,23 +69,32 @@ from cirno_sdk import (
     Event,
     KickedOutEvent,
     Message,
+    PresenceChanged,
+    PushPlatform,
     ReadEvent,
     RecallEvent,
     Reconnected,
+    Typing,
 )
 from data_plane.cluster import identity
 
 TOKEN_TTL_SECONDS = 24 * 3600
 HELP = "commands: @<account> <text> | #<group> <text> | /create <name> <members...> | " + (
     "/join <group> | /leave <group> | /members <group> | /list | /history <peer|#group> | "
-    "/recall <id> | /delete <id> | /quit"
+    "/recall <id> | /delete <id> | /watch <accounts...> | "
+    "/unwatch <accounts...> | /typing @<account>|#<group> | "
+    "/push-register <token> [platform] | /push-unregister | /quit\ngroups: " + GROUP_HELP
 )
 USAGE_ERROR = 2
 DESCRIPTION = (
     "Chat in the terminal. Commands, one per line on stdin:\n"
     "  @<account> <text>   #<group> <text>   /create <name> <members...>\n"
     "  /join <group>   /leave <group>   /members <group>   /quit (or Ctrl-D)\n"
-    "  /list   /history <peer|#group>   /recall <id>   /delete <id>\n\n"
+    "  /list   /history <peer|#group>   /recall <id>   /delete <id>\n"
+    "  group administration: /invite /info /dismiss /transfer /update /policy /admin\n"
+    "  /mute /unmute /apply /applications /approve /refuse (each prints its usage)\n"
+    "  /watch <accounts...>   /unwatch <accounts...>   /typing @<account>|#<group>\n"
+    "  /push-register <token> [android|ios|web|other]   /push-unregister\n\n"
     "Stdin may be a terminal, a pipe or a file: lines run in order and the chat ends at\n"
     "the end of its input. An unreachable gateway is reported at once and retried with\n"
     "back-off until it answers (Ctrl-C stops)."
@@ -263,8 +287,39 @@ async def _command(client: Client, line: str, out: TextIO) -> None:
         else:
             people = await client.group_members(group_id)
             _say(out, f"#{group_id}: " + ", ".join(m.account for m in people))
+    elif head == "/push-register" and rest:
+        token, _, platform = rest.strip().partition(" ")
+        await client.register_push(token, _platform(platform.strip()))
+        _say(out, "push token registered for this device")
+    elif head == "/push-unregister":
+        await client.unregister_push()
+        _say(out, "push token forgotten for this device")
+    elif head in GROUP_COMMANDS:
+        await group_command(client, head, rest, out)
+    elif head in ("/watch", "/unwatch") and rest:
+        accounts = rest.split()
+        if head == "/unwatch":
+            await client.unsubscribe_presence(*accounts)
+            _say(out, "stopped watching " + ", ".join(accounts))
+            return
+        states = await client.subscribe_presence(*accounts)
+        for account, online in states.items():
+            _say(out, presence_mark(account, online))
+    elif head == "/typing" and rest.strip()[:1] in ("@", "#") and len(rest.strip()) > 1:
+        target = rest.strip()
+        if not await client.typing(target[1:], group=target[0] == "#"):
+            _say(out, "(typing not sent: at most one per 2 s per conversation)")
     else:
         _say(out, HELP)
+
+
+def _platform(text: str) -> PushPlatform:
+    """The platform named on a ``/push-register`` line (default ``other``)."""
+    for known in get_args(PushPlatform):
+        if text == known:
+            platform: PushPlatform = known
+            return platform
+    return "other"
 
 
 async def _print_messages(client: Client, out: TextIO) -> None:
@@ -344,8 +399,22 @@ def format_event(event: Event) -> str:
             return f"✓ {event.reader} read up to {event.message_id}"
         return f"* read on another device: {event.peer} up to {event.message_id}"
     if isinstance(event, RecallEvent):
-        return f"* {event.message_id} recalled by {event.sender}"
-    return f"* group #{event.group_id} {event.kind}: {', '.join(event.accounts)}"
+        return f"* {event.message_id} recalled by {event.recalled_by or event.sender}"
+    if isinstance(event, PresenceChanged):
+        return presence_mark(event.account, event.online)
+    if isinstance(event, Typing):
+        where = f" in #{event.group}" if event.group else ""
+        if event.stopped:
+            return f"{event.account} stopped typing{where}"
+        return f"{event.account} is typing{where}…"
+    by = f" by {event.by}" if event.by else ""
+    detail = f" ({event.detail})" if event.detail else ""
+    return f"* group #{event.group_id} {event.kind}{by}: {', '.join(event.accounts)}{detail}"
+
+
+def presence_mark(account: str, online: bool) -> str:
+    """``● bob online`` or ``○ bob offline``."""
+    return f"● {account} online" if online else f"○ {account} offline"
 
 
 def _say(out: TextIO, text: str) -> None:

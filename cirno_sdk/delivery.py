@@ -49,6 +49,7 @@ from cirno_sdk.acks import AckBatcher
 from cirno_sdk.convert import push_to_message
 from cirno_sdk.errors import CirnoError, ConnectionLost, is_retryable
 from cirno_sdk.feeds import Feeds
+from cirno_sdk.groups import ADMIN_NOTIFIES, admin_event
 from cirno_sdk.link import Clock, Link
 from cirno_sdk.models import ConversationKind, GroupEvent, Message, ReadEvent, RecallEvent
 from cirno_sdk.ordering import Orderer
@@ -163,6 +164,11 @@ class Delivery:
                     recall.recalled_by,
                 )
             )
+        elif command in ADMIN_NOTIFIES:
+            event = admin_event(packet)
+            if event.kind == "dismissed":
+                self._orderer.reset_group(event.group_id)
+            self._feeds.emit(event)
 
     # -- what the public API calls -------------------------------------------------------
 

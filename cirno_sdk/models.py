@@ -68,12 +68,26 @@ class Sent:
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """A group member; ``join_time`` in ms since the epoch."""
+    """A group member; ``join_time`` in ms since the epoch. ``admin``: an admin of the
+    group (the owner is ``GroupInfo.owner``); ``muted``: its talks are refused."""
 
     account: str
     alias: str
     avatar: str
     join_time: int
+    admin: bool = False
+    muted: bool = False
+
+
+class JoinPolicy(enum.StrEnum):
+    """Who may become a member of a group (``Client.create_group``, ``Groups.update``)."""
+
+    INVITE = "invite"
+    """Only the owner and admins add members. The default of a new group."""
+    OPEN = "open"
+    """Any account of the tenant joins itself."""
+    APPROVAL = "approval"
+    """Accounts apply (``Groups.apply``); the owner or an admin approves."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +101,19 @@ class GroupInfo:
     owner: str
     created_at: int
     members: tuple[Member, ...]
+    announcement: str = ""
+    join_policy: JoinPolicy = JoinPolicy.INVITE
+    muted: bool = False
+    """The whole group is muted (the owner and admins may still talk)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Application:
+    """A pending application to join an approval group."""
+
+    account: str
+    message: str
+    applied_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +148,19 @@ class KickedOut:
 @dataclass(frozen=True, slots=True)
 class GroupEvent:
     """A group notification: ``kind`` is "created", "joined" or "quit"; ``accounts``
-    are the members of a new group or the account that joined or quit."""
+    are the members of a new group or the account that joined or quit.
+
+    Group administration adds the kinds "dismissed", "transferred" (``accounts``: the
+    new owner, then the old), "updated" (``detail``: the join policy), "admin" /
+    "unadmin", "muted" / "unmuted" (``accounts`` empty: the whole group), "applied"
+    (``detail``: the applicant's message), "approved" and "refused"; ``by`` is the
+    account that made the change."""
 
     kind: str
     group_id: str
     accounts: tuple[str, ...]
+    by: str = ""
+    detail: str = ""
 
 
 class ConversationKind(enum.IntEnum):
@@ -203,7 +238,7 @@ class ReadEvent:
 @dataclass(frozen=True, slots=True)
 class RecallEvent:
     """Message ``message_id`` of ``sender`` (of ``group``, or 1:1 when empty) was
-    recalled by ``recalled_by`` (the sender, or the group's owner): show a tombstone."""
+    recalled by ``recalled_by`` (the sender, the group's owner or an admin): show a tombstone."""
 
     message_id: int
     sender: str
@@ -212,4 +247,35 @@ class RecallEvent:
     recalled_by: str = ""
 
 
-Event = Reconnected | Disconnected | KickedOut | GroupEvent | ReadEvent | RecallEvent
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    """A followed account (:meth:`Client.subscribe_presence`) came online (its first
+    device) or went offline (its last device gone). ``at`` is when the server saw the
+    change, ms since the epoch; 0 for the state read after a reconnect (the SDK
+    re-subscribes and reports every followed account's state then)."""
+
+    account: str
+    online: bool
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    """``account`` is typing (or, with ``stopped``, stopped typing) to us, or in
+    ``group`` when that is set. Never stored; a client shows it for a few seconds."""
+
+    account: str
+    group: str
+    stopped: bool
+
+
+Event = (
+    Reconnected
+    | Disconnected
+    | KickedOut
+    | GroupEvent
+    | ReadEvent
+    | RecallEvent
+    | PresenceChanged
+    | Typing
+)

@@ -22,18 +22,22 @@ from control_plane.errors import DATABASE_UNAVAILABLE
 from control_plane.geoip import GeoResolver
 from control_plane.limits import RequestLimits, validation_error_answer
 from control_plane.metrics import HttpMetrics, MetricsMiddleware
+from control_plane.outbound_store import MessageDatabases
 from control_plane.route import api as route
 from control_plane.route.cache import SnapshotCache
 from control_plane.route.fast_path import ROUTE_PATH, RouteFastPath
 from control_plane.route.service import RouteService
 from control_plane.routes import (
+    bans,
     grayscale,
     health,
     internal,
     nodes,
+    push,
     regions,
     secrets,
     tenants,
+    webhooks,
 )
 from control_plane.settings import ControlPlaneSettings
 from control_plane.tokens import TokenVerifier
@@ -75,6 +79,7 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
         try:
             yield
         finally:
+            app.state.message_databases.dispose()
             engine.dispose()
             geo.close()
 
@@ -97,6 +102,7 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.message_databases = MessageDatabases(settings, engine)
     app.state.geo = geo
     app.state.metrics = HttpMetrics(CollectorRegistry(auto_describe=True))
     app.state.snapshots = SnapshotCache(
@@ -110,7 +116,10 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
     app.add_exception_handler(InterfaceError, database_unavailable)
     app.add_exception_handler(RequestValidationError, validation_error_answer)
     # The hot routes first: a request is matched against the routes in this order.
-    for module in (route, internal, health, tenants, secrets, regions, grayscale, nodes):
+    for module in (route, internal, health, tenants, secrets, bans, regions, grayscale, nodes):
+        app.include_router(module.router)
+    app.include_router(webhooks.internal_router)
+    for module in (webhooks, push):
         app.include_router(module.router)
     mount_console(app, ConsoleSettings.from_env())
     # The middleware added last runs first: metrics, then the fast path, then the request

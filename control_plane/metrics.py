@@ -2,7 +2,9 @@
 
 Each app has its own ``CollectorRegistry`` (tests create many apps in one process).
 Requests are labelled by route *template* (``/v1/tenants/{tenant_id}``), never by raw
-path, so the number of series stays bounded; unrouted requests share one label.
+path, so the number of series stays bounded; unrouted requests share one label. The
+method is a client's choice too (any token parses as one): methods other than the
+standard ones share the label ``OTHER``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNMATCHED_ROUTE = "<unmatched>"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
 MAX_CACHED_SERIES = 4096
 """Label combinations whose children the middleware keeps at hand (the rest look theirs up)."""
 
@@ -82,4 +86,5 @@ class MetricsMiddleware:
         finally:
             # The router stores the matched route in the (shared) scope.
             route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
-            self.metrics.record(scope["method"], route, status_code, time.perf_counter() - started)
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
+            self.metrics.record(method, route, status_code, time.perf_counter() - started)

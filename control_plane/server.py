@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 
 import uvicorn
 
@@ -10,6 +11,8 @@ from control_plane.app import create_app
 from control_plane.http_protocol import read_deadline_protocol
 from control_plane.migrate import upgrade
 from control_plane.settings import ControlPlaneSettings
+
+log = logging.getLogger(__name__)
 
 
 def run(settings: ControlPlaneSettings) -> None:
@@ -36,6 +39,11 @@ def run(settings: ControlPlaneSettings) -> None:
     """
     upgrade(settings.database_url)
     app = create_app(settings)
+    # uvicorn's own start-up lines are chatter (WARNING and up only): say it once here.
+    geoip = settings.geoip_db or "none (every client goes to the default region)"
+    log.info(
+        "control plane starting on http://%s:%d, GeoIP %s", settings.host, settings.port, geoip
+    )
     # Everything built so far (modules, the app, its schemas) lives as long as the
     # process: keep it out of the cyclic collector so full collections stay short.
     gc.collect()
@@ -50,6 +58,7 @@ def run(settings: ControlPlaneSettings) -> None:
         ),
         limit_concurrency=settings.max_connections + 1,
         log_level="warning",
+        log_config=None,  # uvicorn's records go through the process's format (text or JSON)
         access_log=False,
         proxy_headers=False,
         server_header=False,

@@ -15,8 +15,10 @@ Environment variables:
   creating messages when its lease lapses, so this is how long the data plane keeps
   accepting messages while the control plane is down; a dead node's number is reused
   only after it.
-- ``CIRNO_GEOIP_DB``: a MaxMind-format (``.mmdb``) City or Country database; without
-  it every client is routed to the default region.
+- ``CIRNO_GEOIP_DB``: a MaxMind-format (``.mmdb``) City or Country database; unset,
+  the first one found in ``$CIRNO_DATA_DIR/geoip/`` or in an installed data package
+  (``control_plane/geoip_data.py``); ``none`` turns GeoIP off. Without a database every
+  client is routed to the default region.
 - ``CIRNO_TRUSTED_PROXIES``: comma-separated CIDRs (or addresses) of reverse proxies
   whose ``X-Forwarded-For`` is believed; default none.
 
@@ -46,6 +48,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from control_plane.errors import ConfigurationError
+from control_plane.geoip_data import geoip_db
 
 DATABASE_URL_ENV = "CIRNO_DATABASE_URL"
 DATA_DIR_ENV = "CIRNO_DATA_DIR"
@@ -62,6 +65,7 @@ HEADER_TIMEOUT_ENV = "CIRNO_CONTROL_HEADER_TIMEOUT"
 BODY_TIMEOUT_ENV = "CIRNO_CONTROL_BODY_TIMEOUT"
 MAX_HEADER_BYTES_ENV = "CIRNO_CONTROL_MAX_HEADER_BYTES"
 MAX_CONNECTIONS_ENV = "CIRNO_CONTROL_MAX_CONNECTIONS"
+MAX_BANS_ENV = "CIRNO_MAX_BANS_PER_TENANT"
 
 DEFAULT_DATA_DIR = "./data"
 DEFAULT_HOST = "127.0.0.1"
@@ -74,6 +78,7 @@ DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 30.0
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_MAX_BANS = 10_000
 ID_NODE_COUNT = 1024
 """Node ids for message ids are 10 bits (``data_plane.storage.ids.NODE_BITS``)."""
 
@@ -104,6 +109,11 @@ class ControlPlaneSettings:
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    message_database_url: str | None = field(default=None, repr=False)
+    """The shared message database (``CIRNO_MESSAGE_DATABASE_URL``), where webhook
+    deliveries and push tokens live; None: the control plane's own (embedded)."""
+    max_bans_per_tenant: int = DEFAULT_MAX_BANS
+    """Live account bans a tenant may have (each is sent to every gateway)."""
     clock: Clock = field(default=time.time, repr=False, compare=False)
 
     @property
@@ -130,7 +140,7 @@ class ControlPlaneSettings:
             id_lease_ttl=_positive(
                 ID_LEASE_TTL_ENV, env.get(ID_LEASE_TTL_ENV), DEFAULT_ID_LEASE_TTL
             ),
-            geoip_db=env.get(GEOIP_DB_ENV) or None,
+            geoip_db=geoip_db(env.get(GEOIP_DB_ENV), env.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR),
             trusted_proxies=parse_networks(env.get(TRUSTED_PROXIES_ENV, "")),
             max_body_bytes=_count(MAX_BODY_ENV, env.get(MAX_BODY_ENV), DEFAULT_MAX_BODY_BYTES),
             header_timeout=_positive(
@@ -145,6 +155,8 @@ class ControlPlaneSettings:
             max_connections=_count(
                 MAX_CONNECTIONS_ENV, env.get(MAX_CONNECTIONS_ENV), DEFAULT_MAX_CONNECTIONS
             ),
+            message_database_url=env.get("CIRNO_MESSAGE_DATABASE_URL") or None,
+            max_bans_per_tenant=_count(MAX_BANS_ENV, env.get(MAX_BANS_ENV), DEFAULT_MAX_BANS),
         )
 
 

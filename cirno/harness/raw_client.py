@@ -27,6 +27,9 @@ from data_plane.wire import (
     pb,
 )
 
+RAW_CLIENT_VERSION = "raw-client"
+"""What :meth:`RawClient.login` sends as ``client_version`` unless told otherwise."""
+
 
 class RawClient:
     """A minimal protocol client over one real connection, for end-to-end tests."""
@@ -98,9 +101,19 @@ class RawClient:
         assert isinstance(packet, LogicPacket)
         return packet
 
-    async def login(self, token: str, *, device: str = "", timeout: float = 5.0) -> LogicPacket:
-        """Send ``login.signin`` and return its response."""
-        seq = self.request(Command.LOGIN_SIGNIN, pb.LoginReq(token=token, device=device))
+    async def login(
+        self,
+        token: str,
+        *,
+        device: str = "",
+        client_version: str = RAW_CLIENT_VERSION,
+        timeout: float = 5.0,
+    ) -> LogicPacket:
+        """Send ``login.signin`` and return its response. ``client_version=""`` logs in
+        as a kim client would, which then gets kim's statuses and times
+        (``data_plane/gateway/kim_compat.py``); the default gets cirno's."""
+        req = pb.LoginReq(token=token, device=device, client_version=client_version)
+        seq = self.request(Command.LOGIN_SIGNIN, req)
         return await self.response(seq, timeout)
 
     async def ping(self, timeout: float = 5.0) -> BasicPacket:

@@ -8,6 +8,13 @@ on ``SQLModel.metadata`` (alembic compares the migrations with it).
 
 from __future__ import annotations
 
+from control_plane.models.bans import (
+    BAN_REASON_MAX,
+    AccountBan,
+    BanCreate,
+    BanPublic,
+    BansPublic,
+)
 from control_plane.models.common import (
     ErrorResponse,
     Health,
@@ -64,6 +71,7 @@ from control_plane.models.tenants import (
     TENANT_ID_MAX,
     TENANT_ID_PATTERN,
     ApiKeyCreated,
+    InternalBan,
     Isolation,
     SecretCreate,
     SecretCreated,
@@ -85,13 +93,19 @@ from control_plane.models.tenants import (
     TokenCreated,
     isolation_problem,
 )
+from control_plane.models.webhooks import PushProvider, WebhookEndpoint
 
 __all__ = [
+    "BAN_REASON_MAX",
     "DEFAULT_SECRET_KID",
     "SECRET_KID_MAX",
     "TENANT_ID_MAX",
     "TENANT_ID_PATTERN",
+    "AccountBan",
     "ApiKeyCreated",
+    "BanCreate",
+    "BanPublic",
+    "BansPublic",
     "Continent",
     "ErrorResponse",
     "GrayscaleRuleRow",
@@ -99,6 +113,7 @@ __all__ = [
     "HeartbeatIn",
     "HeartbeatOut",
     "IdLease",
+    "InternalBan",
     "InternalRule",
     "InternalRules",
     "Isolation",
@@ -110,6 +125,7 @@ __all__ = [
     "NodesInfo",
     "NodesPublic",
     "Ping",
+    "PushProvider",
     "Region",
     "RegionContinent",
     "RegionCountry",
@@ -144,6 +160,7 @@ __all__ = [
     "TokenCreate",
     "TokenCreated",
     "UtcDateTime",
+    "WebhookEndpoint",
     "ZoneWeight",
     "as_datetime",
     "as_epoch",

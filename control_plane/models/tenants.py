@@ -46,6 +46,18 @@ MAX_TOKEN_TTL = 30 * 86400
 DEFAULT_TOKEN_TTL = 86400
 MAX_CONNECTIONS_LIMIT = 2**31 - 1
 MAX_MESSAGES_PER_SECOND = 1_000_000.0
+COMMANDS_PER_SECOND_TEXT = (
+    "Requests (every command) a connection may send per second; null = the gateways' "
+    "default (20), 0 = unlimited."
+)
+ACCOUNT_COMMANDS_PER_SECOND_TEXT = (
+    "Requests an account may send per second over all its connections to one gateway; "
+    "null = the gateways' default (40), 0 = unlimited."
+)
+LOGINS_PER_SECOND_TEXT = (
+    "Logins of the tenant's users per second on each gateway (bursts of 5 seconds' "
+    "worth); null = the gateways' default (200), 0 = unlimited."
+)
 
 
 class TenantStatus(StrEnum):
@@ -117,6 +129,24 @@ class TenantLimits(SQLModel):
         le=MAX_MESSAGES_PER_SECOND,
         description="Messages a connection may send per second; 0 = unlimited.",
     )
+    commands_per_second: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_MESSAGES_PER_SECOND,
+        description=COMMANDS_PER_SECOND_TEXT,
+    )
+    account_commands_per_second: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_MESSAGES_PER_SECOND,
+        description=ACCOUNT_COMMANDS_PER_SECOND_TEXT,
+    )
+    logins_per_second: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_MESSAGES_PER_SECOND,
+        description=LOGINS_PER_SECOND_TEXT,
+    )
     isolation: Isolation = Field(
         default=Isolation.SHARED,
         description="`dedicated` stores the tenant's messages in `database_url`.",
@@ -176,13 +206,31 @@ class TenantUpdate(PartialUpdate):
     status: TenantStatus | None = None
     max_connections: int | None = Field(default=None, ge=0, le=MAX_CONNECTIONS_LIMIT)
     messages_per_second: float | None = Field(default=None, ge=0, le=MAX_MESSAGES_PER_SECOND)
+    commands_per_second: float | None = Field(
+        default=None, ge=0, le=MAX_MESSAGES_PER_SECOND, description=COMMANDS_PER_SECOND_TEXT
+    )
+    account_commands_per_second: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_MESSAGES_PER_SECOND,
+        description=ACCOUNT_COMMANDS_PER_SECOND_TEXT,
+    )
+    logins_per_second: float | None = Field(
+        default=None, ge=0, le=MAX_MESSAGES_PER_SECOND, description=LOGINS_PER_SECOND_TEXT
+    )
     isolation: Isolation | None = None
     database_url: DatabaseUrl | None = Field(default=None, max_length=DATABASE_URL_MAX)
 
     @classmethod
     def nullable_fields(cls) -> tuple[str, ...]:
-        """``database_url: null`` clears the URL."""
-        return ("database_url",)
+        """``database_url: null`` clears the URL; a rate override set to null goes back
+        to the gateways' default."""
+        return (
+            "database_url",
+            "commands_per_second",
+            "account_commands_per_second",
+            "logins_per_second",
+        )
 
 
 class Tenant(TenantBase, table=True):
@@ -198,6 +246,11 @@ class Tenant(TenantBase, table=True):
     messages_per_second: float = Field(
         default=0.0, sa_type=DOUBLE_TYPE, sa_column_kwargs={"server_default": "0"}
     )
+    # Rate overrides: NULL is "the gateways' default", so limits are on unless a tenant
+    # explicitly sets 0.
+    commands_per_second: float | None = Field(default=None, sa_type=DOUBLE_TYPE)
+    account_commands_per_second: float | None = Field(default=None, sa_type=DOUBLE_TYPE)
+    logins_per_second: float | None = Field(default=None, sa_type=DOUBLE_TYPE)
     isolation: Isolation = Field(
         default=Isolation.SHARED,
         sa_type=ISOLATION_TYPE,
@@ -215,6 +268,9 @@ class TenantPublic(TenantBase):
     status: TenantStatus
     max_connections: int
     messages_per_second: float
+    commands_per_second: float | None = Field(description=COMMANDS_PER_SECOND_TEXT)
+    account_commands_per_second: float | None = Field(description=ACCOUNT_COMMANDS_PER_SECOND_TEXT)
+    logins_per_second: float | None = Field(description=LOGINS_PER_SECOND_TEXT)
     isolation: Isolation
     database_url: str | None = Field(description="The URL with its password masked.")
     has_api_key: bool
@@ -230,6 +286,9 @@ class TenantPublic(TenantBase):
             status=tenant.status,
             max_connections=tenant.max_connections,
             messages_per_second=tenant.messages_per_second,
+            commands_per_second=tenant.commands_per_second,
+            account_commands_per_second=tenant.account_commands_per_second,
+            logins_per_second=tenant.logins_per_second,
             isolation=tenant.isolation,
             database_url=mask_database_url(tenant.database_url),
             has_api_key=tenant.api_key_hash is not None,
@@ -357,10 +416,22 @@ class SecretKey(SQLModel):
 
 
 class TenantQuotas(SQLModel):
-    """Limits gateways enforce; 0 means unlimited."""
+    """Limits gateways enforce; 0 means unlimited, null the gateways' default."""
 
     max_connections: int
     messages_per_second: float
+    commands_per_second: float | None = None
+    account_commands_per_second: float | None = None
+    logins_per_second: float | None = None
+
+
+class InternalBan(SQLModel):
+    """A live ban of one account (``control_plane.models.bans``), as the data plane reads
+    it."""
+
+    account: str
+    expires_at: float | None = Field(description="Epoch seconds; null: until lifted.")
+    reason: str
 
 
 class TenantKeys(SQLModel):
@@ -372,6 +443,9 @@ class TenantKeys(SQLModel):
     quotas: TenantQuotas
     isolation: Isolation
     database_url: str | None = Field(description="The dedicated database (full URL).")
+    bans: list[InternalBan] = Field(
+        default_factory=list, description="Accounts banned now (expired bans are left out)."
+    )
 
 
 class TenantSecrets(SQLModel):

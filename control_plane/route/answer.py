@@ -29,6 +29,8 @@ def encode_answer(
     pool: str | None,
     fallback: bool,
     gateways: Sequence[GatewayView],
+    rule: str | None = None,
+    fallback_reason: str | None = None,
 ) -> bytes:
     """The ``RouteAnswer`` JSON: byte for byte ``json.dumps(answer, separators=(",", ":"))``.
 
@@ -46,7 +48,8 @@ def encode_answer(
     head = (
         f'{{"country":{_string(country)},"continent":{_string(continent)},'
         f'"region":{_string(region)},"geo":{_string(geo)},"pool":{_string(pool)},'
-        f'"fallback":{"true" if fallback else "false"},"gateways":['
+        f'"rule":{_string(rule)},"fallback":{"true" if fallback else "false"},'
+        f'"fallback_reason":{_string(fallback_reason)},"gateways":['
     )
     return (head + listed + _ANSWER_TAIL).encode("ascii")
 

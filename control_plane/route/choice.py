@@ -10,7 +10,8 @@ Pure functions over a :class:`~control_plane.route.snapshot.Snapshot`;
 3. **Candidates**: live (unexpired), non-draining gateways with an address, tried in
    this order until one set is non-empty: the region in the wanted pool; the region in the
    default pool; every region in the wanted pool; every region in the default pool;
-   every live gateway. Anything past the first step is a *fallback*.
+   every live gateway. Anything past the first step is a *fallback*, and the answer says
+   why: "no live gateway in pool canary" (of region X when the region is known).
 4. **Zone**: the zones that have candidates are ranked per account by weighted
    rendezvous hashing (the region's zone weights; unlisted zones come after listed
    ones), so an account sticks to one zone and zones get shares proportional to their
@@ -67,6 +68,8 @@ class Choice:
     gateways: list[GatewayView]
     pool: str | None
     fallback: bool
+    fallback_reason: str | None = None
+    """Why the first choice did not serve (None when it did)."""
 
 
 def choose_gateways(
@@ -94,8 +97,15 @@ def choose_gateways(
         ordered = _order(zones, weights, account, now, limit)
         if ordered:
             served = None if key == ANY_POOL_KEY else (key or DEFAULT_POOL_LABEL)
-            return Choice(ordered, served, fallback=index > 0)
-    return Choice([], None, fallback=True)
+            reason = f"no live gateway in {_where(*attempts[0])}" if index else None
+            return Choice(ordered, served, fallback=index > 0, fallback_reason=reason)
+    return Choice([], None, fallback=True, fallback_reason="no live gateway")
+
+
+def _where(scope: str | None, key: str) -> str:
+    """A candidate set in words: "pool canary", "pool stable of region eu"."""
+    pool = "any pool" if key == ANY_POOL_KEY else f"pool {key or DEFAULT_POOL_LABEL}"
+    return pool if scope is None else f"{pool} of region {scope}"
 
 
 def _order(

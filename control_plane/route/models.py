@@ -39,9 +39,19 @@ class RouteAnswer(SQLModel):
         "address (default region); `admin`: the address came from `?ip=`."
     )
     pool: str | None = Field(description="The gateway pool served (`stable` = default).")
+    rule: str | None = Field(
+        default=None,
+        description="The id of the grayscale rule that chose the wanted gateway pool "
+        "(null when no rule matched: the default pool was wanted).",
+    )
     fallback: bool = Field(
         description="True when the wanted pool or region had no live gateway and others "
         "were chosen instead."
+    )
+    fallback_reason: str | None = Field(
+        default=None,
+        description="Why it fell back, e.g. `no live gateway in pool canary` (null when "
+        "the wanted pool and region served).",
     )
     gateways: list[RouteGateway]
     heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S

@@ -102,6 +102,8 @@ class RouteService:
             choice.pool,
             choice.fallback,
             choice.gateways,
+            rule=routing.decision.pool_rule_id,
+            fallback_reason=choice.fallback_reason,
         )
 
     async def preview(

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 from sqlmodel import SQLModel, col, select
 
+from control_plane.bans import live_bans_by_tenant
 from control_plane.connection_counts import exchange_counts
 from control_plane.db import SessionDep
 from control_plane.deps import NowDep, SettingsDep, invalidate_routes, require_cluster
@@ -85,16 +86,19 @@ def etag_response(document: SQLModel, if_none_match: str | None) -> Response:
     responses=NOT_MODIFIED,
 )
 def tenant_secrets(session: SessionDep, now: NowDep, if_none_match: IfNoneMatch = None) -> Response:
-    """Every tenant with its status, live signing keys (newest first), quotas and
-    isolation, ordered by tenant id.
+    """Every tenant with its status, live signing keys (newest first), quotas,
+    isolation and live account bans, ordered by tenant id.
 
     Gateways verify sign-in tokens with these keys (the token's `kid` header names one),
-    refuse users of tenants whose status is `disabled`, and enforce the quotas; logic
-    nodes store a `dedicated` tenant's messages in its `database_url`. Poll with
+    refuse users of tenants whose status is `disabled` and banned accounts (closing
+    their live connections, and those that logged in with a key no longer listed), and
+    enforce the quotas; logic nodes refuse those users' requests and store a
+    `dedicated` tenant's messages in its `database_url`. Poll with
     `If-None-Match`; keep using the last answer while the control plane is unreachable.
     """
     rows = session.exec(select(Tenant).order_by(col(Tenant.id))).all()
     keys = live_keys_by_tenant(session, now)
+    bans = live_bans_by_tenant(session, now)
     document = TenantSecrets(
         tenants=[
             TenantKeys(
@@ -104,9 +108,13 @@ def tenant_secrets(session: SessionDep, now: NowDep, if_none_match: IfNoneMatch 
                 quotas=TenantQuotas(
                     max_connections=row.max_connections,
                     messages_per_second=row.messages_per_second,
+                    commands_per_second=row.commands_per_second,
+                    account_commands_per_second=row.account_commands_per_second,
+                    logins_per_second=row.logins_per_second,
                 ),
                 isolation=row.isolation,
                 database_url=row.database_url,
+                bans=bans.get(row.id, []),
             )
             for row in rows
         ]

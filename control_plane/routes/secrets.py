@@ -170,7 +170,9 @@ def rotate_api_key(tenant_id: TenantIdPath, session: SessionDep) -> ApiKeyCreate
     return ApiKeyCreated(api_key=api_key)
 
 
-def _authorize(session: Session, tenant_id: str, credential: str, admin_token: str) -> Tenant:
+def authorize_tenant(session: Session, tenant_id: str, credential: str, admin_token: str) -> Tenant:
+    """The tenant, when ``credential`` is the admin token (else 404 for an unknown id) or
+    this tenant's API key (else 403, whether or not the tenant exists)."""
     if secrets_equal(credential, admin_token):
         return get_tenant_or_404(session, tenant_id)
     tenant = session.get(Tenant, tenant_id)
@@ -208,7 +210,7 @@ def create_token(
     JWT HS256, header `kid`; claims `acc` (account), `app` (tenant id), `iat`, `exp`.
     Callable by an admin or by the tenant's backend with its API key.
     """
-    tenant = _authorize(session, tenant_id, credential, settings.admin_token)
+    tenant = authorize_tenant(session, tenant_id, credential, settings.admin_token)
     if tenant.status != TenantStatus.ACTIVE:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="tenant is disabled")
     keys = live_keys(session, tenant_id, now)

@@ -22,7 +22,14 @@ from typing import Final
 HANDSHAKE_COMMAND: Final = "cluster.handshake"
 REFRESH_COMMAND: Final = "session.refresh"
 """Sent by a gateway for each live channel every refresh interval; never answered."""
-INTERNAL_PREFIXES: Final = ("cluster.", "session.")
+FILL_COMMAND: Final = "sync.fill"
+"""A gateway asking for the inbox rows ``from``..``to`` (meta) of the carrying channel's
+account to be pushed again to that channel alone, then answered (see
+:mod:`data_plane.gateway.sequencer`)."""
+HEADS_COMMAND: Final = "sync.heads"
+"""A gateway asking for the inbox heads of the comma-separated ``accounts`` (meta) of
+the carrying channel's tenant; answered with ``heads`` (meta), aligned."""
+INTERNAL_PREFIXES: Final = ("cluster.", "session.", "sync.")
 """Commands in these namespaces are the link's own: clients may not send them."""
 LOCATION_REFRESH_INTERVAL: Final = 60.0
 LOCATION_TTL_SECONDS: Final = 180
@@ -37,6 +44,16 @@ META_DEVICE: Final = "device"
 META_CLIENT_VERSION: Final = "client_version"
 META_CHANNELS: Final = "channels"
 META_SERVICES: Final = "services"
+META_SEQS: Final = "seqs"
+"""On a push of a stored message: per channel of ``channels``, the message's sequence in
+the inbox of that channel's account (aligned, comma-separated)."""
+META_HEAD: Final = "head"
+"""On a ``login.signin`` answer: the account's inbox head, read after the location was
+stored (the gateway strips it)."""
+META_FROM: Final = "from"
+META_TO: Final = "to"
+META_ACCOUNTS: Final = "accounts"
+META_HEADS: Final = "heads"
 
 LINK_MAX_PACKET_SIZE: Final = 16 * 1024 * 1024
 """Packets on the link may exceed the client limit (the logic node turns an over-large

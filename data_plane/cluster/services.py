@@ -6,12 +6,18 @@ cirno-im also splits ``chat`` into its three families, the longest prefix winnin
 
 - ``login.``  → ``login``: ``login.signin``, ``login.signout``
 - ``session.`` → ``login``: ``session.refresh`` (the gateway re-asserting a location)
-- ``chat.group.`` → ``group``: ``chat.group.create|join|quit|detail|members|talk``
+- ``push.`` → ``login``: ``push.register``, ``push.unregister`` (a device's push token,
+  like its location, belongs with the sign-in)
+- ``presence.`` → ``login``: ``presence.subscribe``, ``presence.unsubscribe`` (presence
+  lives in the session store, beside the locations that sign-in and sign-out change)
+- ``chat.group.`` → ``group``: ``chat.group.create|join|quit|detail|members|talk`` and the
+  administration commands (``dismiss|transfer|update|admin|mute|apply|approve|applications``)
 - ``chat.offline.`` → ``sync``: ``chat.offline.index``, ``chat.offline.content``
-- ``chat.`` → ``chat``: ``chat.user.talk``, ``chat.talk.ack``, and the conversation
-  commands ``chat.conversation.list``, ``chat.history``, ``chat.read``,
+- ``sync.`` → ``sync``: ``sync.fill``, ``sync.heads`` (a gateway's own, never a client's)
+- ``chat.`` → ``chat``: ``chat.user.talk``, ``chat.talk.ack``, ``chat.typing``, and the
+  conversation commands ``chat.conversation.list``, ``chat.history``, ``chat.read``,
   ``chat.read.count``, ``chat.recall``, ``chat.delete`` (they read and write the store
-  every service shares; read receipts and recalls push like messages)
+  every service shares; read receipts and recalls push like typing, unsequenced)
 
 ``chat.talk.ack`` stays in ``chat`` (its prefix says so): the read index it moves lives
 in the message store all services share, so ``sync`` reads it wherever that runs.
@@ -45,8 +51,11 @@ _PREFIXES: Final = (
     # Longest first: "chat.group." and "chat.offline." before "chat.".
     ("chat.group.", Service.GROUP),
     ("chat.offline.", Service.SYNC),
+    ("sync.", Service.SYNC),
     ("session.", Service.LOGIN),
     ("login.", Service.LOGIN),
+    ("push.", Service.LOGIN),
+    ("presence.", Service.LOGIN),
     ("chat.", Service.CHAT),
 )
 

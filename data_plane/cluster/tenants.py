@@ -5,16 +5,24 @@ internal endpoint (``GET /internal/v1/tenants``, authenticated by the cluster se
 ``If-None-Match``, keep the last good answer, and go on serving from it while the
 control plane is down. An unknown tenant triggers one early refresh (at most once per
 ``miss_refresh_interval``), so a tenant created a moment ago can log in at once.
+
+Every answer that changed something is handed to the directory's subscribers (see
+:meth:`TenantDirectory.subscribe`): that is how a gateway closes the connections a
+change revoked (a disabled tenant, a banned account, a key gone) within one refresh.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import anyio
 import httpx
+
+from data_plane.cluster.patience import Patience
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +33,23 @@ class TenantKey:
 
     kid: str
     secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """A banned account: refused until ``expires_at`` (epoch seconds; None: until lifted)."""
+
+    account: str
+    expires_at: float | None
+    reason: str = ""
+
+    def active(self, now: float) -> bool:
+        """Whether the ban still holds at ``now`` (the control plane stops listing it at
+        its expiry; this covers the time until the next refresh)."""
+        return self.expires_at is None or self.expires_at > now
+
+
+NO_BANS: Mapping[str, Ban] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +65,28 @@ class TenantInfo:
     max_connections: int = 0
     messages_per_second: float = 0.0
     database_url: str | None = None
+    commands_per_second: float | None = None
+    """Per connection, every command; None: the gateway's default (0 = unlimited)."""
+    account_commands_per_second: float | None = None
+    """Per account and gateway, every command; None: the gateway's default."""
+    logins_per_second: float | None = None
+    """Logins of the tenant per gateway; None: the gateway's default."""
+    bans: Mapping[str, Ban] = field(default_factory=lambda: NO_BANS, hash=False)
+    """Banned accounts, by account."""
+
+    def ban_of(self, account: str, now: float) -> Ban | None:
+        """The ban holding ``account`` at ``now``, or None."""
+        ban = self.bans.get(account)
+        return ban if ban is not None and ban.active(now) else None
+
+
+def _optional_rate(value: object) -> float | None:
+    """A rate override: absent or null is None (use the default), else a float."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float, str)):
+        return float(value)
+    raise ValueError(f"not a rate: {value!r}")
 
 
 def parse_tenants(payload: object) -> dict[str, TenantInfo]:
@@ -56,14 +103,36 @@ def parse_tenants(payload: object) -> dict[str, TenantInfo]:
             keys=keys,
             max_connections=int(quotas.get("max_connections") or 0),
             messages_per_second=float(quotas.get("messages_per_second") or 0.0),
+            commands_per_second=_optional_rate(quotas.get("commands_per_second")),
+            account_commands_per_second=_optional_rate(quotas.get("account_commands_per_second")),
+            logins_per_second=_optional_rate(quotas.get("logins_per_second")),
             database_url=(
                 str(item["database_url"])
                 if item.get("isolation") == "dedicated" and item.get("database_url")
                 else None
             ),
+            bans=_parse_bans(item.get("bans") or []),
         )
         out[info.id] = info
     return out
+
+
+def _parse_bans(items: list[dict[str, object]]) -> Mapping[str, Ban]:
+    if not items:
+        return NO_BANS
+    bans: dict[str, Ban] = {}
+    for item in items:
+        expires = item.get("expires_at")
+        ban = Ban(
+            account=str(item["account"]),
+            expires_at=float(expires) if isinstance(expires, (int, float)) else None,
+            reason=str(item.get("reason") or ""),
+        )
+        bans[ban.account] = ban
+    return MappingProxyType(bans)
+
+
+TenantsListener = Callable[[Mapping[str, TenantInfo]], None]
 
 
 class TenantDirectory:
@@ -87,7 +156,14 @@ class TenantDirectory:
         self._etag: str | None = None
         self._last_miss_refresh = 0.0
         self._lock = anyio.Lock()
+        self._listeners: list[TenantsListener] = []
         self.loaded = False
+        self._patience = Patience(log)  # quiet while the control plane may be starting
+
+    def subscribe(self, listener: TenantsListener) -> None:
+        """Call ``listener`` with every tenant after each refresh that changed them (not
+        on a 304 nor on a failure). It runs inside the refresh and must not block."""
+        self._listeners.append(listener)
 
     async def refresh(self) -> bool:
         """Fetch the tenant list; keeps the cache and returns False on any failure."""
@@ -105,11 +181,17 @@ class TenantDirectory:
             response.raise_for_status()
             tenants = parse_tenants(response.json())
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-            log.warning("tenant refresh from %s failed: %s", self._url, exc)
+            self._patience.failed("tenant refresh from %s failed: %s", self._url, exc)
             return False
+        self._patience.succeeded("tenant refresh from %s works again", self._url)
         self._tenants = tenants
         self._etag = response.headers.get("ETag")
         self.loaded = True
+        for listener in self._listeners:
+            try:
+                listener(tenants)
+            except Exception:  # one listener's bug must not stop the refreshes
+                log.exception("tenant directory listener failed")
         return True
 
     async def run(self) -> None:

@@ -7,12 +7,18 @@ login gets a channel id containing the account and is forwarded to the logic nod
 owns the account, which has ``logic_request_timeout`` to answer; its answer goes back
 to the client, and only a Success makes the channel live. A tenant's
 ``max_connections`` holds across the cluster (see :mod:`data_plane.gateway.quota`): a
-login over it gets QuotaExceeded (430) and close 4006.
+login over it gets QuotaExceeded (430) and close 4006. Logins over the rate of their IP
+(checked before the token) or of their tenant (after it) get RateLimited (429) and close
+4008 (see :mod:`data_plane.gateway.throttle`).
+
+Until its token is verified the connection has a tiny budget (``login_max_packet_size``
+and ``login_send_buffer``); the full limits apply from then on.
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 from typing import NoReturn
 
 from data_plane.cluster.protocol import (
@@ -23,13 +29,15 @@ from data_plane.cluster.protocol import (
     META_GATEWAY,
     META_TENANT,
 )
+from data_plane.cluster.revocation import refusal
 from data_plane.cluster.tenants import TenantDirectory
+from data_plane.gateway import events
 from data_plane.gateway.auth import AuthError, verify_token
 from data_plane.gateway.channel import Channel, error_body
 from data_plane.gateway.clock import Clock
-from data_plane.gateway.limits import TokenBucket
 from data_plane.gateway.router import ChannelRouter
 from data_plane.gateway.settings import GatewaySettings
+from data_plane.gateway.throttle import Throttle
 from data_plane.metrics import LOGINS
 from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.wire import (
@@ -76,11 +84,13 @@ class LoginAdmission:
         directory: TenantDirectory,
         router: ChannelRouter,
         clock: Clock,
+        throttle: Throttle,
     ) -> None:
         self.settings = settings
         self.directory = directory
         self.router = router
         self.clock = clock
+        self.throttle = throttle
         self._channel_numbers = itertools.count(1)
 
     async def admit(
@@ -95,6 +105,8 @@ class LoginAdmission:
         if not isinstance(packet, LogicPacket) or packet.command != Command.LOGIN_SIGNIN:
             _refuse(conn, packet, Status.UNAUTHORIZED, "login.signin must be the first packet")
         assert isinstance(packet, LogicPacket)
+        if not self.throttle.admits_ip(conn.remote_address):
+            _refuse(conn, packet, Status.RATE_LIMITED, "too many logins from this address")
         try:
             req = packet.parse_body(pb.LoginReq)
         except MalformedPacket as exc:
@@ -102,16 +114,22 @@ class LoginAdmission:
         try:
             claims = await verify_token(req.token, self.directory.lookup)
         except AuthError as exc:
-            _refuse(conn, packet, Status.UNAUTHORIZED, str(exc))
+            _refuse(conn, packet, Status.UNAUTHORIZED, str(exc), exc.tenant)
+        refused = refusal(claims.tenant_info, claims.account, time.time())
+        if refused is not None:  # a banned account (ban expiries are wall-clock times)
+            _refuse(conn, packet, Status.FORBIDDEN, refused, claims.tenant)
         device = req.device or DEFAULT_DEVICE
         if len(device) > MAX_DEVICE_LENGTH or not device.isprintable() or "," in device:
-            _refuse(conn, packet, Status.INVALID_PACKET_BODY, "device must be 1-32 characters")
+            reason = "device must be 1-32 characters"
+            _refuse(conn, packet, Status.INVALID_PACKET_BODY, reason, claims.tenant)
         version = req.client_version[:MAX_CLIENT_VERSION_LENGTH]
         quotas = claims.tenant_info
+        if not self.throttle.admits_tenant(quotas):
+            _refuse(conn, packet, Status.RATE_LIMITED, "too many logins of this tenant")
         quota = self.router.quota
         if not quota.admits(claims.tenant, quotas.max_connections):
             reason = f"tenant connection quota of {quotas.max_connections} is used up"
-            _refuse(conn, packet, Status.QUOTA_EXCEEDED, reason)
+            _refuse(conn, packet, Status.QUOTA_EXCEEDED, reason, claims.tenant)
         gateway_id = self.settings.gateway_id
         channel = Channel(
             id=f"{gateway_id}_{claims.account}_{next(self._channel_numbers)}",
@@ -120,6 +138,7 @@ class LoginAdmission:
             account=claims.account,
             device=device,
             client_version=version,
+            kid=claims.kid,
             meta=(
                 Meta(META_TENANT, claims.tenant),
                 Meta(META_ACCOUNT, claims.account),
@@ -129,8 +148,11 @@ class LoginAdmission:
             ),
         )
         channel.meta_raw = encode_meta(channel.meta)
-        if quotas.messages_per_second > 0:
-            channel.bucket = TokenBucket(quotas.messages_per_second, self.clock.now)
+        self.throttle.set_up(channel, quotas)
+        # The token is verified: the peer gets the full limits now, before the logic
+        # node answers (pushes may follow its answer before this task runs again).
+        s = self.settings
+        conn.set_limits(max_packet_size=s.max_packet_size, max_send_buffer=s.max_send_buffer)
         self.router.channels[channel.id] = channel
         quota.acquire(channel.tenant)  # no suspension since admits(): the slot is ours
         channel.counted = True
@@ -140,7 +162,9 @@ class LoginAdmission:
             self.router.drop_channel(channel)
             raise
         channel.logged_in = True
+        self.router.inbox.begin_delivery(channel)
         LOGINS.labels("ok").inc()
+        events.login(channel)
         return channel, batch[1:]
 
     async def _ask_logic(self, channel: Channel, packet: LogicPacket) -> None:
@@ -151,24 +175,41 @@ class LoginAdmission:
             with self.clock.move_on_after(timeout):
                 await pool.ready.wait()
         if not self.router.send_to_logic(channel, packet):
-            _refuse(conn, packet, Status.SYSTEM_EXCEPTION, "no logic node available")
+            reason = "no logic node available"
+            _refuse(conn, packet, Status.SYSTEM_EXCEPTION, reason, channel.tenant)
         with self.clock.move_on_after(timeout):
             await channel.login_done.wait()
         answer = channel.login_answer
         if answer is None:
-            _refuse(conn, packet, Status.SYSTEM_EXCEPTION, "login timed out upstream")
+            reason = "login timed out upstream"
+            _refuse(conn, packet, Status.SYSTEM_EXCEPTION, reason, channel.tenant)
         conn.send(answer.encode())
         if answer.status != Status.SUCCESS:
             LOGINS.labels("refused_upstream").inc()
+            events.login_refused(conn, answer.status, _reason_of(answer), channel.tenant)
             conn.close(CloseCode.POLICY_VIOLATION, f"login failed with status {answer.status}")
             raise LoginRefused
 
 
+def _reason_of(answer: LogicPacket) -> str:
+    """The ``ErrorResp`` message of a refused login's answer, for the log."""
+    try:
+        return answer.parse_body(pb.ErrorResp).message
+    except MalformedPacket:
+        return f"status {answer.status}"
+
+
 def _refuse(
-    conn: PacketConnection, packet: LogicPacket | BasicPacket, status: int, reason: str
+    conn: PacketConnection,
+    packet: LogicPacket | BasicPacket,
+    status: int,
+    reason: str,
+    tenant: str = "",
 ) -> NoReturn:
-    """Answer ``packet`` with ``status`` and ``reason``, close, raise LoginRefused."""
+    """Answer ``packet`` with ``status`` and ``reason``, close, raise LoginRefused;
+    ``tenant`` (when the token named one) goes to the log line."""
     LOGINS.labels(Status(status).name.lower()).inc()
+    events.login_refused(conn, status, reason, tenant)
     if isinstance(packet, LogicPacket):
         answer = packet.replace(meta=(), dest="").response(status, error_body(reason))
         conn.send(answer.encode())
@@ -176,6 +217,7 @@ def _refuse(
         Status.UNAUTHORIZED: CloseCode.UNAUTHORIZED,
         Status.SYSTEM_EXCEPTION: CloseCode.TRY_AGAIN_LATER,
         Status.QUOTA_EXCEEDED: CloseCode.QUOTA_EXCEEDED,
+        Status.RATE_LIMITED: CloseCode.RATE_LIMITED,
     }.get(Status(status), CloseCode.POLICY_VIOLATION)
     conn.close(code, reason)
     raise LoginRefused(reason)

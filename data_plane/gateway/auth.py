@@ -18,7 +18,12 @@ from data_plane.cluster.tenants import TenantInfo
 
 
 class AuthError(Exception):
-    """The token is refused; ``str()`` is the reason given to the client."""
+    """The token is refused; ``str()`` is the reason given to the client, ``tenant``
+    the tenant the token named ("" when it named none), for the log."""
+
+    def __init__(self, reason: str, tenant: str = "") -> None:
+        super().__init__(reason)
+        self.tenant = tenant
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,8 @@ class Claims:
     account: str
     expires_at: int
     tenant_info: TenantInfo
+    kid: str = ""
+    """The key that verified the token (the gateway closes the connection if it goes)."""
 
 
 async def verify_token(
@@ -43,12 +50,12 @@ async def verify_token(
         raise AuthError(str(exc)) from exc
     tenant = await lookup(unverified.tenant)
     if tenant is None:
-        raise AuthError(f"unknown tenant {unverified.tenant[:64]!r}")
+        raise AuthError(f"unknown tenant {unverified.tenant[:64]!r}", unverified.tenant[:64])
     if not tenant.active:
-        raise AuthError(f"tenant {unverified.tenant!r} is disabled")
+        raise AuthError(f"tenant {unverified.tenant!r} is disabled", unverified.tenant)
     keys = ((key.kid, key.secret) for key in tenant.keys)
     try:
         verified = identity.verify_token(unverified, keys, clock())
     except identity.InvalidToken as exc:
-        raise AuthError(str(exc)) from exc
-    return Claims(verified.tenant, verified.account, int(verified.expires_at), tenant)
+        raise AuthError(str(exc), unverified.tenant) from exc
+    return Claims(verified.tenant, verified.account, int(verified.expires_at), tenant, verified.kid)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import anyio
 
+from data_plane.cluster.patience import Patience
 from data_plane.cluster.protocol import (
     HANDSHAKE_COMMAND,
     LINK_MAX_PACKET_SIZE,
@@ -82,6 +83,7 @@ class LogicLink:
         self._handshake_timeout = handshake_timeout
         self._max_backoff = max_backoff
         self._conn: TcpConnection | None = None
+        self._patience = Patience(log)  # quiet while the node may still be starting
 
     @property
     def ready(self) -> bool:
@@ -100,12 +102,13 @@ class LogicLink:
             try:
                 conn = await self._connect()
             except (OSError, ConnectionClosed, ProtocolError, TimeoutError) as exc:
-                log.warning("logic node %s unreachable: %s", self.address, exc)
+                self._patience.failed("logic node %s unreachable: %s", self.address, exc)
             except HandshakeRefused as exc:
                 log.error("logic node %s refused the handshake: %s", self.address, exc)
             else:
                 backoff = 0.05
                 self._conn = conn
+                self._patience.succeeded()
                 log.info("linked to logic node %s at %s", self.node_id, self.address)
                 self._on_state(self)
                 try:

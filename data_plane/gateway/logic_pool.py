@@ -26,6 +26,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from data_plane.cluster.grayscale import ClientFacts, GrayscaleRule, evaluate
+from data_plane.cluster.patience import Patience
 from data_plane.cluster.registry import RegistryClient, RegistryUnavailable
 from data_plane.cluster.selection import rendezvous_pick
 from data_plane.cluster.services import Service, service_of
@@ -45,10 +46,13 @@ class LogicPool:
         settings: GatewaySettings,
         registry: RegistryClient,
         on_packet: Callable[[LogicLink, LogicPacket, bytes], None],
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
+        """``on_change`` is called whenever a link came up or went down."""
         self._settings = settings
         self._registry = registry
         self._on_packet = on_packet
+        self._on_change = on_change
         self.links: dict[str, LogicLink] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
         self.rules: list[GrayscaleRule] = []
@@ -57,6 +61,9 @@ class LogicPool:
         """Set while a link to a node running the login service is up (logins wait for
         it a while)."""
         self._tg: TaskGroup | None = None
+        # Quiet while the control plane may still be starting.
+        self._discovery_patience = Patience(log)
+        self._rules_patience = Patience(log)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Keep links and rules current until cancelled."""
@@ -100,8 +107,12 @@ class LogicPool:
             try:
                 nodes = await self._registry.logic_nodes()
             except RegistryUnavailable as exc:
-                log.warning("logic node discovery: %s (keeping %d links)", exc, len(self.links))
+                self._discovery_patience.failed(
+                    "logic node discovery: %s (keeping %d links)", exc, len(self.links)
+                )
                 nodes = None
+            else:
+                self._discovery_patience.succeeded("logic node discovery works again")
             if nodes is not None:
                 wanted = {f"{n.host}:{n.port}": n for n in nodes}
                 for address in list(self.links):
@@ -123,8 +134,12 @@ class LogicPool:
             try:
                 rules = await self._registry.grayscale_rules()
             except RegistryUnavailable as exc:
-                log.warning("grayscale rules: %s (keeping %d rules)", exc, len(self.rules))
+                self._rules_patience.failed(
+                    "grayscale rules: %s (keeping %d rules)", exc, len(self.rules)
+                )
                 rules = None
+            else:
+                self._rules_patience.succeeded("grayscale rules load again")
             if rules is not None:
                 self.rules = rules
                 self.version += 1
@@ -139,6 +154,7 @@ class LogicPool:
             self.ready.set()
         elif self.ready.is_set():
             self.ready = anyio.Event()
+        self._on_change()
 
     def pick(self, facts: ClientFacts, service: str | None = None) -> LogicLink | None:
         """The link that serves ``facts``' account's commands of ``service`` now (any

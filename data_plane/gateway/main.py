@@ -19,7 +19,21 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
     return Gateway(settings, directory)
 
 
+def unmet_conditions(gateway: Gateway) -> list[str]:
+    """What keeps ``gateway`` from being ready (``/readyz``): it must be linked to a
+    logic node that runs the login service, and registered with the control plane."""
+    unmet: list[str] = []
+    if not gateway.pool.ready.is_set():
+        unmet.append("no link to a logic node that serves logins")
+    if not gateway.registered:
+        unmet.append("not registered with the control plane")
+    return unmet
+
+
 async def serve(settings: GatewaySettings) -> None:
     """Run a gateway until cancelled."""
-    serve_metrics("gateway", settings.ws_host, settings.metrics_port)
-    await build_gateway(settings).run()
+    gateway = build_gateway(settings)
+    serve_metrics(
+        "gateway", settings.ws_host, settings.metrics_port, lambda: unmet_conditions(gateway)
+    )
+    await gateway.run()

@@ -11,6 +11,8 @@ the location re-assert loop, and wires the parts that do the work, one job each:
   node's answer);
 - :mod:`data_plane.gateway.router`: the channel table and the packets between channels
   and logic nodes (responses, pushes, kickouts, slow consumers);
+- :mod:`data_plane.gateway.revocation`: closing the connections a disabled tenant, a
+  ban or a revoked key no longer admits, on each tenant-directory change;
 - :mod:`data_plane.gateway.clock`: the time every timer reads, injected so tests
   advance it instead of sleeping.
 """
@@ -24,6 +26,7 @@ from typing import NoReturn
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from data_plane.cluster.patience import Patience
 from data_plane.cluster.protocol import REFRESH_COMMAND
 from data_plane.cluster.registry import NodeState, RegistryClient, RegistryUnavailable
 from data_plane.cluster.tenants import TenantDirectory
@@ -32,9 +35,11 @@ from data_plane.gateway.channel import Channel
 from data_plane.gateway.clock import Clock, LoopClock
 from data_plane.gateway.logic_pool import LogicPool
 from data_plane.gateway.quota import ConnectionQuota
+from data_plane.gateway.revocation import Revocations
 from data_plane.gateway.router import ChannelRouter
 from data_plane.gateway.session import ClientSessions
 from data_plane.gateway.settings import GatewaySettings
+from data_plane.gateway.throttle import Throttle
 from data_plane.metrics import HEARTBEATS
 from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.transport.tcp import serve_tcp
@@ -42,6 +47,10 @@ from data_plane.transport.ws import serve_ws
 from data_plane.wire import LogicPacket
 
 log = logging.getLogger(__name__)
+
+LOGIN_MAX_INBOX = 16
+"""Packets read ahead of a login that is not verified yet (then reading pauses): the
+login and a few pipelined requests, never megabytes of an unauthenticated peer's."""
 
 
 class Gateway:
@@ -59,12 +68,21 @@ class Gateway:
         self.registry = RegistryClient(settings.control_url, settings.cluster_secret)
         self.quota = ConnectionQuota()
         """Channels per tenant here and on the other gateways (the connection quota)."""
-        self.router = ChannelRouter(settings, self.registry, self.quota)
-        self.admission = LoginAdmission(settings, directory, self.router, self.clock)
-        self.sessions = ClientSessions(settings, self.admission, self.router, self.clock)
+        self.router = ChannelRouter(settings, self.registry, self.quota, self.clock)
+        self.throttle = Throttle(settings, self.clock.now)
+        self.admission = LoginAdmission(settings, directory, self.router, self.clock, self.throttle)
+        self.sessions = ClientSessions(
+            settings, self.admission, self.router, self.clock, self.throttle
+        )
+        self.revocations = Revocations(self.router)
+        """Closes the connections a tenant-directory change revoked."""
+        directory.subscribe(self.revocations.on_tenants)
         self.draining = False
         self._tg: TaskGroup | None = None
         self.ws_port = settings.ws_port
+        self.registered = False
+        """Whether the last heartbeat reached the registry (``/readyz``)."""
+        self._heartbeat_patience = Patience(log)
         self.tcp_port = settings.tcp_port
 
     @property
@@ -86,6 +104,7 @@ class Gateway:
             self._tg = tg
             tg.start_soon(self.directory.run)
             await tg.start(self.pool.run)
+            tg.start_soon(self.router.holes.run)
             tg.start_soon(
                 reassert_locations,
                 self.clock,
@@ -93,21 +112,27 @@ class Gateway:
                 self.channels,
                 self.router.send_to_logic,
             )
+            # Connections start with the tiny budget of a login; admission raises it.
             ws = await serve_ws(
                 s.ws_host,
                 s.ws_port,
                 self._accept,
-                max_packet_size=s.max_packet_size,
-                max_send_buffer=s.max_send_buffer,
+                max_packet_size=s.login_max_packet_size,
+                max_send_buffer=s.login_send_buffer,
+                max_frame_size=s.max_packet_size + 1024,
+                max_inbox=LOGIN_MAX_INBOX,
                 clock=self.clock.now,
+                reuse_port=s.reuse_port,
             )
             tcp = await serve_tcp(
                 s.tcp_host,
                 s.tcp_port,
                 self._accept,
-                max_packet_size=s.max_packet_size,
-                max_send_buffer=s.max_send_buffer,
+                max_packet_size=s.login_max_packet_size,
+                max_send_buffer=s.login_send_buffer,
+                max_inbox=LOGIN_MAX_INBOX,
                 clock=self.clock.now,
+                reuse_port=s.reuse_port,
             )
             self.ws_port = ws.sockets[0].getsockname()[1]
             self.tcp_port = tcp.sockets[0].getsockname()[1]
@@ -155,10 +180,13 @@ class Gateway:
             answer = await self.registry.heartbeat(self._state(closing=closing))
         except RegistryUnavailable as exc:
             HEARTBEATS.labels("failed").inc()
-            log.warning("%s (quotas go on with the last known counts)", exc)
+            self.registered = False
+            self._heartbeat_patience.failed("%s (quotas go on with the last known counts)", exc)
             return
         self.quota.learn(answer.tenant_connections)
         HEARTBEATS.labels("ok").inc()
+        self.registered = not closing
+        self._heartbeat_patience.succeeded("heartbeats reach the registry again")
 
     async def _heartbeats(self) -> None:
         """Report this gateway's address, load and connections per quota-limited tenant

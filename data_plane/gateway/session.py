@@ -9,7 +9,13 @@ gets one task running :meth:`ClientSessions.serve`:
    in the transport's callback as it arrives, pings are answered here, and logic
    packets are forwarded with the client's meta replaced by the gateway's (tenant,
    account, device, gateway). A connection silent for ``idle_timeout`` is closed
-   (4005) by an :class:`IdleWatchdog`.
+   (4005) by an :class:`IdleWatchdog`. Each request must pass the rate limits
+   (:mod:`data_plane.gateway.throttle`: 429, and close 4008 for a client that keeps
+   flooding), and at most ``max_in_flight`` of a connection's requests are at a logic
+   node at once: past that the connection is not read (its packets already read wait
+   in the channel's backlog) until answers come back. An answer lost with a logic link
+   would hold the connection forever, so a backlog that sees no answer for
+   ``logic_request_timeout`` forgets the requests in flight and goes on.
 3. **End.** The channel is dropped and the logic node is told (``login.signout``), so
    it removes the location if that location still belongs to this channel.
 
@@ -23,19 +29,19 @@ from __future__ import annotations
 import logging
 
 from data_plane.cluster.protocol import INTERNAL_PREFIXES
+from data_plane.gateway import events
 from data_plane.gateway.admission import LoginAdmission, LoginRefused, decode_or_close
 from data_plane.gateway.channel import PONG, Channel
 from data_plane.gateway.clock import Clock, Timer
 from data_plane.gateway.router import ChannelRouter
 from data_plane.gateway.settings import GatewaySettings
+from data_plane.gateway.throttle import Throttle
 from data_plane.metrics import CLOSES, CONNECTIONS
-from data_plane.transport.connection import CloseCode, PacketConnection
+from data_plane.transport.connection import CloseCode, PacketConnection, close_code_label
 from data_plane.transport.errors import ConnectionClosed
 from data_plane.wire import BasicCode, BasicPacket, Command, Flag, Status
 
 log = logging.getLogger(__name__)
-
-RATE_LIMITED_COMMANDS = frozenset({Command.CHAT_USER_TALK, Command.CHAT_GROUP_TALK})
 
 
 class ClientSessions:
@@ -47,11 +53,14 @@ class ClientSessions:
         admission: LoginAdmission,
         router: ChannelRouter,
         clock: Clock,
+        throttle: Throttle,
     ) -> None:
         self.settings = settings
         self.admission = admission
         self.router = router
         self.clock = clock
+        self.throttle = throttle
+        router.on_answer = self.resume
 
     async def serve(self, conn: PacketConnection) -> None:
         """Run ``conn`` from login to close; never raises (errors close it with 1011)."""
@@ -80,9 +89,11 @@ class ClientSessions:
             if channel is not None:
                 self.router.drop_channel(channel)
             conn.close(CloseCode.NORMAL, "")
+            if channel is not None:
+                events.disconnect(channel)
             connections.dec()
             reason = conn.close_reason
-            CLOSES.labels(str(reason.code) if reason else "?").inc()
+            CLOSES.labels(close_code_label(reason.code) if reason else "?").inc()
 
     async def pump(self, channel: Channel) -> None:
         """Serve a logged-in ``channel`` until its connection closes (by either side, or
@@ -101,8 +112,11 @@ class ClientSessions:
 
     def forward_batch(self, channel: Channel, batch: list[bytes]) -> bool:
         """Handle client packets in order; False once the connection was closed."""
-        conn, router = channel.conn, self.router
-        for raw in batch:
+        conn, router, cap = channel.conn, self.router, self.settings.max_in_flight
+        for index, raw in enumerate(batch):
+            if 0 < cap <= channel.in_flight:
+                self._hold(channel, batch[index:])
+                return True
             packet = decode_or_close(conn, raw, self.settings.max_packet_size)
             if packet is None:
                 return False
@@ -119,17 +133,57 @@ class ClientSessions:
                 reason = f"unknown command {packet.command!r}"
                 router.answer(channel, packet, Status.NOT_IMPLEMENTED, reason)
                 continue
-            if (
-                channel.bucket is not None
-                and packet.command in RATE_LIMITED_COMMANDS
-                and not channel.bucket.allow()
-            ):
-                reason = f"over {channel.bucket.rate:g} messages per second"
-                router.answer(channel, packet, Status.RATE_LIMITED, reason)
+            refusal = self.throttle.refusal(channel, packet.command)
+            if refusal is not None:
+                router.answer(channel, packet, Status.RATE_LIMITED, refusal)
+                if self.throttle.strike(channel):
+                    conn.close(CloseCode.RATE_LIMITED, "kept sending over the rate limit")
+                    return False
                 continue
             if not router.send_to_logic(channel, packet):
                 router.answer(channel, packet, Status.SYSTEM_EXCEPTION, "no logic node available")
+                continue
+            channel.in_flight += 1
         return True
+
+    # -- requests in flight ------------------------------------------------------------
+
+    def _hold(self, channel: Channel, rest: list[bytes]) -> None:
+        """Keep ``rest`` for later and stop reading ``channel`` until answers come."""
+        channel.backlog.extend(rest)
+        channel.conn.hold_reading(True)
+        if channel.stall_timer is None:
+            self._arm_stall_timer(channel)
+
+    def _arm_stall_timer(self, channel: Channel) -> None:
+        progress = channel.answers
+        when = self.clock.now() + self.settings.logic_request_timeout
+        channel.stall_timer = self.clock.call_at(when, lambda: self._stalled(channel, progress))
+
+    def _stalled(self, channel: Channel, progress: int) -> None:
+        channel.stall_timer = None
+        if channel.conn.is_closed or not channel.backlog:
+            return
+        if channel.answers == progress:
+            # No answer for a whole request timeout: those requests went down with a
+            # logic link (their answers will never come), so they no longer count.
+            channel.in_flight = 0
+            self.resume(channel)
+        else:
+            self._arm_stall_timer(channel)
+
+    def resume(self, channel: Channel) -> None:
+        """An answer came back for ``channel``: handle its backlog while there is room,
+        and read it again once the backlog is empty (the router's ``on_answer``)."""
+        if not channel.backlog or 0 < self.settings.max_in_flight <= channel.in_flight:
+            return
+        if channel.stall_timer is not None:
+            channel.stall_timer.cancel()
+            channel.stall_timer = None
+        batch = list(channel.backlog)
+        channel.backlog.clear()
+        if self.forward_batch(channel, batch) and not channel.backlog:
+            channel.conn.hold_reading(False)
 
 
 class IdleWatchdog:

@@ -60,10 +60,34 @@ class GatewaySettings:
     idle_timeout: float = 180.0
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     max_send_buffer: int = 4 * 1024 * 1024
-    tenant_refresh_interval: float = 5.0
+    login_max_packet_size: int = 8 * 1024
+    """Before a login succeeds: the largest packet accepted (a login is a few hundred
+    bytes) ..."""
+    login_send_buffer: int = 16 * 1024
+    """... and the send bound, so an unauthenticated peer costs next to nothing."""
+    commands_per_second: float = 20.0
+    """Per connection, every command, bursts of 2 seconds' worth (a tenant's
+    ``commands_per_second`` overrides)."""
+    account_commands_per_second: float = 40.0
+    """Per account on this gateway, every command, bursts of 2 seconds' worth (tenant
+    override: ``account_commands_per_second``)."""
+    logins_per_ip_per_second: float = 20.0
+    """Login attempts per client IP on this gateway (bursts of 5 seconds' worth)."""
+    tenant_logins_per_second: float = 200.0
+    """Verified logins per tenant on this gateway (tenant override:
+    ``logins_per_second``; bursts of 5 seconds' worth)."""
+    max_in_flight: int = 64
+    """Requests of one connection forwarded and not answered yet; past it the gateway
+    stops reading that connection until answers come back."""
+    tenant_refresh_interval: float = 1.0
+    """Also the bound on revocations: a disabled tenant, a ban or a revoked key closes
+    the connections it affects at the next refresh (:mod:`.revocation`)."""
     logic_request_timeout: float = 10.0
     location_refresh_interval: float = LOCATION_REFRESH_INTERVAL
     metrics_port: int | None = None
+    reuse_port: bool = False
+    """Listen with SO_REUSEPORT, beside other gateways on the same ports (``cirno up
+    --workers``; ``CIRNO_GATEWAY_REUSE_PORT=1``)."""
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
@@ -97,7 +121,25 @@ class GatewaySettings:
             idle_timeout=_env_float("CIRNO_IDLE_TIMEOUT", defaults.idle_timeout),
             max_packet_size=_env_int("CIRNO_MAX_PACKET_SIZE", defaults.max_packet_size),
             max_send_buffer=_env_int("CIRNO_MAX_SEND_BUFFER", defaults.max_send_buffer),
+            login_max_packet_size=_env_int(
+                "CIRNO_LOGIN_MAX_PACKET_SIZE", defaults.login_max_packet_size
+            ),
+            login_send_buffer=_env_int("CIRNO_LOGIN_SEND_BUFFER", defaults.login_send_buffer),
+            commands_per_second=_env_float(
+                "CIRNO_COMMANDS_PER_SECOND", defaults.commands_per_second
+            ),
+            account_commands_per_second=_env_float(
+                "CIRNO_ACCOUNT_COMMANDS_PER_SECOND", defaults.account_commands_per_second
+            ),
+            logins_per_ip_per_second=_env_float(
+                "CIRNO_LOGINS_PER_IP_PER_SECOND", defaults.logins_per_ip_per_second
+            ),
+            tenant_logins_per_second=_env_float(
+                "CIRNO_TENANT_LOGINS_PER_SECOND", defaults.tenant_logins_per_second
+            ),
+            max_in_flight=_env_int("CIRNO_MAX_IN_FLIGHT", defaults.max_in_flight),
             metrics_port=_env_int("CIRNO_GATEWAY_METRICS_PORT", 0) or None,
+            reuse_port=os.environ.get("CIRNO_GATEWAY_REUSE_PORT", "") in ("1", "true", "yes"),
             location_refresh_interval=_env_float(
                 "CIRNO_LOCATION_REFRESH_INTERVAL", defaults.location_refresh_interval
             ),

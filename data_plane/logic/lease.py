@@ -16,6 +16,7 @@ import time
 
 import anyio
 
+from data_plane.cluster.patience import Patience
 from data_plane.cluster.registry import Lease, NodeState, RegistryClient, RegistryUnavailable
 from data_plane.logic.settings import LogicSettings
 from data_plane.storage.errors import MessageStoreUnavailable
@@ -37,6 +38,9 @@ class NodeMembership:
         self._static = settings.id_node is not None
         self._valid_until = float("inf") if self._static else 0.0
         self.link_port = settings.port
+        self.registered = False
+        """Whether the last heartbeat reached the registry (``/readyz``)."""
+        self._patience = Patience(log)  # quiet while the control plane may be starting
 
     def state(self) -> NodeState:
         """This node's heartbeat."""
@@ -61,8 +65,10 @@ class NodeMembership:
             try:
                 lease = await self._registry.heartbeat(self.state())
             except RegistryUnavailable as exc:
-                log.warning("waiting for a node-id lease: %s", exc)
+                self._patience.failed("waiting for a node-id lease: %s", exc)
             else:
+                self._patience.succeeded("the registry answers again")
+                self.registered = True
                 if lease.id_node is not None:
                     self._accept(lease)
                     log.info("leased message-id node number %d", lease.id_node)
@@ -82,13 +88,22 @@ class NodeMembership:
         self._valid_until = lease.valid_until
 
     async def run(self) -> None:
-        """Heartbeat forever; raises :class:`LeaseLost` if the number changed."""
+        """Heartbeat forever, the first time at once (the node listens now: gateways can
+        dial it, and ``/readyz`` waits for this); raises :class:`LeaseLost` if the number
+        changed."""
+        first = True
         while True:
-            await anyio.sleep(self._settings.heartbeat_interval)
+            if not first:
+                await anyio.sleep(self._settings.heartbeat_interval)
+            first = False
             try:
                 self._accept(await self._registry.heartbeat(self.state()))
             except RegistryUnavailable as exc:
-                log.warning("%s", exc)
+                self.registered = False
+                self._patience.failed("%s", exc)
+            else:
+                self.registered = True
+                self._patience.succeeded("heartbeats reach the registry again")
 
     def check_writable(self) -> None:
         """Raise ``MessageStoreUnavailable`` while the lease has lapsed."""

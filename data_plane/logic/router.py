@@ -8,7 +8,13 @@ store is reported the same way with a reason the client can show (the client may
 nothing was acknowledged).
 Logical storage errors map to their own statuses: invalid field → InvalidPacketBody,
 unknown message or group → NotFound (410), not a member or not the sender → Forbidden
-(403), a recall after its window → Expired (440).
+(403), a recall after its window → Expired (440); a handler's ``Refused`` gets its own
+status and reason.
+
+``cirno_logic_requests_total`` counts each request by the status it was answered with
+(:func:`outcome_of`): ``ok``, ``client_error`` for the client's mistakes (a bad body,
+an unknown group, not a member, too large: the client must change the request) and
+``error`` for the server's faults (SystemException, Unavailable), the ones to alert on.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from data_plane.logic.context import Request
+from data_plane.logic.refusal import Refused
 from data_plane.metrics import REQUEST_SECONDS, REQUESTS
 from data_plane.storage.errors import StorageError
 from data_plane.storage.messages.conversation_protocol import NotTheSender, RecallExpired
@@ -33,7 +40,19 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[None]]
 
-_OUTCOMES = ("ok", "error")
+_OUTCOMES = ("ok", "client_error", "error")
+
+_SERVER_FAULTS = frozenset({Status.SYSTEM_EXCEPTION, Status.UNAVAILABLE})
+
+
+def outcome_of(status: int) -> str:
+    """The ``outcome`` label of a request answered with ``status`` (-1: never answered,
+    which only a handler fault leaves behind)."""
+    if status == Status.SUCCESS:
+        return "ok"
+    if status in _SERVER_FAULTS or status < 0:
+        return "error"
+    return "client_error"
 
 
 class Router:
@@ -75,10 +94,10 @@ class Router:
             self._refuse(request)
             return
         started = time.perf_counter()
-        outcome = "error"
         try:
             await handler(request)
-            outcome = "ok"
+        except Refused as exc:
+            request.fail(exc.status, exc.reason)
         except MalformedPacket as exc:
             request.fail(Status.INVALID_PACKET_BODY, f"bad request body: {exc}")
         except InvalidField as exc:
@@ -96,5 +115,5 @@ class Router:
             log.exception("handler of %s failed", request.packet.command)
             request.fail(Status.SYSTEM_EXCEPTION, "internal error")
         finally:
-            self._counted[command, outcome].inc()
+            self._counted[command, outcome_of(request.answered)].inc()
             self._timed[command].observe(time.perf_counter() - started)

@@ -18,6 +18,13 @@ ones still running when it stops and awaits them all before ``run`` returns; tas
 are created in arrival order and asyncio starts them in creation order; and one
 request cannot take the node down, because :meth:`Router.dispatch` turns every
 failure into a status (anything that still escapes is logged when its task ends).
+
+Bounds: until its handshake succeeds a link gets a tiny budget (a handshake-sized
+packet limit and send buffer; no cluster secret needed to reach it), and at most
+``max_in_flight_per_link`` requests of one link run at once: past that the node stops
+reading the link (its inbox fills, then the socket) until requests end, so a flood
+becomes back-pressure on that gateway, never unbounded tasks. A gateway that does not
+read its answers is closed as a slow consumer once its send buffer is full.
 """
 
 from __future__ import annotations
@@ -54,6 +61,36 @@ log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 5.0
 LINK_SEND_BUFFER = 64 * 1024 * 1024
+HANDSHAKE_MAX_PACKET_SIZE = 4 * 1024
+"""The largest packet before the handshake succeeded (a handshake is ~100 bytes)."""
+HANDSHAKE_SEND_BUFFER = 16 * 1024
+"""The send bound before the handshake succeeded."""
+HANDSHAKE_MAX_INBOX = 16
+"""Packets read ahead of the handshake (then reading pauses until it succeeds)."""
+
+
+class LinkLoad:
+    """The requests of one gateway link that are running, and a wake-up for the link's
+    reader when one ends."""
+
+    __slots__ = ("_room", "running")
+
+    def __init__(self) -> None:
+        self.running = 0
+        self._room: asyncio.Event | None = None
+
+    def done(self, _task: object = None) -> None:
+        """One request ended (a task's done callback)."""
+        self.running -= 1
+        if self._room is not None:
+            self._room.set()
+
+    async def wait_for_room(self, cap: int) -> None:
+        """Return once fewer than ``cap`` requests are running."""
+        while 0 < cap <= self.running:
+            self._room = asyncio.Event()
+            await self._room.wait()
+        self._room = None
 
 
 class LogicServer:
@@ -77,8 +114,9 @@ class LogicServer:
                 self.settings.host,
                 self.settings.port,
                 self._accept,
-                max_packet_size=LINK_MAX_PACKET_SIZE,
-                max_send_buffer=LINK_SEND_BUFFER,
+                max_packet_size=HANDSHAKE_MAX_PACKET_SIZE,
+                max_send_buffer=HANDSHAKE_SEND_BUFFER,
+                max_inbox=HANDSHAKE_MAX_INBOX,
             )
             self.port = server.sockets[0].getsockname()[1]
             log.info("logic node %s listening on %s", self.settings.node_id, self.port)
@@ -118,13 +156,21 @@ class LogicServer:
                 return
             if not gateway_id:
                 return
+            conn.set_limits(max_packet_size=LINK_MAX_PACKET_SIZE, max_send_buffer=LINK_SEND_BUFFER)
             self.hub.attach(gateway_id, conn)
             log.info("gateway %s linked from %s", gateway_id, conn.remote_address)
-            self._dispatch_batch(conn, pending)
+            load, cap = LinkLoad(), self.settings.max_in_flight_per_link
+            batch = pending
             while True:
-                self._dispatch_batch(conn, await conn.receive())
-        except ConnectionClosed:
-            log.info("gateway %s link closed", gateway_id or conn.remote_address)
+                start = 0
+                while start < len(batch):
+                    # Not reading meanwhile: the inbox fills, then reading pauses.
+                    await load.wait_for_room(cap)
+                    start = self._dispatch_batch(conn, batch, start, load, cap)
+                batch = await conn.receive()
+        except ConnectionClosed as exc:
+            who = gateway_id or conn.remote_address
+            log.info("gateway %s link closed (%d: %s)", who, exc.code, exc.reason)
         finally:
             if gateway_id:
                 self.hub.detach(gateway_id, conn)
@@ -161,11 +207,18 @@ class LogicServer:
         conn.send(welcome.encode())
         return gateway_id, batch[1:]
 
-    def _dispatch_batch(self, conn: PacketConnection, batch: list[bytes]) -> None:
+    def _dispatch_batch(
+        self, conn: PacketConnection, batch: list[bytes], start: int, load: LinkLoad, cap: int
+    ) -> int:
+        """Start the requests of ``batch`` from ``start`` on while fewer than ``cap``
+        run; returns where it stopped (``len(batch)`` once all are started)."""
         loop = self._loop
         assert loop is not None
         dispatch = self.router.dispatch
-        for raw in batch:
+        for index in range(start, len(batch)):
+            if 0 < cap <= load.running:
+                return index
+            raw = batch[index]
             try:
                 packet = decode_packet(raw, max_size=LINK_MAX_PACKET_SIZE)
             except ProtocolError as exc:
@@ -195,3 +248,6 @@ class LogicServer:
             task = loop.create_task(dispatch(request))
             self._requests.add(task)
             task.add_done_callback(self._request_done)
+            load.running += 1
+            task.add_done_callback(load.done)
+        return len(batch)

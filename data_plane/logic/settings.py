@@ -37,7 +37,7 @@ class LogicSettings:
     """The ``host:port`` gateways dial (default: host:port)."""
     heartbeat_interval: float = 5.0
     control_url: str = "http://127.0.0.1:8080"
-    tenant_refresh_interval: float = 5.0
+    tenant_refresh_interval: float = 1.0
     metrics_port: int | None = None
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     services: frozenset[Service] = ALL_SERVICES
@@ -45,6 +45,9 @@ class LogicSettings:
     recall_window_s: float = DEFAULT_RECALL_WINDOW_S
     """How long after sending a message its sender may recall it (``chat.recall``);
     every logic node of a cluster should use the same value."""
+    max_in_flight_per_link: int = 1024
+    """Requests of one gateway link running at once (0 = unlimited); past it the node
+    stops reading that link until some end."""
 
     def check(self) -> None:
         """Raise ValueError when the settings cannot work together.
@@ -92,5 +95,8 @@ class LogicSettings:
             services=parse_services(os.environ.get("CIRNO_LOGIC_SERVICES", "")),
             recall_window_s=float(
                 os.environ.get("CIRNO_RECALL_WINDOW_SECONDS") or d.recall_window_s
+            ),
+            max_in_flight_per_link=int(
+                os.environ.get("CIRNO_LOGIC_MAX_IN_FLIGHT") or d.max_in_flight_per_link
             ),
         )

@@ -44,6 +44,12 @@ class TenantStores:
         self._node_id = node_id
         self._dedicated: dict[str, MessageStore] = {}
         self._lock = anyio.Lock()
+        self.on_open: Callable[[MessageStore], None] = lambda store: None
+        """Called with each dedicated store as it opens (outbound wiring, ``main``)."""
+
+    def opened(self) -> list[MessageStore]:
+        """The shared store and every dedicated store opened so far."""
+        return [self._shared, *self._dedicated.values()]
 
     async def get(self, tenant: str, *, write: bool = False) -> MessageStore:
         """The store of ``tenant``; with ``write``, only while this node may create
@@ -80,5 +86,6 @@ class TenantStores:
             raise MessageStoreUnavailable(f"dedicated database unavailable: {exc}") from exc
         log.info("opened a dedicated message store")
         async with open_message_store(url, node_id=self._node_id) as store:
+            self.on_open(store)
             task_status.started(store)
             await anyio.sleep_forever()

@@ -11,12 +11,30 @@ packets costs one wake-up, not one per packet.
 Sending never blocks. :meth:`PacketConnection.send` appends to an outbox and schedules
 one flush for the end of the current loop iteration, so every packet queued in the same
 iteration leaves in one write (TCP: one ``write`` of joined frames). The outbox plus
-the kernel-side write buffer is bounded by ``max_send_buffer``: when a peer reads too
+the transport's write buffer is bounded by ``max_send_buffer``: when a peer reads too
 slowly, ``send`` returns False and the caller disconnects it as a slow consumer, so one
 slow client never holds memory or time that belongs to the others.
 
-Reading is paused while the inbox holds more than ``max_inbox`` packets, which pushes
-back on a peer that sends faster than we handle.
+**Every** write counts against that bound, not only packets: the answers the transport
+writes by itself (pongs) go through :meth:`PacketConnection._write_control`, which
+closes the connection with SLOW_CONSUMER (4003) instead of writing past the bound. A
+close never waits forever for a peer that does not read: whatever it cannot flush
+within ``CLOSE_LINGER`` seconds (the close frame with its reason included) is dropped
+with the connection.
+
+Reading is paused while any of these holds (each a separate reason, so one ending does
+not resume reading while another still holds):
+
+- the inbox holds ``max_inbox`` packets (a peer that sends faster than we handle);
+- with ``pause_reading_while_blocked`` (server side), the transport asked us to pause
+  writing (``pause_writing``): a peer that does not read our answers is not read
+  either, so it cannot make us produce more of them;
+- the owner asked (:meth:`PacketConnection.hold_reading`), e.g. the gateway while a
+  client has its maximum of requests in flight.
+
+The limits can be raised once the peer has authenticated
+(:meth:`PacketConnection.set_limits`): before a login (gateway) or a handshake (logic
+node) a connection gets a tiny packet size, send buffer and inbox.
 
 An owner that handles packets synchronously can skip the inbox and the task wake-up:
 after :meth:`PacketConnection.set_receiver` the transport hands every packet to the
@@ -66,6 +84,19 @@ class CloseCode(enum.IntEnum):
     LOGIN_TIMEOUT = 4004
     IDLE_TIMEOUT = 4005
     QUOTA_EXCEEDED = 4006
+    RESYNC = 4007
+    RATE_LIMITED = 4008
+
+
+KNOWN_CLOSE_CODES = frozenset(int(code) for code in CloseCode) | {1005}
+"""The codes a metric may name; any other code a peer sends is counted as "other"."""
+
+
+def close_code_label(code: int) -> str:
+    """A metric label for ``code``: its number when it is one of ours (or 1005, no
+    status), else ``other``. Peers choose close codes (65,536 of them): a label taken
+    from them as they are would let any client create series without bound."""
+    return str(code) if code in KNOWN_CLOSE_CODES else "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +110,12 @@ class CloseReason:
 
 DEFAULT_MAX_SEND_BUFFER = 4 * 1024 * 1024
 DEFAULT_MAX_INBOX = 1024
+CLOSE_LINGER = 2.0
+"""Seconds a closed connection may take to flush what it still holds to the peer."""
+
+_HOLD_INBOX = 1
+_HOLD_BLOCKED = 2
+_HOLD_OWNER = 4
 
 
 class PacketConnection(ABC):
@@ -98,6 +135,7 @@ class PacketConnection(ABC):
         max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
         max_inbox: int = DEFAULT_MAX_INBOX,
         clock: Callable[[], float] | None = None,
+        pause_reading_while_blocked: bool = False,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         # The owner's clock (the gateway's idle watchdog compares against it), so a test
@@ -110,7 +148,10 @@ class PacketConnection(ABC):
         self._flush_handle: asyncio.Handle | None = None
         self._max_send_buffer = max_send_buffer
         self._max_inbox = max_inbox
-        self._reading_paused = False
+        self._holds = 0
+        """Why reading is paused: a bit per reason (``_HOLD_*``); 0 while reading."""
+        self._pause_while_blocked = pause_reading_while_blocked
+        self._write_blocked = False
         self._closed: CloseReason | None = None
         self._closed_event = asyncio.Event()
         self._receiver: Receiver | None = None
@@ -146,9 +187,7 @@ class PacketConnection(ABC):
                 self._waiter = None
         batch = list(self._inbox)
         self._inbox.clear()
-        if self._reading_paused:
-            self._reading_paused = False
-            self._resume_reading()
+        self._release(_HOLD_INBOX)
         return batch
 
     def set_receiver(self, receiver: Receiver) -> None:
@@ -161,11 +200,39 @@ class PacketConnection(ABC):
         closes this connection with INTERNAL_ERROR (1011), never the event loop.
         """
         self._receiver = receiver
-        if self._reading_paused:
-            self._reading_paused = False
-            self._resume_reading()
+        self._release(_HOLD_INBOX)
         if self._inbox:
             self._dispatch()
+
+    @property
+    def reading_paused(self) -> bool:
+        """True while reading from the peer is paused (for any of the reasons above)."""
+        return self._holds != 0
+
+    @property
+    def max_send_buffer(self) -> int:
+        """The send bound in bytes (outbox plus the transport's write buffer)."""
+        return self._max_send_buffer
+
+    def set_limits(
+        self, *, max_packet_size: int, max_send_buffer: int, max_inbox: int = DEFAULT_MAX_INBOX
+    ) -> None:
+        """Change the largest packet accepted from the peer, the send bound and the
+        inbox (raised once the peer has authenticated; packets already received are
+        not re-checked)."""
+        self._max_send_buffer = max_send_buffer
+        self._max_inbox = max_inbox
+        self._set_max_packet_size(max_packet_size)
+        if len(self._inbox) < max_inbox:
+            self._release(_HOLD_INBOX)
+
+    def hold_reading(self, hold: bool) -> None:
+        """Stop (True) or resume (False) reading for the owner's sake; the other reasons
+        to pause (full inbox, a peer that does not read) hold independently."""
+        if hold:
+            self._hold(_HOLD_OWNER)
+        else:
+            self._release(_HOLD_OWNER)
 
     def send(self, packet: bytes) -> bool:
         """Queue ``packet`` for sending; False when closed or the peer is too slow."""
@@ -186,7 +253,7 @@ class PacketConnection(ABC):
         """
         if self._closed is not None:
             return
-        self._flush()
+        self._flush()  # within the send bound: the linger below drops it if unread
         self._set_closed(CloseReason(int(code), reason, by_peer=False))
         self._send_close_and_disconnect(int(code), reason)
 
@@ -202,10 +269,41 @@ class PacketConnection(ABC):
         self._inbox.append(packet)
         if self._receiver is not None:
             return
-        if len(self._inbox) >= self._max_inbox and not self._reading_paused:
-            self._reading_paused = True
-            self._pause_reading()
+        if len(self._inbox) >= self._max_inbox:
+            self._hold(_HOLD_INBOX)
         self._wake()
+
+    def _hold(self, reason: int) -> None:
+        if not self._holds and self._closed is None:
+            self._pause_reading()
+        self._holds |= reason
+
+    def _release(self, reason: int) -> None:
+        if not self._holds & reason:
+            return
+        self._holds &= ~reason
+        if not self._holds and self._closed is None:
+            self._resume_reading()
+
+    def _writing_blocked(self, blocked: bool) -> None:
+        """The transport's flow control: ``pause_writing`` (True) / ``resume_writing``."""
+        self._write_blocked = blocked
+        if not self._pause_while_blocked:
+            return
+        if blocked:
+            self._hold(_HOLD_BLOCKED)
+        else:
+            self._release(_HOLD_BLOCKED)
+
+    def _write_control(self, size: int) -> bool:
+        """Whether a control frame of ``size`` bytes (a pong) may be written; when it
+        would exceed the send bound, the peer is not reading: close it and say so."""
+        if self._closed is not None:
+            return False
+        if self._outbox_bytes + self._write_buffer_size() + size > self._max_send_buffer:
+            self.close(CloseCode.SLOW_CONSUMER, "peer does not read: send buffer full")
+            return False
+        return True
 
     def _dispatch(self) -> None:
         """Hand the queued packets to the receiver (no-op without one)."""
@@ -256,6 +354,11 @@ class PacketConnection(ABC):
     def _write_buffer_size(self) -> int:
         """Bytes accepted by the transport but not yet sent to the peer."""
 
+    def _set_max_packet_size(self, size: int) -> None:
+        """Apply a new largest packet accepted from the peer (the transports that parse
+        frames override this; a connection without framing has nothing to apply)."""
+        return  # a no-op by default (an empty body alone would read as a forgotten stub)
+
     @abstractmethod
     def _pause_reading(self) -> None: ...
 
@@ -264,7 +367,22 @@ class PacketConnection(ABC):
 
     @abstractmethod
     def _send_close_and_disconnect(self, code: int, reason: str) -> None:
-        """Send the framing's close message and close the transport gracefully."""
+        """Send the framing's close message and close the transport gracefully, but
+        drop what is left to send after ``CLOSE_LINGER`` seconds."""
+
+
+def abort_unflushed(loop: asyncio.AbstractEventLoop, transport: asyncio.Transport) -> None:
+    """After a graceful close of ``transport``: abort it if it still holds bytes for
+    the peer ``CLOSE_LINGER`` seconds later. asyncio waits for the write buffer to
+    drain before it really closes, which for a peer that never reads is never, and the
+    buffer stays in memory all that time."""
+    if transport.get_write_buffer_size():
+        loop.call_later(CLOSE_LINGER, _abort_if_open, transport)
+
+
+def _abort_if_open(transport: asyncio.Transport) -> None:
+    if transport.get_write_buffer_size():
+        transport.abort()
 
 
 def encode_close_payload(code: int, reason: str) -> bytes:

@@ -12,11 +12,13 @@ import socket
 from collections.abc import Callable
 from typing import cast
 
+from data_plane.transport.backlog import listen_backlog
 from data_plane.transport.connection import (
     DEFAULT_MAX_INBOX,
     DEFAULT_MAX_SEND_BUFFER,
     CloseCode,
     PacketConnection,
+    abort_unflushed,
     decode_close_payload,
     encode_close_payload,
 )
@@ -44,8 +46,14 @@ class TcpConnection(PacketConnection, asyncio.Protocol):
         max_inbox: int = DEFAULT_MAX_INBOX,
         on_connected: Callable[[TcpConnection], None] | None = None,
         clock: Callable[[], float] | None = None,
+        pause_reading_while_blocked: bool = False,
     ) -> None:
-        super().__init__(max_send_buffer=max_send_buffer, max_inbox=max_inbox, clock=clock)
+        super().__init__(
+            max_send_buffer=max_send_buffer,
+            max_inbox=max_inbox,
+            clock=clock,
+            pause_reading_while_blocked=pause_reading_while_blocked,
+        )
         self._decoder = FrameDecoder(max_payload=max_packet_size)
         self._transport: asyncio.Transport | None = None
         self._on_connected = on_connected
@@ -81,7 +89,10 @@ class TcpConnection(PacketConnection, asyncio.Protocol):
             if opcode == Opcode.BINARY:
                 self._packet_received(frame.payload)
             elif opcode == Opcode.PING:
-                self.write_raw(encode_frame(Opcode.PONG, frame.payload))
+                pong = encode_frame(Opcode.PONG, frame.payload)
+                if not self._write_control(len(pong)):
+                    return  # closed: the peer does not read its pongs
+                self.write_raw(pong)
             elif opcode == Opcode.CLOSE:
                 self._dispatch()  # what came before the close frame, in order
                 code, reason = decode_close_payload(frame.payload)
@@ -103,15 +114,19 @@ class TcpConnection(PacketConnection, asyncio.Protocol):
             self._transport.close()
 
     def pause_writing(self) -> None:
-        """The kernel buffer is full; the send bound covers it, nothing to do."""
+        """The transport's buffer passed its high-water mark: the peer reads slower
+        than we write (server side: stop reading it until it catches up)."""
+        self._writing_blocked(True)
 
     def resume_writing(self) -> None:
-        """See :meth:`pause_writing`."""
+        """The buffer drained below its low-water mark."""
+        self._writing_blocked(False)
 
     # -- PacketConnection --------------------------------------------------------------
 
     def write_raw(self, data: bytes) -> None:
-        """Write bytes as they are, outside the framing (pong and close frames, tests)."""
+        """Write bytes as they are, outside the framing and the send bound (tests, and
+        frames whose room was checked first)."""
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
 
@@ -120,6 +135,9 @@ class TcpConnection(PacketConnection, asyncio.Protocol):
 
     def _write_buffer_size(self) -> int:
         return 0 if self._transport is None else self._transport.get_write_buffer_size()
+
+    def _set_max_packet_size(self, size: int) -> None:
+        self._decoder.max_payload = size
 
     def _pause_reading(self) -> None:
         if self._transport is not None:
@@ -130,13 +148,18 @@ class TcpConnection(PacketConnection, asyncio.Protocol):
             self._transport.resume_reading()
 
     def _send_close_and_disconnect(self, code: int, reason: str) -> None:
-        self.write_raw(encode_frame(Opcode.CLOSE, encode_close_payload(code, reason)))
-        if self._transport is not None:
-            self._transport.close()
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(encode_frame(Opcode.CLOSE, encode_close_payload(code, reason)))
+        transport.close()
+        abort_unflushed(self._loop, transport)
 
     def ping(self, payload: bytes = b"") -> None:
         """Send a transport-level ping frame (answered with a pong frame)."""
-        self.write_raw(encode_frame(Opcode.PING, payload))
+        frame = encode_frame(Opcode.PING, payload)
+        if self._write_control(len(frame)):
+            self.write_raw(frame)
 
 
 async def serve_tcp(
@@ -147,22 +170,31 @@ async def serve_tcp(
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
     max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
     clock: Callable[[], float] | None = None,
+    max_inbox: int = DEFAULT_MAX_INBOX,
+    reuse_port: bool = False,
 ) -> asyncio.Server:
     """Listen for TCP peers; ``on_connection`` is called (in the loop) for each one.
 
-    ``clock`` stamps each connection's ``last_activity`` (default: the loop's time).
+    ``clock`` stamps each connection's ``last_activity`` (default: the loop's time). A
+    peer that does not read what we send is not read either until it catches up.
+    ``reuse_port`` (SO_REUSEPORT) lets several processes listen on one port, the kernel
+    spreading new connections over them (``cirno up --workers``).
     """
     loop = asyncio.get_running_loop()
     return await loop.create_server(
         lambda: TcpConnection(
             max_packet_size=max_packet_size,
             max_send_buffer=max_send_buffer,
+            max_inbox=max_inbox,
             on_connected=on_connection,
             clock=clock,
+            pause_reading_while_blocked=True,
         ),
         host,
         port,
         reuse_address=True,
+        reuse_port=reuse_port or None,
+        backlog=listen_backlog(),
     )
 
 

@@ -23,11 +23,13 @@ from picows import (
     ws_create_server,
 )
 
+from data_plane.transport.backlog import listen_backlog
 from data_plane.transport.connection import (
     DEFAULT_MAX_INBOX,
     DEFAULT_MAX_SEND_BUFFER,
     CloseCode,
     PacketConnection,
+    abort_unflushed,
 )
 from data_plane.wire import DEFAULT_MAX_PACKET_SIZE
 
@@ -67,9 +69,14 @@ class WsConnection(PacketConnection, WSListener):
         max_inbox: int = DEFAULT_MAX_INBOX,
         on_connected: Callable[[WsConnection], None] | None = None,
         clock: Callable[[], float] | None = None,
+        pause_reading_while_blocked: bool = False,
     ) -> None:
         PacketConnection.__init__(
-            self, max_send_buffer=max_send_buffer, max_inbox=max_inbox, clock=clock
+            self,
+            max_send_buffer=max_send_buffer,
+            max_inbox=max_inbox,
+            clock=clock,
+            pause_reading_while_blocked=pause_reading_while_blocked,
         )
         self._ws: WSTransport | None = None
         self._max_packet_size = max_packet_size
@@ -108,7 +115,9 @@ class WsConnection(PacketConnection, WSListener):
                 return
             self._binary_frame(frame)
         elif msg_type == WSMsgType.PING:
-            transport.send_pong(frame.get_payload_as_bytes())
+            payload = frame.get_payload_as_bytes()
+            if self._write_control(len(payload) + 2):  # else closed: it does not read
+                transport.send_pong(payload)
         elif msg_type == WSMsgType.CLOSE:
             code = frame.get_close_code()
             reason = frame.get_close_message() or b""
@@ -136,6 +145,14 @@ class WsConnection(PacketConnection, WSListener):
             self._fragments_size = 0
             self._packet_received(packet)
             self._dispatch()
+
+    def pause_writing(self) -> None:
+        """The socket's buffer passed its high-water mark (see the TCP transport)."""
+        self._writing_blocked(True)
+
+    def resume_writing(self) -> None:
+        """The buffer drained below its low-water mark."""
+        self._writing_blocked(False)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._peer_closed(CloseCode.ABNORMAL, "connection lost")
@@ -165,6 +182,11 @@ class WsConnection(PacketConnection, WSListener):
         size: int = ws.underlying_transport.get_write_buffer_size()
         return size
 
+    def _set_max_packet_size(self, size: int) -> None:
+        # picows' own frame limit was fixed at accept (the full size): this one closes
+        # with 1009 first.
+        self._max_packet_size = size
+
     def _pause_reading(self) -> None:
         if self._ws is not None:
             self._ws.underlying_transport.pause_reading()
@@ -178,8 +200,15 @@ class WsConnection(PacketConnection, WSListener):
         ws = self._ws
         if ws is None:
             return
+        if ws.is_disconnected:
+            return
         ws.send_close(WSCloseCode(code), reason.encode("utf-8", "replace")[:123])
         ws.disconnect(graceful=True)
+        abort_unflushed(self._loop, ws.underlying_transport)
+
+
+SERVER_READ_BUFFER = 2048
+"""Initial read buffer of a server-side connection (picows' minimum); see serve_ws."""
 
 
 async def serve_ws(
@@ -191,18 +220,29 @@ async def serve_ws(
     max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
     handshake_timeout: float = 5.0,
     clock: Callable[[], float] | None = None,
+    max_frame_size: int | None = None,
+    max_inbox: int = DEFAULT_MAX_INBOX,
+    reuse_port: bool = False,
 ) -> asyncio.Server:
     """Listen for WebSocket clients on any path; ``on_connection`` runs per client.
 
     ``clock`` stamps each connection's ``last_activity`` (default: the loop's time).
+    ``max_frame_size`` is picows' own limit, fixed for the connection's life (default:
+    ``max_packet_size`` + 1 KiB); pass the largest packet size the connection may be
+    raised to with :meth:`~PacketConnection.set_limits`. A peer that does not read
+    what we send is not read either until it catches up.
+    ``reuse_port`` (SO_REUSEPORT) lets several processes listen on one port, the kernel
+    spreading new connections over them (``cirno up --workers``).
     """
 
     def factory(request: WSUpgradeRequest) -> WsConnection:
         return WsConnection(
             max_packet_size=max_packet_size,
             max_send_buffer=max_send_buffer,
+            max_inbox=max_inbox,
             on_connected=on_connection,
             clock=clock,
+            pause_reading_while_blocked=True,
         )
 
     server: asyncio.Server = await ws_create_server(
@@ -211,9 +251,17 @@ async def serve_ws(
         port,
         websocket_handshake_timeout=handshake_timeout,
         # The frame limit is a safety net; the packet limit above closes with 1009 first.
-        max_frame_size=max_packet_size + 1024,
+        max_frame_size=max_frame_size or max_packet_size + 1024,
         enable_auto_pong=False,
         reuse_address=True,
+        reuse_port=reuse_port or None,
+        backlog=listen_backlog(),
+        # picows' default 16 KiB read buffer per connection was most of an idle client's
+        # memory; kim packets are small, and the buffer doubles when one does not fit.
+        read_buffer_init_size=SERVER_READ_BUFFER,
+        # uvloop's own transport instead of aiofastnet's: ~5 KiB less per connection
+        # and the same CPU per message (measured on the relay, docs/benchmarks.md).
+        use_aiofastnet=False,
     )
     return server
 

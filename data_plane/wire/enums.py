@@ -31,6 +31,20 @@ class Command(StrEnum):
     CHAT_READ_COUNT = "chat.read.count"
     CHAT_RECALL = "chat.recall"
     CHAT_DELETE = "chat.delete"
+    PUSH_REGISTER = "push.register"
+    PUSH_UNREGISTER = "push.unregister"
+    PRESENCE_SUBSCRIBE = "presence.subscribe"
+    PRESENCE_UNSUBSCRIBE = "presence.unsubscribe"
+    CHAT_TYPING = "chat.typing"
+    # cirno extensions: group administration (docs/protocol.md, "Group administration")
+    CHAT_GROUP_DISMISS = "chat.group.dismiss"
+    CHAT_GROUP_TRANSFER = "chat.group.transfer"
+    CHAT_GROUP_UPDATE = "chat.group.update"
+    CHAT_GROUP_ADMIN = "chat.group.admin"
+    CHAT_GROUP_MUTE = "chat.group.mute"
+    CHAT_GROUP_APPLY = "chat.group.apply"
+    CHAT_GROUP_APPROVE = "chat.group.approve"
+    CHAT_GROUP_APPLICATIONS = "chat.group.applications"
 
 
 class Status(IntEnum):

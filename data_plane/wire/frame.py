@@ -98,6 +98,12 @@ class FrameDecoder:
         """The largest payload accepted, in bytes."""
         return self._max_payload
 
+    @max_payload.setter
+    def max_payload(self, value: int) -> None:
+        # Raised once a connection has authenticated (a tiny limit before that); frames
+        # fed from now on are checked against the new value.
+        self._max_payload = value
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         """Take the next chunk of the stream; return the frames it completes, in order.
 

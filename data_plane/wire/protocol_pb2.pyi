@@ -135,6 +135,33 @@ Response: Flag.ValueType  # 1
 Push: Flag.ValueType  # 2
 Global___Flag: _TypeAlias = Flag  # noqa: Y015
 
+class _JoinPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JoinPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JoinPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JoinInvite: _JoinPolicy.ValueType  # 0
+    """only the owner and admins add members (chat.group.join naming them)"""
+    JoinOpen: _JoinPolicy.ValueType  # 1
+    """any account of the tenant joins itself with chat.group.join"""
+    JoinApproval: _JoinPolicy.ValueType  # 2
+    """accounts apply (chat.group.apply); the owner or an admin approves"""
+
+class JoinPolicy(_JoinPolicy, metaclass=_JoinPolicyEnumTypeWrapper):
+    """---- group administration (cirno extensions; docs/protocol.md, "Group administration")
+
+    Who may become a member of a group. Invite-only is the default of a new group.
+    """
+
+JoinInvite: JoinPolicy.ValueType  # 0
+"""only the owner and admins add members (chat.group.join naming them)"""
+JoinOpen: JoinPolicy.ValueType  # 1
+"""any account of the tenant joins itself with chat.group.join"""
+JoinApproval: JoinPolicy.ValueType  # 2
+"""accounts apply (chat.group.apply); the owner or an admin approves"""
+Global___JoinPolicy: _TypeAlias = JoinPolicy  # noqa: Y015
+
 @_typing.final
 class Meta(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -270,15 +297,21 @@ class KickoutNotify(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CHANNELID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     channelId: _builtins.str
+    reason: _builtins.str
+    """cirno extension: why the connection is closed; empty for a login on the same
+    device (kim's only case), else a revocation ("tenant disabled", "account banned").
+    """
     def __init__(
         self,
         *,
         channelId: _builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channelId", b"channelId"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channelId", b"channelId", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -444,10 +477,13 @@ class GroupCreateReq(_message.Message):
     INTRODUCTION_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
     MEMBERS_FIELD_NUMBER: _builtins.int
+    JOIN_POLICY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     avatar: _builtins.str
     introduction: _builtins.str
     owner: _builtins.str
+    join_policy: Global___JoinPolicy.ValueType
+    """cirno extension: who may join (default: invite-only)"""
     @_builtins.property
     def members(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -458,10 +494,11 @@ class GroupCreateReq(_message.Message):
         introduction: _builtins.str = ...,
         owner: _builtins.str = ...,
         members: _abc.Iterable[_builtins.str] | None = ...,
+        join_policy: Global___JoinPolicy.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar", b"avatar", "introduction", b"introduction", "members", b"members", "name", b"name", "owner", b"owner"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar", b"avatar", "introduction", b"introduction", "join_policy", b"join_policy", "members", b"members", "name", b"name", "owner", b"owner"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -588,10 +625,16 @@ class Member(_message.Message):
     ALIAS_FIELD_NUMBER: _builtins.int
     AVATAR_FIELD_NUMBER: _builtins.int
     JOIN_TIME_FIELD_NUMBER: _builtins.int
+    ADMIN_FIELD_NUMBER: _builtins.int
+    MUTED_FIELD_NUMBER: _builtins.int
     account: _builtins.str
     alias: _builtins.str
     avatar: _builtins.str
     join_time: _builtins.int
+    admin: _builtins.bool
+    """cirno extension: an admin of the group (the owner is GroupGetResp.owner)"""
+    muted: _builtins.bool
+    """cirno extension: the member's talks are refused"""
     def __init__(
         self,
         *,
@@ -599,10 +642,12 @@ class Member(_message.Message):
         alias: _builtins.str = ...,
         avatar: _builtins.str = ...,
         join_time: _builtins.int = ...,
+        admin: _builtins.bool = ...,
+        muted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "alias", b"alias", "avatar", b"avatar", "join_time", b"join_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "admin", b"admin", "alias", b"alias", "avatar", b"avatar", "join_time", b"join_time", "muted", b"muted"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -620,6 +665,9 @@ class GroupGetResp(_message.Message):
     MEMBERS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     MEMBER_COUNT_FIELD_NUMBER: _builtins.int
+    ANNOUNCEMENT_FIELD_NUMBER: _builtins.int
+    JOIN_POLICY_FIELD_NUMBER: _builtins.int
+    MUTED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     avatar: _builtins.str
@@ -628,6 +676,12 @@ class GroupGetResp(_message.Message):
     created_at: _builtins.int
     member_count: _builtins.int
     """cirno extension: all members; `members` holds the first page"""
+    announcement: _builtins.str
+    """cirno extension"""
+    join_policy: Global___JoinPolicy.ValueType
+    """cirno extension"""
+    muted: _builtins.bool
+    """cirno extension: the whole group is muted (owner and admins may talk)"""
     @_builtins.property
     def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___Member]: ...
     def __init__(
@@ -641,10 +695,13 @@ class GroupGetResp(_message.Message):
         members: _abc.Iterable[Global___Member] | None = ...,
         created_at: _builtins.int = ...,
         member_count: _builtins.int = ...,
+        announcement: _builtins.str = ...,
+        join_policy: Global___JoinPolicy.ValueType = ...,
+        muted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar", b"avatar", "created_at", b"created_at", "id", b"id", "introduction", b"introduction", "member_count", b"member_count", "members", b"members", "name", b"name", "owner", b"owner"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["announcement", b"announcement", "avatar", b"avatar", "created_at", b"created_at", "id", b"id", "introduction", b"introduction", "join_policy", b"join_policy", "member_count", b"member_count", "members", b"members", "muted", b"muted", "name", b"name", "owner", b"owner"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -729,6 +786,473 @@ class GroupMembersResp(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GroupMembersResp: _TypeAlias = GroupMembersResp  # noqa: Y015
+
+@_typing.final
+class GroupDismissReq(_message.Message):
+    """chat.group.dismiss (owner): the group and its memberships are deleted."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupDismissReq: _TypeAlias = GroupDismissReq  # noqa: Y015
+
+@_typing.final
+class GroupDismissNotify(_message.Message):
+    """pushed under chat.group.dismiss to every member"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    by: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by", b"by", "group_id", b"group_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupDismissNotify: _TypeAlias = GroupDismissNotify  # noqa: Y015
+
+@_typing.final
+class GroupTransferReq(_message.Message):
+    """chat.group.transfer (owner): make the member `account` the owner."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    account: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        account: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "group_id", b"group_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupTransferReq: _TypeAlias = GroupTransferReq  # noqa: Y015
+
+@_typing.final
+class GroupTransferNotify(_message.Message):
+    """pushed under chat.group.transfer to every member"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    PREVIOUS_OWNER_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    owner: _builtins.str
+    previous_owner: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        owner: _builtins.str = ...,
+        previous_owner: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id", "owner", b"owner", "previous_owner", b"previous_owner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupTransferNotify: _TypeAlias = GroupTransferNotify  # noqa: Y015
+
+@_typing.final
+class GroupUpdateReq(_message.Message):
+    """chat.group.update (owner or admin): the fields present change, the others stay."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ANNOUNCEMENT_FIELD_NUMBER: _builtins.int
+    JOIN_POLICY_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    name: _builtins.str
+    announcement: _builtins.str
+    join_policy: Global___JoinPolicy.ValueType
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        name: _builtins.str | None = ...,
+        announcement: _builtins.str | None = ...,
+        join_policy: Global___JoinPolicy.ValueType | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_announcement", b"_announcement", "_join_policy", b"_join_policy", "_name", b"_name", "announcement", b"announcement", "join_policy", b"join_policy", "name", b"name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_announcement", b"_announcement", "_join_policy", b"_join_policy", "_name", b"_name", "announcement", b"announcement", "group_id", b"group_id", "join_policy", b"join_policy", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__announcement: _TypeAlias = _typing.Literal["announcement"]  # noqa: Y015
+    _WhichOneofArgType__announcement: _TypeAlias = _typing.Literal["_announcement", b"_announcement"]  # noqa: Y015
+    _WhichOneofReturnType__join_policy: _TypeAlias = _typing.Literal["join_policy"]  # noqa: Y015
+    _WhichOneofArgType__join_policy: _TypeAlias = _typing.Literal["_join_policy", b"_join_policy"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__announcement) -> _WhichOneofReturnType__announcement | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__join_policy) -> _WhichOneofReturnType__join_policy | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+
+Global___GroupUpdateReq: _TypeAlias = GroupUpdateReq  # noqa: Y015
+
+@_typing.final
+class GroupUpdateNotify(_message.Message):
+    """pushed under chat.group.update to every member: the group's fields after the change"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ANNOUNCEMENT_FIELD_NUMBER: _builtins.int
+    JOIN_POLICY_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    by: _builtins.str
+    name: _builtins.str
+    announcement: _builtins.str
+    join_policy: Global___JoinPolicy.ValueType
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        by: _builtins.str = ...,
+        name: _builtins.str = ...,
+        announcement: _builtins.str = ...,
+        join_policy: Global___JoinPolicy.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["announcement", b"announcement", "by", b"by", "group_id", b"group_id", "join_policy", b"join_policy", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupUpdateNotify: _TypeAlias = GroupUpdateNotify  # noqa: Y015
+
+@_typing.final
+class GroupAdminReq(_message.Message):
+    """chat.group.admin (owner): make the member `account` an admin (admin=true) or not."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    ADMIN_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    account: _builtins.str
+    admin: _builtins.bool
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        account: _builtins.str = ...,
+        admin: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "admin", b"admin", "group_id", b"group_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupAdminReq: _TypeAlias = GroupAdminReq  # noqa: Y015
+
+@_typing.final
+class GroupAdminNotify(_message.Message):
+    """pushed under chat.group.admin to every member"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    ADMIN_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    account: _builtins.str
+    admin: _builtins.bool
+    by: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        account: _builtins.str = ...,
+        admin: _builtins.bool = ...,
+        by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "admin", b"admin", "by", b"by", "group_id", b"group_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupAdminNotify: _TypeAlias = GroupAdminNotify  # noqa: Y015
+
+@_typing.final
+class GroupMuteReq(_message.Message):
+    """chat.group.mute (owner or admin): mute (muted=true) or unmute the member `account`, or
+    the whole group when `account` is empty.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    MUTED_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    account: _builtins.str
+    muted: _builtins.bool
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        account: _builtins.str = ...,
+        muted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "group_id", b"group_id", "muted", b"muted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupMuteReq: _TypeAlias = GroupMuteReq  # noqa: Y015
+
+@_typing.final
+class GroupMuteNotify(_message.Message):
+    """pushed under chat.group.mute to every member; `account` empty: the whole group"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    MUTED_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    account: _builtins.str
+    muted: _builtins.bool
+    by: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        account: _builtins.str = ...,
+        muted: _builtins.bool = ...,
+        by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "by", b"by", "group_id", b"group_id", "muted", b"muted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupMuteNotify: _TypeAlias = GroupMuteNotify  # noqa: Y015
+
+@_typing.final
+class GroupApplyReq(_message.Message):
+    """chat.group.apply (a non-member): join an open group at once, or ask to join an
+    approval group.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    message: _builtins.str
+    """shown to the owner and admins, at most 256 characters"""
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupApplyReq: _TypeAlias = GroupApplyReq  # noqa: Y015
+
+@_typing.final
+class GroupApplyResp(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOINED_FIELD_NUMBER: _builtins.int
+    joined: _builtins.bool
+    """true: a member now (open group, or already one); false: pending"""
+    def __init__(
+        self,
+        *,
+        joined: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["joined", b"joined"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupApplyResp: _TypeAlias = GroupApplyResp  # noqa: Y015
+
+@_typing.final
+class GroupApplyNotify(_message.Message):
+    """pushed under chat.group.apply to the owner and admins"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    account: _builtins.str
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        account: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "group_id", b"group_id", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupApplyNotify: _TypeAlias = GroupApplyNotify  # noqa: Y015
+
+@_typing.final
+class GroupApproveReq(_message.Message):
+    """chat.group.approve (owner or admin): accept or refuse `account`'s pending application."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    ACCEPT_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    account: _builtins.str
+    accept: _builtins.bool
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        account: _builtins.str = ...,
+        accept: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept", b"accept", "account", b"account", "group_id", b"group_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupApproveReq: _TypeAlias = GroupApproveReq  # noqa: Y015
+
+@_typing.final
+class GroupApproveNotify(_message.Message):
+    """pushed under chat.group.approve to the applicant and the owner and admins"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    group_id: _builtins.str
+    account: _builtins.str
+    accepted: _builtins.bool
+    by: _builtins.str
+    def __init__(
+        self,
+        *,
+        group_id: _builtins.str = ...,
+        account: _builtins.str = ...,
+        accepted: _builtins.bool = ...,
+        by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "account", b"account", "by", b"by", "group_id", b"group_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupApproveNotify: _TypeAlias = GroupApproveNotify  # noqa: Y015
+
+@_typing.final
+class GroupApplication(_message.Message):
+    """one pending application, in GroupApplicationsResp"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    APPLIED_AT_FIELD_NUMBER: _builtins.int
+    account: _builtins.str
+    message: _builtins.str
+    applied_at: _builtins.int
+    """ms since the unix epoch"""
+    def __init__(
+        self,
+        *,
+        account: _builtins.str = ...,
+        message: _builtins.str = ...,
+        applied_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "applied_at", b"applied_at", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupApplication: _TypeAlias = GroupApplication  # noqa: Y015
+
+@_typing.final
+class GroupApplicationsResp(_message.Message):
+    """the answer of chat.group.applications (owner or admin; request body: GroupGetReq)"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def applications(self) -> _containers.RepeatedCompositeFieldContainer[Global___GroupApplication]: ...
+    def __init__(
+        self,
+        *,
+        applications: _abc.Iterable[Global___GroupApplication] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applications", b"applications"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupApplicationsResp: _TypeAlias = GroupApplicationsResp  # noqa: Y015
 
 @_typing.final
 class MessageIndexReq(_message.Message):
@@ -1248,7 +1772,7 @@ class RecallNotify(_message.Message):
     """"" for a 1:1 message"""
     recalled_at: _builtins.int
     recalled_by: _builtins.str
-    """the sender, or the group's owner"""
+    """the sender, the group's owner or an admin"""
     def __init__(
         self,
         *,
@@ -1284,3 +1808,219 @@ class DeleteReq(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteReq: _TypeAlias = DeleteReq  # noqa: Y015
+
+@_typing.final
+class PresenceSubscribeReq(_message.Message):
+    """---- presence and typing (cirno extension; docs/protocol.md, "Presence and typing") ----
+
+    presence.subscribe and presence.unsubscribe: the accounts (of the caller's tenant) a
+    connection follows or stops following.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def accounts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        accounts: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PresenceSubscribeReq: _TypeAlias = PresenceSubscribeReq  # noqa: Y015
+
+@_typing.final
+class PresenceState(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    ONLINE_FIELD_NUMBER: _builtins.int
+    account: _builtins.str
+    online: _builtins.bool
+    def __init__(
+        self,
+        *,
+        account: _builtins.str = ...,
+        online: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "online", b"online"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PresenceState: _TypeAlias = PresenceState  # noqa: Y015
+
+@_typing.final
+class PresenceSubscribeResp(_message.Message):
+    """Answer of presence.subscribe and presence.unsubscribe."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATES_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTIONS_FIELD_NUMBER: _builtins.int
+    subscriptions: _builtins.int
+    """the connection's subscriptions afterwards"""
+    @_builtins.property
+    def states(self) -> _containers.RepeatedCompositeFieldContainer[Global___PresenceState]:
+        """subscribe: each account's state now"""
+
+    def __init__(
+        self,
+        *,
+        states: _abc.Iterable[Global___PresenceState] | None = ...,
+        subscriptions: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["states", b"states", "subscriptions", b"subscriptions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PresenceSubscribeResp: _TypeAlias = PresenceSubscribeResp  # noqa: Y015
+
+@_typing.final
+class PresenceNotify(_message.Message):
+    """Push (command presence.subscribe): a followed account came online (its first
+    device) or went offline (its last device gone).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    ONLINE_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    account: _builtins.str
+    online: _builtins.bool
+    at: _builtins.int
+    """when the logic node saw the change, ms since the epoch"""
+    def __init__(
+        self,
+        *,
+        account: _builtins.str = ...,
+        online: _builtins.bool = ...,
+        at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "at", b"at", "online", b"online"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PresenceNotify: _TypeAlias = PresenceNotify  # noqa: Y015
+
+@_typing.final
+class TypingReq(_message.Message):
+    """chat.typing: exactly one of peer (1:1) or group."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PEER_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    STOPPED_FIELD_NUMBER: _builtins.int
+    peer: _builtins.str
+    group: _builtins.str
+    stopped: _builtins.bool
+    """the sender stopped typing (cleared the line)"""
+    def __init__(
+        self,
+        *,
+        peer: _builtins.str = ...,
+        group: _builtins.str = ...,
+        stopped: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group", "peer", b"peer", "stopped", b"stopped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TypingReq: _TypeAlias = TypingReq  # noqa: Y015
+
+@_typing.final
+class TypingNotify(_message.Message):
+    """Push (command chat.typing) to the conversation's other online members."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    STOPPED_FIELD_NUMBER: _builtins.int
+    account: _builtins.str
+    """who is typing"""
+    group: _builtins.str
+    """the group, or empty for 1:1 (then it is to the receiver)"""
+    stopped: _builtins.bool
+    def __init__(
+        self,
+        *,
+        account: _builtins.str = ...,
+        group: _builtins.str = ...,
+        stopped: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "group", b"group", "stopped", b"stopped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TypingNotify: _TypeAlias = TypingNotify  # noqa: Y015
+
+@_typing.final
+class PushRegisterReq(_message.Message):
+    """---- push notifications (cirno extension, docs/protocol.md "Push notifications") ----
+
+    push.register: this device's push token; a new one replaces the device's old one.
+    While the account has no online device, messages to it are notified through the
+    tenant's push provider to every registered token.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """the provider's device token (FCM registration token, …)"""
+    platform: _builtins.str
+    """"android", "ios", "web" or "other" (default)"""
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        platform: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["platform", b"platform", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PushRegisterReq: _TypeAlias = PushRegisterReq  # noqa: Y015
+
+@_typing.final
+class PushUnregisterReq(_message.Message):
+    """push.unregister: forget this device's token (an empty body is fine)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """optional: only forget it if it is still this token"""
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PushUnregisterReq: _TypeAlias = PushUnregisterReq  # noqa: Y015

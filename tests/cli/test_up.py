@@ -6,11 +6,12 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import httpx
 import pytest
 
-from cirno.harness import free_port, run_cluster
-from cirno.up import logic_links_up
+from cirno.harness import ADMIN_TOKEN, free_port, make_token, run_cluster
 from tests.cli.cli import cirno
+from tests.control_plane.geo import US_V4, write_mmdb
 
 pytestmark = pytest.mark.e2e
 
@@ -21,7 +22,8 @@ def _first(log: list[str], text: str) -> int:
 
 def test_up_starts_in_order_and_stops_in_reverse_quietly(tmp_path: Path) -> None:
     with run_cluster(tmp_path) as cluster:
-        assert logic_links_up(cluster.metrics_urls["gateway"])
+        readyz = cluster.metrics_urls["gateway"].replace("/metrics", "/readyz")
+        assert httpx.get(readyz).text == "ready\n"
         started = cluster.log().splitlines()
     log = cluster.log().splitlines()
     assert cluster.process.returncode == 0
@@ -40,6 +42,8 @@ def test_up_starts_in_order_and_stops_in_reverse_quietly(tmp_path: Path) -> None
     assert stop[-1] == "cirno-im stopped"
     noisy = [line for line in stop if " WARNING " in line or " ERROR " in line or "lost" in line]
     assert noisy == []
+    # A normal start warns about nothing either (peers still starting are retried quietly).
+    assert [line for line in started if " WARNING " in line or " ERROR " in line] == []
     assert "Traceback" not in cluster.log()
 
 
@@ -70,3 +74,20 @@ def test_up_refuses_busy_ports_before_starting_anything(tmp_path: Path) -> None:
         "cirno up: nothing was started",
     ]
     assert not data_dir.exists()
+
+
+def test_up_picks_up_a_geoip_database_from_its_data_dir(tmp_path: Path) -> None:
+    geoip = tmp_path / "data" / "geoip"
+    geoip.mkdir(parents=True)
+    database = write_mmdb(geoip / "dbip-city-lite.mmdb")
+    with run_cluster(tmp_path, CIRNO_GEOIP_DB="") as cluster:
+        cluster.create_tenant("geo", "geo-secret-0123456789-abcdefghijk")
+        token = make_token("geo", "alice", "geo-secret-0123456789-abcdefghijk")
+        answer = httpx.get(
+            f"{cluster.control_url}/v1/route",
+            params={"token": token, "ip": US_V4},
+            headers={"X-Cirno-Admin-Token": ADMIN_TOKEN},
+        )
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["country"], answer.json()["geo"]) == ("US", "admin")
+    assert f"GeoIP {database}" in cluster.log()

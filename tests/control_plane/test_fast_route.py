@@ -332,6 +332,8 @@ gateway_views = st.builds(
     optional_text,
     st.booleans(),
     st.lists(gateway_views, max_size=3),
+    optional_text,
+    optional_text,
 )
 def test_answers_are_encoded_as_json_dumps_would(
     country: str | None,
@@ -341,6 +343,8 @@ def test_answers_are_encoded_as_json_dumps_would(
     pool: str | None,
     fallback: bool,
     gateways: list[GatewayView],
+    rule: str | None,
+    fallback_reason: str | None,
 ) -> None:
     answer = {
         "country": country,
@@ -348,7 +352,9 @@ def test_answers_are_encoded_as_json_dumps_would(
         "region": region,
         "geo": geo,
         "pool": pool,
+        "rule": rule,
         "fallback": fallback,
+        "fallback_reason": fallback_reason,
         "gateways": [
             {"id": g.id, "ws_url": g.ws_url, "tcp_addr": g.tcp_addr, "zone": g.zone}
             for g in gateways
@@ -356,6 +362,8 @@ def test_answers_are_encoded_as_json_dumps_would(
         "heartbeat_interval_s": HEARTBEAT_INTERVAL_S,
         "reconnect": Reconnect().model_dump(),
     }
-    encoded = encode_answer(country, continent, region, geo, pool, fallback, gateways)
+    encoded = encode_answer(
+        country, continent, region, geo, pool, fallback, gateways, rule, fallback_reason
+    )
     assert encoded == json.dumps(answer, separators=(",", ":")).encode("utf-8")
     assert RouteAnswer.model_validate_json(encoded).model_dump() == answer

@@ -55,6 +55,14 @@ def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
     assert "cirno_control_http_request_duration_seconds_bucket" in text
 
 
+def test_client_chosen_methods_share_one_label(client: TestClient) -> None:
+    for i in range(20):
+        client.request(f"BREW{i}", "/healthz")
+    text = client.get("/metrics").text
+    assert "BREW" not in text
+    assert 'method="OTHER",route="/healthz"' in text
+
+
 def test_each_app_has_its_own_registry(client: TestClient, tmp_path: Path) -> None:
     client.get("/healthz")
     with TestClient(create_app(settings_for(f"sqlite:///{tmp_path}/other.db"))) as other:

@@ -46,10 +46,17 @@ def test_lists_tenants_with_keys_and_status(client: TestClient) -> None:
     response = client.get(PATH, headers=CLUSTER)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
-    shared = {
-        "quotas": {"max_connections": 0, "messages_per_second": 0.0},
+    shared: dict[str, object] = {
+        "quotas": {
+            "max_connections": 0,
+            "messages_per_second": 0.0,
+            "commands_per_second": None,
+            "account_commands_per_second": None,
+            "logins_per_second": None,
+        },
         "isolation": "shared",
         "database_url": None,
+        "bans": [],
     }
     assert response.json() == {
         "tenants": [

@@ -150,6 +150,12 @@ def test_fallback_chain() -> None:
     assert pick("eu", "beta") == (["eu-stable"], "stable", True)
     assert pick("asia", "beta") == (["us-beta"], "beta", True)  # the pool anywhere
     assert pick("asia", None)[2] is True
+    why = choose_gateways(snap, "us", "canary", "alice", now).fallback_reason
+    assert why == "no live gateway in pool canary of region us"
+    assert choose_gateways(snap, None, "gamma", "alice", now).fallback_reason == (
+        "no live gateway in pool gamma"
+    )
+    assert choose_gateways(snap, "eu", "canary", "alice", now).fallback_reason is None
     only_beta = snapshot(gw("b", pool="beta"))
     choice = choose_gateways(only_beta, "eu", None, "alice", now)
     assert ([g.id for g in choice.gateways], choice.pool, choice.fallback) == (["b"], None, True)

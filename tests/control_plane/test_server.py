@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -141,3 +142,47 @@ def test_route_over_a_real_socket_believes_only_trusted_proxies(
         metrics = client.get("/metrics").text
         assert 'route="/v1/route",status="200"} 1.0' in metrics
         assert 'route="/v1/route",status="401"} 1.0' in metrics
+
+
+def test_a_database_in_the_data_dir_is_picked_up_and_the_answer_says_why_it_fell_back(
+    tmp_path: Path, geoip_db: Path
+) -> None:
+    """No ``CIRNO_GEOIP_DB``: ``$CIRNO_DATA_DIR/geoip/*.mmdb`` is used. A 100 % canary
+    rule with no canary gateway: the answer names the rule and why it fell back."""
+    data_dir = tmp_path / "data"
+    (data_dir / "geoip").mkdir(parents=True)
+    shutil.copy(geoip_db, data_dir / "geoip" / "dbip-city-lite.mmdb")
+    env = {
+        "CIRNO_GEOIP_DB": "",
+        "CIRNO_DATA_DIR": str(data_dir),
+        "CIRNO_TRUSTED_PROXIES": "127.0.0.1/32",
+    }
+    with serving(tmp_path, **env) as base, httpx.Client(base_url=base) as client:
+        admin = {"Authorization": "Bearer e2e-admin"}
+        assert client.post("/v1/tenants", json={"id": "e2e", "name": "E"}, headers=admin).is_success
+        region = {"id": "us", "name": "US", "countries": ["US"]}
+        assert client.post("/v1/regions", json=region, headers=admin).status_code == 201
+        rule = {"id": "all-canary", "priority": 1, "percent": 100, "gateway_pool": "canary"}
+        assert client.post("/v1/grayscale/rules", json=rule, headers=admin).status_code == 201
+        heartbeat = {
+            "id": "gw-1",
+            "role": "gateway",
+            "zone": "us-a",
+            "region": "us",
+            "version": "1",
+            "ws_url": "ws://gw-1/",
+            "connections": 0,
+            "capacity": 10,
+        }
+        secret = {"X-Cirno-Cluster-Secret": "e2e-cluster"}
+        assert client.post(
+            "/internal/v1/nodes/heartbeat", json=heartbeat, headers=secret
+        ).is_success
+        minted = client.post("/v1/tenants/e2e/tokens", json={"account": "alice"}, headers=admin)
+        token = minted.json()["token"]
+        answer = client.get(f"/v1/route?token={token}", headers={"X-Forwarded-For": US_V4})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["country"], body["geo"], body["region"]) == ("US", "db", "us")
+    assert (body["pool"], body["fallback"], body["rule"]) == ("stable", True, "all-canary")
+    assert body["fallback_reason"] == "no live gateway in pool canary of region us"

@@ -17,6 +17,7 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
+from cirno.tcp_proxy import TcpProxy
 from control_plane.app import create_app
 from control_plane.errors import DATABASE_UNAVAILABLE
 from control_plane.route.cache import UNAVAILABLE
@@ -27,7 +28,6 @@ from tests.control_plane.conftest import (
     heartbeat_gateway,
     settings_for,
 )
-from tests.e2e.proxy import TcpProxy
 
 SECRET = "outage-tests-secret-0123456789abcdef"
 NODE_TTL = 15.0

@@ -24,6 +24,27 @@ def test_defaults(client: TestClient) -> None:
     assert created["messages_per_second"] == 0.0
     assert created["isolation"] == "shared"
     assert created["database_url"] is None
+    # Rate overrides unset: the gateways' defaults apply (limits are on by default).
+    assert created["commands_per_second"] is None
+    assert created["account_commands_per_second"] is None
+    assert created["logins_per_second"] is None
+
+
+RATES = ("commands_per_second", "account_commands_per_second", "logins_per_second")
+
+
+def test_rate_overrides_set_zero_and_back_to_default(client: TestClient) -> None:
+    body = {"id": "acme", "name": "A", "commands_per_second": 5, "logins_per_second": 0}
+    created = client.post("/v1/tenants", json=body, headers=ADMIN).json()
+    assert [created[name] for name in RATES] == [5.0, None, 0.0]
+    patched = client.patch(
+        "/v1/tenants/acme",
+        json={"commands_per_second": None, "account_commands_per_second": 0},
+        headers=ADMIN,
+    ).json()
+    assert [patched[name] for name in RATES] == [None, 0.0, 0.0]
+    quotas = internal(client, "acme")["quotas"]
+    assert [quotas[name] for name in RATES] == [None, 0.0, 0.0]
 
 
 def test_round_trip_and_masking(client: TestClient) -> None:
@@ -51,9 +72,16 @@ def test_round_trip_and_masking(client: TestClient) -> None:
         "id": "acme",
         "status": "active",
         "keys": [],
-        "quotas": {"max_connections": 5000, "messages_per_second": 12.5},
+        "quotas": {
+            "max_connections": 5000,
+            "messages_per_second": 12.5,
+            "commands_per_second": None,
+            "account_commands_per_second": None,
+            "logins_per_second": None,
+        },
         "isolation": "dedicated",
         "database_url": DEDICATED_URL,
+        "bans": [],
     }
 
 
@@ -111,6 +139,9 @@ def test_patch_quotas_and_isolation(client: TestClient) -> None:
         {"messages_per_second": -0.1},
         {"messages_per_second": "fast"},
         {"messages_per_second": 1e9},
+        {"commands_per_second": -1},
+        {"account_commands_per_second": "many"},
+        {"logins_per_second": 1e9},
     ],
 )
 def test_invalid_limits_are_422(client: TestClient, extra: dict[str, Any]) -> None:

@@ -18,10 +18,10 @@ import anyio
 import pytest
 
 from cirno.harness import RawClient, Topology, make_token, run_topology
+from cirno.tcp_proxy import TcpProxy
 from data_plane.cluster.selection import rendezvous_pick
 from data_plane.transport.connection import CloseCode
 from data_plane.wire import Command, Status, pb
-from tests.e2e.proxy import TcpProxy
 from tests.private_redis import PrivateRedis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.anyio]

@@ -12,10 +12,12 @@ from tests.e2e.test_chat import index, online, send, unique
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 
-async def create_group(client: RawClient, members: list[str], name: str = "g") -> str:
+async def create_group(
+    client: RawClient, members: list[str], name: str = "g", policy: int = pb.JoinInvite
+) -> str:
     seq = client.request(
         Command.CHAT_GROUP_CREATE,
-        pb.GroupCreateReq(name=name, owner="ignored-owner", members=members),
+        pb.GroupCreateReq(name=name, owner="ignored-owner", members=members, join_policy=policy),  # type: ignore[arg-type]
     )
     answer = await client.response(seq, timeout=30)
     assert answer.status == Status.SUCCESS, answer
@@ -75,16 +77,20 @@ async def test_outsiders_are_refused(cluster: Cluster) -> None:
     outsider = await online(cluster, outsider_name)
     group_id = await create_group(owner, [member_name])
 
-    assert (await group_send(outsider, group_id, "let me in"))[0] == Status.FORBIDDEN
+    # To an outsider the group is as missing as one that never existed (NotFound).
+    assert (await group_send(outsider, group_id, "let me in"))[0] == Status.NOT_FOUND
     get = pb.GroupGetReq(group_id=group_id)
-    assert await status_of(outsider, Command.CHAT_GROUP_DETAIL, get) == Status.FORBIDDEN
-    assert await status_of(outsider, Command.CHAT_GROUP_MEMBERS, get) == Status.FORBIDDEN
+    assert await status_of(outsider, Command.CHAT_GROUP_DETAIL, get) == Status.NOT_FOUND
+    assert await status_of(outsider, Command.CHAT_GROUP_MEMBERS, get) == Status.NOT_FOUND
     join_other = pb.GroupJoinReq(account=unique("x"), group_id=group_id)
-    assert await status_of(outsider, Command.CHAT_GROUP_JOIN, join_other) == Status.FORBIDDEN
+    assert await status_of(outsider, Command.CHAT_GROUP_JOIN, join_other) == Status.NOT_FOUND
     quit_other = pb.GroupQuitReq(account=member_name, group_id=group_id)
-    assert await status_of(outsider, Command.CHAT_GROUP_QUIT, quit_other) == Status.FORBIDDEN
-    quit_peer = pb.GroupQuitReq(account=outsider_name, group_id=group_id)
+    assert await status_of(outsider, Command.CHAT_GROUP_QUIT, quit_other) == Status.NOT_FOUND
+    # Members are told the rule they break (Forbidden).
+    quit_peer = pb.GroupQuitReq(account=owner_name, group_id=group_id)
     assert await status_of(member, Command.CHAT_GROUP_QUIT, quit_peer) == Status.FORBIDDEN
+    add_other = pb.GroupJoinReq(account=unique("y"), group_id=group_id)
+    assert await status_of(member, Command.CHAT_GROUP_JOIN, add_other) == Status.FORBIDDEN
     quit_owner = pb.GroupQuitReq(account=owner_name, group_id=group_id)
     assert await status_of(owner, Command.CHAT_GROUP_QUIT, quit_owner) == Status.FORBIDDEN
     unknown = pb.GroupGetReq(group_id="no-such-group")
@@ -101,7 +107,7 @@ async def test_join_and_quit_change_members_and_notify(cluster: Cluster) -> None
     owner_name, joiner_name, added_name = unique("own"), unique("j"), unique("add")
     owner = await online(cluster, owner_name)
     joiner = await online(cluster, joiner_name)
-    group_id = await create_group(owner, [])
+    group_id = await create_group(owner, [], policy=pb.JoinOpen)
 
     join = pb.GroupJoinReq(account=joiner_name, group_id=group_id)
     assert await status_of(joiner, Command.CHAT_GROUP_JOIN, join) == Status.SUCCESS
@@ -274,3 +280,32 @@ async def test_large_group_and_direct_messages_to_a_member_interleave_without_ga
         assert [b for b in bodies if b.startswith(tag)] == [f"{tag}-{i}" for i in range(per_sender)]
     for client in (owner, other, friend, watcher):
         client.close()
+
+
+async def test_kim_web_sdk_group_flow_under_the_invite_only_default(cluster: Cluster) -> None:
+    # kim_web_sdk's sdk.test.ts 'group': create with a member, add a third, quit them.
+    owner_name, second, third = unique("t1"), unique("t2"), unique("t3")
+    owner = await online(cluster, owner_name)
+    seq = owner.request(
+        Command.CHAT_GROUP_CREATE,
+        pb.GroupCreateReq(name="group_sdk", introduction="test", members=[second]),
+    )
+    answer = await owner.response(seq)
+    assert answer.status == Status.SUCCESS
+    group_id = answer.parse_body(pb.GroupCreateResp).group_id
+
+    async def member_count() -> int:
+        seq = owner.request(Command.CHAT_GROUP_DETAIL, pb.GroupGetReq(group_id=group_id))
+        detail = await owner.response(seq)
+        assert detail.status == Status.SUCCESS
+        return len(detail.parse_body(pb.GroupGetResp).members)
+
+    assert await member_count() == 2
+    join = pb.GroupJoinReq(group_id=group_id, account=third)
+    assert await status_of(owner, Command.CHAT_GROUP_JOIN, join) == Status.SUCCESS
+    assert await member_count() == 3
+    leave = pb.GroupQuitReq(group_id=group_id, account=third)
+    assert await status_of(owner, Command.CHAT_GROUP_QUIT, leave) == Status.SUCCESS
+    assert await member_count() == 2
+    assert (await group_send(owner, group_id, "still here"))[0] == Status.SUCCESS
+    owner.close()

@@ -27,5 +27,6 @@ async def test_gateway_and_logic_node_metrics(cluster: Cluster) -> None:
     assert 'cirno_logic_requests_total{command="login.signin",outcome="ok"}' in logic
     assert "cirno_logic_request_seconds_bucket" in logic
     assert "cirno_logic_gateway_links 1.0" in logic
+    assert 'outcome="client_error"' in logic
     assert control.status_code == 200 and health.status_code == 200
     client.close()

@@ -249,7 +249,7 @@ async def test_receiver_resumes_paused_reading() -> None:
     conn._max_inbox = 4  # the serve_tcp default is 1,024
     for i in range(50):
         client.send(b"%d" % i)
-    await _until(lambda: conn._reading_paused)
+    await _until(lambda: conn.reading_paused)
     got: list[bytes] = []
     conn.set_receiver(got.extend)
     await _until(lambda: len(got) == 50)

@@ -9,13 +9,10 @@ under the supervisor) serves two runs:
 - all six faults in one run, a couple of seconds each: every fault really happened
   (the killed process died with SIGKILL and a new pid took its place, the drained
   gateway exited 0, the proxy cut live connections and refused new ones, the Redis
-  master rejoined), the SDK receivers got everything exactly once and in order, and
-  each fault reports a recovery time and a longest delay.
-
-kim-style receivers under faults lose messages on today's main (issue #11: a push
-skipped while the session lookup fails, or sent to a gateway not linked yet, is never
-retried, and the kim client's ack moves past it). That assertion is an expected
-failure, strict, so it turns into a failure to remove the mark once the fix lands.
+  master rejoined), and SDK and kim-style receivers alike got everything exactly once
+  and in order (kim clients fill no gaps: the logic node keeps pushes it cannot send
+  and each gateway delivers every inbox row once and in order, docs/design.md,
+  "Delivery promise"), and each fault reports a recovery time and a longest delay.
 """
 
 from __future__ import annotations
@@ -36,10 +33,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.mysql, pytest.mark.timeout(300)]
 
 TENANT = "faults"
 SECRET = "faults-tenant-secret-0123456789-abcdefgh"
-ISSUE_11 = (
-    "issue #11: pushes skipped during a fault are never retried and a kim client's "
-    "ack-then-sync never returns them"
-)
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +123,6 @@ def test_kim_receivers_get_no_duplicate_and_no_reordering_under_faults(
     assert (kim.duplicated, kim.out_of_order, kim.unexpected) == (0, 0, 0), fault_run.render()
 
 
-@pytest.mark.xfail(strict=True, reason=ISSUE_11)
 def test_kim_receivers_lose_nothing_under_faults(fault_run: IntegrityReport) -> None:
     kim = fault_run.kim
     assert kim is not None

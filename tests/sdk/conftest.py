@@ -22,7 +22,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     Shared by the modules of this package (every test uses accounts of its own), so the
     SDK suite starts the processes once.
     """
-    with run_cluster(tmp_path_factory.mktemp("sdk-cluster")) as running:
+    # The tests send hundreds of messages back to back through one connection: the
+    # default request rates (tests/abuse, docs/operations.md) are off for them.
+    with run_cluster(
+        tmp_path_factory.mktemp("sdk-cluster"),
+        CIRNO_COMMANDS_PER_SECOND="0",
+        CIRNO_ACCOUNT_COMMANDS_PER_SECOND="0",
+    ) as running:
         running.create_tenant(TENANT, SECRET)
         anyio.run(_wait_tenant_known, running)
         yield running

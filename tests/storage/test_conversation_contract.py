@@ -17,6 +17,7 @@ from data_plane.storage.messages.conversation_protocol import (
     NotTheSender,
     RecallExpired,
 )
+from data_plane.storage.messages.group_model import Role
 from data_plane.storage.messages.protocol import MessageStore, UnknownMessage
 from data_plane.storage.messages.store import SqlMessageStore
 from tests.storage.test_message_contract import (  # noqa: F401  (fixtures)
@@ -191,6 +192,18 @@ async def test_recall_leaves_a_tombstone_everywhere_within_the_window_only(
     assert by_owner.message.sender == "carol" and not by_owner.already
     [content] = await store.get_contents(tenant, "bob", [spam])
     assert content.recalled
+    # So may an admin (group roles): bob, made one, recalls carol's message.
+    again_spam = await group_send(store, tenant, "carol", group.group_id, "spam again")
+    assert await store.set_member(tenant, group.group_id, "bob", role=Role.ADMIN)
+    by_admin = await store.recall(tenant, "bob", again_spam, 0)
+    assert by_admin.message.sender == "carol" and not by_admin.already
+    [content] = await store.get_contents(tenant, "carol", [again_spam])
+    assert content.recalled and content.body == b""
+    # An admin no longer: refused again.
+    later = await group_send(store, tenant, "carol", group.group_id, "later")
+    assert await store.set_member(tenant, group.group_id, "bob", role=Role.MEMBER)
+    with pytest.raises(NotTheSender):
+        await store.recall(tenant, "bob", later, 0)
 
 
 @pytest.mark.anyio

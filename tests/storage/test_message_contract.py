@@ -25,6 +25,7 @@ from data_plane.storage.messages.memory import MemoryMessageStore
 from data_plane.storage.messages.protocol import (
     Direction,
     GroupNotFound,
+    InboxMessage,
     IndexEntry,
     InvalidField,
     MessageStore,
@@ -437,6 +438,37 @@ async def test_an_item_the_database_refuses_fails_alone(
         entries = await read_all(store, tenant, "bob")
         contents = await store.get_contents(tenant, "bob", [e.message_id for e in entries])
         assert [c.body for c in contents] == [b"a", b"b", b"c"]
+
+
+# -- inbox heads and re-reads (the gateway's gap filling) ---------------------------
+
+
+@pytest.mark.anyio
+async def test_inbox_heads_and_read_inbox_rebuild_every_row(
+    store: MessageStore, tenant: str
+) -> None:
+    assert await store.inbox_heads(tenant, ["alice", "nobody"]) == {"alice": 0, "nobody": 0}
+    one = await store.send_user_message(tenant, "bob", "alice", 1, b"one", "x", "c1")
+    two = await store.send_user_message(tenant, "alice", "bob", 2, b"two", "", None)
+    group = await store.create_group(tenant, "carol", "g", "", "", ["alice", "bob"])
+    three, members = await store.send_group_message(
+        tenant, "bob", group.group_id, 3, b"three", "", "c3"
+    )
+    assert three.member_seqs == tuple([{"carol": 1, "alice": 3, "bob": 3}[m] for m in members])
+    assert three.inbox_seq == 3
+    heads = await store.inbox_heads(tenant, ["alice", "bob", "carol", "nobody"])
+    assert heads == {"alice": 3, "bob": 3, "carol": 1, "nobody": 0}
+    rows = await store.read_inbox(tenant, "alice", 0, 10)
+    assert rows == [
+        InboxMessage(1, one.message_id, Direction.RECEIVED, "bob", "", 0, one.send_time, 1,
+                     b"one", "x", "c1"),
+        InboxMessage(2, two.message_id, Direction.SENT, "bob", "", 0, two.send_time, 2,
+                     b"two", "", ""),
+        InboxMessage(3, three.message_id, Direction.RECEIVED, "bob", group.group_id, 1,
+                     three.send_time, 3, b"three", "", "c3"),
+    ]  # fmt: skip
+    assert await store.read_inbox(tenant, "alice", 1, 1) == rows[1:2]
+    assert await store.read_inbox(tenant, "alice", 3, 10) == []
 
 
 # -- groups -------------------------------------------------------------------------

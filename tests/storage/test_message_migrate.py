@@ -26,7 +26,8 @@ from data_plane.storage.urls import sync_url
 from tests.services import MYSQL_ENV, fresh_mysql_database, service_url
 
 MESSAGE_TABLES = set(metadata.tables)
-HEAD = "m0002"
+HEAD = "m0004"
+"""The newest revision of the message tables' history."""
 
 
 @pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
@@ -108,6 +109,17 @@ def test_a_database_of_the_embedded_history_is_adopted(empty_url: str) -> None:
     embedded_downgrade(empty_url)
 
 
+def test_a_database_of_the_embedded_history_before_group_admin_is_adopted(
+    empty_url: str,
+) -> None:
+    # Stopped at the message tables' first version: adopted at m0001, then migrated on.
+    embedded_upgrade(empty_url, "0005")
+    migrate.upgrade(empty_url)
+    assert position(empty_url) == [HEAD]
+    assert schema_differences(empty_url) == []
+    embedded_downgrade(empty_url)
+
+
 def test_the_command_line_migrates_up_and_down(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/cli/messages.db"
     assert migrate.main(["upgrade", url]) == 0
@@ -116,7 +128,7 @@ def test_the_command_line_migrates_up_and_down(tmp_path: Path) -> None:
     assert tables(url) == {migrate.VERSION_TABLE}
 
 
-def test_m0002_gives_existing_messages_their_conversation_key(empty_url: str) -> None:
+def test_m0004_gives_existing_messages_their_conversation_key(empty_url: str) -> None:
     migrate.upgrade(empty_url, "m0001")
     engine = create_engine(sync_url(empty_url))
     columns = "message_id, tenant, sender, receiver, group_id, type, body, extra, send_time"

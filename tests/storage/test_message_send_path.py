@@ -236,6 +236,18 @@ async def test_bulk_groups_and_row_by_row_give_the_same_inboxes(
         before = {"a": 1, "k": 1, "x": 2}.get(account, 0)
         got = [(e.message_id, e.direction, e.account_b, e.group_id) for e in entries[before:]]
         assert got == expected[account], account
+    # Every group send reports each member's row, bulk or not (pushes carry them).
+    seq_of = {
+        (account, e.message_id): e.seq
+        for account in sorted({a for m in membership.values() for a in m})
+        for e in await read_all(db, tenant, account)
+    }
+    for item, outcome in zip(batch, outcomes, strict=True):
+        assert not isinstance(outcome, BaseException)
+        result, receivers = outcome
+        if item.group_id:
+            assert result.member_seqs == tuple(seq_of[(a, result.message_id)] for a in receivers)
+            assert result.inbox_seq == seq_of[(item.sender, result.message_id)]
 
 
 @pytest.mark.anyio

@@ -17,12 +17,12 @@ import pymysql
 import pytest
 from sqlalchemy.exc import IntegrityError
 
+from cirno.tcp_proxy import TcpProxy
 from data_plane.storage.errors import MessageStoreUnavailable
 from data_plane.storage.messages.connections import WriterConnection
 from data_plane.storage.messages.items import Send
 from data_plane.storage.messages.link import WriterLink
 from data_plane.storage.messages.store import SqlMessageStore, open_sql_message_store
-from tests.e2e.proxy import TcpProxy
 from tests.storage.test_message_contract import (  # noqa: F401  (fixtures)
     database_url,
     mysql_tables,

@@ -101,7 +101,14 @@ EXTENSION_FIELDS: dict[str, dict[str, tuple[int, int, bool]]] = {
     "MessageReq": {"client_msg_id": (4, S, False)},
     "MessageResp": {"seq": (3, I64, False), "inbox_seq": (4, I64, False)},
     "GroupGetReq": {"offset": (2, I32, False), "limit": (3, I32, False)},
-    "GroupGetResp": {"member_count": (8, I32, False)},
+    "GroupGetResp": {
+        "member_count": (8, I32, False),
+        "announcement": (9, S, False),
+        "join_policy": (10, ENUM, False),
+        "muted": (11, BOOL, False),
+    },
+    "GroupCreateReq": {"join_policy": (6, ENUM, False)},
+    "Member": {"admin": (5, BOOL, False), "muted": (6, BOOL, False)},
     "MessagePush": {
         "client_msg_id": (7, S, False),
         "seq": (8, I64, False),
@@ -111,6 +118,7 @@ EXTENSION_FIELDS: dict[str, dict[str, tuple[int, int, bool]]] = {
     "MessageIndex": {"seq": (6, I64, False)},
     "MessageIndexResp": {"has_more": (2, BOOL, False)},
     "MessageContent": {"recalled": (5, BOOL, False)},
+    "KickoutNotify": {"reason": (2, S, False)},
     "GroupJoinNotify": {"group_id": (1, S, False), "account": (2, S, False)},
     "GroupQuitNotify": {"group_id": (1, S, False), "account": (2, S, False)},
     "GroupMembersResp": {

@@ -2,27 +2,30 @@
 
 ``chat.user.talk`` stores the message (content once, one inbox row for the receiver and
 one for the sender) and answers ``MessageResp`` only after the commit; then it pushes to
-every online device of the receiver and to the sender's other devices. The answer and
+every online device of the receiver and to the sender's other devices. A ``dest`` that
+is not an account name is refused (NoDestination, ``logic.names``), and so is a message
+whose push would not fit a client packet (TooLarge, ``logic.push_size``), both before
+anything is stored. The answer and
 each push carry the message's sequence in the inbox of the account they go to
 (``inbox_seq``), so a device that sees a number skipped knows a push was lost (e.g. this
 node died between a commit and its push) and syncs. A resend with
-the same ``client_msg_id`` gets the original id and time and pushes nothing. Online push
-is best effort: if the session store fails after the commit, the message is still
-stored and acknowledged, and the receivers get it by pulling.
+the same ``client_msg_id`` gets the original id and time and pushes nothing. Pushes go
+through the :class:`~data_plane.logic.pushes.Pusher`, which keeps and retries what
+cannot go out now (the session store failing, a gateway not linked yet), and carry each
+channel's account's inbox sequence in the ``seqs`` meta, by which the gateway delivers
+every row once and in order (docs/design.md, "Delivery promise").
 """
 
 from __future__ import annotations
 
-import logging
-
-from data_plane.logic.context import GatewayHub, Request
+from data_plane.logic import names
+from data_plane.logic.context import Request
+from data_plane.logic.outbound_hooks import OutboundHooks
+from data_plane.logic.push_size import refuse_oversize_push
+from data_plane.logic.pushes import Pusher, PushPart
 from data_plane.logic.tenant_stores import TenantStores
-from data_plane.storage.errors import SessionStoreUnavailable
 from data_plane.storage.messages.protocol import SendResult
-from data_plane.storage.sessions.protocol import Location, SessionStore
 from data_plane.wire import Command, LogicPacket, Status, pb
-
-log = logging.getLogger(__name__)
 
 
 def message_push(
@@ -55,48 +58,15 @@ def message_push(
     )
 
 
-async def push_targets(
-    sessions: SessionStore, request: Request, accounts: list[str]
-) -> dict[str, list[Location]]:
-    """The locations of ``accounts`` except the requesting channel, by account (one
-    session lookup for all); none when the session store fails (that is logged: the
-    response has already been sent and the pull path delivers the message)."""
-    try:
-        found = await sessions.get_locations_many(request.tenant, accounts)
-    except SessionStoreUnavailable as exc:
-        log.warning("push skipped, session store unavailable: %s", exc)
-        return {}
-    return {
-        account: [loc for loc in locations if loc.channel_id != request.channel_id]
-        for account, locations in found.items()
-    }
-
-
-async def push_to_accounts(
-    sessions: SessionStore,
-    hub: GatewayHub,
-    request: Request,
-    accounts: list[str],
-    packet: LogicPacket,
-) -> None:
-    """Push ``packet`` to every location of ``accounts`` except the requesting channel.
-
-    Best effort: a failing session store is logged, not reported (the response has
-    already been sent and the pull path delivers the message).
-    """
-    found = await push_targets(sessions, request, accounts)
-    targets = [location for locations in found.values() for location in locations]
-    if targets:
-        hub.push(targets, packet)
-
-
 class ChatHandlers:
     """``chat.user.talk`` and ``chat.talk.ack``."""
 
-    def __init__(self, stores: TenantStores, sessions: SessionStore, hub: GatewayHub) -> None:
+    def __init__(
+        self, stores: TenantStores, pusher: Pusher, hooks: OutboundHooks | None = None
+    ) -> None:
         self._stores = stores
-        self._sessions = sessions
-        self._hub = hub
+        self._pusher = pusher
+        self._hooks = hooks or OutboundHooks()
 
     async def user_talk(self, request: Request) -> None:
         """Store, answer after the commit, then push."""
@@ -105,7 +75,15 @@ class ChatHandlers:
         if not receiver:
             request.fail(Status.NO_DESTINATION, "chat.user.talk needs the receiver in dest")
             return
+        names.receiver(receiver)
         req = request.packet.parse_body(pb.MessageReq)
+        sender, command = request.account, Command.CHAT_USER_TALK
+        refuse_oversize_push(
+            lambda result, seq: message_push(command, req, sender, receiver, result, "", seq),
+            request.max_answer_size,
+            raw_body=len(request.packet.body),
+            strings=command + receiver + sender,
+        )
         result = await store.send_user_message(
             request.tenant,
             request.account,
@@ -128,22 +106,36 @@ class ChatHandlers:
         self, request: Request, req: pb.MessageReq, receiver: str, result: SendResult
     ) -> None:
         """Push to the receiver's devices and the sender's other devices, each with its
-        own inbox's sequence (two packets; the sender's only when it has another device
-        online). One session lookup for both accounts."""
+        own inbox's sequence (two packets). One session lookup for both accounts."""
         sender = request.account
-        accounts = [receiver] if receiver == sender else [receiver, sender]
-        found = await push_targets(self._sessions, request, accounts)
         command = Command.CHAT_USER_TALK
-        to_receiver = found.get(receiver)
-        if to_receiver:
-            seq = result.receiver_inbox_seq
-            self._hub.push(
-                to_receiver, message_push(command, req, sender, receiver, result, "", seq)
+        seq = result.receiver_inbox_seq
+        parts = [
+            PushPart(
+                [receiver],
+                message_push(command, req, sender, receiver, result, "", seq),
+                {receiver: seq},
             )
-        to_sender = found.get(sender) if receiver != sender else None
-        if to_sender:
+        ]
+        if receiver != sender:
             seq = result.inbox_seq
-            self._hub.push(to_sender, message_push(command, req, sender, receiver, result, "", seq))
+            parts.append(
+                PushPart(
+                    [sender],
+                    message_push(command, req, sender, receiver, result, "", seq),
+                    {sender: seq},
+                )
+            )
+        await self._pusher.push(request.tenant, request.channel_id, parts)
+        if receiver != sender:  # a push notification if the receiver has no device online
+            await self._hooks.message_stored(
+                request.tenant,
+                [receiver],
+                sender=sender,
+                group_id="",
+                message_id=result.message_id,
+                body=req.body,
+            )
 
     async def ack(self, request: Request) -> None:
         """Move this device's read index forward to the acknowledged message."""

@@ -13,9 +13,12 @@ position pushes nothing.
 
 from __future__ import annotations
 
+import logging
+
 from data_plane.logic.context import GatewayHub, Request
-from data_plane.logic.handlers.chat import push_targets
+from data_plane.logic.handlers.presence import push_unsequenced
 from data_plane.logic.tenant_stores import TenantStores
+from data_plane.storage.errors import SessionStoreUnavailable
 from data_plane.storage.messages.conversation_protocol import (
     Conversation,
     ConversationKind,
@@ -24,13 +27,15 @@ from data_plane.storage.messages.conversation_protocol import (
 from data_plane.storage.sessions.protocol import SessionStore
 from data_plane.wire import Command, LogicPacket, Status, pb
 
+log = logging.getLogger(__name__)
+
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 """Conversations or history messages per page (a history page of 100 16 KiB bodies is
 still far below the packet limit a client sets; the answer is refused beyond it)."""
 
 
-async def push_unsequenced(
+async def notify_accounts(
     sessions: SessionStore,
     hub: GatewayHub,
     request: Request,
@@ -38,12 +43,23 @@ async def push_unsequenced(
     packet: LogicPacket,
 ) -> None:
     """Push a notice that is **not** an inbox row (read receipts, recalls) to every
-    device of ``accounts`` but the requesting one. It carries no inbox sequence, so a
-    client's gap detection never counts it. Best effort, like message pushes."""
-    found = await push_targets(sessions, request, accounts)
-    targets = [location for locations in found.values() for location in locations]
+    device of ``accounts`` but the requesting one, through :func:`push_unsequenced`: it
+    carries no inbox sequence, so a client's gap detection never counts it. Best effort,
+    like presence and typing: a failing session store is logged, not reported (the
+    answer has been sent; the state is there to read)."""
+    try:
+        found = await sessions.get_locations_many(request.tenant, accounts)
+    except SessionStoreUnavailable as exc:
+        log.warning("notice not pushed, session store unavailable: %s", exc)
+        return
+    targets = [
+        (location.gateway_id, location.channel_id)
+        for locations in found.values()
+        for location in locations
+        if location.channel_id != request.channel_id
+    ]
     if targets:
-        hub.push(targets, packet)
+        push_unsequenced(hub, targets, packet)
 
 
 def conversation_pb(conversation: Conversation) -> pb.Conversation:
@@ -175,7 +191,7 @@ class ConversationHandlers:
         accounts = [request.account]
         if kind == ConversationKind.USER and req.peer != request.account:
             accounts.append(req.peer)
-        await push_unsequenced(self._sessions, self._hub, request, accounts, notice)
+        await notify_accounts(self._sessions, self._hub, request, accounts, notice)
 
     async def read_count(self, request: Request) -> None:
         """How many of a group message's other members have read it (its sender only)."""

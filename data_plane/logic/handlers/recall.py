@@ -1,8 +1,8 @@
 """Taking messages back: ``chat.recall`` and ``chat.delete`` (docs/protocol.md,
 "Conversations").
 
-``chat.recall``: the sender (or, for a group message, the group's owner; admins once
-groups have roles) takes a message back within the recall window (a logic node
+``chat.recall``: the sender (or, for a group message, the group's owner or an admin)
+takes a message back within the recall window (a logic node
 setting, ``LogicSettings.recall_window_s``, default 2 minutes); the stored content
 becomes a tombstone in the same transaction that checks the window (``recall`` in the
 store), the sender gets ``RecallResp``, then every device of everyone the message
@@ -14,8 +14,8 @@ Recalling a recalled message answers success again and pushes nothing.
 ``chat.delete`` hides a message from the caller's own account only (its sync and
 history); nobody else is told.
 
-Recall notices are not inbox rows: they go through ``push_unsequenced`` and carry no
-inbox sequence.
+Recall notices are not inbox rows: they go through ``notify_accounts`` (and so
+``push_unsequenced``) and carry no inbox sequence.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from data_plane.logic.context import GatewayHub, Request
-from data_plane.logic.handlers.conversations import push_unsequenced
+from data_plane.logic.handlers.conversations import notify_accounts
 from data_plane.logic.settings import DEFAULT_RECALL_WINDOW_S
 from data_plane.logic.tenant_stores import TenantStores
 from data_plane.storage.ids import wall_clock_ms
@@ -73,7 +73,7 @@ class RecallHandlers:
             ),
             dest=message.group_id or message.receiver,
         )
-        await push_unsequenced(self._sessions, self._hub, request, result.recipients, notice)
+        await notify_accounts(self._sessions, self._hub, request, result.recipients, notice)
 
     async def delete(self, request: Request) -> None:
         """Hide a message of the caller's inbox from the caller's own reads."""

@@ -33,6 +33,7 @@ from data_plane.storage.messages.conversation_protocol import (
     RecallResult,
 )
 from data_plane.storage.messages.engine import PooledConnections
+from data_plane.storage.messages.group_model import Role
 from data_plane.storage.messages.items import chunks
 from data_plane.storage.messages.protocol import (
     Content,
@@ -356,8 +357,10 @@ class SqlConversations:
         async def work(conn: AsyncConnection) -> RecallResult:
             row = await self._message(conn, tenant, account, message_id)
             sender, receiver, group_id, group_seq, type_, client_msg_id, send_time, done = row
-            if sender != account and not await self._owns(conn, tenant, group_id, account):
-                raise NotTheSender("only the sender or the group's owner may recall a message")
+            if sender != account and not await self._manages(conn, tenant, group_id, account):
+                raise NotTheSender(
+                    "only the sender or the group's owner or an admin may recall a message"
+                )
             if group_id:
                 found = await conn.execute(
                     select(group_members.c.account)
@@ -387,16 +390,32 @@ class SqlConversations:
         return await self._pool.write(work)
 
     @staticmethod
-    async def _owns(conn: AsyncConnection, tenant: str, group_id: str, account: str) -> bool:
-        """Whether ``account`` owns group ``group_id`` ('' : a 1:1 message, no owner)."""
+    async def _manages(conn: AsyncConnection, tenant: str, group_id: str, account: str) -> bool:
+        """Whether ``account`` is group ``group_id``'s owner or one of its admins (a
+        member either way: ``group_model.Access.manages``'s rule, read on this
+        transaction's connection); '' is a 1:1 message, managed by nobody."""
         if not group_id:
             return False
-        owner = await conn.scalar(
-            select(chat_groups.c.owner).where(
-                chat_groups.c.tenant == tenant, chat_groups.c.group_id == group_id
+        row = (
+            await conn.execute(
+                select(chat_groups.c.owner, group_members.c.role)
+                .select_from(
+                    chat_groups.join(
+                        group_members,
+                        and_(
+                            group_members.c.tenant == chat_groups.c.tenant,
+                            group_members.c.group_id == chat_groups.c.group_id,
+                        ),
+                    )
+                )
+                .where(
+                    chat_groups.c.tenant == tenant,
+                    chat_groups.c.group_id == group_id,
+                    group_members.c.account == account,
+                )
             )
-        )
-        return owner == account
+        ).first()
+        return row is not None and (row[0] == account or row[1] == Role.ADMIN)
 
     @staticmethod
     async def _clear_previews(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from data_plane.storage.ids import SnowflakeIds
 from data_plane.storage.messages.engine import PooledConnections
+from data_plane.storage.messages.group_model import JoinPolicy, Role
 from data_plane.storage.messages.items import chunks
 from data_plane.storage.messages.protocol import (
     Group,
@@ -24,9 +25,10 @@ from data_plane.storage.messages.protocol import (
     Member,
     check_group_fields,
     check_id,
+    new_group_id,
     unique_members,
 )
-from data_plane.storage.messages.schema import chat_groups, group_members
+from data_plane.storage.messages.schema import chat_groups, group_applications, group_members
 
 
 class Groups:
@@ -44,14 +46,14 @@ class Groups:
         avatar: str,
         introduction: str,
         members: Sequence[str],
+        join_policy: JoinPolicy = JoinPolicy.INVITE,
     ) -> Group:
         """See ``MessageStore.create_group``."""
         check_id("tenant", tenant)
         check_id("owner", owner)
         check_group_fields(name, avatar, introduction)
         accounts = unique_members(owner, members)
-        snowflake = self._ids.next_id()
-        group_id, created_at = str(snowflake), SnowflakeIds.time_of(snowflake)
+        group_id, created_at = new_group_id(), self._ids.now_ms()
         member_list = sorted(
             (Member(a, "", "", created_at) for a in accounts), key=lambda m: m.account
         )
@@ -67,15 +69,27 @@ class Groups:
                     owner=owner,
                     created_at=created_at,
                     seq=0,
+                    join_policy=int(join_policy),
                 )
             )
             rows = [_member_row(tenant, group_id, m) for m in member_list]
             await self._insert_rows(conn, group_members, rows)
 
         await self._pool.write(work)
-        return Group(group_id, name, avatar, introduction, owner, created_at, member_list)
+        return Group(
+            group_id,
+            name,
+            avatar,
+            introduction,
+            owner,
+            created_at,
+            member_list,
+            join_policy=JoinPolicy(join_policy),
+        )
 
-    async def _lock_group(self, conn: AsyncConnection, tenant: str, group_id: str) -> None:
+    @staticmethod
+    async def lock_group(conn: AsyncConnection, tenant: str, group_id: str) -> None:
+        """Lock the group's row for the transaction. Raises ``GroupNotFound``."""
         found = await conn.scalar(
             select(chat_groups.c.seq)
             .where(chat_groups.c.tenant == tenant, chat_groups.c.group_id == group_id)
@@ -90,11 +104,18 @@ class Groups:
 
         async def work(conn: AsyncConnection) -> bool:
             # The group row lock orders joins with the group's messages.
-            await self._lock_group(conn, tenant, group_id)
+            await self.lock_group(conn, tenant, group_id)
             if await self._member_exists(conn, tenant, group_id, account):
                 return False
             member = Member(account, "", "", self._ids.now_ms())
             await conn.execute(group_members.insert(), [_member_row(tenant, group_id, member)])
+            await conn.execute(
+                group_applications.delete().where(
+                    group_applications.c.tenant == tenant,
+                    group_applications.c.group_id == group_id,
+                    group_applications.c.account == account,
+                )
+            )
             return True
 
         return await self._pool.write(work)
@@ -103,7 +124,7 @@ class Groups:
         """See ``MessageStore.quit_group``."""
 
         async def work(conn: AsyncConnection) -> bool:
-            await self._lock_group(conn, tenant, group_id)
+            await self.lock_group(conn, tenant, group_id)
             result = await conn.execute(
                 group_members.delete().where(
                     group_members.c.tenant == tenant,
@@ -117,26 +138,40 @@ class Groups:
 
     async def get_group(self, tenant: str, group_id: str) -> Group:
         """See ``MessageStore.get_group``."""
+        return await self._pool.read(lambda conn: self.read_group(conn, tenant, group_id))
 
-        async def work(conn: AsyncConnection) -> Group:
-            row = (
-                await conn.execute(
-                    select(
-                        chat_groups.c.name,
-                        chat_groups.c.avatar,
-                        chat_groups.c.introduction,
-                        chat_groups.c.owner,
-                        chat_groups.c.created_at,
-                    ).where(chat_groups.c.tenant == tenant, chat_groups.c.group_id == group_id)
-                )
-            ).first()
-            if row is None:
-                raise GroupNotFound(f"group {group_id!r} does not exist")
-            name, avatar, introduction, owner, created_at = row
-            members = await self._members(conn, tenant, group_id)
-            return Group(group_id, name, avatar, introduction, owner, created_at, members)
-
-        return await self._pool.read(work)
+    async def read_group(self, conn: AsyncConnection, tenant: str, group_id: str) -> Group:
+        """The group on ``conn`` (inside a caller's transaction). Raises ``GroupNotFound``."""
+        row = (
+            await conn.execute(
+                select(
+                    chat_groups.c.name,
+                    chat_groups.c.avatar,
+                    chat_groups.c.introduction,
+                    chat_groups.c.owner,
+                    chat_groups.c.created_at,
+                    chat_groups.c.announcement,
+                    chat_groups.c.join_policy,
+                    chat_groups.c.muted,
+                ).where(chat_groups.c.tenant == tenant, chat_groups.c.group_id == group_id)
+            )
+        ).first()
+        if row is None:
+            raise GroupNotFound(f"group {group_id!r} does not exist")
+        name, avatar, introduction, owner, created_at, announcement, policy, muted = row
+        members = await self._members(conn, tenant, group_id)
+        return Group(
+            group_id,
+            name,
+            avatar,
+            introduction,
+            owner,
+            created_at,
+            members,
+            announcement=announcement,
+            join_policy=JoinPolicy(policy),
+            muted=bool(muted),
+        )
 
     async def members(self, tenant: str, group_id: str) -> list[Member]:
         """See ``MessageStore.members``."""
@@ -169,11 +204,16 @@ class Groups:
                 group_members.c.alias,
                 group_members.c.avatar,
                 group_members.c.join_time,
+                group_members.c.role,
+                group_members.c.muted,
             )
             .where(group_members.c.tenant == tenant, group_members.c.group_id == group_id)
             .order_by(group_members.c.join_time, group_members.c.account)
         )
-        return [Member(a, alias, avatar, joined) for a, alias, avatar, joined in rows]
+        return [
+            Member(a, alias, avatar, joined, Role(role), bool(muted))
+            for a, alias, avatar, joined, role, muted in rows
+        ]
 
     @staticmethod
     async def _member_exists(

@@ -2,7 +2,8 @@
 
 Every operation mutates plain dicts without awaiting in between, so each one is atomic
 on the event loop, then yields once (as a database round trip would) before returning.
-Used by tests and by a logic node started without a database URL.
+Used by tests and by a logic node started without a database URL. The group methods are
+``memory_groups.MemoryGroups``'s.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from itertools import islice
 
 import anyio.lowlevel
 
-from data_plane.storage.errors import MessageStoreUnavailable
 from data_plane.storage.ids import SnowflakeIds
 from data_plane.storage.messages.conversation_protocol import (
     Conversation,
@@ -25,24 +25,21 @@ from data_plane.storage.messages.conversation_protocol import (
     RecallResult,
 )
 from data_plane.storage.messages.memory_conversations import MemoryConversations
+from data_plane.storage.messages.memory_groups import MemoryGroups, _Group
 from data_plane.storage.messages.protocol import (
     Content,
     Direction,
-    Group,
-    GroupNotFound,
+    InboxMessage,
     IndexEntry,
     IndexPage,
-    Member,
     NotAMember,
     SendResult,
     StoredMessage,
     UnknownMessage,
     check_device,
-    check_group_fields,
     check_id,
     check_message,
     first_occurrences,
-    unique_members,
 )
 
 
@@ -61,22 +58,7 @@ class _Inbox:
         return entry
 
 
-@dataclass(slots=True)
-class _Group:
-    group_id: str
-    name: str
-    avatar: str
-    introduction: str
-    owner: str
-    created_at: int
-    seq: int = 0
-    members: dict[str, Member] = field(default_factory=dict)
-
-    def sorted_members(self) -> list[Member]:
-        return sorted(self.members.values(), key=lambda m: (m.join_time, m.account))
-
-
-class MemoryMessageStore:
+class MemoryMessageStore(MemoryGroups):
     """A ``MessageStore`` kept in process memory (lost on exit)."""
 
     def __init__(self, *, node_id: int = 0, ids: SnowflakeIds | None = None) -> None:
@@ -91,10 +73,6 @@ class MemoryMessageStore:
         )
         self._closed = False
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise MessageStoreUnavailable("the message store is closed")
-
     def _deliver(
         self,
         tenant: str,
@@ -102,12 +80,14 @@ class MemoryMessageStore:
         m: StoredMessage,
         direction: Direction,
         account_b: str,
-    ) -> None:
-        """Append the inbox row and update its conversation, in one step."""
+    ) -> int:
+        """Append the inbox row and update its conversation, in one step; the row's
+        inbox sequence."""
         entry = self._inbox(tenant, account).append(
             m.message_id, direction, m.send_time, account_b, m.group_id
         )
         self._conversations.delivered(tenant, account, entry, m.type, m.body)
+        return entry.seq
 
     def _inbox(self, tenant: str, account: str) -> _Inbox:
         inbox = self._inboxes.get((tenant, account))
@@ -212,11 +192,14 @@ class MemoryMessageStore:
         seq = group.seq
         m = self._store(tenant, sender, "", group_id, seq, type, body, extra, client_msg_id)
         receivers = [member.account for member in group.sorted_members()]
+        seqs: list[int] = []
         for account in receivers:
             direction = Direction.SENT if account == sender else Direction.RECEIVED
-            self._deliver(tenant, account, m, direction, sender)
+            seqs.append(self._deliver(tenant, account, m, direction, sender))
         await anyio.lowlevel.checkpoint()
-        return SendResult(m.message_id, m.send_time, duplicate=False, seq=seq), receivers
+        own = seqs[receivers.index(sender)]
+        result = SendResult(m.message_id, m.send_time, False, seq, own, 0, tuple(seqs))
+        return result, receivers
 
     async def ack(self, tenant: str, account: str, device: str, message_id: int) -> bool:
         """See ``MessageStore.ack``."""
@@ -260,6 +243,45 @@ class MemoryMessageStore:
         await anyio.lowlevel.checkpoint()
         return IndexPage(entries[:limit], has_more=len(entries) > limit)
 
+    async def inbox_heads(self, tenant: str, accounts: Sequence[str]) -> dict[str, int]:
+        """See ``MessageStore.inbox_heads``."""
+        self._check_open()
+        heads = {}
+        for account in accounts:
+            inbox = self._inboxes.get((tenant, account))
+            heads[account] = len(inbox.entries) if inbox is not None else 0
+        await anyio.lowlevel.checkpoint()
+        return heads
+
+    async def read_inbox(
+        self, tenant: str, account: str, after_seq: int, limit: int
+    ) -> list[InboxMessage]:
+        """See ``MessageStore.read_inbox``."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self._check_open()
+        inbox = self._inboxes.get((tenant, account), _Inbox())
+        rows = []
+        for entry in inbox.entries[max(0, after_seq) : max(0, after_seq) + limit]:
+            m = self._messages[(tenant, entry.message_id)]
+            rows.append(
+                InboxMessage(
+                    entry.seq,
+                    entry.message_id,
+                    entry.direction,
+                    entry.account_b,
+                    entry.group_id,
+                    m.group_seq,
+                    entry.send_time,
+                    m.type,
+                    m.body,
+                    m.extra,
+                    m.client_msg_id or "",
+                )
+            )
+        await anyio.lowlevel.checkpoint()
+        return rows
+
     async def get_contents(
         self, tenant: str, account: str, message_ids: Sequence[int]
     ) -> list[Content]:
@@ -273,88 +295,6 @@ class MemoryMessageStore:
                 contents.append(self._conversations.content(tenant, message_id))
         await anyio.lowlevel.checkpoint()
         return contents
-
-    def _group(self, tenant: str, group_id: str) -> _Group:
-        group = self._groups.get((tenant, group_id))
-        if group is None:
-            raise GroupNotFound(f"group {group_id!r} does not exist")
-        return group
-
-    @staticmethod
-    def _public(group: _Group) -> Group:
-        return Group(
-            group_id=group.group_id,
-            name=group.name,
-            avatar=group.avatar,
-            introduction=group.introduction,
-            owner=group.owner,
-            created_at=group.created_at,
-            members=group.sorted_members(),
-        )
-
-    async def create_group(
-        self,
-        tenant: str,
-        owner: str,
-        name: str,
-        avatar: str,
-        introduction: str,
-        members: Sequence[str],
-    ) -> Group:
-        """See ``MessageStore.create_group``."""
-        check_id("tenant", tenant)
-        check_id("owner", owner)
-        check_group_fields(name, avatar, introduction)
-        accounts = unique_members(owner, members)
-        self._check_open()
-        snowflake = self._ids.next_id()
-        created_at = SnowflakeIds.time_of(snowflake)
-        group = _Group(str(snowflake), name, avatar, introduction, owner, created_at)
-        for account in accounts:
-            group.members[account] = Member(account, "", "", created_at)
-        self._groups[(tenant, group.group_id)] = group
-        await anyio.lowlevel.checkpoint()
-        return self._public(group)
-
-    async def join_group(self, tenant: str, group_id: str, account: str) -> bool:
-        """See ``MessageStore.join_group``."""
-        check_id("account", account)
-        self._check_open()
-        group = self._group(tenant, group_id)
-        joined = account not in group.members
-        if joined:
-            group.members[account] = Member(account, "", "", self._ids.now_ms())
-        await anyio.lowlevel.checkpoint()
-        return joined
-
-    async def quit_group(self, tenant: str, group_id: str, account: str) -> bool:
-        """See ``MessageStore.quit_group``."""
-        self._check_open()
-        group = self._group(tenant, group_id)
-        left = group.members.pop(account, None) is not None
-        await anyio.lowlevel.checkpoint()
-        return left
-
-    async def get_group(self, tenant: str, group_id: str) -> Group:
-        """See ``MessageStore.get_group``."""
-        self._check_open()
-        group = self._public(self._group(tenant, group_id))
-        await anyio.lowlevel.checkpoint()
-        return group
-
-    async def members(self, tenant: str, group_id: str) -> list[Member]:
-        """See ``MessageStore.members``."""
-        self._check_open()
-        members = self._group(tenant, group_id).sorted_members()
-        await anyio.lowlevel.checkpoint()
-        return members
-
-    async def is_member(self, tenant: str, group_id: str, account: str) -> bool:
-        """See ``MessageStore.is_member``."""
-        self._check_open()
-        group = self._groups.get((tenant, group_id))
-        await anyio.lowlevel.checkpoint()
-        return group is not None and account in group.members
 
     # -- conversations (``conversation_protocol``; done in ``memory_conversations``) ----
 

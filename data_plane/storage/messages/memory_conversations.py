@@ -27,6 +27,7 @@ from data_plane.storage.messages.conversation_protocol import (
     conversation_of,
     preview_of,
 )
+from data_plane.storage.messages.group_model import Role
 from data_plane.storage.messages.protocol import (
     Content,
     Direction,
@@ -36,7 +37,8 @@ from data_plane.storage.messages.protocol import (
 )
 
 if TYPE_CHECKING:
-    from data_plane.storage.messages.memory import _Group, _Inbox
+    from data_plane.storage.messages.memory import _Inbox
+    from data_plane.storage.messages.memory_groups import _Group
 
 
 @dataclass(slots=True)
@@ -233,8 +235,16 @@ class MemoryConversations:
             raise UnknownMessage(f"message {message_id} is not in the inbox of {account!r}")
         m = self._messages[(tenant, message_id)]
         group = self._groups.get((tenant, m.group_id)) if m.group_id else None
-        if m.sender != account and (group is None or group.owner != account):
-            raise NotTheSender("only the sender or the group's owner may recall a message")
+        member = group.members.get(account) if group is not None else None
+        manages = (
+            group is not None
+            and member is not None
+            and (group.owner == account or member.role == Role.ADMIN)
+        )
+        if m.sender != account and not manages:
+            raise NotTheSender(
+                "only the sender or the group's owner or an admin may recall a message"
+            )
         if m.group_id:
             recipients = sorted(group.members) if group else [account]
         else:

@@ -15,11 +15,12 @@ message tables is a revision here plus an embedded revision that runs it.
 
 Adoption. A dedicated database migrated before this module existed went through the
 embedded history: it holds the message tables (created by ``0002``, identical to
-``m0001``, and maybe ``0006``'s, identical to ``m0002``) but no
-``message_store_version``. ``upgrade`` then records the revision they match as
-applied (an alembic ``stamp``) instead of creating the tables again, and continues from
-there. The control-plane tables such a database also received are left alone: they are
-unused there, and dropping tables is an operator's decision.
+``m0001``) but no ``message_store_version``. ``upgrade`` then records the message
+revision its embedded position implies (:data:`EMBEDDED_POSITIONS`: ``m0001`` for one
+that stopped before ``0008``) as applied (an alembic ``stamp``) instead of creating the
+tables again, and continues from there. The control-plane tables such a database also
+received are left alone: they are unused there, and dropping tables is an operator's
+decision.
 
 The URL is a plain ``sqlite:///…`` or ``mysql://…`` one; a SQLite file's directory is
 created when missing. CLI: ``python -m data_plane.storage.messages.migrate
@@ -45,19 +46,18 @@ VERSION_TABLE = "message_store_version"
 """Where a database records its position in the message tables' history."""
 FIRST_REVISION = "m0001"
 """The revision that creates the tables (``0002`` of the embedded history runs it)."""
-ADOPTED = (("conversations", "m0002"), ("messages", FIRST_REVISION))
-"""(table, revision): a database of the embedded history holding ``table`` is at least at
-``revision`` of this one (``0006`` runs ``m0002``); the newest match is stamped."""
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+EMBEDDED_POSITIONS = {"0008": "m0002g", "0009": "m0003o", "0010": "m0003o", "0011": "m0004"}
+"""Embedded revisions that ran a later message revision than ``m0001``, and that revision
+(an embedded position not listed here holds the ``m0001`` tables)."""
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Migrate the message tables of ``database_url`` up to ``revision`` (and only them)."""
     with _connected(database_url) as connection:
         config = _config(connection)
-        adopted = _adoptable(connection)
-        if adopted:
-            command.stamp(config, adopted)
+        if _adoptable(connection):
+            command.stamp(config, _embedded_position(connection))
         command.upgrade(config, revision)
         connection.commit()
 
@@ -69,13 +69,18 @@ def downgrade(database_url: str, revision: str = "base") -> None:
         connection.commit()
 
 
-def _adoptable(connection: Connection) -> str | None:
-    """The revision of message tables made by the embedded history, with no position
-    in this one (None: nothing to adopt)."""
+def _adoptable(connection: Connection) -> bool:
+    """Message tables made by the embedded history, with no position in this one."""
     names = set(inspect(connection).get_table_names())
-    if VERSION_TABLE in names:
-        return None
-    return next((revision for table, revision in ADOPTED if table in names), None)
+    return "messages" in names and VERSION_TABLE not in names
+
+
+def _embedded_position(connection: Connection) -> str:
+    """The message revision an embedded-history database's tables are at."""
+    if "alembic_version" not in inspect(connection).get_table_names():
+        return FIRST_REVISION
+    embedded = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    return EMBEDDED_POSITIONS.get(str(embedded), FIRST_REVISION)
 
 
 def _config(connection: Connection) -> Config:

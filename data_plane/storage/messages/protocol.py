@@ -27,13 +27,18 @@ are case-sensitive and must not end with a space.
 from __future__ import annotations
 
 import enum
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from data_plane.storage.errors import StorageError
 from data_plane.storage.messages.conversation_protocol import ConversationStore
+from data_plane.storage.messages.group_admin_protocol import GroupAdministration
+from data_plane.storage.messages.group_model import GroupChanges, JoinPolicy, Role
 from data_plane.storage.messages.schema import (
+    ANNOUNCEMENT_LENGTH,
+    APPLICATION_LENGTH,
     AVATAR_LENGTH,
     DEVICE_LENGTH,
     EXTRA_LENGTH,
@@ -84,9 +89,11 @@ class SendResult:
     ``seq`` is the group sequence of a group message, 0 for a 1:1 message.
     ``duplicate`` is True when the send was a resend of an already stored
     ``client_msg_id``: the other fields are then the original's, except the inbox
-    sequences. ``inbox_seq`` / ``receiver_inbox_seq`` are the sequences of a stored 1:1
-    message's rows in the sender's / receiver's inbox (equal for a message to oneself);
-    0 for group messages and duplicates (nothing is pushed for those).
+    sequences. ``inbox_seq`` is the sequence of the message's row in the sender's inbox
+    (1:1 and group); ``receiver_inbox_seq`` the receiver's of a 1:1 message (equal for a
+    message to oneself); ``member_seqs`` a group message's row in each member's inbox,
+    aligned with the member list ``send_group_message`` returns. All are 0 / empty for
+    duplicates (nothing is pushed for those).
     """
 
     message_id: int
@@ -95,6 +102,7 @@ class SendResult:
     seq: int
     inbox_seq: int = 0
     receiver_inbox_seq: int = 0
+    member_seqs: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,13 +158,37 @@ class StoredMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class InboxMessage:
+    """One inbox row with its message's content: what it takes to push it again.
+
+    ``account_b`` and ``direction`` are the row's (see :class:`IndexEntry`);
+    ``group_seq`` is the group sequence of a group message, 0 for a 1:1 message.
+    """
+
+    seq: int
+    message_id: int
+    direction: Direction
+    account_b: str
+    group_id: str
+    group_seq: int
+    send_time: int
+    type: int
+    body: bytes
+    extra: str
+    client_msg_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Member:
-    """A group member. ``join_time`` in ms since the unix epoch."""
+    """A group member. ``join_time`` in ms since the unix epoch; ``role`` is the role
+    besides ownership (the owner is ``Group.owner``), ``muted`` refuses its talks."""
 
     account: str
     alias: str
     avatar: str
     join_time: int
+    role: Role = Role.MEMBER
+    muted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,12 +202,17 @@ class Group:
     owner: str
     created_at: int
     members: list[Member]
+    announcement: str = ""
+    join_policy: JoinPolicy = JoinPolicy.INVITE
+    muted: bool = False
+    """The whole-group mute (the owner and admins may still talk)."""
 
 
-class MessageStore(ConversationStore, Protocol):
+class MessageStore(ConversationStore, GroupAdministration, Protocol):
     """Durable storage of messages, inboxes, read indexes, groups and conversations
     (``conversation_protocol``).
 
+    The group-administration methods are ``group_admin_protocol.GroupAdministration``'s.
     Implementations: ``MemoryMessageStore`` (tests, the embedded default without a
     database file) and ``SqlMessageStore`` (SQLite, MySQL). Both raise
     ``MessageStoreUnavailable`` when the backend is unreachable or failing, never a
@@ -220,7 +257,8 @@ class MessageStore(ConversationStore, Protocol):
         In one transaction: the group's sequence moves up by exactly one (the group row
         is locked, so all members see one order), the content is stored once with that
         sequence, and every current member gets an inbox row (``SENT`` for the sender,
-        ``RECEIVED`` for the others, ``account_b`` = sender). Raises ``GroupNotFound``,
+        ``RECEIVED`` for the others, ``account_b`` = sender); the result's
+        ``member_seqs`` are those rows' sequences, in member order. Raises ``GroupNotFound``,
         ``NotAMember`` (sender not in the group), ``InvalidField``,
         ``MessageStoreUnavailable``. A duplicate ``client_msg_id`` returns the original
         result with ``duplicate=True`` and an empty member list (nothing to push).
@@ -251,6 +289,20 @@ class MessageStore(ConversationStore, Protocol):
         """
         ...
 
+    async def inbox_heads(self, tenant: str, accounts: Sequence[str]) -> dict[str, int]:
+        """The sequence of the newest committed row of each account's inbox (0 when
+        empty), by account. A row committed after this read gets a greater sequence:
+        sequences are given out in commit order."""
+        ...
+
+    async def read_inbox(
+        self, tenant: str, account: str, after_seq: int, limit: int
+    ) -> list[InboxMessage]:
+        """Inbox rows with a sequence greater than ``after_seq``, oldest first, at most
+        ``limit``, each with its message's content (to push it again). Raises
+        ``ValueError`` for ``limit < 1``."""
+        ...
+
     async def get_contents(
         self, tenant: str, account: str, message_ids: Sequence[int]
     ) -> list[Content]:
@@ -271,8 +323,10 @@ class MessageStore(ConversationStore, Protocol):
         avatar: str,
         introduction: str,
         members: Sequence[str],
+        join_policy: JoinPolicy = JoinPolicy.INVITE,
     ) -> Group:
-        """Create a group with a new id; the owner is always a member, members deduped."""
+        """Create a group with a new random id (:func:`new_group_id`: not guessable); the
+        owner is always a member, members deduped."""
         ...
 
     async def join_group(self, tenant: str, group_id: str, account: str) -> bool:
@@ -356,6 +410,34 @@ def check_group_fields(name: str, avatar: str, introduction: str) -> None:
     check_length("name", name, GROUP_NAME_LENGTH)
     check_length("avatar", avatar, AVATAR_LENGTH)
     check_length("introduction", introduction, INTRODUCTION_LENGTH)
+
+
+def check_changes(changes: GroupChanges) -> None:
+    """Validate the fields an ``update_group`` sets."""
+    if changes.name is not None:
+        if not changes.name:
+            raise InvalidField("a group needs a name")
+        check_length("name", changes.name, GROUP_NAME_LENGTH)
+    if changes.announcement is not None:
+        check_length("announcement", changes.announcement, ANNOUNCEMENT_LENGTH)
+
+
+def check_application(message: str) -> None:
+    """Validate an application's message."""
+    check_length("message", message, APPLICATION_LENGTH)
+
+
+GROUP_ID_BYTES = 15
+"""120 random bits per group id (the issue asks for at least 96)."""
+
+
+def new_group_id() -> str:
+    """A new group id: 120 bits from the OS's CSPRNG, URL-safe base64 (20 characters).
+
+    Not derived from time or a counter, so ids cannot be guessed or enumerated; ids made
+    before (decimal snowflakes) keep working, they are only strings to the store.
+    """
+    return secrets.token_urlsafe(GROUP_ID_BYTES)
 
 
 def unique_members(owner: str, members: Sequence[str]) -> list[str]:

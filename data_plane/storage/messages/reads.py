@@ -18,12 +18,19 @@ from data_plane.storage.messages.items import chunks
 from data_plane.storage.messages.protocol import (
     Content,
     Direction,
+    InboxMessage,
     IndexEntry,
     IndexPage,
     UnknownMessage,
     first_occurrences,
 )
-from data_plane.storage.messages.schema import hidden_messages, inbox, messages, read_index
+from data_plane.storage.messages.schema import (
+    hidden_messages,
+    inbox,
+    inbox_seq,
+    messages,
+    read_index,
+)
 
 
 class Reads:
@@ -83,6 +90,66 @@ class Reads:
                     )
             entries = [IndexEntry(m, Direction(d), t, b, g, s) for m, d, t, b, g, s in rows]
             return IndexPage(entries[:limit], has_more=len(entries) > limit)
+
+        return await self._pool.read(work)
+
+    async def inbox_heads(self, tenant: str, accounts: Sequence[str]) -> dict[str, int]:
+        """See ``MessageStore.inbox_heads``: the inbox counters, committed with the rows
+        they numbered, read in chunks."""
+        wanted = list(dict.fromkeys(accounts))
+
+        async def work(conn: AsyncConnection) -> dict[str, int]:
+            heads = dict.fromkeys(wanted, 0)
+            for chunk in chunks(wanted):
+                rows = await conn.execute(
+                    select(inbox_seq.c.account, inbox_seq.c.seq).where(
+                        inbox_seq.c.tenant == tenant, inbox_seq.c.account.in_(chunk)
+                    )
+                )
+                for account, seq in rows:
+                    heads[account] = int(seq)
+            return heads
+
+        if not wanted:
+            return {}
+        return await self._pool.read(work)
+
+    async def read_inbox(
+        self, tenant: str, account: str, after_seq: int, limit: int
+    ) -> list[InboxMessage]:
+        """See ``MessageStore.read_inbox``: one statement, the rows joined with their
+        contents by primary key."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        joined = inbox.join(
+            messages,
+            and_(messages.c.message_id == inbox.c.message_id, messages.c.tenant == tenant),
+        )
+        statement = (
+            select(
+                inbox.c.seq,
+                inbox.c.message_id,
+                inbox.c.direction,
+                inbox.c.account_b,
+                inbox.c.group_id,
+                messages.c.group_seq,
+                inbox.c.send_time,
+                messages.c.type,
+                messages.c.body,
+                messages.c.extra,
+                messages.c.client_msg_id,
+            )
+            .select_from(joined)
+            .where(inbox.c.tenant == tenant, inbox.c.account == account, inbox.c.seq > after_seq)
+            .order_by(inbox.c.seq)
+            .limit(limit)
+        )
+
+        async def work(conn: AsyncConnection) -> list[InboxMessage]:
+            return [
+                InboxMessage(s, m, Direction(d), b, g, gs, t, ty, bytes(body), ex, c or "")
+                for s, m, d, b, g, gs, t, ty, body, ex, c in await conn.execute(statement)
+            ]
 
         return await self._pool.read(work)
 

@@ -11,8 +11,9 @@ length. On MySQL every table is InnoDB, utf8mb4 with the binary collation: accou
 group ids and client message ids are case-sensitive identifiers, as in the memory and
 Redis backends.
 
-``migrations/versions/0002_messages.py`` creates the same tables by hand; keep the two in
-step (a test compares them with alembic autogenerate on SQLite and MySQL).
+The revisions in ``messages/migrations/versions`` (``m0001``, ``m0002g``, …) create the
+same tables by hand; keep them in step (a test compares them with alembic autogenerate on
+SQLite and MySQL).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects import mysql
 
@@ -43,6 +45,9 @@ EXTRA_LENGTH = 4096
 GROUP_NAME_LENGTH = 128
 AVATAR_LENGTH = 512
 INTRODUCTION_LENGTH = 1024
+ANNOUNCEMENT_LENGTH = 1024
+APPLICATION_LENGTH = 256
+"""Length of the message an applicant sends with ``chat.group.apply``."""
 MAX_BODY_BYTES = 16_777_215
 """Largest body MEDIUMBLOB holds (16 MiB - 1); the gateway's packet limit is far lower."""
 
@@ -144,10 +149,15 @@ chat_groups = Table(
     _id("owner"),
     Column("created_at", BigInteger, nullable=False),
     Column("seq", BigInteger, nullable=False),
+    Column("announcement", String(ANNOUNCEMENT_LENGTH), nullable=False, server_default=text("''")),
+    Column("join_policy", SmallInteger, nullable=False, server_default="0"),
+    Column("muted", SmallInteger, nullable=False, server_default="0"),
     PrimaryKeyConstraint("tenant", "group_id", name="pk_chat_groups"),
     **MYSQL_TABLE_OPTIONS,
 )
-"""Groups. ``seq`` is the last group sequence given out; its row is the group's lock."""
+"""Groups. ``seq`` is the last group sequence given out; its row is the group's lock.
+``join_policy`` is a ``group_model.JoinPolicy`` (0: invite-only); ``muted`` 1 silences
+every member but the owner and admins."""
 
 group_members = Table(
     "group_members",
@@ -158,12 +168,127 @@ group_members = Table(
     Column("alias", String(ID_LENGTH), nullable=False),
     Column("avatar", String(AVATAR_LENGTH), nullable=False),
     Column("join_time", BigInteger, nullable=False),
+    Column("role", SmallInteger, nullable=False, server_default="0"),
+    Column("muted", SmallInteger, nullable=False, server_default="0"),
     PrimaryKeyConstraint("tenant", "group_id", "account", name="pk_group_members"),
     Index("ix_group_members_account", "tenant", "account"),
     **MYSQL_TABLE_OPTIONS,
 )
-"""Group membership; the account index answers "which groups am I in"."""
+"""Group membership; the account index answers "which groups am I in". ``role`` is a
+``group_model.Role`` (1: admin), ``muted`` 1 refuses the member's talks."""
 
+group_applications = Table(
+    "group_applications",
+    metadata,
+    _id("tenant"),
+    _id("group_id"),
+    _id("account"),
+    Column("message", String(APPLICATION_LENGTH), nullable=False),
+    Column("applied_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant", "group_id", "account", name="pk_group_applications"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""Pending applications to approval groups (``chat.group.apply``), one per applicant."""
+
+# -- outbound: webhook outbox and deliveries, push tokens and jobs --------------------
+# Written by ``outbox`` (and ``sends`` through it, inside the send transaction); read by
+# the logic node's dispatchers and the control plane's webhook routes.
+
+EVENT_TYPE_LENGTH = 32
+ENDPOINT_ID_LENGTH = 64
+LEASE_NAME_LENGTH = 200
+HOLDER_LENGTH = 128
+ERROR_LENGTH = 512
+PUSH_TOKEN_LENGTH = 512
+PROVIDER_LENGTH = 16
+
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+"""An auto-increment id: SQLite numbers only ``INTEGER PRIMARY KEY`` columns itself."""
+
+event_outbox = Table(
+    "event_outbox",
+    metadata,
+    Column("id", AutoId, nullable=False, autoincrement=True),
+    _id("tenant"),
+    Column("event_type", String(EVENT_TYPE_LENGTH), nullable=False),
+    Column("endpoint_id", String(ENDPOINT_ID_LENGTH), nullable=False),
+    Column("payload", Body, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("id", name="pk_event_outbox"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""Events not yet fanned out to webhook endpoints, in commit order of their ids.
+``endpoint_id`` is '' (every subscribed endpoint) or one endpoint (a test event)."""
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", AutoId, nullable=False, autoincrement=True),
+    _id("tenant"),
+    Column("endpoint_id", String(ENDPOINT_ID_LENGTH), nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("event_type", String(EVENT_TYPE_LENGTH), nullable=False),
+    Column("payload", Body, nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=False),
+    Column("last_status_code", Integer, nullable=False),
+    Column("last_error", String(ERROR_LENGTH), nullable=False),
+    Column("latency_ms", Integer, nullable=False),
+    PrimaryKeyConstraint("id", name="pk_webhook_deliveries"),
+    Index("ix_webhook_deliveries_endpoint", "tenant", "endpoint_id", "status", "id"),
+    Index("ix_webhook_deliveries_status", "status", "next_attempt_at"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""One row per (event, endpoint): the endpoint's queue (status 0, by id) and its
+recent history (1 delivered, 2 failed), kept for the retention period."""
+
+outbound_leases = Table(
+    "outbound_leases",
+    metadata,
+    Column("name", String(LEASE_NAME_LENGTH), nullable=False),
+    Column("holder", String(HOLDER_LENGTH), nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name", name="pk_outbound_leases"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""Who delivers what: one row per lease name (the fan-out, one endpoint, the push queue)."""
+
+push_tokens = Table(
+    "push_tokens",
+    metadata,
+    _id("tenant"),
+    _id("account"),
+    Column("device", String(DEVICE_LENGTH), nullable=False),
+    Column("token", String(PUSH_TOKEN_LENGTH), nullable=False),
+    Column("platform", String(PROVIDER_LENGTH), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant", "account", "device", name="pk_push_tokens"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""A device's push token (one per (tenant, account, device); a new one replaces it)."""
+
+push_jobs = Table(
+    "push_jobs",
+    metadata,
+    _id("tenant"),
+    _id("account"),
+    Column("device", String(DEVICE_LENGTH), nullable=False),
+    Column("token", String(PUSH_TOKEN_LENGTH), nullable=False),
+    Column("count", Integer, nullable=False),
+    _id("sender"),
+    _id("group_id"),
+    Column("message_id", BigInteger, nullable=False),
+    Column("preview", String(EXTRA_LENGTH), nullable=False),
+    Column("due_at", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    PrimaryKeyConstraint("tenant", "account", "device", name="pk_push_jobs"),
+    Index("ix_push_jobs_due", "due_at"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""At most one pending notification per token: a burst collapses into its ``count``."""
 PREVIEW_LENGTH = 64
 """Characters of a message body kept as its conversation's preview."""
 

@@ -44,6 +44,7 @@ from data_plane.storage.messages.items import (
     chunks,
     message_row,
 )
+from data_plane.storage.messages.outbox import OutboxWriter
 from data_plane.storage.messages.protocol import GroupNotFound, NotAMember, SendResult
 from data_plane.storage.messages.statements import SendStatements
 
@@ -67,6 +68,8 @@ class SendWrites:
         """Groups at least this large are written in bulk when they can be (tests lower it)."""
         self.optimistic_max = OPTIMISTIC_MAX
         """Batches this small skip the duplicate lookup unless a resend is among them."""
+        self.outbox: OutboxWriter | None = None
+        """Writes the batch's ``message.created`` webhook events in its transaction."""
 
     async def write(
         self, conn: WriterConnection, items: Sequence[Send]
@@ -112,6 +115,7 @@ class SendWrites:
         message_rows: list[tuple[Any, ...]] = []
         stored: list[tuple[Send, int, int]] = []
         user_sends: list[tuple[int, Send, SendResult]] = []
+        group_sends: list[tuple[int, Send, SendResult, list[str]]] = []
         for item in items:
             key = item.key
             if key is not None and key in originals:
@@ -142,15 +146,30 @@ class SendWrites:
             message_rows.append(message_row(item, message_id, send_time, seq))
             stored.append((item, message_id, send_time))
             if item.group_id:
-                outcomes.append((result, list(group_accounts[(item.tenant, item.group_id)])))
+                accounts = list(group_accounts[(item.tenant, item.group_id)])
+                group_sends.append((len(outcomes), item, result, accounts))
+                outcomes.append((result, accounts))
             else:
                 user_sends.append((len(outcomes), item, result))
                 outcomes.append((result, []))
         if message_rows:
             plan = plan_deliveries(stored, group_accounts, group_sets, self.bulk_min_members)
             await sql.insert_messages(conn, message_rows)
-            user_seqs = await self._insert_inbox_rows(conn, plan, stored)
+            if self.outbox is not None:  # the webhook events commit with their messages
+                await self.outbox.messages_created(conn, message_rows, self._ids.now_ms())
+            user_seqs, bulk_seqs = await self._insert_inbox_rows(conn, plan, stored)
             await self._store_group_seqs(conn, group_seqs, wanted)
+            for index, item, result, accounts in group_sends:
+                # Every member's row, so the push can tell each inbox where it stands.
+                message_id = result.message_id
+                seqs = bulk_seqs.get(message_id)
+                if seqs is None:
+                    seqs = tuple([user_seqs[(item.tenant, a, message_id)] for a in accounts])
+                own = seqs[accounts.index(item.sender)]
+                outcomes[index] = (
+                    SendResult(message_id, result.send_time, False, result.seq, own, 0, seqs),
+                    accounts,
+                )
             for index, item, result in user_sends:
                 # The 1:1 rows' sequences, so pushes can tell each inbox where it stands
                 # (built directly: dataclasses.replace costs microseconds per message).
@@ -217,31 +236,39 @@ class SendWrites:
 
     async def _insert_inbox_rows(
         self, conn: WriterConnection, plan: DeliveryPlan, stored: list[tuple[Send, int, int]]
-    ) -> dict[tuple[str, str, int], int]:
+    ) -> tuple[dict[tuple[str, str, int], int], dict[int, tuple[int, ...]]]:
         """One inbox row per delivery, numbered in batch order within each inbox.
 
         Counters first (one sorted pass), then the rows numbered in Python, then the
         bulk group messages' rows, numbered by the database from the counters, then
-        their conversations. Returns the sequence of each 1:1 row by (tenant, account,
-        message_id).
+        their conversations. Returns the sequence of each row numbered here by (tenant,
+        account, message_id), and of each bulk message's rows in member order by message
+        id (one read of the group's counters, still locked by this transaction, per bulk
+        group of the batch).
         """
         counts = Counter((tenant, account) for tenant, account, _ in plan.individual)
         next_seq = await self._reserve_inbox_seqs(conn, counts, plan.bulk_counts)
         rows: list[InboxRow] = []
-        user_seqs: dict[tuple[str, str, int], int] = {}
+        row_seqs: dict[tuple[str, str, int], int] = {}
         for tenant, account, tail in plan.individual:
             key = (tenant, account)
             seq = next_seq[key]
             next_seq[key] = seq + 1
             rows.append((tenant, account, seq, tail))
-            if not tail[3]:
-                user_seqs[(tenant, account, tail[0])] = seq
+            row_seqs[(tenant, account, tail[0])] = seq
         if rows:
             await self.statements.insert_inbox(conn, rows)
+        bulk_seqs: dict[int, tuple[int, ...]] = {}
+        counters: dict[tuple[str, str], list[int]] = {}
         for bulk in plan.bulk:
             await self.statements.insert_bulk_inbox(conn, bulk)
+            group = (bulk.tenant, bulk.group_id)
+            last = counters.get(group)
+            if last is None:
+                last = counters[group] = await self.statements.member_counters(conn, *group)
+            bulk_seqs[bulk.message_id] = tuple([seq - bulk.later for seq in last])
         await self.conversations.write(conn, stored, rows, plan.bulk)
-        return user_seqs
+        return row_seqs, bulk_seqs
 
     async def _reserve_inbox_seqs(
         self,

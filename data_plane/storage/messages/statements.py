@@ -160,6 +160,20 @@ class SendStatements:
         )
         await conn.execute(self.bulk_inbox_insert(), params)
 
+    async def member_counters(
+        self, conn: WriterConnection, tenant: str, group_id: str
+    ) -> list[int]:
+        """The inbox counters of the group's members, in member order (join time, then
+        account: the order ``members`` reads them in)."""
+        rows = await conn.query(
+            "SELECT s.seq FROM group_members gm JOIN inbox_seq s "
+            "ON s.tenant = gm.tenant AND s.account = gm.account "
+            f"WHERE gm.tenant = {self.mark} AND gm.group_id = {self.mark} "
+            "ORDER BY gm.join_time, gm.account",
+            (tenant, group_id),
+        )
+        return [int(seq) for (seq,) in rows]
+
     async def read_counters(
         self, conn: WriterConnection, tenant: str, accounts: Sequence[str]
     ) -> Sequence[Any]:

@@ -45,13 +45,23 @@ from data_plane.storage.messages.engine import (
     create_message_engine,
     group_concat_command,
 )
+from data_plane.storage.messages.group_admin import GroupAdmin
 from data_plane.storage.messages.group_commit import DEFAULT_LINGER_S, DEFAULT_MAX_BATCH
+from data_plane.storage.messages.group_model import (
+    Access,
+    Application,
+    GroupChanges,
+    JoinPolicy,
+    Role,
+)
 from data_plane.storage.messages.groups import Groups
 from data_plane.storage.messages.items import Ack, Send, SendOutcome
 from data_plane.storage.messages.link import WriterLink
+from data_plane.storage.messages.outbox import Outbound
 from data_plane.storage.messages.protocol import (
     Content,
     Group,
+    InboxMessage,
     IndexPage,
     Member,
     SendResult,
@@ -59,6 +69,7 @@ from data_plane.storage.messages.protocol import (
     check_id,
     check_message,
 )
+from data_plane.storage.messages.push_queue import PushQueue
 from data_plane.storage.messages.reads import Reads
 from data_plane.storage.messages.sends import SendWrites
 from data_plane.storage.messages.statements import SendStatements
@@ -95,7 +106,11 @@ class SqlMessageStore:
         self._reads = Reads(self._pool)
         self._groups = Groups(self._pool, self._ids)
         self._conversations = SqlConversations(self._pool, self._ids.now_ms)
+        self._admin = GroupAdmin(self._pool, self._ids, self._groups)
         self.send_writes = SendWrites(statements, self._ids)
+        self.outbound = Outbound(self._pool)
+        self.push_queue = PushQueue(self._pool)
+        """The webhook outbox and deliveries (``outbox``); ``push_queue`` the push jobs."""
         # Each writer holds a connection of its own (see ``link``); the engine's pool
         # serves the reads and the group writes, which run concurrently.
         url = engine.url.render_as_string(hide_password=False)
@@ -213,6 +228,16 @@ class SqlMessageStore:
         """See ``MessageStore.get_contents``."""
         return await self._reads.get_contents(tenant, account, message_ids)
 
+    async def inbox_heads(self, tenant: str, accounts: Sequence[str]) -> dict[str, int]:
+        """See ``MessageStore.inbox_heads``."""
+        return await self._reads.inbox_heads(tenant, accounts)
+
+    async def read_inbox(
+        self, tenant: str, account: str, after_seq: int, limit: int
+    ) -> list[InboxMessage]:
+        """See ``MessageStore.read_inbox``."""
+        return await self._reads.read_inbox(tenant, account, after_seq, limit)
+
     async def create_group(
         self,
         tenant: str,
@@ -221,9 +246,12 @@ class SqlMessageStore:
         avatar: str,
         introduction: str,
         members: Sequence[str],
+        join_policy: JoinPolicy = JoinPolicy.INVITE,
     ) -> Group:
         """See ``MessageStore.create_group``."""
-        return await self._groups.create_group(tenant, owner, name, avatar, introduction, members)
+        return await self._groups.create_group(
+            tenant, owner, name, avatar, introduction, members, join_policy
+        )
 
     async def join_group(self, tenant: str, group_id: str, account: str) -> bool:
         """See ``MessageStore.join_group``."""
@@ -292,6 +320,48 @@ class SqlMessageStore:
     async def hide_message(self, tenant: str, account: str, message_id: int) -> bool:
         """See ``ConversationStore.hide_message``."""
         return await self._conversations.hide_message(tenant, account, message_id)
+
+    # -- group administration ------------------------------------------------------------
+
+    async def group_access(self, tenant: str, group_id: str, account: str) -> Access | None:
+        """See ``MessageStore.group_access``."""
+        return await self._admin.group_access(tenant, group_id, account)
+
+    async def update_group(self, tenant: str, group_id: str, changes: GroupChanges) -> Group:
+        """See ``MessageStore.update_group``."""
+        return await self._admin.update_group(tenant, group_id, changes)
+
+    async def set_member(
+        self,
+        tenant: str,
+        group_id: str,
+        account: str,
+        *,
+        role: Role | None = None,
+        muted: bool | None = None,
+    ) -> bool:
+        """See ``MessageStore.set_member``."""
+        return await self._admin.set_member(tenant, group_id, account, role=role, muted=muted)
+
+    async def transfer_group(self, tenant: str, group_id: str, new_owner: str) -> bool:
+        """See ``MessageStore.transfer_group``."""
+        return await self._admin.transfer_group(tenant, group_id, new_owner)
+
+    async def dismiss_group(self, tenant: str, group_id: str) -> list[str]:
+        """See ``MessageStore.dismiss_group``."""
+        return await self._admin.dismiss_group(tenant, group_id)
+
+    async def add_application(self, tenant: str, group_id: str, account: str, message: str) -> bool:
+        """See ``MessageStore.add_application``."""
+        return await self._admin.add_application(tenant, group_id, account, message)
+
+    async def applications(self, tenant: str, group_id: str) -> list[Application]:
+        """See ``MessageStore.applications``."""
+        return await self._admin.applications(tenant, group_id)
+
+    async def take_application(self, tenant: str, group_id: str, account: str) -> bool:
+        """See ``MessageStore.take_application``."""
+        return await self._admin.take_application(tenant, group_id, account)
 
 
 @asynccontextmanager

@@ -13,19 +13,23 @@ from collections.abc import Iterable, Sequence
 from anyio.lowlevel import checkpoint
 
 from data_plane.storage.errors import SessionStoreUnavailable
+from data_plane.storage.sessions.memory_presence import MemoryPresence
 from data_plane.storage.sessions.protocol import Location
 
 _AccountKey = tuple[str, str]
 
 
-class MemorySessionStore:
+class MemorySessionStore(MemoryPresence):
     """A :class:`~data_plane.storage.sessions.protocol.SessionStore` in dicts, for one logic node.
+
+    Presence (announced states and watches) comes from :class:`MemoryPresence`.
 
     Locations live as long as the store; there is no TTL. After :meth:`aclose` every
     method raises ``SessionStoreUnavailable``.
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self._accounts: dict[_AccountKey, dict[str, Location]] = {}
         self._closed = False
 
@@ -98,6 +102,7 @@ class MemorySessionStore:
         """See :meth:`SessionStore.aclose`."""
         self._closed = True
         self._accounts.clear()
+        self._clear_presence()
 
     async def _enter(self) -> None:
         await checkpoint()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from data_plane.storage.errors import SessionStoreUnavailable
+from data_plane.storage.sessions.presence import PresenceStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +60,8 @@ class LocationsUnavailable(SessionStoreUnavailable):
         self.unavailable = unavailable
 
 
-class SessionStore(Protocol):
-    """Locations per (tenant, account, device).
+class SessionStore(PresenceStore, Protocol):
+    """Locations per (tenant, account, device), and presence (:mod:`.presence`).
 
     Guarantees every implementation keeps:
 

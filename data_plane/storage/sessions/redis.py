@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, TypeAlias
@@ -59,6 +59,7 @@ from data_plane.storage.sessions.redis_codec import (
 from data_plane.storage.sessions.redis_lookups import UNAVAILABLE, closed, unavailable
 from data_plane.storage.sessions.redis_masters import MasterLookups
 from data_plane.storage.sessions.redis_options import RedisOptions, split_options
+from data_plane.storage.sessions.redis_presence import RedisPresence
 
 RedisClient: TypeAlias = "Redis | RedisCluster"
 """A single-node client or a cluster client; the stores use only what both offer."""
@@ -132,8 +133,10 @@ async def _bounded(timeout: float) -> AsyncIterator[None]:
         raise unavailable(exc) from exc
 
 
-class RedisSessionStore:
+class RedisSessionStore(RedisPresence):
     """A :class:`~data_plane.storage.sessions.protocol.SessionStore` on Redis or Redis Cluster.
+
+    Presence (announced states and watches) comes from :class:`RedisPresence`.
 
     ``add_location`` and ``remove_location`` are single-key Lua scripts, so the
     read-and-replace and the compare-and-delete are atomic on the server.
@@ -195,6 +198,13 @@ class RedisSessionStore:
         self._single = self._lookups.only_batcher()
         self._decode_all = LocationDecoder().decode_all
         self._keys: dict[tuple[str, str], str] = {}
+        self._init_presence()
+
+    async def _call(self, operation: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one operation within ``timeout``, its failures as ``SessionStoreUnavailable``."""
+        await self._ensure_ready()
+        async with _bounded(self._timeout):
+            return await operation()
 
     async def _ensure_ready(self) -> None:
         if self._ready:

@@ -95,16 +95,18 @@ async function create(event) {
   await attempt(out, async () => {
     const made = await api("POST", "/v1/tenants", { body });
     event.target.reset();
-    notice(`Created tenant ${made.id}. Shown once — signing secret ${made.secret_kid}: ${made.secret} — API key: ${made.api_key}`);
     await refresh();
+    notice(`Created tenant ${made.id}. Shown once — signing secret ${made.secret_kid}: ${made.secret} — API key: ${made.api_key}`);
   });
 }
 
 async function patch(id, body) {
   await attempt(out, async () => {
     await api("PATCH", `/v1/tenants/${encodeURIComponent(id)}`, { body });
-    notice(`Tenant ${id} updated.`);
+    // The rows are drawn again first: "updated" shows once the table says so, and an
+    // input typed after the notice is never wiped by this refresh.
     await refresh();
+    notice(`Tenant ${id} updated.`);
   });
 }
 

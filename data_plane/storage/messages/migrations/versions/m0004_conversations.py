@@ -1,4 +1,4 @@
-"""Message tables, version 2: conversations, recall tombstones, delete-for-me.
+"""Message tables, version 4: conversations, recall tombstones, delete-for-me.
 
 Adds ``conversations`` (the conversation list, kept by the send writer),
 ``hidden_messages`` (``chat.delete``), ``messages.recalled_at`` (``chat.recall``) and
@@ -6,14 +6,14 @@ Adds ``conversations`` (the conversation list, kept by the send writer),
 here, written by every send after) with their index ``ix_messages_conversation``
 (``chat.history``).
 Hand-written to match ``data_plane.storage.messages.schema``; the embedded database's
-revision ``0006`` runs this one.
+revision ``0011`` runs this one.
 
 Existing messages get their conversation key (one UPDATE of the table), but their
 conversations are not in ``conversations``: a conversation appears in the list with
 its next message.
 
-Revision ID: m0002
-Revises: m0001
+Revision ID: m0004
+Revises: m0003o
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "m0002"
-down_revision: str | None = "m0001"
+revision: str = "m0004"
+down_revision: str | None = "m0003o"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
