@@ -41,7 +41,13 @@ class Site:
 def site(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Site]:
-    window = {"CIRNO_RECALL_WINDOW_SECONDS": str(RECALL_WINDOW_S)}
+    window = {
+        "CIRNO_RECALL_WINDOW_SECONDS": str(RECALL_WINDOW_S),
+        # The history test pipelines 1,000 sends: above the gateway's default request
+        # rates, which would close the connection (4008) - not what it tests.
+        "CIRNO_COMMANDS_PER_SECOND": "100000",
+        "CIRNO_ACCOUNT_COMMANDS_PER_SECOND": "100000",
+    }
     tmp = Path(tmp_path_factory.mktemp(f"convo-{request.param}"))
     if request.param == "sqlite":
         with run_cluster(tmp, **window) as cluster:
