@@ -20,6 +20,11 @@ The store is opened on a fresh SQLite file or a fresh ``cirno_bench_*`` MySQL da
   a group of ``group_members`` accounts, through the public ``send_group_message``
   (one transaction per message: content, one inbox row per member, the group sequence).
 
+- **conversation operations** (``bench.conversation_bench``): the list, a history
+  page, reads (near and 200 rows back), a group read count, recall and delete, each
+  ``conversation_ops`` times (``--conversation-ops 0`` leaves them out). Their write cost
+  on the send path is inside the two shapes above.
+
 CPU is ``time.process_time`` of this process (all its threads), so it is not disturbed
 by other processes on the machine; MariaDB's own CPU is not in it. Wall time is printed
 too, for what it is worth on a shared machine. A warm-up batch / message comes first.
@@ -42,6 +47,7 @@ from pathlib import Path
 import anyio
 from sqlalchemy import create_engine
 
+from bench.conversation_bench import bench_conversations
 from bench.targets import DEFAULT_MYSQL_URL, fresh_mysql_database
 from data_plane.storage.messages.items import Send
 from data_plane.storage.messages.schema import metadata
@@ -60,6 +66,7 @@ class StoreBenchConfig:
     group_messages: int = 20
     body_size: int = 100
     prefill: int = 0
+    conversation_ops: int = 200
 
 
 @dataclass
@@ -74,6 +81,8 @@ class StoreBenchResult:
     group_cpu_ms_per_msg: float | None
     group_wall_ms_per_msg: float | None
     group_messages: int
+    conversation_us_per_op: dict[str, tuple[float, float]] | None = None
+    """(CPU µs, wall µs) per conversation operation, by shape."""
 
 
 @contextmanager
@@ -201,6 +210,12 @@ async def run_store_bench(
                     group_wall_ms_per_msg=round(group_wall, 2),
                     group_messages=config.group_messages,
                 )
+            if config.conversation_ops > 0:
+                ops = await bench_conversations(
+                    store, config.conversation_ops, config.pairs, config.group_members
+                )
+                rounded = {k: (round(c, 1), round(w, 1)) for k, (c, w) in ops.items()}
+                results[-1] = replace(results[-1], conversation_us_per_op=rounded)
     return results
 
 
@@ -218,6 +233,17 @@ def format_table(results: list[StoreBenchResult], config: StoreBenchConfig) -> s
             f"| {r.backend} | {r.batch} | {r.user_cpu_us_per_msg:.0f} "
             f"| {r.user_wall_us_per_msg:.0f} | {group_cpu} | {group_wall} |"
         )
+    conversations = [r for r in results if r.conversation_us_per_op]
+    if conversations:
+        lines += [
+            "",
+            "| backend | conversation op | CPU µs/op | wall µs/op |",
+            "|---|---|---:|---:|",
+        ]
+        for r in conversations:
+            assert r.conversation_us_per_op is not None
+            for op, (cpu, wall) in r.conversation_us_per_op.items():
+                lines.append(f"| {r.backend} | {op} | {cpu:.0f} | {wall:.0f} |")
     return "\n".join(lines)
 
 
@@ -235,6 +261,12 @@ def main() -> None:
     parser.add_argument(
         "--prefill", type=int, default=0, help="1:1 messages stored before measuring"
     )
+    parser.add_argument(
+        "--conversation-ops",
+        type=int,
+        default=StoreBenchConfig.conversation_ops,
+        help="operations per conversation shape (0: none)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
     sizes = tuple(int(size) for size in args.batch.split(","))
@@ -244,6 +276,7 @@ def main() -> None:
         group_members=args.group_members,
         group_messages=args.group_messages,
         prefill=args.prefill,
+        conversation_ops=args.conversation_ops,
     )
     results = [
         result

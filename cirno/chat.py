@@ -7,6 +7,9 @@ Prints incoming messages and events; reads commands from stdin, one per line::
     /create team bob eve  create a group with bob and eve (prints its id)
     /join <group-id>      join a group;  /leave <group-id>  quit it
     /members <group-id>   list a group's members
+    /list                 conversations, newest first, with unread counts
+    /history <peer|#group>  a conversation's last messages (marks them read)
+    /recall <id>          take a message of yours back;  /delete <id>  hide one for you
     /push-register <token> [platform]   register this device's push token
     /push-unregister      forget it
     /watch bob eve        follow their presence: "● bob online" / "○ bob offline" now
@@ -18,6 +21,9 @@ Prints incoming messages and events; reads commands from stdin, one per line::
 and the group administration commands of :mod:`cirno.chat_groups` (/invite, /info,
 /dismiss, /transfer, /update, /policy, /admin, /mute, /unmute, /apply, /applications,
 /approve, /refuse).
+
+Every message line shows its id (``[12:00:01 1234…]``); a peer's read receipt prints
+``✓ bob read up to 1234…`` under the sender's lines, a recall ``* 1234… recalled``.
 
 Typing: stdin is read a whole line at a time, so the chat cannot see keystrokes and
 never sends typing indicators by itself; ``/typing`` sends one (at most one per 2 s per
@@ -39,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -56,6 +63,7 @@ from cirno_sdk import (
     CirnoError,
     Client,
     ClientOptions,
+    ConversationKind,
     Direction,
     Disconnected,
     Event,
@@ -63,6 +71,8 @@ from cirno_sdk import (
     Message,
     PresenceChanged,
     PushPlatform,
+    ReadEvent,
+    RecallEvent,
     Reconnected,
     Typing,
 )
@@ -70,7 +80,8 @@ from data_plane.cluster import identity
 
 TOKEN_TTL_SECONDS = 24 * 3600
 HELP = "commands: @<account> <text> | #<group> <text> | /create <name> <members...> | " + (
-    "/join <group> | /leave <group> | /members <group> | /watch <accounts...> | "
+    "/join <group> | /leave <group> | /members <group> | /list | /history <peer|#group> | "
+    "/recall <id> | /delete <id> | /watch <accounts...> | "
     "/unwatch <accounts...> | /typing @<account>|#<group> | "
     "/push-register <token> [platform] | /push-unregister | /quit\ngroups: " + GROUP_HELP
 )
@@ -79,6 +90,7 @@ DESCRIPTION = (
     "Chat in the terminal. Commands, one per line on stdin:\n"
     "  @<account> <text>   #<group> <text>   /create <name> <members...>\n"
     "  /join <group>   /leave <group>   /members <group>   /quit (or Ctrl-D)\n"
+    "  /list   /history <peer|#group>   /recall <id>   /delete <id>\n"
     "  group administration: /invite /info /dismiss /transfer /update /policy /admin\n"
     "  /mute /unmute /apply /applications /approve /refuse (each prints its usage)\n"
     "  /watch <accounts...>   /unwatch <accounts...>   /typing @<account>|#<group>\n"
@@ -255,7 +267,11 @@ async def _command(client: Client, line: str, out: TextIO) -> None:
     head, _, rest = line.partition(" ")
     if head[0] in "@#" and len(head) > 1 and rest:
         group = head[0] == "#"
-        await client.send(head[1:], rest, group=group)
+        sent = await client.send(head[1:], rest, group=group)
+        where = head if group else f"you → {head[1:]}"
+        _say(out, f"[{_stamp(sent.send_time)} {sent.message_id}] {where}: {rest}")
+    elif head in ("/list", "/history", "/recall", "/delete"):
+        await conversation_command(client, head, rest.strip(), out)
     elif head == "/create" and rest:
         name, *members = rest.split()
         group_id = await client.create_group(name, members)
@@ -316,9 +332,50 @@ async def _print_events(client: Client, out: TextIO) -> None:
         _say(out, format_event(event))
 
 
+async def conversation_command(client: Client, head: str, rest: str, out: TextIO) -> None:
+    """``/list``, ``/history <peer|#group>``, ``/recall <id>``, ``/delete <id>``."""
+    if head == "/list":
+        page = await client.conversations(limit=50)
+        for c in page.conversations:
+            where = f"#{c.peer}" if c.kind == ConversationKind.GROUP else c.peer
+            text = "(recalled)" if not c.preview and c.last_message_id else c.preview
+            _say(out, f"{where} [{c.unread} unread] {c.last_sender}: {text}")
+        if not page.conversations:
+            _say(out, "no conversations yet")
+        return
+    if not rest:
+        _say(out, HELP)
+        return
+    if head == "/history":
+        group = rest.startswith("#")
+        peer = rest.lstrip("#@")
+        history = await client.history(peer, group=group)
+        for message in reversed(history.messages):
+            _say(out, format_message(message, client.account))
+        if history.messages:
+            await client.mark_read(peer, history.messages[0].message_id, group=group)
+        return
+    if not rest.isdigit():
+        _say(out, f"! {head} needs a message id")
+        return
+    if head == "/recall":
+        await client.recall(int(rest))
+        _say(out, f"* {rest} recalled")
+    else:
+        await client.delete(int(rest))
+        _say(out, f"* {rest} deleted for you")
+
+
+def _stamp(send_time: int) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(send_time / 1000))
+
+
 def format_message(message: Message, me: str) -> str:
-    """One line for a message: ``[12:00:01] #group alice: hi`` or ``alice → you: hi``."""
-    stamp = time.strftime("%H:%M:%S", time.localtime(message.send_time / 1000))
+    """One line for a message: ``[12:00:01 <id>] #group alice: hi`` or ``alice → you:
+    hi``; a recalled message shows as ``(recalled)``."""
+    stamp = f"{_stamp(message.send_time)} {message.message_id}"
+    if message.recalled:
+        message = dataclasses.replace(message, body="(recalled)")
     if message.group:
         return f"[{stamp}] #{message.group} {message.sender}: {message.body}"
     if message.direction == Direction.SENT:
@@ -337,6 +394,12 @@ def format_event(event: Event) -> str:
         return f"* disconnected ({event.code} {event.reason}); {tail}"
     if isinstance(event, Reconnected):
         return "* reconnected"
+    if isinstance(event, ReadEvent):
+        if event.kind == ConversationKind.USER and event.peer != event.reader:
+            return f"✓ {event.reader} read up to {event.message_id}"
+        return f"* read on another device: {event.peer} up to {event.message_id}"
+    if isinstance(event, RecallEvent):
+        return f"* {event.message_id} recalled by {event.recalled_by or event.sender}"
     if isinstance(event, PresenceChanged):
         return presence_mark(event.account, event.online)
     if isinstance(event, Typing):

@@ -14,6 +14,8 @@ talking to the others only through what its constructor was given:
   inbox order (:mod:`cirno_sdk.ordering`);
 - :class:`~cirno_sdk.calls.Caller` -- requests that wait for the connection and retry
   until a deadline; :class:`~cirno_sdk.groups.Groups` -- the group calls;
+  :class:`~cirno_sdk.conversations.Conversations` -- the conversation list, history,
+  reads, recall and delete;
 - :class:`~cirno_sdk.feeds.Feeds` -- the message and event feeds the application reads;
 - :class:`~cirno_sdk.presence.Presence` -- presence subscriptions and typing, which
   also sees every push first (presence and typing become events, the rest go on to
@@ -38,6 +40,7 @@ from typing import Literal
 from cirno_sdk.acks import AckBatcher
 from cirno_sdk.backoff import Backoff
 from cirno_sdk.calls import Caller
+from cirno_sdk.conversations import Conversations
 from cirno_sdk.delivery import Delivery
 from cirno_sdk.errors import (
     CirnoError,
@@ -51,7 +54,20 @@ from cirno_sdk.errors import (
 from cirno_sdk.feeds import Feeds
 from cirno_sdk.groups import Groups
 from cirno_sdk.link import NOT_CONNECTED, Link
-from cirno_sdk.models import Direction, Event, GroupInfo, JoinPolicy, Member, Message, Sent
+from cirno_sdk.models import (
+    Conversation,
+    ConversationKind,
+    ConversationPage,
+    Direction,
+    Event,
+    GroupInfo,
+    HistoryPage,
+    JoinPolicy,
+    Member,
+    Message,
+    ReadCount,
+    Sent,
+)
 from cirno_sdk.options import ClientOptions
 from cirno_sdk.ordering import Orderer
 from cirno_sdk.presence import Presence
@@ -130,6 +146,9 @@ class Client:
             self._delivery,
             me=lambda: self._link.account,
             request_deadline=opts.request_deadline,
+        )
+        self._conversations = Conversations(
+            self._calls, me=lambda: self._link.account, request_deadline=opts.request_deadline
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -315,6 +334,42 @@ class Client:
     async def group_members(self, group_id: str) -> list[Member]:
         """All of the group's members, by join time (fetched page by page)."""
         return await self._groups.members(group_id)
+
+    # -- conversations ------------------------------------------------------------------
+
+    async def conversations(self, *, before_seq: int = 0, limit: int = 20) -> ConversationPage:
+        """One page of this account's conversations, newest activity first, each with
+        its last message's preview and its unread count (see :class:`Conversation`)."""
+        return await self._conversations.list(before_seq=before_seq, limit=limit)
+
+    async def history(
+        self, peer: str, *, group: bool = False, before: int = 0, limit: int = 20
+    ) -> HistoryPage:
+        """Open a conversation (with account ``peer``, or group ``peer``): its messages
+        before message ``before`` (0: the newest), newest first, with their contents."""
+        kind = ConversationKind.GROUP if group else ConversationKind.USER
+        return await self._conversations.history(kind, peer, before=before, limit=limit)
+
+    async def mark_read(
+        self, peer: str, message_id: int, *, group: bool = False
+    ) -> tuple[bool, Conversation]:
+        """Mark the conversation read up to ``message_id`` (only ever forward); whether
+        it moved, and the conversation now. Other devices and the 1:1 peer are told."""
+        kind = ConversationKind.GROUP if group else ConversationKind.USER
+        return await self._conversations.read(kind, peer, message_id)
+
+    async def read_count(self, message_id: int) -> ReadCount:
+        """How many of the other members have read our group message ``message_id``."""
+        return await self._conversations.read_count(message_id)
+
+    async def recall(self, message_id: int) -> int:
+        """Take our message back within the server's window; returns the recall time.
+        Everyone it reached gets a :class:`RecallEvent`."""
+        return await self._conversations.recall(message_id)
+
+    async def delete(self, message_id: int) -> None:
+        """Hide a message from this account's own history and sync."""
+        await self._conversations.delete(message_id)
 
     # -- push notifications ----------------------------------------------------------
 

@@ -53,6 +53,7 @@ def synced_message(index: pb.MessageIndex, content: pb.MessageContent, me: str) 
         send_time=index.send_time,
         direction=direction,
         inbox_seq=index.seq,
+        recalled=content.recalled,
     )
 
 

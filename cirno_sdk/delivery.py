@@ -51,7 +51,7 @@ from cirno_sdk.errors import CirnoError, ConnectionLost, is_retryable
 from cirno_sdk.feeds import Feeds
 from cirno_sdk.groups import ADMIN_NOTIFIES, admin_event
 from cirno_sdk.link import Clock, Link
-from cirno_sdk.models import GroupEvent, Message
+from cirno_sdk.models import ConversationKind, GroupEvent, Message, ReadEvent, RecallEvent
 from cirno_sdk.ordering import Orderer
 from cirno_sdk.pull import IdlePull
 from cirno_sdk.store import Store
@@ -116,8 +116,9 @@ class Delivery:
                 tg.create_task(self._pull_loop())
 
     def on_push(self, packet: LogicPacket) -> None:
-        """A message or group push (kick-outs are the runner's). Raises ProtocolError
-        for a malformed body."""
+        """A message, group, read or recall push (kick-outs are the runner's). Raises
+        ProtocolError for a malformed body. Read and recall notices carry no inbox
+        sequence: they never touch the order keeper."""
         command = packet.command
         if command in (Command.CHAT_USER_TALK, Command.CHAT_GROUP_TALK):
             message = push_to_message(packet, self._link.account)
@@ -141,6 +142,28 @@ class Delivery:
                 self._orderer.reset_group(body.group_id)
             kind = "joined" if joined else "quit"
             self._feeds.emit(GroupEvent(kind, body.group_id, (body.account,)))
+        elif command == Command.CHAT_READ:
+            read = packet.parse_body(pb.ReadNotify)
+            self._feeds.emit(
+                ReadEvent(
+                    read.reader,
+                    ConversationKind(read.kind),
+                    read.peer,
+                    read.message_id,
+                    read.unread,
+                )
+            )
+        elif command == Command.CHAT_RECALL:
+            recall = packet.parse_body(pb.RecallNotify)
+            self._feeds.emit(
+                RecallEvent(
+                    recall.message_id,
+                    recall.sender,
+                    recall.group,
+                    recall.recalled_at,
+                    recall.recalled_by,
+                )
+            )
         elif command in ADMIN_NOTIFIES:
             event = admin_event(packet)
             if event.kind == "dismissed":

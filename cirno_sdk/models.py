@@ -29,6 +29,7 @@ class Message:
     ``client_msg_id`` is empty for messages that came through offline sync.
     ``inbox_seq`` is the message's sequence in this account's inbox when the server said
     (offline sync always does, 1:1 pushes do from servers with the extension; 0 else).
+    ``recalled``: a tombstone -- the sender took the message back, ``body`` is empty.
     """
 
     message_id: int
@@ -43,6 +44,7 @@ class Message:
     client_msg_id: str = ""
     direction: Direction = Direction.RECEIVED
     inbox_seq: int = 0
+    recalled: bool = False
 
     @property
     def is_group(self) -> bool:
@@ -161,6 +163,90 @@ class GroupEvent:
     detail: str = ""
 
 
+class ConversationKind(enum.IntEnum):
+    """A conversation with one peer account, or a group's."""
+
+    USER = 0
+    GROUP = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """One conversation of this account, as the server's list has it.
+
+    ``peer`` is the other account (``USER``) or the group id (``GROUP``). ``last_*``
+    describe the newest message, ``preview`` the start of its body ("" once recalled).
+    ``unread`` counts the messages from others after the account's read position (the
+    same on every device of the account); ``read_message_id`` is that position (0: never
+    read). ``last_seq`` orders the list (pass it to page on).
+    """
+
+    kind: ConversationKind
+    peer: str
+    last_message_id: int
+    last_sender: str
+    last_time: int
+    last_type: int
+    preview: str
+    unread: int
+    read_message_id: int
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationPage:
+    """Conversations, newest activity first; ``has_more`` when older ones follow."""
+
+    conversations: tuple[Conversation, ...]
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """A conversation's messages, newest first (tombstones included: ``recalled``);
+    ``has_more`` when older ones follow (page on with the last message's id)."""
+
+    messages: tuple[Message, ...]
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReadCount:
+    """How many of a group message's other members have read it, of how many."""
+
+    read: int
+    members: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadEvent:
+    """``reader`` read conversation (``kind``, ``peer``, from the reader's view) up to
+    ``message_id``.
+
+    When ``reader`` is this account, another of its devices read: ``unread`` is what is
+    left. Otherwise it is a read receipt of a 1:1 conversation: the peer ``reader`` has
+    read our messages up to ``message_id``.
+    """
+
+    reader: str
+    kind: ConversationKind
+    peer: str
+    message_id: int
+    unread: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecallEvent:
+    """Message ``message_id`` of ``sender`` (of ``group``, or 1:1 when empty) was
+    recalled by ``recalled_by`` (the sender, the group's owner or an admin): show a tombstone."""
+
+    message_id: int
+    sender: str
+    group: str
+    recalled_at: int
+    recalled_by: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class PresenceChanged:
     """A followed account (:meth:`Client.subscribe_presence`) came online (its first
@@ -183,4 +269,13 @@ class Typing:
     stopped: bool
 
 
-Event = Reconnected | Disconnected | KickedOut | GroupEvent | PresenceChanged | Typing
+Event = (
+    Reconnected
+    | Disconnected
+    | KickedOut
+    | GroupEvent
+    | ReadEvent
+    | RecallEvent
+    | PresenceChanged
+    | Typing
+)

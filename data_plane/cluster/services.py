@@ -14,7 +14,10 @@ cirno-im also splits ``chat`` into its three families, the longest prefix winnin
   administration commands (``dismiss|transfer|update|admin|mute|apply|approve|applications``)
 - ``chat.offline.`` → ``sync``: ``chat.offline.index``, ``chat.offline.content``
 - ``sync.`` → ``sync``: ``sync.fill``, ``sync.heads`` (a gateway's own, never a client's)
-- ``chat.`` → ``chat``: ``chat.user.talk``, ``chat.talk.ack``, ``chat.typing``
+- ``chat.`` → ``chat``: ``chat.user.talk``, ``chat.talk.ack``, ``chat.typing``, and the
+  conversation commands ``chat.conversation.list``, ``chat.history``, ``chat.read``,
+  ``chat.read.count``, ``chat.recall``, ``chat.delete`` (they read and write the store
+  every service shares; read receipts and recalls push like typing, unsequenced)
 
 ``chat.talk.ack`` stays in ``chat`` (its prefix says so): the read index it moves lives
 in the message store all services share, so ``sync`` reads it wherever that runs.

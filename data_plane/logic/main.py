@@ -20,11 +20,13 @@ from data_plane.cluster.services import Service, format_services
 from data_plane.cluster.tenants import TenantDirectory
 from data_plane.logic.context import GatewayHub
 from data_plane.logic.handlers.chat import ChatHandlers
+from data_plane.logic.handlers.conversations import ConversationHandlers
 from data_plane.logic.handlers.group import GroupHandlers
 from data_plane.logic.handlers.group_admin import GroupAdminHandlers
 from data_plane.logic.handlers.login import LoginHandlers
 from data_plane.logic.handlers.presence import Presence
 from data_plane.logic.handlers.push import PushHandlers
+from data_plane.logic.handlers.recall import RecallHandlers
 from data_plane.logic.handlers.sync import SyncHandlers
 from data_plane.logic.handlers.typing import TypingHandlers
 from data_plane.logic.lease import NodeMembership
@@ -57,6 +59,8 @@ def handlers_by_service(
     sync: SyncHandlers,
     presence: Presence,
     typing: TypingHandlers,
+    conversations: ConversationHandlers,
+    recalls: RecallHandlers,
     push: PushHandlers | None = None,
 ) -> dict[Service, dict[str, Handler]]:
     """Every command's handler, grouped by the service it belongs to (the grouping is
@@ -78,6 +82,12 @@ def handlers_by_service(
             Command.CHAT_USER_TALK: chat.user_talk,
             Command.CHAT_TALK_ACK: chat.ack,
             Command.CHAT_TYPING: typing.typing,
+            Command.CHAT_CONVERSATION_LIST: conversations.list,
+            Command.CHAT_HISTORY: conversations.history,
+            Command.CHAT_READ: conversations.read,
+            Command.CHAT_READ_COUNT: conversations.read_count,
+            Command.CHAT_RECALL: recalls.recall,
+            Command.CHAT_DELETE: recalls.delete,
         },
         Service.GROUP: {
             Command.CHAT_GROUP_CREATE: group.create,
@@ -207,6 +217,8 @@ async def build_logic(
                 SyncHandlers(stores),
                 presence,
                 TypingHandlers(stores, sessions, hub),
+                ConversationHandlers(stores, sessions, hub),
+                RecallHandlers(stores, sessions, hub, recall_window_s=settings.recall_window_s),
                 PushHandlers(notifier),
             )
             handlers, not_served = split_by_services(by_service, settings)

@@ -7,8 +7,9 @@ A handler that raises gets SystemException (300) and the node goes on; an unavai
 store is reported the same way with a reason the client can show (the client may retry:
 nothing was acknowledged).
 Logical storage errors map to their own statuses: invalid field → InvalidPacketBody,
-unknown message or group → NotFound (410), not a member → Forbidden (403); a handler's
-``Refused`` gets its own status and reason.
+unknown message or group → NotFound (410), not a member or not the sender → Forbidden
+(403), a recall after its window → Expired (440); a handler's ``Refused`` gets its own
+status and reason.
 
 ``cirno_logic_requests_total`` counts each request by the status it was answered with
 (:func:`outcome_of`): ``ok``, ``client_error`` for the client's mistakes (a bad body,
@@ -26,6 +27,7 @@ from data_plane.logic.context import Request
 from data_plane.logic.refusal import Refused
 from data_plane.metrics import REQUEST_SECONDS, REQUESTS
 from data_plane.storage.errors import StorageError
+from data_plane.storage.messages.conversation_protocol import NotTheSender, RecallExpired
 from data_plane.storage.messages.protocol import (
     GroupNotFound,
     InvalidField,
@@ -102,8 +104,10 @@ class Router:
             request.fail(Status.INVALID_PACKET_BODY, str(exc))
         except (UnknownMessage, GroupNotFound) as exc:
             request.fail(Status.NOT_FOUND, str(exc))
-        except NotAMember as exc:
+        except (NotAMember, NotTheSender) as exc:
             request.fail(Status.FORBIDDEN, str(exc))
+        except RecallExpired as exc:
+            request.fail(Status.EXPIRED, str(exc))
         except StorageError as exc:
             log.warning("%s failed: storage: %s", request.packet.command, exc)
             request.fail(Status.SYSTEM_EXCEPTION, f"storage unavailable: {exc}")

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from data_plane.cluster.services import ALL_SERVICES, Service, format_services, parse_services
 from data_plane.wire import DEFAULT_MAX_PACKET_SIZE
 
+DEFAULT_RECALL_WINDOW_S = 120.0
+"""How long after sending a message its sender may recall it, unless configured."""
+
 
 @dataclass(frozen=True)
 class LogicSettings:
@@ -39,6 +42,9 @@ class LogicSettings:
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     services: frozenset[Service] = ALL_SERVICES
     """The services this node runs (:mod:`data_plane.cluster.services`); all by default."""
+    recall_window_s: float = DEFAULT_RECALL_WINDOW_S
+    """How long after sending a message its sender may recall it (``chat.recall``);
+    every logic node of a cluster should use the same value."""
     max_in_flight_per_link: int = 1024
     """Requests of one gateway link running at once (0 = unlimited); past it the node
     stops reading that link until some end."""
@@ -87,6 +93,9 @@ class LogicSettings:
             ),
             max_packet_size=int(os.environ.get("CIRNO_MAX_PACKET_SIZE") or d.max_packet_size),
             services=parse_services(os.environ.get("CIRNO_LOGIC_SERVICES", "")),
+            recall_window_s=float(
+                os.environ.get("CIRNO_RECALL_WINDOW_SECONDS") or d.recall_window_s
+            ),
             max_in_flight_per_link=int(
                 os.environ.get("CIRNO_LOGIC_MAX_IN_FLIGHT") or d.max_in_flight_per_link
             ),

@@ -25,6 +25,12 @@ class Command(StrEnum):
     CHAT_GROUP_QUIT = "chat.group.quit"
     CHAT_GROUP_DETAIL = "chat.group.detail"
     CHAT_GROUP_MEMBERS = "chat.group.members"
+    CHAT_CONVERSATION_LIST = "chat.conversation.list"
+    CHAT_HISTORY = "chat.history"
+    CHAT_READ = "chat.read"
+    CHAT_READ_COUNT = "chat.read.count"
+    CHAT_RECALL = "chat.recall"
+    CHAT_DELETE = "chat.delete"
     PUSH_REGISTER = "push.register"
     PUSH_UNREGISTER = "push.unregister"
     PRESENCE_SUBSCRIBE = "presence.subscribe"
@@ -65,6 +71,7 @@ class Status(IntEnum):
     TOO_LARGE             413  body, member list or id list over the configured limit
     RATE_LIMITED          429  message rate over the tenant quota: slow down
     QUOTA_EXCEEDED        430  the tenant's connection quota is used up
+    EXPIRED               440  the action's time window has passed (a late recall)
     UNAVAILABLE           503  storage or logic node unavailable: retry later
     ===================  ====  ==============================================
 
@@ -84,6 +91,7 @@ class Status(IntEnum):
     TOO_LARGE = 413
     RATE_LIMITED = 429
     QUOTA_EXCEEDED = 430
+    EXPIRED = 440
     UNAVAILABLE = 503
 
 

@@ -62,6 +62,8 @@ class _StatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Status.ValueTy
     """per-connection message rate over the tenant quota"""
     QuotaExceeded: _Status.ValueType  # 430
     """the tenant's connection quota is used up"""
+    Expired: _Status.ValueType  # 440
+    """the action's time window has passed (chat.recall after the window)"""
     Unavailable: _Status.ValueType  # 503
     """storage or logic node temporarily unavailable: retry later"""
 
@@ -93,6 +95,8 @@ RateLimited: Status.ValueType  # 429
 """per-connection message rate over the tenant quota"""
 QuotaExceeded: Status.ValueType  # 430
 """the tenant's connection quota is used up"""
+Expired: Status.ValueType  # 440
+"""the action's time window has passed (chat.recall after the window)"""
 Unavailable: Status.ValueType  # 503
 """storage or logic node temporarily unavailable: retry later"""
 Global___Status: _TypeAlias = Status  # noqa: Y015
@@ -1358,10 +1362,13 @@ class MessageContent(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
     EXTRA_FIELD_NUMBER: _builtins.int
+    RECALLED_FIELD_NUMBER: _builtins.int
     messageId: _builtins.int
     type: _builtins.int
     body: _builtins.str
     extra: _builtins.str
+    recalled: _builtins.bool
+    """cirno extension: a tombstone (the sender recalled it; body empty)"""
     def __init__(
         self,
         *,
@@ -1369,10 +1376,11 @@ class MessageContent(_message.Message):
         type: _builtins.int = ...,
         body: _builtins.str = ...,
         extra: _builtins.str = ...,
+        recalled: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "extra", b"extra", "messageId", b"messageId", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "extra", b"extra", "messageId", b"messageId", "recalled", b"recalled", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1397,6 +1405,409 @@ class MessageContentResp(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MessageContentResp: _TypeAlias = MessageContentResp  # noqa: Y015
+
+@_typing.final
+class Conversation(_message.Message):
+    """---- conversations, history, reads, recall (cirno extensions, docs/protocol.md) -----
+
+    A conversation is a 1:1 peer (kind 0, peer = the other account) or a group (kind 1,
+    peer = the group id).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    PEER_FIELD_NUMBER: _builtins.int
+    LAST_SEQ_FIELD_NUMBER: _builtins.int
+    LAST_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    LAST_SENDER_FIELD_NUMBER: _builtins.int
+    LAST_TIME_FIELD_NUMBER: _builtins.int
+    LAST_TYPE_FIELD_NUMBER: _builtins.int
+    PREVIEW_FIELD_NUMBER: _builtins.int
+    UNREAD_FIELD_NUMBER: _builtins.int
+    READ_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    READ_SEQ_FIELD_NUMBER: _builtins.int
+    kind: _builtins.int
+    peer: _builtins.str
+    last_seq: _builtins.int
+    """the last message's inbox sequence (the list's order)"""
+    last_message_id: _builtins.int
+    last_sender: _builtins.str
+    last_time: _builtins.int
+    last_type: _builtins.int
+    preview: _builtins.str
+    """the start of the last body ("" once recalled)"""
+    unread: _builtins.int
+    """messages from others after the account's read position"""
+    read_message_id: _builtins.int
+    """the account's read position (0: never read)"""
+    read_seq: _builtins.int
+    def __init__(
+        self,
+        *,
+        kind: _builtins.int = ...,
+        peer: _builtins.str = ...,
+        last_seq: _builtins.int = ...,
+        last_message_id: _builtins.int = ...,
+        last_sender: _builtins.str = ...,
+        last_time: _builtins.int = ...,
+        last_type: _builtins.int = ...,
+        preview: _builtins.str = ...,
+        unread: _builtins.int = ...,
+        read_message_id: _builtins.int = ...,
+        read_seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "last_message_id", b"last_message_id", "last_sender", b"last_sender", "last_seq", b"last_seq", "last_time", b"last_time", "last_type", b"last_type", "peer", b"peer", "preview", b"preview", "read_message_id", b"read_message_id", "read_seq", b"read_seq", "unread", b"unread"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Conversation: _TypeAlias = Conversation  # noqa: Y015
+
+@_typing.final
+class ConversationListReq(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BEFORE_SEQ_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    before_seq: _builtins.int
+    """0: from the newest; else the last page's last last_seq"""
+    limit: _builtins.int
+    """0: the default (20); at most 100"""
+    def __init__(
+        self,
+        *,
+        before_seq: _builtins.int = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_seq", b"before_seq", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConversationListReq: _TypeAlias = ConversationListReq  # noqa: Y015
+
+@_typing.final
+class ConversationListResp(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSATIONS_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    has_more: _builtins.bool
+    @_builtins.property
+    def conversations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Conversation]: ...
+    def __init__(
+        self,
+        *,
+        conversations: _abc.Iterable[Global___Conversation] | None = ...,
+        has_more: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversations", b"conversations", "has_more", b"has_more"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConversationListResp: _TypeAlias = ConversationListResp  # noqa: Y015
+
+@_typing.final
+class HistoryReq(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    PEER_FIELD_NUMBER: _builtins.int
+    BEFORE_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    kind: _builtins.int
+    peer: _builtins.str
+    before_message_id: _builtins.int
+    """0: from the newest"""
+    limit: _builtins.int
+    """0: the default (20); at most 100"""
+    def __init__(
+        self,
+        *,
+        kind: _builtins.int = ...,
+        peer: _builtins.str = ...,
+        before_message_id: _builtins.int = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_message_id", b"before_message_id", "kind", b"kind", "limit", b"limit", "peer", b"peer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HistoryReq: _TypeAlias = HistoryReq  # noqa: Y015
+
+@_typing.final
+class HistoryMessage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def index(self) -> Global___MessageIndex: ...
+    @_builtins.property
+    def content(self) -> Global___MessageContent: ...
+    def __init__(
+        self,
+        *,
+        index: Global___MessageIndex | None = ...,
+        content: Global___MessageContent | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "index", b"index"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "index", b"index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HistoryMessage: _TypeAlias = HistoryMessage  # noqa: Y015
+
+@_typing.final
+class HistoryResp(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    has_more: _builtins.bool
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___HistoryMessage]:
+        """newest first"""
+
+    def __init__(
+        self,
+        *,
+        messages: _abc.Iterable[Global___HistoryMessage] | None = ...,
+        has_more: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_more", b"has_more", "messages", b"messages"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HistoryResp: _TypeAlias = HistoryResp  # noqa: Y015
+
+@_typing.final
+class ReadReq(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    PEER_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    kind: _builtins.int
+    peer: _builtins.str
+    message_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        kind: _builtins.int = ...,
+        peer: _builtins.str = ...,
+        message_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "message_id", b"message_id", "peer", b"peer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadReq: _TypeAlias = ReadReq  # noqa: Y015
+
+@_typing.final
+class ReadResp(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MOVED_FIELD_NUMBER: _builtins.int
+    CONVERSATION_FIELD_NUMBER: _builtins.int
+    moved: _builtins.bool
+    @_builtins.property
+    def conversation(self) -> Global___Conversation: ...
+    def __init__(
+        self,
+        *,
+        moved: _builtins.bool = ...,
+        conversation: Global___Conversation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation", b"conversation", "moved", b"moved"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadResp: _TypeAlias = ReadResp  # noqa: Y015
+
+@_typing.final
+class ReadNotify(_message.Message):
+    """Pushed as chat.read to the reader's other devices and, in a 1:1 conversation, to the
+    other party (a read receipt). kind / peer name the conversation from the reader's view.
+    Carries no inbox sequence: it is not an inbox row.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READER_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    PEER_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    UNREAD_FIELD_NUMBER: _builtins.int
+    reader: _builtins.str
+    kind: _builtins.int
+    peer: _builtins.str
+    message_id: _builtins.int
+    unread: _builtins.int
+    """the reader's unread count left (meant for the reader's devices)"""
+    def __init__(
+        self,
+        *,
+        reader: _builtins.str = ...,
+        kind: _builtins.int = ...,
+        peer: _builtins.str = ...,
+        message_id: _builtins.int = ...,
+        unread: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "message_id", b"message_id", "peer", b"peer", "reader", b"reader", "unread", b"unread"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadNotify: _TypeAlias = ReadNotify  # noqa: Y015
+
+@_typing.final
+class ReadCountReq(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadCountReq: _TypeAlias = ReadCountReq  # noqa: Y015
+
+@_typing.final
+class ReadCountResp(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READ_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    read: _builtins.int
+    members: _builtins.int
+    def __init__(
+        self,
+        *,
+        read: _builtins.int = ...,
+        members: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members", "read", b"read"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadCountResp: _TypeAlias = ReadCountResp  # noqa: Y015
+
+@_typing.final
+class RecallReq(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecallReq: _TypeAlias = RecallReq  # noqa: Y015
+
+@_typing.final
+class RecallResp(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECALLED_AT_FIELD_NUMBER: _builtins.int
+    recalled_at: _builtins.int
+    def __init__(
+        self,
+        *,
+        recalled_at: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recalled_at", b"recalled_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecallResp: _TypeAlias = RecallResp  # noqa: Y015
+
+@_typing.final
+class RecallNotify(_message.Message):
+    """Pushed as chat.recall to everyone the message reached. No inbox sequence."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    SENDER_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    RECALLED_AT_FIELD_NUMBER: _builtins.int
+    RECALLED_BY_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.int
+    sender: _builtins.str
+    group: _builtins.str
+    """"" for a 1:1 message"""
+    recalled_at: _builtins.int
+    recalled_by: _builtins.str
+    """the sender, the group's owner or an admin"""
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.int = ...,
+        sender: _builtins.str = ...,
+        group: _builtins.str = ...,
+        recalled_at: _builtins.int = ...,
+        recalled_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group", "message_id", b"message_id", "recalled_at", b"recalled_at", "recalled_by", b"recalled_by", "sender", b"sender"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecallNotify: _TypeAlias = RecallNotify  # noqa: Y015
+
+@_typing.final
+class DeleteReq(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteReq: _TypeAlias = DeleteReq  # noqa: Y015
 
 @_typing.final
 class PresenceSubscribeReq(_message.Message):

@@ -24,9 +24,11 @@ from data_plane.gateway.server import Gateway
 from data_plane.gateway.settings import GatewaySettings
 from data_plane.logic.context import GatewayHub
 from data_plane.logic.handlers.chat import ChatHandlers
+from data_plane.logic.handlers.conversations import ConversationHandlers
 from data_plane.logic.handlers.group import GroupHandlers
 from data_plane.logic.handlers.login import LoginHandlers
 from data_plane.logic.handlers.presence import Presence
+from data_plane.logic.handlers.recall import RecallHandlers
 from data_plane.logic.handlers.sync import SyncHandlers
 from data_plane.logic.handlers.typing import TypingHandlers
 from data_plane.logic.main import handlers_by_service, split_by_services
@@ -114,6 +116,8 @@ async def rig() -> AsyncIterator[Rig]:
             SyncHandlers(stores),
             presence,
             TypingHandlers(stores, sessions, hub),
+            ConversationHandlers(stores, sessions, hub),
+            RecallHandlers(stores, sessions, hub, recall_window_s=60.0),
         )
         handlers, not_served = split_by_services(by_service, logic_settings)
         server = LogicServer(logic_settings, Router(handlers, not_served), hub)

@@ -60,6 +60,14 @@ EXPECTED = {
     Command.CHAT_GROUP_APPLICATIONS: Service.GROUP,
     Command.CHAT_OFFLINE_INDEX: Service.SYNC,
     Command.CHAT_OFFLINE_CONTENT: Service.SYNC,
+    # Conversations are chat: reads and writes of the store every service shares, and
+    # chat.read / chat.recall push like chat.user.talk.
+    Command.CHAT_CONVERSATION_LIST: Service.CHAT,
+    Command.CHAT_HISTORY: Service.CHAT,
+    Command.CHAT_READ: Service.CHAT,
+    Command.CHAT_READ_COUNT: Service.CHAT,
+    Command.CHAT_RECALL: Service.CHAT,
+    Command.CHAT_DELETE: Service.CHAT,
     Command.PRESENCE_SUBSCRIBE: Service.LOGIN,
     Command.PRESENCE_UNSUBSCRIBE: Service.LOGIN,
     Command.CHAT_TYPING: Service.CHAT,

@@ -177,3 +177,51 @@ def test_sdk_reconnect_attempts_are_shown() -> None:
         err.getvalue()
         == "cirno chat: connect failed: cannot connect to tcp://127.0.0.1:1: refused\n"
     )
+
+
+async def test_list_history_receipts_recall_and_delete_commands(cluster: Cluster) -> None:
+    me, peer = f"cat-{uuid.uuid4().hex[:6]}", f"dog-{uuid.uuid4().hex[:6]}"
+    fast = ClientOptions(ack_interval=100)
+    async with (
+        Client(tcp_url(cluster), token(me), options=fast) as client,
+        Client(tcp_url(cluster), token(peer), options=fast) as other,
+    ):
+        first = await other.send(me, "first")
+        second = await other.send(me, "second")
+        mine = await client.send(peer, "mine")
+        out, peer_out = io.StringIO(), io.StringIO()
+        received = asyncio.Event()
+
+        async def lines() -> AsyncIterator[str]:
+            yield "/list\n"
+            yield f"/history {peer}\n"
+            await received.wait()
+            yield f"/recall {mine.message_id}\n"
+            yield f"/delete {first.message_id}\n"
+            yield f"/history @{peer}\n"
+            yield "/recall notanumber\n"
+            yield "/quit\n"
+
+        async def peer_lines() -> AsyncIterator[str]:
+            for _ in range(500):
+                if "✓" in peer_out.getvalue() and "recalled by" in peer_out.getvalue():
+                    break
+                await asyncio.sleep(0.02)
+            received.set()
+            yield "/quit\n"
+
+        async with asyncio.timeout(15):
+            results = await asyncio.gather(
+                run(client, lines(), out), run(other, peer_lines(), peer_out)
+            )
+        assert tuple(results) == (0, 0)
+        text = out.getvalue()
+        assert f"{peer} [2 unread] {me}: mine" in text  # the newest is our own
+        assert f"{second.message_id}] {peer} → you: second" in text
+        assert f"* {mine.message_id} recalled" in text
+        assert f"* {first.message_id} deleted for you" in text
+        tail = text.rsplit("deleted for you", 1)[1]
+        assert f"{mine.message_id}] you → {peer}: (recalled)" in tail
+        assert str(first.message_id) not in tail
+        assert "needs a message id" in tail
+        assert f"✓ {me} read up to {mine.message_id}" in peer_out.getvalue()

@@ -26,7 +26,7 @@ from data_plane.storage.urls import sync_url
 from tests.services import MYSQL_ENV, fresh_mysql_database, service_url
 
 MESSAGE_TABLES = set(metadata.tables)
-HEAD = "m0003o"
+HEAD = "m0004"
 """The newest revision of the message tables' history."""
 
 
@@ -126,3 +126,28 @@ def test_the_command_line_migrates_up_and_down(tmp_path: Path) -> None:
     assert tables(url) == MESSAGE_TABLES | {migrate.VERSION_TABLE}
     assert migrate.main(["downgrade", url]) == 0
     assert tables(url) == {migrate.VERSION_TABLE}
+
+
+def test_m0004_gives_existing_messages_their_conversation_key(empty_url: str) -> None:
+    migrate.upgrade(empty_url, "m0001")
+    engine = create_engine(sync_url(empty_url))
+    columns = "message_id, tenant, sender, receiver, group_id, type, body, extra, send_time"
+    rows = [
+        (1, "t", "zed", "amy", "", 1, b"a", "", 1),  # 1:1, the accounts in order
+        (2, "t", "amy", "zed", "", 1, b"b", "", 2),
+        (3, "t", "amy", "", "g1", 1, b"c", "", 3),  # group
+    ]
+    try:
+        with engine.begin() as conn:
+            names = [f":v{n}" for n in range(9)]
+            insert = text(f"INSERT INTO messages ({columns}) VALUES ({', '.join(names)})")
+            for row in rows:
+                conn.execute(insert, {f"v{n}": value for n, value in enumerate(row)})
+        migrate.upgrade(empty_url)
+        with engine.connect() as conn:
+            keys = conn.execute(
+                text("SELECT message_id, conv_a, conv_b FROM messages ORDER BY message_id")
+            ).all()
+    finally:
+        engine.dispose()
+    assert [tuple(k) for k in keys] == [(1, "amy", "zed"), (2, "amy", "zed"), (3, "g1", "")]

@@ -1,4 +1,4 @@
-"""Migrations 0002, 0008 and 0009 create exactly the tables of ``messages.schema`` (SQLite
+"""Migrations 0002, 0008, 0009 and 0011 create exactly the tables of ``messages.schema`` (SQLite
 and MySQL).
 
 Runs the message revisions' own ``upgrade`` / ``downgrade`` on an empty database
@@ -23,7 +23,7 @@ from data_plane.storage.messages.schema import metadata
 from data_plane.storage.urls import sync_url
 
 VERSIONS = Path(__file__).resolve().parents[2] / "migrations" / "versions"
-REVISIONS = ("0002_messages", "0008_group_admin", "0009_outbound")
+REVISIONS = ("0002_messages", "0008_group_admin", "0009_outbound", "0011_conversations")
 """The embedded revisions that change the message tables, oldest first."""
 
 

@@ -117,6 +117,7 @@ EXTENSION_FIELDS: dict[str, dict[str, tuple[int, int, bool]]] = {
     },
     "MessageIndex": {"seq": (6, I64, False)},
     "MessageIndexResp": {"has_more": (2, BOOL, False)},
+    "MessageContent": {"recalled": (5, BOOL, False)},
     "KickoutNotify": {"reason": (2, S, False)},
     "GroupJoinNotify": {"group_id": (1, S, False), "account": (2, S, False)},
     "GroupQuitNotify": {"group_id": (1, S, False), "account": (2, S, False)},

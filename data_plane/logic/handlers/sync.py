@@ -121,6 +121,7 @@ class SyncHandlers:
                 type=content.type,
                 body=content.body.decode("utf-8", "replace"),
                 extra=content.extra,
+                recalled=content.recalled,
             )
         request.reply(body=resp)
 

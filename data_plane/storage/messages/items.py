@@ -66,9 +66,17 @@ RECEIVED = int(Direction.RECEIVED)
 SENT = int(Direction.SENT)
 MESSAGE_COLUMNS = (
     "message_id, tenant, sender, receiver, group_id, group_seq, type, body, extra, "
-    "client_msg_id, send_time"
+    "client_msg_id, send_time, conv_a, conv_b"
 )
 INBOX_COLUMNS = "tenant, account, seq, message_id, direction, account_b, group_id, send_time"
+
+
+def conversation_key(sender: str, receiver: str, group_id: str) -> tuple[str, str]:
+    """``messages.conv_a`` / ``conv_b``: (group id, '') for a group message, the two
+    accounts in code-point order (UTF-8 byte order, the binary collation's) for 1:1."""
+    if group_id:
+        return group_id, ""
+    return (sender, receiver) if sender < receiver else (receiver, sender)
 
 
 def message_row(item: Send, message_id: int, send_time: int, group_seq: int) -> tuple[Any, ...]:
@@ -85,6 +93,7 @@ def message_row(item: Send, message_id: int, send_time: int, group_seq: int) -> 
         item.extra,
         item.client_msg_id,
         send_time,
+        *conversation_key(item.sender, item.receiver, item.group_id),
     )
 
 

@@ -10,10 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 
 import anyio.lowlevel
 
 from data_plane.storage.ids import SnowflakeIds
+from data_plane.storage.messages.conversation_protocol import (
+    Conversation,
+    ConversationKind,
+    ConversationPage,
+    HistoryPage,
+    ReadCount,
+    ReadResult,
+    RecallResult,
+)
+from data_plane.storage.messages.memory_conversations import MemoryConversations
 from data_plane.storage.messages.memory_groups import MemoryGroups, _Group
 from data_plane.storage.messages.protocol import (
     Content,
@@ -39,10 +50,12 @@ class _Inbox:
 
     def append(
         self, message_id: int, direction: Direction, send_time: int, account_b: str, group: str
-    ) -> None:
+    ) -> IndexEntry:
         seq = len(self.entries) + 1
-        self.entries.append(IndexEntry(message_id, direction, send_time, account_b, group, seq))
+        entry = IndexEntry(message_id, direction, send_time, account_b, group, seq)
+        self.entries.append(entry)
         self.seq_of[message_id] = seq
+        return entry
 
 
 class MemoryMessageStore(MemoryGroups):
@@ -55,7 +68,26 @@ class MemoryMessageStore(MemoryGroups):
         self._inboxes: dict[tuple[str, str], _Inbox] = {}
         self._read: dict[tuple[str, str, str], tuple[int, int]] = {}
         self._groups: dict[tuple[str, str], _Group] = {}
+        self._conversations = MemoryConversations(
+            self._messages, self._inboxes, self._groups, self._ids.now_ms
+        )
         self._closed = False
+
+    def _deliver(
+        self,
+        tenant: str,
+        account: str,
+        m: StoredMessage,
+        direction: Direction,
+        account_b: str,
+    ) -> int:
+        """Append the inbox row and update its conversation, in one step; the row's
+        inbox sequence."""
+        entry = self._inbox(tenant, account).append(
+            m.message_id, direction, m.send_time, account_b, m.group_id
+        )
+        self._conversations.delivered(tenant, account, entry, m.type, m.body)
+        return entry.seq
 
     def _inbox(self, tenant: str, account: str) -> _Inbox:
         inbox = self._inboxes.get((tenant, account))
@@ -120,11 +152,9 @@ class MemoryMessageStore(MemoryGroups):
         if result is None:
             m = self._store(tenant, sender, receiver, "", 0, type, body, extra, client_msg_id)
             if receiver != sender:
-                self._inbox(tenant, receiver).append(
-                    m.message_id, Direction.RECEIVED, m.send_time, sender, ""
-                )
+                self._deliver(tenant, receiver, m, Direction.RECEIVED, sender)
+            self._deliver(tenant, sender, m, Direction.SENT, receiver)
             own = self._inbox(tenant, sender)
-            own.append(m.message_id, Direction.SENT, m.send_time, receiver, "")
             receiver_seq = self._inbox(tenant, receiver).seq_of[m.message_id]
             result = SendResult(
                 m.message_id,
@@ -165,9 +195,7 @@ class MemoryMessageStore(MemoryGroups):
         seqs: list[int] = []
         for account in receivers:
             direction = Direction.SENT if account == sender else Direction.RECEIVED
-            inbox = self._inbox(tenant, account)
-            inbox.append(m.message_id, direction, m.send_time, sender, group_id)
-            seqs.append(len(inbox.entries))
+            seqs.append(self._deliver(tenant, account, m, direction, sender))
         await anyio.lowlevel.checkpoint()
         own = seqs[receivers.index(sender)]
         result = SendResult(m.message_id, m.send_time, False, seq, own, 0, tuple(seqs))
@@ -205,7 +233,13 @@ class MemoryMessageStore(MemoryGroups):
         else:
             after = self._read.get((tenant, account, device), (0, 0))[1]
         # seq n sits at list position n - 1, so the rows after seq ``after`` start there.
-        entries = inbox.entries[after : after + limit + 1]
+        hidden = self._conversations.hidden
+        entries = []
+        for entry in islice(inbox.entries, after, None):
+            if (tenant, account, entry.message_id) not in hidden:
+                entries.append(entry)
+                if len(entries) > limit:
+                    break
         await anyio.lowlevel.checkpoint()
         return IndexPage(entries[:limit], has_more=len(entries) > limit)
 
@@ -256,11 +290,71 @@ class MemoryMessageStore(MemoryGroups):
         inbox = self._inboxes.get((tenant, account), _Inbox())
         contents = []
         for message_id in first_occurrences(message_ids):
-            if message_id in inbox.seq_of:
-                m = self._messages[(tenant, message_id)]
-                contents.append(Content(m.message_id, m.type, m.body, m.extra))
+            hidden = (tenant, account, message_id) in self._conversations.hidden
+            if message_id in inbox.seq_of and not hidden:
+                contents.append(self._conversations.content(tenant, message_id))
         await anyio.lowlevel.checkpoint()
         return contents
+
+    # -- conversations (``conversation_protocol``; done in ``memory_conversations``) ----
+
+    async def list_conversations(
+        self, tenant: str, account: str, before_seq: int, limit: int
+    ) -> ConversationPage:
+        """See ``ConversationStore.list_conversations``."""
+        self._check_open()
+        await anyio.lowlevel.checkpoint()
+        return self._conversations.list_conversations(tenant, account, before_seq, limit)
+
+    async def get_conversation(
+        self, tenant: str, account: str, kind: ConversationKind, peer: str
+    ) -> Conversation | None:
+        """See ``ConversationStore.get_conversation``."""
+        self._check_open()
+        await anyio.lowlevel.checkpoint()
+        return self._conversations.get_conversation(tenant, account, kind, peer)
+
+    async def history(
+        self,
+        tenant: str,
+        account: str,
+        kind: ConversationKind,
+        peer: str,
+        before_message_id: int,
+        limit: int,
+    ) -> HistoryPage:
+        """See ``ConversationStore.history``."""
+        self._check_open()
+        await anyio.lowlevel.checkpoint()
+        return self._conversations.history(tenant, account, kind, peer, before_message_id, limit)
+
+    async def mark_read(
+        self, tenant: str, account: str, kind: ConversationKind, peer: str, message_id: int
+    ) -> ReadResult:
+        """See ``ConversationStore.mark_read``."""
+        self._check_open()
+        await anyio.lowlevel.checkpoint()
+        return self._conversations.mark_read(tenant, account, kind, peer, message_id)
+
+    async def read_count(self, tenant: str, account: str, message_id: int) -> ReadCount:
+        """See ``ConversationStore.read_count``."""
+        self._check_open()
+        await anyio.lowlevel.checkpoint()
+        return self._conversations.read_count(tenant, account, message_id)
+
+    async def recall(
+        self, tenant: str, account: str, message_id: int, sent_after: int
+    ) -> RecallResult:
+        """See ``ConversationStore.recall``."""
+        self._check_open()
+        await anyio.lowlevel.checkpoint()
+        return self._conversations.recall(tenant, account, message_id, sent_after)
+
+    async def hide_message(self, tenant: str, account: str, message_id: int) -> bool:
+        """See ``ConversationStore.hide_message``."""
+        self._check_open()
+        await anyio.lowlevel.checkpoint()
+        return self._conversations.hide_message(tenant, account, message_id)
 
     async def aclose(self) -> None:
         """Refuse further operations (the data stays in memory until collected)."""

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from data_plane.storage.errors import StorageError
+from data_plane.storage.messages.conversation_protocol import ConversationStore
 from data_plane.storage.messages.group_admin_protocol import GroupAdministration
 from data_plane.storage.messages.group_model import GroupChanges, JoinPolicy, Role
 from data_plane.storage.messages.schema import (
@@ -136,6 +137,8 @@ class Content:
     type: int
     body: bytes
     extra: str
+    recalled: bool = False
+    """A tombstone: the sender recalled the message, body and extra are empty."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +208,9 @@ class Group:
     """The whole-group mute (the owner and admins may still talk)."""
 
 
-class MessageStore(GroupAdministration, Protocol):
-    """Durable storage of messages, inboxes, read indexes and groups.
+class MessageStore(ConversationStore, GroupAdministration, Protocol):
+    """Durable storage of messages, inboxes, read indexes, groups and conversations
+    (``conversation_protocol``).
 
     The group-administration methods are ``group_admin_protocol.GroupAdministration``'s.
     Implementations: ``MemoryMessageStore`` (tests, the embedded default without a
@@ -277,9 +281,11 @@ class MessageStore(GroupAdministration, Protocol):
         """Inbox rows strictly after ``after_message_id``, oldest first, at most ``limit``.
 
         ``after_message_id == 0`` starts after the device's read index (from the start
-        of the inbox when the device never acknowledged). Paging with the last entry's
-        message id until an empty page visits every row once. Raises ``UnknownMessage``
-        for a non-zero id not in the account's inbox, ``ValueError`` for ``limit < 1``.
+        of the inbox when the device never acknowledged). Rows of messages the account
+        deleted (``hide_message``) are left out, so a page may skip sequences. Paging
+        with the last entry's message id until an empty page visits every row once.
+        Raises ``UnknownMessage`` for a non-zero id not in the account's inbox,
+        ``ValueError`` for ``limit < 1``.
         """
         ...
 
@@ -303,7 +309,8 @@ class MessageStore(GroupAdministration, Protocol):
         """The contents of ``message_ids`` in request order.
 
         Only messages in the account's own inbox are returned: other ids (unknown, or
-        someone else's) are left out, and the caller reports them. An id requested
+        someone else's, or deleted by the account) are left out, and the caller reports
+        them. A recalled message comes as its tombstone (``recalled``). An id requested
         twice is returned once, at its first position.
         """
         ...

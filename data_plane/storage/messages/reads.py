@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, Select, and_, func, select
+from sqlalchemy import ColumnElement, Exists, Select, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from data_plane.storage.messages.engine import PooledConnections
@@ -24,7 +24,13 @@ from data_plane.storage.messages.protocol import (
     UnknownMessage,
     first_occurrences,
 )
-from data_plane.storage.messages.schema import inbox, inbox_seq, messages, read_index
+from data_plane.storage.messages.schema import (
+    hidden_messages,
+    inbox,
+    inbox_seq,
+    messages,
+    read_index,
+)
 
 
 class Reads:
@@ -64,7 +70,12 @@ class Reads:
                 inbox.c.group_id,
                 inbox.c.seq,
             )
-            .where(inbox.c.tenant == tenant, inbox.c.account == account, inbox.c.seq > anchor)
+            .where(
+                inbox.c.tenant == tenant,
+                inbox.c.account == account,
+                inbox.c.seq > anchor,
+                ~hidden(tenant, account),
+            )
             .order_by(inbox.c.seq)
             .limit(limit + 1)
         )
@@ -157,17 +168,24 @@ class Reads:
             for chunk in chunks(wanted):
                 rows = await conn.execute(
                     select(
-                        messages.c.message_id, messages.c.type, messages.c.body, messages.c.extra
+                        messages.c.message_id,
+                        messages.c.type,
+                        messages.c.body,
+                        messages.c.extra,
+                        messages.c.recalled_at,
                     )
                     .select_from(joined)
                     .where(
                         inbox.c.tenant == tenant,
                         inbox.c.account == account,
                         inbox.c.message_id.in_(chunk),
+                        ~hidden(tenant, account),
                     )
                 )
-                for message_id, type_, body, extra in rows:
-                    found[message_id] = Content(message_id, type_, bytes(body), extra)
+                for message_id, type_, body, extra, recalled_at in rows:
+                    found[message_id] = Content(
+                        message_id, type_, bytes(body), extra, recalled_at > 0
+                    )
             return [found[m] for m in wanted if m in found]
 
         if not wanted:
@@ -178,4 +196,18 @@ class Reads:
 def _inbox_seq_of(tenant: str, account: str, message_id: int) -> Select[tuple[int]]:
     return select(inbox.c.seq).where(
         inbox.c.tenant == tenant, inbox.c.account == account, inbox.c.message_id == message_id
+    )
+
+
+def hidden(tenant: str, account: str) -> Exists:
+    """Whether the account deleted the current ``inbox`` row's message for itself (a
+    primary-key probe of ``hidden_messages`` per row)."""
+    return (
+        select(hidden_messages.c.message_id)
+        .where(
+            hidden_messages.c.tenant == tenant,
+            hidden_messages.c.account == account,
+            hidden_messages.c.message_id == inbox.c.message_id,
+        )
+        .exists()
     )

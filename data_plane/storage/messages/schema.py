@@ -79,11 +79,23 @@ messages = Table(
     Column("extra", String(EXTRA_LENGTH), nullable=False),
     Column("client_msg_id", String(ID_LENGTH), nullable=True),
     Column("send_time", BigInteger, nullable=False),
+    Column("recalled_at", BigInteger, nullable=False, server_default="0"),
+    # Nullable only so that the migration adds them without rewriting the table; every
+    # send writes both, and the migration fills the existing rows.
+    Column("conv_a", String(ID_LENGTH), nullable=True),
+    Column("conv_b", String(ID_LENGTH), nullable=True),
     PrimaryKeyConstraint("message_id", name="pk_messages"),
     UniqueConstraint("tenant", "sender", "client_msg_id", name="uq_messages_client_msg_id"),
+    Index("ix_messages_conversation", "tenant", "conv_a", "conv_b", "message_id"),
     **MYSQL_TABLE_OPTIONS,
 )
-"""Content, stored once. ``receiver`` is '' for group messages, ``group_id`` '' for 1:1."""
+"""Content, stored once. ``receiver`` is '' for group messages, ``group_id`` '' for 1:1.
+``recalled_at`` is 0, or when the sender took the message back: body and extra are then
+emptied (a tombstone). ``conv_a`` / ``conv_b`` name the message's conversation the same
+from both sides — (group id, '') for a group message, the two accounts in code-point
+order for a 1:1 one (``items.conversation_key``) — and ``ix_messages_conversation`` pages
+one conversation by message id (``chat.history``): one index entry per message, not one
+per inbox row."""
 
 inbox = Table(
     "inbox",
@@ -277,3 +289,48 @@ push_jobs = Table(
     **MYSQL_TABLE_OPTIONS,
 )
 """At most one pending notification per token: a burst collapses into its ``count``."""
+PREVIEW_LENGTH = 64
+"""Characters of a message body kept as its conversation's preview."""
+
+conversations = Table(
+    "conversations",
+    metadata,
+    _id("tenant"),
+    _id("account"),
+    Column("kind", SmallInteger, nullable=False),
+    _id("peer"),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("last_message_id", BigInteger, nullable=False),
+    _id("last_sender"),
+    Column("last_time", BigInteger, nullable=False),
+    Column("last_type", Integer, nullable=False),
+    Column("preview", String(PREVIEW_LENGTH), nullable=False),
+    Column("received", BigInteger, nullable=False),
+    Column("read_seq", BigInteger, nullable=False, server_default="0"),
+    Column("read_message_id", BigInteger, nullable=False, server_default="0"),
+    Column("read_received", BigInteger, nullable=False, server_default="0"),
+    Column("read_group_seq", BigInteger, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("tenant", "account", "kind", "peer", name="pk_conversations"),
+    Index("ix_conversations_recent", "tenant", "account", "last_seq"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""One row per (account, conversation): ``kind`` 0 is a 1:1 peer, 1 a group.
+
+Written by the send writer in the same transaction as the inbox rows: the last message
+(``last_seq`` is its inbox sequence, so ordering by it is newest activity first) and
+``received``, how many messages from others the conversation ever got. A read stores
+the read message's inbox sequence and ``read_received``, the value ``received`` had up
+to it, so the unread count is ``received - read_received``: no inbox scan.
+``read_group_seq`` is the read message's group sequence (groups), which members' read
+positions are compared by."""
+
+hidden_messages = Table(
+    "hidden_messages",
+    metadata,
+    _id("tenant"),
+    _id("account"),
+    Column("message_id", BigInteger, nullable=False, autoincrement=False),
+    PrimaryKeyConstraint("tenant", "account", "message_id", name="pk_hidden_messages"),
+    **MYSQL_TABLE_OPTIONS,
+)
+"""Messages an account deleted for itself (``chat.delete``): left out of its reads."""

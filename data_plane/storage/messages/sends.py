@@ -11,7 +11,8 @@ Theory of operation (one transaction per batch, see ``writer``):
    batch's row count to ``inbox_seq`` (which locks those rows until COMMIT) and read the
    results back, then
 5. insert the inbox rows, numbered in batch order within each inbox (``delivery`` says
-   which rows the database numbers itself, in bulk).
+   which rows the database numbers itself, in bulk), then
+6. upsert the conversations those rows belong to (``conversation_writes``).
 
 Statements are batched (one multi-row statement or ``executemany``), never one per inbox
 row. The hot inbox counters are locked last, so they are held only for the last
@@ -33,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 
 from data_plane.storage.ids import SnowflakeIds
 from data_plane.storage.messages.connections import WriterConnection
+from data_plane.storage.messages.conversation_writes import ConversationWrites
 from data_plane.storage.messages.delivery import DeliveryPlan, plan_deliveries
 from data_plane.storage.messages.items import (
     InboxRow,
@@ -60,6 +62,8 @@ class SendWrites:
     def __init__(self, statements: SendStatements, ids: SnowflakeIds) -> None:
         self.statements = statements
         self._ids = ids
+        self.conversations = ConversationWrites(mysql=statements.mark == "%s")
+        """The conversation list's upserts, in the same transaction as the inbox rows."""
         self.bulk_min_members = BULK_MIN_MEMBERS
         """Groups at least this large are written in bulk when they can be (tests lower it)."""
         self.optimistic_max = OPTIMISTIC_MAX
@@ -153,7 +157,7 @@ class SendWrites:
             await sql.insert_messages(conn, message_rows)
             if self.outbox is not None:  # the webhook events commit with their messages
                 await self.outbox.messages_created(conn, message_rows, self._ids.now_ms())
-            user_seqs, bulk_seqs = await self._insert_inbox_rows(conn, plan)
+            user_seqs, bulk_seqs = await self._insert_inbox_rows(conn, plan, stored)
             await self._store_group_seqs(conn, group_seqs, wanted)
             for index, item, result, accounts in group_sends:
                 # Every member's row, so the push can tell each inbox where it stands.
@@ -231,15 +235,16 @@ class SendWrites:
             await self.statements.store_group_seqs(conn, rows)
 
     async def _insert_inbox_rows(
-        self, conn: WriterConnection, plan: DeliveryPlan
+        self, conn: WriterConnection, plan: DeliveryPlan, stored: list[tuple[Send, int, int]]
     ) -> tuple[dict[tuple[str, str, int], int], dict[int, tuple[int, ...]]]:
         """One inbox row per delivery, numbered in batch order within each inbox.
 
         Counters first (one sorted pass), then the rows numbered in Python, then the
-        bulk group messages' rows, numbered by the database from the counters. Returns
-        the sequence of each row numbered here by (tenant, account, message_id), and of
-        each bulk message's rows in member order by message id (one read of the group's
-        counters, still locked by this transaction, per bulk group of the batch).
+        bulk group messages' rows, numbered by the database from the counters, then
+        their conversations. Returns the sequence of each row numbered here by (tenant,
+        account, message_id), and of each bulk message's rows in member order by message
+        id (one read of the group's counters, still locked by this transaction, per bulk
+        group of the batch).
         """
         counts = Counter((tenant, account) for tenant, account, _ in plan.individual)
         next_seq = await self._reserve_inbox_seqs(conn, counts, plan.bulk_counts)
@@ -262,6 +267,7 @@ class SendWrites:
             if last is None:
                 last = counters[group] = await self.statements.member_counters(conn, *group)
             bulk_seqs[bulk.message_id] = tuple([seq - bulk.later for seq in last])
+        await self.conversations.write(conn, stored, rows, plan.bulk)
         return row_seqs, bulk_seqs
 
     async def _reserve_inbox_seqs(

@@ -108,7 +108,7 @@ class SendStatements:
 
     async def insert_messages(self, conn: WriterConnection, rows: list[tuple[Any, ...]]) -> None:
         """Insert ``messages`` rows (``MESSAGE_COLUMNS`` order), one executemany."""
-        statement = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({self.marks(11)})"
+        statement = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({self.marks(13)})"
         await conn.executemany(statement, rows)
 
     async def add_to_counters(

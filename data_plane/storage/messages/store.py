@@ -9,7 +9,8 @@ Theory of operation — where each part lives:
   ``sends.SendWrites`` / ``acks.AckWrites``; which inbox rows the database numbers
   itself is ``delivery``. Nothing is awaited between a caller and its queue slot, and
   items are decided in queue order, so one sender's pipelined messages keep their order.
-- Reads (``reads``) and group changes (``groups``) use the engine's pool
+- Reads (``reads``), group changes (``groups``) and the conversation methods other
+  than the list's upkeep on send (``conversations``) use the engine's pool
   (``engine.PooledConnections``).
 - MySQL runs at READ COMMITTED; deadlocks, lock wait timeouts and unique-key races roll a
   transaction back and run it again (``engine.Retrying``); the retry of a key race reads
@@ -28,6 +29,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from data_plane.storage.ids import SnowflakeIds
 from data_plane.storage.messages.acks import AckWrites
+from data_plane.storage.messages.conversation_protocol import (
+    Conversation,
+    ConversationKind,
+    ConversationPage,
+    HistoryPage,
+    ReadCount,
+    ReadResult,
+    RecallResult,
+)
+from data_plane.storage.messages.conversations import SqlConversations
 from data_plane.storage.messages.engine import (
     PooledConnections,
     Retrying,
@@ -94,6 +105,7 @@ class SqlMessageStore:
         self._pool = PooledConnections(engine, self._retrying)
         self._reads = Reads(self._pool)
         self._groups = Groups(self._pool, self._ids)
+        self._conversations = SqlConversations(self._pool, self._ids.now_ms)
         self._admin = GroupAdmin(self._pool, self._ids, self._groups)
         self.send_writes = SendWrites(statements, self._ids)
         self.outbound = Outbound(self._pool)
@@ -260,6 +272,54 @@ class SqlMessageStore:
     async def is_member(self, tenant: str, group_id: str, account: str) -> bool:
         """See ``MessageStore.is_member``."""
         return await self._groups.is_member(tenant, group_id, account)
+
+    # -- conversations on the pool ----------------------------------------------------
+
+    async def list_conversations(
+        self, tenant: str, account: str, before_seq: int, limit: int
+    ) -> ConversationPage:
+        """See ``ConversationStore.list_conversations``."""
+        return await self._conversations.list_conversations(tenant, account, before_seq, limit)
+
+    async def get_conversation(
+        self, tenant: str, account: str, kind: ConversationKind, peer: str
+    ) -> Conversation | None:
+        """See ``ConversationStore.get_conversation``."""
+        return await self._conversations.get_conversation(tenant, account, kind, peer)
+
+    async def history(
+        self,
+        tenant: str,
+        account: str,
+        kind: ConversationKind,
+        peer: str,
+        before_message_id: int,
+        limit: int,
+    ) -> HistoryPage:
+        """See ``ConversationStore.history``."""
+        return await self._conversations.history(
+            tenant, account, kind, peer, before_message_id, limit
+        )
+
+    async def mark_read(
+        self, tenant: str, account: str, kind: ConversationKind, peer: str, message_id: int
+    ) -> ReadResult:
+        """See ``ConversationStore.mark_read``."""
+        return await self._conversations.mark_read(tenant, account, kind, peer, message_id)
+
+    async def read_count(self, tenant: str, account: str, message_id: int) -> ReadCount:
+        """See ``ConversationStore.read_count``."""
+        return await self._conversations.read_count(tenant, account, message_id)
+
+    async def recall(
+        self, tenant: str, account: str, message_id: int, sent_after: int
+    ) -> RecallResult:
+        """See ``ConversationStore.recall``."""
+        return await self._conversations.recall(tenant, account, message_id, sent_after)
+
+    async def hide_message(self, tenant: str, account: str, message_id: int) -> bool:
+        """See ``ConversationStore.hide_message``."""
+        return await self._conversations.hide_message(tenant, account, message_id)
 
     # -- group administration ------------------------------------------------------------
 

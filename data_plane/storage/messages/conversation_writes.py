@@ -1,0 +1,172 @@
+"""The send writer's conversation rows: the list kept in the inbox rows' transaction.
+
+After a batch's inbox rows are written (``sends.SendWrites``), each touched
+(account, conversation) gets one upsert carrying the batch's newest message of that
+conversation and how many of the batch's rows there were received ones
+(``received`` adds them up). Rows numbered in Python give their values directly; a bulk
+group message's rows (``delivery.BulkMessage``) are upserted by the database from
+``group_members`` and the inbox counters, like its inbox rows.
+
+Cost on the send path: one multi-row upsert per batch (two rows per 1:1 message, fewer
+when a batch holds several messages of one conversation), and one INSERT … SELECT per
+bulk group. The rows are written in sorted key order, after the inbox counters, which
+every writer locks first: two send batches that touch the same conversation row hold
+that account's counter already, so they never wait on each other's conversation rows;
+``conversations.SqlConversations`` locks a single conversation row (reads) or rows in
+sorted order (recall), never a counter.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from data_plane.storage.messages.connections import WriterConnection
+from data_plane.storage.messages.conversation_protocol import ConversationKind, preview_of
+from data_plane.storage.messages.delivery import BulkMessage
+from data_plane.storage.messages.items import RECEIVED, SENT, InboxRow, Send
+
+USER = int(ConversationKind.USER)
+GROUP = int(ConversationKind.GROUP)
+COLUMNS = (
+    "tenant, account, kind, peer, last_seq, last_message_id, last_sender, last_time, "
+    "last_type, preview, received"
+)
+_UPDATES = (
+    "last_seq", "last_message_id", "last_sender", "last_time", "last_type", "preview"
+)  # fmt: skip
+
+ConvKey = tuple[str, str, int, str]
+"""(tenant, account, kind, peer)."""
+
+
+class ConversationWrites:
+    """Conversation upserts of a send batch, per dialect (``mysql``: literals, as the
+    other send statements on MySQL; SQLite: ``executemany`` with parameters)."""
+
+    def __init__(self, mysql: bool) -> None:
+        self.mysql = mysql
+        mark = "%s" if mysql else "?"
+        self._marks = ", ".join([mark] * 11)
+        if mysql:
+            sets = ", ".join(f"{c} = VALUES({c})" for c in _UPDATES)
+            self._upsert_tail = (
+                f" ON DUPLICATE KEY UPDATE {sets}, received = received + VALUES(received)"
+            )
+        else:
+            sets = ", ".join(f"{c} = excluded.{c}" for c in _UPDATES)
+            self._upsert_tail = (
+                " ON CONFLICT (tenant, account, kind, peer) DO UPDATE SET "
+                f"{sets}, received = conversations.received + excluded.received"
+            )
+
+    async def write(
+        self,
+        conn: WriterConnection,
+        stored: Sequence[tuple[Send, int, int]],
+        rows: Sequence[InboxRow],
+        bulk: Sequence[BulkMessage],
+    ) -> None:
+        """Upsert the conversations of the batch's inbox rows (``rows`` numbered in
+        Python, ``bulk`` written by the database); ``stored`` gives types and bodies."""
+        details = {message_id: item for item, message_id, _ in stored}
+        latest: dict[ConvKey, list[Any]] = {}
+        previews: dict[int, str] = {}
+        for tenant, account, seq, tail in rows:
+            message_id, direction, account_b, group_id, send_time = tail
+            if group_id:
+                key = (tenant, account, GROUP, group_id)
+                sender = account_b
+            else:
+                key = (tenant, account, USER, account_b)
+                sender = account if direction == SENT else account_b
+            received = 1 if direction == RECEIVED else 0
+            found = latest.get(key)
+            if found is not None and found[4] > seq:
+                found[10] += received
+                continue
+            preview = previews.get(message_id)
+            if preview is None:
+                preview = previews[message_id] = preview_of(details[message_id].body)
+            item = details[message_id]
+            total = received + (found[10] if found is not None else 0)
+            latest[key] = [
+                *key, seq, message_id, sender, send_time, item.type, preview, total
+            ]  # fmt: skip
+        if latest:
+            await self._upsert(conn, [latest[key] for key in sorted(latest)])
+        for message, count, sent_by in _bulk_groups(bulk):
+            await self._upsert_bulk(conn, message, details[message.message_id], count, sent_by)
+
+    async def _upsert(self, conn: WriterConnection, values: list[list[Any]]) -> None:
+        if not self.mysql:
+            statement = f"INSERT INTO conversations ({COLUMNS}) VALUES ({self._marks})"
+            await conn.executemany(statement + self._upsert_tail, values)
+            return
+        escape = conn.escape
+        escaped: dict[str, str] = {}  # tenant, accounts and previews repeat in a batch
+
+        def literal(value: Any) -> str:
+            if type(value) is int:
+                return str(value)
+            found = escaped.get(value)
+            if found is None:
+                found = escaped[value] = escape(value)
+            return found
+
+        rendered = ",".join("(" + ",".join([literal(v) for v in row]) + ")" for row in values)
+        await conn.execute(
+            f"INSERT INTO conversations ({COLUMNS}) VALUES {rendered}{self._upsert_tail}"
+        )
+
+    async def _upsert_bulk(
+        self,
+        conn: WriterConnection,
+        message: BulkMessage,
+        item: Send,
+        count: int,
+        sent_by: Counter[str],
+    ) -> None:
+        """Every member's conversation of a bulk group: its newest message of the batch
+        (numbered from the member's counter, as ``insert_bulk_inbox``), and ``count``
+        received rows less those the member sent itself."""
+        m = "%s" if self.mysql else "?"
+        cases = " ".join(f"WHEN {m} THEN {int(n)}" for n in sent_by.values())
+        own = f"CASE gm.account {cases} ELSE 0 END" if sent_by else "0"
+        statement = (
+            f"INSERT INTO conversations ({COLUMNS}) "
+            f"SELECT gm.tenant, gm.account, {GROUP}, gm.group_id, s.seq - {m}, {m}, {m}, "
+            f"{m}, {m}, {m}, {int(count)} - {own} "
+            "FROM group_members gm JOIN inbox_seq s "
+            "ON s.tenant = gm.tenant AND s.account = gm.account "
+            f"WHERE gm.tenant = {m} AND gm.group_id = {m}" + self._upsert_tail
+        )
+        params: list[Any] = [
+            message.later,
+            message.message_id,
+            message.sender,
+            message.send_time,
+            item.type,
+            preview_of(item.body),
+        ]
+        params.extend(sent_by)
+        params.extend((message.tenant, message.group_id))
+        await conn.execute(statement, params)
+
+
+def _bulk_groups(
+    bulk: Sequence[BulkMessage],
+) -> list[tuple[BulkMessage, int, Counter[str]]]:
+    """Per bulk group of the batch: its newest message, its message count, and how many
+    of them each sender sent."""
+    counts: Counter[tuple[str, str]] = Counter()
+    senders: dict[tuple[str, str], Counter[str]] = {}
+    newest: dict[tuple[str, str], BulkMessage] = {}
+    for message in bulk:
+        key = (message.tenant, message.group_id)
+        counts[key] += 1
+        senders.setdefault(key, Counter())[message.sender] += 1
+        if message.later == 0:
+            newest[key] = message
+    return [(newest[key], counts[key], senders[key]) for key in sorted(newest)]
