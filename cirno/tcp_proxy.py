@@ -10,9 +10,10 @@ again on the same port.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from concurrent.futures import Future
+
+from cirno.harness.ports import free_port
 
 
 class TcpProxy:
@@ -20,9 +21,7 @@ class TcpProxy:
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port: int = sock.getsockname()[1]
+        self.port: int = free_port()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None

@@ -54,6 +54,7 @@ from cirno.cluster import (
     start_redis_cluster,
     start_roles,
 )
+from cirno.harness.ports import free_port
 from cirno.supervisor import RestartPolicy, Supervisor
 from cirno.tcp_proxy import TcpProxy
 
@@ -62,16 +63,6 @@ READY_TIMEOUT = 60.0
 
 class FaultNotReal(Exception):
     """A fault did not take effect (the process did not die, the proxy cut nothing...)."""
-
-
-def free_port(below: int = 55000) -> int:
-    """A free port low enough that its Redis Cluster bus port (+10000) is valid too."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port < below:
-            return port
 
 
 def _port_open(port: int) -> bool:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from cirno.harness.ports import free_port
+
 
 class PrivateRedis:
     """A ``redis-server`` of this test module that can be stopped and started again."""
@@ -21,9 +23,7 @@ class PrivateRedis:
     def __init__(self, directory: Path) -> None:
         if shutil.which("redis-server") is None:
             pytest.fail("redis-server is not installed", pytrace=False)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port: int = sock.getsockname()[1]
+        self.port: int = free_port()
         self.directory = directory
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -15,11 +15,11 @@ in the servers imports it.
 
 from __future__ import annotations
 
+from cirno.harness.ports import free_port
 from cirno.harness.processes import (
     ADMIN_TOKEN,
     Cluster,
     Topology,
-    free_port,
     make_token,
     run_cluster,
     run_topology,

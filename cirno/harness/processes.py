@@ -21,15 +21,9 @@ from pathlib import Path
 import httpx
 import jwt
 
+from cirno.harness.ports import free_port
+
 ADMIN_TOKEN = "e2e-admin-token"
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -9,7 +9,6 @@ gateway pools. The charts are scraped from a real Prometheus endpoint.
 from __future__ import annotations
 
 import itertools
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
@@ -21,6 +20,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import MetricsHandler
 
+from cirno.harness.ports import closed_port_url
 from control_plane.app import create_app
 from control_plane.console.settings import METRICS_TARGETS_ENV
 from data_plane.cluster.grayscale import bucket
@@ -178,17 +178,11 @@ class Exporter:
         self.server.server_close()
 
 
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}/metrics"
-
-
 def test_charts_scrape_the_targets(
     sqlite_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     exporter = Exporter()
-    dead = closed_port_url()
+    dead = closed_port_url("/metrics")
     monkeypatch.setenv(METRICS_TARGETS_ENV, f"{exporter.url},{dead}")
     try:
         with TestClient(create_app(settings_for(sqlite_url, clock=clock))) as client:

@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cirno.harness.ports import free_port
 from control_plane.migrate import PROJECT_ROOT
 from control_plane.settings import DEFAULT_MAX_BODY_BYTES
 
@@ -54,13 +55,6 @@ class Served:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
         raise AssertionError("no VmRSS in /proc/PID/status")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,17 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cirno.harness.ports import free_port
 from control_plane.migrate import PROJECT_ROOT
 from tests.control_plane.geo import US_V4
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_serves_a_migrated_database(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ login node is linked.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -16,6 +15,7 @@ import anyio
 import pytest
 from anyio.abc import TaskStatus
 
+from cirno.harness.ports import closed_port_url
 from data_plane.cluster.grayscale import ClientFacts
 from data_plane.cluster.registry import RegistryClient
 from data_plane.cluster.selection import rendezvous_pick
@@ -38,10 +38,7 @@ CHAT_FAMILY = frozenset({Service.CHAT, Service.GROUP, Service.SYNC})
 
 def _dead_url() -> str:
     """A URL nothing listens on (the registry: the pool's links are static here)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return closed_port_url()
 
 
 @asynccontextmanager

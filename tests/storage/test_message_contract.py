@@ -5,7 +5,6 @@ Every test uses a tenant of its own, so the MySQL variant shares one database pe
 
 from __future__ import annotations
 
-import socket
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -17,6 +16,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.exc import IntegrityError
 
+from cirno.harness.ports import free_port
 from data_plane.storage.errors import MessageStoreUnavailable
 from data_plane.storage.ids import wall_clock_ms
 from data_plane.storage.messages.connections import WriterConnection
@@ -608,13 +608,6 @@ async def test_a_thousand_member_group(store: MessageStore, tenant: str) -> None
 # -- failures -----------------------------------------------------------------------
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 @pytest.mark.anyio
 @pytest.mark.parametrize("backend", ["sqlite", "mysql"])
 async def test_unreachable_database_is_unavailable_never_success(
@@ -623,7 +616,7 @@ async def test_unreachable_database_is_unavailable_never_success(
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'missing' / 'dir' / 'messages.db'}"
     else:
-        url = f"mysql://root@127.0.0.1:{_closed_port()}/nothing"
+        url = f"mysql://root@127.0.0.1:{free_port()}/nothing"
     async with open_sql_message_store(url, node_id=5) as store:
         failures: list[BaseException] = []
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 
 import anyio
@@ -11,6 +10,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from cirno.harness.ports import free_port
 from data_plane.storage.errors import (
     SessionStoreUnavailable,
     StorageError,
@@ -52,16 +52,9 @@ async def raw(redis_url: str, key_prefix: str) -> AsyncIterator[Redis]:
         await client.aclose()
 
 
-def _closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def test_unreachable_server_raises_session_store_unavailable() -> None:
     store = RedisSessionStore.from_url(
-        f"redis://127.0.0.1:{_closed_port()}/0", socket_connect_timeout=0.5, retries=1
+        f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5, retries=1
     )
     try:
         with anyio.fail_after(10):
@@ -207,7 +200,7 @@ async def test_aclose_fails_queued_lookups_and_later_ones(redis_url: str, key_pr
 
 async def test_a_failed_round_trip_fails_every_caller_in_it() -> None:
     store = RedisSessionStore.from_url(
-        f"redis://127.0.0.1:{_closed_port()}/0", socket_connect_timeout=0.5, retries=0
+        f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5, retries=0
     )
     try:
         with anyio.fail_after(10):
