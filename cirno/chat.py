@@ -9,6 +9,7 @@ Prints incoming messages and events; reads commands from stdin, one per line::
     /members <group-id>   list a group's members
     /list                 conversations, newest first, with unread counts
     /history <peer|#group>  a conversation's last messages (marks them read)
+    /open <peer|#group>   the conversation's messages on this device, bodies loaded
     /recall <id>          take a message of yours back;  /delete <id>  hide one for you
     /push-register <token> [platform]   register this device's push token
     /push-unregister      forget it
@@ -21,6 +22,10 @@ Prints incoming messages and events; reads commands from stdin, one per line::
 and the group administration commands of :mod:`cirno.chat_groups` (/invite, /info,
 /dismiss, /transfer, /update, /policy, /admin, /mute, /unmute, /apply, /applications,
 /approve, /refuse).
+
+Messages synced at login come without their bodies (the SDK's lazy sync): the chat
+loads the bodies of what it prints through ``Client.load_contents``, a batch of lines at
+a time, and ``/open`` through ``Client.open_conversation``.
 
 Every message line shows its id (``[12:00:01 1234…]``); a peer's read receipt prints
 ``✓ bob read up to 1234…`` under the sender's lines, a recall ``* 1234… recalled``.
@@ -81,6 +86,7 @@ from data_plane.cluster import identity
 TOKEN_TTL_SECONDS = 24 * 3600
 HELP = "commands: @<account> <text> | #<group> <text> | /create <name> <members...> | " + (
     "/join <group> | /leave <group> | /members <group> | /list | /history <peer|#group> | "
+    "/open <peer|#group> | "
     "/recall <id> | /delete <id> | /watch <accounts...> | "
     "/unwatch <accounts...> | /typing @<account>|#<group> | "
     "/push-register <token> [platform] | /push-unregister | /quit\ngroups: " + GROUP_HELP
@@ -90,7 +96,7 @@ DESCRIPTION = (
     "Chat in the terminal. Commands, one per line on stdin:\n"
     "  @<account> <text>   #<group> <text>   /create <name> <members...>\n"
     "  /join <group>   /leave <group>   /members <group>   /quit (or Ctrl-D)\n"
-    "  /list   /history <peer|#group>   /recall <id>   /delete <id>\n"
+    "  /list   /history <peer|#group>   /open <peer|#group>   /recall <id>   /delete <id>\n"
     "  group administration: /invite /info /dismiss /transfer /update /policy /admin\n"
     "  /mute /unmute /apply /applications /approve /refuse (each prints its usage)\n"
     "  /watch <accounts...>   /unwatch <accounts...>   /typing @<account>|#<group>\n"
@@ -270,7 +276,7 @@ async def _command(client: Client, line: str, out: TextIO) -> None:
         sent = await client.send(head[1:], rest, group=group)
         where = head if group else f"you → {head[1:]}"
         _say(out, f"[{_stamp(sent.send_time)} {sent.message_id}] {where}: {rest}")
-    elif head in ("/list", "/history", "/recall", "/delete"):
+    elif head in ("/list", "/history", "/open", "/recall", "/delete"):
         await conversation_command(client, head, rest.strip(), out)
     elif head == "/create" and rest:
         name, *members = rest.split()
@@ -323,8 +329,38 @@ def _platform(text: str) -> PushPlatform:
 
 
 async def _print_messages(client: Client, out: TextIO) -> None:
-    async for message in client.messages():
-        _say(out, format_message(message, client.account))
+    """Print messages as they arrive, in batches of whatever has arrived: a sync's page
+    is queued at once, so the bodies it left out load with few requests."""
+    arrived: asyncio.Queue[Message | None] = asyncio.Queue()
+
+    async def pump() -> None:
+        async for message in client.messages():
+            arrived.put_nowait(message)
+        arrived.put_nowait(None)
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(pump())
+        while True:
+            batch = [await arrived.get()]
+            while not arrived.empty():
+                batch.append(arrived.get_nowait())
+            shown = [message for message in batch if message is not None]
+            for message in await loaded(client, shown, out):
+                _say(out, format_message(message, client.account))
+            if None in batch:
+                return
+
+
+async def loaded(client: Client, messages: list[Message], out: TextIO) -> list[Message]:
+    """``messages`` with their bodies (a lazy sync delivers them without); as they are
+    when the load fails (they print as not loaded)."""
+    if all(message.content_loaded for message in messages):
+        return messages
+    try:
+        return await client.load_contents(messages)
+    except CirnoError as exc:
+        _say(out, f"! message bodies not loaded: {exc}")
+        return messages
 
 
 async def _print_events(client: Client, out: TextIO) -> None:
@@ -333,7 +369,8 @@ async def _print_events(client: Client, out: TextIO) -> None:
 
 
 async def conversation_command(client: Client, head: str, rest: str, out: TextIO) -> None:
-    """``/list``, ``/history <peer|#group>``, ``/recall <id>``, ``/delete <id>``."""
+    """``/list``, ``/history <peer|#group>``, ``/open <peer|#group>``, ``/recall <id>``,
+    ``/delete <id>``."""
     if head == "/list":
         page = await client.conversations(limit=50)
         for c in page.conversations:
@@ -345,6 +382,17 @@ async def conversation_command(client: Client, head: str, rest: str, out: TextIO
         return
     if not rest:
         _say(out, HELP)
+        return
+    if head == "/open":
+        group = rest.startswith("#")
+        peer = rest.lstrip("#@")
+        messages = await client.open_conversation(peer, group=group)
+        for message in messages:
+            _say(out, format_message(message, client.account))
+        if messages:
+            await client.mark_read(peer, messages[-1].message_id, group=group)
+        else:
+            _say(out, f"nothing from {rest} on this device yet (/history asks the server)")
         return
     if head == "/history":
         group = rest.startswith("#")
@@ -372,10 +420,13 @@ def _stamp(send_time: int) -> str:
 
 def format_message(message: Message, me: str) -> str:
     """One line for a message: ``[12:00:01 <id>] #group alice: hi`` or ``alice → you:
-    hi``; a recalled message shows as ``(recalled)``."""
+    hi``; a recalled message shows as ``(recalled)``, one whose body is not loaded as
+    ``(not loaded)``."""
     stamp = f"{_stamp(message.send_time)} {message.message_id}"
     if message.recalled:
         message = dataclasses.replace(message, body="(recalled)")
+    elif not message.content_loaded:
+        message = dataclasses.replace(message, body="(not loaded)")
     if message.group:
         return f"[{stamp}] #{message.group} {message.sender}: {message.body}"
     if message.direction == Direction.SENT:

@@ -125,8 +125,10 @@ class MemoryStore:
 
     def conversation(self, peer: str, *, group: bool, limit: int) -> list[Message]:
         """See :meth:`Store.conversation` (a scan: the memory store is for small use)."""
+        if not peer or limit <= 0:
+            return []
         found = [m for m in self._messages.values() if m.is_group == group and m.peer == peer]
-        return found[-limit:] if limit > 0 else []
+        return found[-limit:]
 
     def fill(self, message: Message) -> Message | None:
         """See :meth:`Store.fill` (replacing a dict value keeps its position)."""
