@@ -24,8 +24,7 @@ and the group administration commands of :mod:`cirno.chat_groups` (/invite, /inf
 /approve, /refuse).
 
 Messages synced at login come without their bodies (the SDK's lazy sync): the chat
-loads the bodies of what it prints through ``Client.load_contents``, a batch of lines at
-a time, and ``/open`` through ``Client.open_conversation``.
+loads the bodies of what it prints (:mod:`cirno.chat_conversations`).
 
 Every message line shows its id (``[12:00:01 1234…]``); a peer's read receipt prints
 ``✓ bob read up to 1234…`` under the sender's lines, a recall ``* 1234… recalled``.
@@ -50,7 +49,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import errno
 import logging
 import os
@@ -61,6 +59,12 @@ from collections.abc import AsyncIterator
 from typing import TextIO, get_args
 from urllib.parse import urlsplit
 
+from cirno.chat_conversations import (
+    CONVERSATION_COMMANDS,
+    conversation_command,
+    print_messages,
+    stamp,
+)
 from cirno.chat_groups import GROUP_COMMANDS, GROUP_HELP, group_command
 from cirno.options import described
 from cirno_sdk import (
@@ -69,11 +73,9 @@ from cirno_sdk import (
     Client,
     ClientOptions,
     ConversationKind,
-    Direction,
     Disconnected,
     Event,
     KickedOutEvent,
-    Message,
     PresenceChanged,
     PushPlatform,
     ReadEvent,
@@ -247,7 +249,7 @@ async def run(client: Client, lines: AsyncIterator[str], out: TextIO) -> int:
     """Print messages and events while executing ``lines``; 0 on /quit or end of input,
     1 when the client stopped (kicked out, login refused)."""
     async with asyncio.TaskGroup() as tg:
-        printer = tg.create_task(_print_messages(client, out))
+        printer = tg.create_task(print_messages(client, out))
         watcher = tg.create_task(_print_events(client, out))
         reader = tg.create_task(_execute(client, lines, out))
         done, _ = await asyncio.wait({printer, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -275,8 +277,8 @@ async def _command(client: Client, line: str, out: TextIO) -> None:
         group = head[0] == "#"
         sent = await client.send(head[1:], rest, group=group)
         where = head if group else f"you → {head[1:]}"
-        _say(out, f"[{_stamp(sent.send_time)} {sent.message_id}] {where}: {rest}")
-    elif head in ("/list", "/history", "/open", "/recall", "/delete"):
+        _say(out, f"[{stamp(sent.send_time)} {sent.message_id}] {where}: {rest}")
+    elif head in CONVERSATION_COMMANDS:
         await conversation_command(client, head, rest.strip(), out)
     elif head == "/create" and rest:
         name, *members = rest.split()
@@ -328,112 +330,9 @@ def _platform(text: str) -> PushPlatform:
     return "other"
 
 
-async def _print_messages(client: Client, out: TextIO) -> None:
-    """Print messages as they arrive, in batches of whatever has arrived: a sync's page
-    is queued at once, so the bodies it left out load with few requests."""
-    arrived: asyncio.Queue[Message | None] = asyncio.Queue()
-
-    async def pump() -> None:
-        async for message in client.messages():
-            arrived.put_nowait(message)
-        arrived.put_nowait(None)
-
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(pump())
-        while True:
-            batch = [await arrived.get()]
-            while not arrived.empty():
-                batch.append(arrived.get_nowait())
-            shown = [message for message in batch if message is not None]
-            for message in await loaded(client, shown, out):
-                _say(out, format_message(message, client.account))
-            if None in batch:
-                return
-
-
-async def loaded(client: Client, messages: list[Message], out: TextIO) -> list[Message]:
-    """``messages`` with their bodies (a lazy sync delivers them without); as they are
-    when the load fails (they print as not loaded)."""
-    if all(message.content_loaded for message in messages):
-        return messages
-    try:
-        return await client.load_contents(messages)
-    except CirnoError as exc:
-        _say(out, f"! message bodies not loaded: {exc}")
-        return messages
-
-
 async def _print_events(client: Client, out: TextIO) -> None:
     async for event in client.events():
         _say(out, format_event(event))
-
-
-async def conversation_command(client: Client, head: str, rest: str, out: TextIO) -> None:
-    """``/list``, ``/history <peer|#group>``, ``/open <peer|#group>``, ``/recall <id>``,
-    ``/delete <id>``."""
-    if head == "/list":
-        page = await client.conversations(limit=50)
-        for c in page.conversations:
-            where = f"#{c.peer}" if c.kind == ConversationKind.GROUP else c.peer
-            text = "(recalled)" if not c.preview and c.last_message_id else c.preview
-            _say(out, f"{where} [{c.unread} unread] {c.last_sender}: {text}")
-        if not page.conversations:
-            _say(out, "no conversations yet")
-        return
-    if not rest:
-        _say(out, HELP)
-        return
-    if head == "/open":
-        group = rest.startswith("#")
-        peer = rest.lstrip("#@")
-        messages = await client.open_conversation(peer, group=group)
-        for message in messages:
-            _say(out, format_message(message, client.account))
-        if messages:
-            await client.mark_read(peer, messages[-1].message_id, group=group)
-        else:
-            _say(out, f"nothing from {rest} on this device yet (/history asks the server)")
-        return
-    if head == "/history":
-        group = rest.startswith("#")
-        peer = rest.lstrip("#@")
-        history = await client.history(peer, group=group)
-        for message in reversed(history.messages):
-            _say(out, format_message(message, client.account))
-        if history.messages:
-            await client.mark_read(peer, history.messages[0].message_id, group=group)
-        return
-    if not rest.isdigit():
-        _say(out, f"! {head} needs a message id")
-        return
-    if head == "/recall":
-        await client.recall(int(rest))
-        _say(out, f"* {rest} recalled")
-    else:
-        await client.delete(int(rest))
-        _say(out, f"* {rest} deleted for you")
-
-
-def _stamp(send_time: int) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(send_time / 1000))
-
-
-def format_message(message: Message, me: str) -> str:
-    """One line for a message: ``[12:00:01 <id>] #group alice: hi`` or ``alice → you:
-    hi``; a recalled message shows as ``(recalled)``, one whose body is not loaded as
-    ``(not loaded)``."""
-    stamp = f"{_stamp(message.send_time)} {message.message_id}"
-    if message.recalled:
-        message = dataclasses.replace(message, body="(recalled)")
-    elif not message.content_loaded:
-        message = dataclasses.replace(message, body="(not loaded)")
-    if message.group:
-        return f"[{stamp}] #{message.group} {message.sender}: {message.body}"
-    if message.direction == Direction.SENT:
-        return f"[{stamp}] you → {message.to or '?'}: {message.body}"
-    return f"[{stamp}] {message.sender} → {'you' if message.to == me else message.to}: " + (
-        message.body
-    )
 
 
 def format_event(event: Event) -> str:

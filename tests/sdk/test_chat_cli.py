@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from cirno.chat import default_url, format_message, mint_token, run, show_sdk_progress
+from cirno.chat import default_url, mint_token, run, show_sdk_progress
+from cirno.chat_conversations import format_message
 from cirno.harness import Cluster
 from cirno_sdk import Client, ClientOptions, Direction, Message
 from tests.sdk.conftest import SECRET, TENANT, tcp_url, token
