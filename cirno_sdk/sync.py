@@ -58,7 +58,7 @@ async def sync_inbox(
     *,
     me: str,
     content_batch: int,
-    lazy: bool = False,
+    lazy: bool,
 ) -> None:
     """Walk the inbox after the sync cursor and deliver what is new (``lazy``: index
     entries only, see the module).
