@@ -9,6 +9,7 @@ Prints incoming messages and events; reads commands from stdin, one per line::
     /members <group-id>   list a group's members
     /list                 conversations, newest first, with unread counts
     /history <peer|#group>  a conversation's last messages (marks them read)
+    /open <peer|#group>   the conversation's messages on this device, bodies loaded
     /recall <id>          take a message of yours back;  /delete <id>  hide one for you
     /push-register <token> [platform]   register this device's push token
     /push-unregister      forget it
@@ -21,6 +22,9 @@ Prints incoming messages and events; reads commands from stdin, one per line::
 and the group administration commands of :mod:`cirno.chat_groups` (/invite, /info,
 /dismiss, /transfer, /update, /policy, /admin, /mute, /unmute, /apply, /applications,
 /approve, /refuse).
+
+Messages synced at login come without their bodies (the SDK's lazy sync): the chat
+loads the bodies of what it prints (:mod:`cirno.chat_conversations`).
 
 Every message line shows its id (``[12:00:01 1234…]``); a peer's read receipt prints
 ``✓ bob read up to 1234…`` under the sender's lines, a recall ``* 1234… recalled``.
@@ -45,7 +49,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import errno
 import logging
 import os
@@ -56,6 +59,12 @@ from collections.abc import AsyncIterator
 from typing import TextIO, get_args
 from urllib.parse import urlsplit
 
+from cirno.chat_conversations import (
+    CONVERSATION_COMMANDS,
+    conversation_command,
+    print_messages,
+    stamp,
+)
 from cirno.chat_groups import GROUP_COMMANDS, GROUP_HELP, group_command
 from cirno.options import described
 from cirno_sdk import (
@@ -64,11 +73,9 @@ from cirno_sdk import (
     Client,
     ClientOptions,
     ConversationKind,
-    Direction,
     Disconnected,
     Event,
     KickedOutEvent,
-    Message,
     PresenceChanged,
     PushPlatform,
     ReadEvent,
@@ -81,6 +88,7 @@ from data_plane.cluster import identity
 TOKEN_TTL_SECONDS = 24 * 3600
 HELP = "commands: @<account> <text> | #<group> <text> | /create <name> <members...> | " + (
     "/join <group> | /leave <group> | /members <group> | /list | /history <peer|#group> | "
+    "/open <peer|#group> | "
     "/recall <id> | /delete <id> | /watch <accounts...> | "
     "/unwatch <accounts...> | /typing @<account>|#<group> | "
     "/push-register <token> [platform] | /push-unregister | /quit\ngroups: " + GROUP_HELP
@@ -90,7 +98,7 @@ DESCRIPTION = (
     "Chat in the terminal. Commands, one per line on stdin:\n"
     "  @<account> <text>   #<group> <text>   /create <name> <members...>\n"
     "  /join <group>   /leave <group>   /members <group>   /quit (or Ctrl-D)\n"
-    "  /list   /history <peer|#group>   /recall <id>   /delete <id>\n"
+    "  /list   /history <peer|#group>   /open <peer|#group>   /recall <id>   /delete <id>\n"
     "  group administration: /invite /info /dismiss /transfer /update /policy /admin\n"
     "  /mute /unmute /apply /applications /approve /refuse (each prints its usage)\n"
     "  /watch <accounts...>   /unwatch <accounts...>   /typing @<account>|#<group>\n"
@@ -241,7 +249,7 @@ async def run(client: Client, lines: AsyncIterator[str], out: TextIO) -> int:
     """Print messages and events while executing ``lines``; 0 on /quit or end of input,
     1 when the client stopped (kicked out, login refused)."""
     async with asyncio.TaskGroup() as tg:
-        printer = tg.create_task(_print_messages(client, out))
+        printer = tg.create_task(print_messages(client, out))
         watcher = tg.create_task(_print_events(client, out))
         reader = tg.create_task(_execute(client, lines, out))
         done, _ = await asyncio.wait({printer, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -269,8 +277,8 @@ async def _command(client: Client, line: str, out: TextIO) -> None:
         group = head[0] == "#"
         sent = await client.send(head[1:], rest, group=group)
         where = head if group else f"you → {head[1:]}"
-        _say(out, f"[{_stamp(sent.send_time)} {sent.message_id}] {where}: {rest}")
-    elif head in ("/list", "/history", "/recall", "/delete"):
+        _say(out, f"[{stamp(sent.send_time)} {sent.message_id}] {where}: {rest}")
+    elif head in CONVERSATION_COMMANDS:
         await conversation_command(client, head, rest.strip(), out)
     elif head == "/create" and rest:
         name, *members = rest.split()
@@ -322,67 +330,9 @@ def _platform(text: str) -> PushPlatform:
     return "other"
 
 
-async def _print_messages(client: Client, out: TextIO) -> None:
-    async for message in client.messages():
-        _say(out, format_message(message, client.account))
-
-
 async def _print_events(client: Client, out: TextIO) -> None:
     async for event in client.events():
         _say(out, format_event(event))
-
-
-async def conversation_command(client: Client, head: str, rest: str, out: TextIO) -> None:
-    """``/list``, ``/history <peer|#group>``, ``/recall <id>``, ``/delete <id>``."""
-    if head == "/list":
-        page = await client.conversations(limit=50)
-        for c in page.conversations:
-            where = f"#{c.peer}" if c.kind == ConversationKind.GROUP else c.peer
-            text = "(recalled)" if not c.preview and c.last_message_id else c.preview
-            _say(out, f"{where} [{c.unread} unread] {c.last_sender}: {text}")
-        if not page.conversations:
-            _say(out, "no conversations yet")
-        return
-    if not rest:
-        _say(out, HELP)
-        return
-    if head == "/history":
-        group = rest.startswith("#")
-        peer = rest.lstrip("#@")
-        history = await client.history(peer, group=group)
-        for message in reversed(history.messages):
-            _say(out, format_message(message, client.account))
-        if history.messages:
-            await client.mark_read(peer, history.messages[0].message_id, group=group)
-        return
-    if not rest.isdigit():
-        _say(out, f"! {head} needs a message id")
-        return
-    if head == "/recall":
-        await client.recall(int(rest))
-        _say(out, f"* {rest} recalled")
-    else:
-        await client.delete(int(rest))
-        _say(out, f"* {rest} deleted for you")
-
-
-def _stamp(send_time: int) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(send_time / 1000))
-
-
-def format_message(message: Message, me: str) -> str:
-    """One line for a message: ``[12:00:01 <id>] #group alice: hi`` or ``alice → you:
-    hi``; a recalled message shows as ``(recalled)``."""
-    stamp = f"{_stamp(message.send_time)} {message.message_id}"
-    if message.recalled:
-        message = dataclasses.replace(message, body="(recalled)")
-    if message.group:
-        return f"[{stamp}] #{message.group} {message.sender}: {message.body}"
-    if message.direction == Direction.SENT:
-        return f"[{stamp}] you → {message.to or '?'}: {message.body}"
-    return f"[{stamp}] {message.sender} → {'you' if message.to == me else message.to}: " + (
-        message.body
-    )
 
 
 def format_event(event: Event) -> str:

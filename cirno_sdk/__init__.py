@@ -8,7 +8,9 @@
 The client connects over WebSocket (``ws://``) or TCP (``tcp://host:port``) -- to one
 URL, a list of gateways it rotates through, or wherever a resolver such as
 :func:`route_resolver` (the control plane's ``GET /v1/route``) says -- logs in,
-syncs what it missed, delivers every message once and in order, acks in batches, pings,
+syncs what it missed (index pages; message bodies load when a conversation is
+opened or messages are read: ``Client.open_conversation``, ``Client.load_contents``),
+delivers every message once and in order, acks in batches, pings,
 and reconnects with back-off (resending unconfirmed messages with their original
 ``client_msg_id``). It imports nothing from the server but the wire codec.
 """
@@ -55,7 +57,7 @@ from cirno_sdk.models import (
     Typing,
 )
 from cirno_sdk.models import KickedOut as KickedOutEvent
-from cirno_sdk.options import ClientOptions
+from cirno_sdk.options import ClientOptions, ContentMode
 from cirno_sdk.store import MemoryStore, SqliteStore, Store
 from cirno_sdk.targets import Resolver, Target, route_resolver
 
@@ -69,6 +71,7 @@ __all__ = [
     "ClientOptions",
     "ConnectFailed",
     "ConnectionLost",
+    "ContentMode",
     "Conversation",
     "ConversationKind",
     "ConversationPage",

@@ -16,6 +16,9 @@ talking to the others only through what its constructor was given:
   until a deadline; :class:`~cirno_sdk.groups.Groups` -- the group calls;
   :class:`~cirno_sdk.conversations.Conversations` -- the conversation list, history,
   reads, recall and delete;
+- :class:`~cirno_sdk.contents.Contents` -- message contents by id, fetched when the
+  application opens a conversation or reads messages (a lazy sync delivers index
+  entries only: ``Message.content_loaded``);
 - :class:`~cirno_sdk.feeds.Feeds` -- the message and event feeds the application reads;
 - :class:`~cirno_sdk.presence.Presence` -- presence subscriptions and typing, which
   also sees every push first (presence and typing become events, the rest go on to
@@ -33,13 +36,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import Literal
 
 from cirno_sdk.acks import AckBatcher
 from cirno_sdk.backoff import Backoff
 from cirno_sdk.calls import Caller
+from cirno_sdk.contents import Contents
 from cirno_sdk.conversations import Conversations
 from cirno_sdk.delivery import Delivery
 from cirno_sdk.errors import (
@@ -121,6 +125,7 @@ class Client:
             IdlePull(interval=opts.pull_interval, jitter=opts.pull_jitter, clock=clock),
             response_timeout=opts.response_timeout,
             content_batch=opts.content_batch,
+            lazy=opts.content == "lazy",
             clock=clock,
         )
         self._calls = Caller(self._link, response_timeout=opts.response_timeout, clock=clock)
@@ -149,6 +154,12 @@ class Client:
         )
         self._conversations = Conversations(
             self._calls, me=lambda: self._link.account, request_deadline=opts.request_deadline
+        )
+        self._contents = Contents(
+            self._calls,
+            self._store,
+            batch=opts.content_batch,
+            request_deadline=opts.request_deadline,
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -290,6 +301,27 @@ class Client:
     def events(self) -> AsyncIterator[Event]:
         """Connection and group events; ends when the client stops. One consumer."""
         return self._feeds.events()
+
+    async def load_contents(self, messages: Iterable[Message | int]) -> list[Message]:
+        """``messages`` (or message ids) with their contents, in the order given.
+
+        A lazy sync (the default) delivers messages with ``content_loaded`` False; this
+        fetches the missing contents with ``chat.offline.content`` (at most
+        ``content_batch`` ids per request), keeps them in the store and returns the
+        messages loaded. Loaded messages cost nothing; ids the store does not have are
+        left out, and so are messages the server no longer has for us (deleted). Waits
+        for the connection and retries until ``request_deadline``."""
+        return await self._contents.load(messages)
+
+    async def open_conversation(
+        self, peer: str, *, group: bool = False, limit: int = 50
+    ) -> list[Message]:
+        """Open a conversation from the local store: its newest ``limit`` messages
+        (with account ``peer``, or of group ``peer``), oldest first, each loaded --
+        fetching only the contents not stored yet, so a second open fetches nothing.
+        Only what was delivered (synced, pushed, sent) is in the store; older pages
+        come from :meth:`history`."""
+        return await self._contents.open(peer, group=group, limit=limit)
 
     # -- groups --------------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from cirno_sdk.models import Direction, GroupInfo, JoinPolicy, Member, Message
 from data_plane.wire import LogicPacket, pb
 
@@ -32,9 +34,10 @@ def push_to_message(packet: LogicPacket, me: str) -> Message:
     )
 
 
-def synced_message(index: pb.MessageIndex, content: pb.MessageContent, me: str) -> Message:
-    """An inbox entry plus its content (offline sync). For a group message ``accountB``
-    is always the sender; for a 1:1 message it is the other party."""
+def synced_message(index: pb.MessageIndex, content: pb.MessageContent | None, me: str) -> Message:
+    """An inbox entry plus its content (offline sync); with ``content`` None, the entry
+    alone (``content_loaded`` False, lazy sync). For a group message ``accountB`` is
+    always the sender; for a 1:1 message it is the other party."""
     direction = Direction.SENT if index.direction == Direction.SENT else Direction.RECEIVED
     if index.group:
         sender, to = index.accountB, ""
@@ -42,6 +45,20 @@ def synced_message(index: pb.MessageIndex, content: pb.MessageContent, me: str) 
         sender, to = me, index.accountB
     else:
         sender, to = index.accountB, me
+    if content is None:
+        return Message(
+            message_id=index.message_id,
+            sender=sender,
+            to=to,
+            group=index.group,
+            type=0,
+            body="",
+            extra="",
+            send_time=index.send_time,
+            direction=direction,
+            inbox_seq=index.seq,
+            content_loaded=False,
+        )
     return Message(
         message_id=index.message_id,
         sender=sender,
@@ -54,6 +71,18 @@ def synced_message(index: pb.MessageIndex, content: pb.MessageContent, me: str) 
         direction=direction,
         inbox_seq=index.seq,
         recalled=content.recalled,
+    )
+
+
+def with_content(message: Message, content: pb.MessageContent) -> Message:
+    """``message`` (known from the index) with its fetched content, marked loaded."""
+    return dataclasses.replace(
+        message,
+        type=content.type,
+        body=content.body,
+        extra=content.extra,
+        recalled=content.recalled,
+        content_loaded=True,
     )
 
 

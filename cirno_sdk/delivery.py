@@ -27,6 +27,10 @@ Guarantees
   later push reveals is late by at most that long. It goes through the same sync loop
   as every other sync, so it keeps the guarantees above (a message it finds is
   delivered once, in inbox order).
+- **Lazy contents.** With ``lazy`` (``ClientOptions(content="lazy")``, the default)
+  the sync stores and delivers index entries only (:mod:`cirno_sdk.sync`); a later
+  push of a message stored without its content fills it in (``Store.fill``), and a
+  recall push turns a stored message into its tombstone (``Store.recall``).
 - **Batched ack.** The ack is the newest *delivered* message (``ack_every`` messages or
   ``ack_interval`` after the first unacknowledged one); a failed ack stays pending and
   is retried, so a brand-new store on the same device starts after it.
@@ -78,6 +82,7 @@ class Delivery:
         *,
         response_timeout: float,
         content_batch: int,
+        lazy: bool = True,
         clock: Clock = time.monotonic,
     ) -> None:
         self._link = link
@@ -88,6 +93,7 @@ class Delivery:
         self._pull = pull
         self._response_timeout = response_timeout
         self._content_batch = content_batch
+        self._lazy = lazy
         self._clock = clock
         self._sync_wanted = asyncio.Event()
         self._ack_wake = asyncio.Event()
@@ -122,6 +128,7 @@ class Delivery:
         command = packet.command
         if command in (Command.CHAT_USER_TALK, Command.CHAT_GROUP_TALK):
             message = push_to_message(packet, self._link.account)
+            self._store.fill(message)  # stored by a lazy sync: the push has the body
             self._pull.activity()
             self._deliver(self._orderer.push(message))
             if self._orderer.wants_sync:
@@ -155,6 +162,7 @@ class Delivery:
             )
         elif command == Command.CHAT_RECALL:
             recall = packet.parse_body(pb.RecallNotify)
+            self._store.recall(recall.message_id)
             self._feeds.emit(
                 RecallEvent(
                     recall.message_id,
@@ -268,6 +276,7 @@ class Delivery:
                     self._deliver,
                     me=self._link.account,
                     content_batch=self._content_batch,
+                    lazy=self._lazy,
                 )
             except CirnoError as exc:
                 # Without a complete sync the order cannot be vouched for: start over on

@@ -30,6 +30,14 @@ class Message:
     ``inbox_seq`` is the message's sequence in this account's inbox when the server said
     (offline sync always does, 1:1 pushes do from servers with the extension; 0 else).
     ``recalled``: a tombstone -- the sender took the message back, ``body`` is empty.
+
+    ``content_loaded`` is False for a message that offline sync delivered from the
+    inbox index alone (the default ``ClientOptions(content="lazy")``): its id, sender,
+    receiver or group, time and inbox sequence are real, but ``type``, ``body`` and
+    ``extra`` are empty (0, "", "") and ``recalled`` is not known yet. Load the content
+    with :meth:`Client.load_contents` or :meth:`Client.open_conversation`, which return
+    the message again with ``content_loaded`` True (and keep it in the store). Pushed
+    messages, our own sends and history pages always come loaded.
     """
 
     message_id: int
@@ -45,6 +53,15 @@ class Message:
     direction: Direction = Direction.RECEIVED
     inbox_seq: int = 0
     recalled: bool = False
+    content_loaded: bool = True
+
+    @property
+    def peer(self) -> str:
+        """The conversation this message belongs to: the group id of a group message,
+        else the other account ("" for our own message whose receiver is not known)."""
+        if self.group:
+            return self.group
+        return self.to if self.direction == Direction.SENT else self.sender
 
     @property
     def is_group(self) -> bool:

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from cirno_sdk.models import Event
 from data_plane.wire import DEFAULT_MAX_PACKET_SIZE
+
+ContentMode = Literal["lazy", "eager"]
+"""How offline sync treats message contents (``ClientOptions.content``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +36,15 @@ class ClientOptions:
     - ``pull_interval``: a connected client syncs after this long without a push or a
       sync, scaled by a random factor within ``pull_jitter`` (0.2 = ±20 %); this bounds
       how late a lost push can be. 0 disables the idle pull (see ``cirno_sdk.pull``).
+    - ``content``: ``"lazy"`` (the default, the seed's design): offline sync fetches
+      only index pages and delivers messages with ``content_loaded`` False; contents
+      are fetched by id, ``content_batch`` at a time, when the application calls
+      ``Client.load_contents`` or ``Client.open_conversation``, so a long-offline
+      device is not held up by bodies it may never show. ``"eager"``: sync fetches
+      every new message's content right after its index page (``content_batch`` ids
+      per request) and delivers messages loaded.
+    - ``content_batch``: at most this many ids per ``chat.offline.content`` request
+      (the server takes at most 200).
     - ``on_event``: called (on the event loop) with every event, besides ``events()``.
     """
 
@@ -51,6 +64,13 @@ class ClientOptions:
     gap_wait: float = 3.0
     pull_interval: float = 30.0
     pull_jitter: float = 0.2
+    content: ContentMode = "lazy"
     content_batch: int = 200
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     on_event: Callable[[Event], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.content not in ("lazy", "eager"):
+            raise ValueError(f"content must be 'lazy' or 'eager', not {self.content!r}")
+        if not 1 <= self.content_batch <= 200:
+            raise ValueError("content_batch must be between 1 and 200")

@@ -5,6 +5,10 @@
   next sync pages ``chat.offline.index`` strictly after it (0: after the server's read
   index for this device).
 
+Messages may be stored before their content is (lazy sync: ``Message.content_loaded``
+False); :meth:`Store.fill` adds the content later, in place, so a conversation opened
+twice fetches each body once.
+
 A store belongs to one (account, device): use one SQLite file per pair. Both stores are
 synchronous and fast (a memory dict, or a local SQLite file with small writes), so the
 client calls them straight from the event loop.
@@ -12,19 +16,24 @@ client calls them straight from the event loop.
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
+import dataclasses
 from typing import Protocol
 
-from cirno_sdk.models import Direction, Message
+from cirno_sdk.models import Message
+from cirno_sdk.store_sqlite import SqliteStore
+
+__all__ = ["MemoryStore", "SqliteStore", "Store"]
 
 
 class Store(Protocol):
     """Remembers delivered messages (in delivery order) and the two positions.
 
     Guarantees: :meth:`add` is idempotent per message id (a second add of the same id
-    changes nothing and returns False); :meth:`messages` returns messages in the order
-    they were first added; the positions read back what was last written.
+    changes nothing and returns False); :meth:`messages` and :meth:`conversation`
+    return messages in the order they were first added; :meth:`fill` and
+    :meth:`recall` change a stored message in place (its position stays); a loaded
+    content is never replaced by :meth:`fill`; the positions read back what was last
+    written.
     """
 
     def add(self, message: Message) -> bool:
@@ -32,11 +41,38 @@ class Store(Protocol):
         ...
 
     def contains(self, message_id: int) -> bool:
-        """Whether a message with this id is stored."""
+        """Whether a message with this id is stored (loaded or not)."""
+        ...
+
+    def get(self, message_id: int) -> Message | None:
+        """The stored message with this id, or None."""
         ...
 
     def messages(self) -> list[Message]:
         """Every stored message, in the order they were added."""
+        ...
+
+    def conversation(self, peer: str, *, group: bool, limit: int) -> list[Message]:
+        """The newest ``limit`` stored messages of the conversation with account
+        ``peer`` (or of group ``peer``), oldest first, in the order they were added.
+        Our own 1:1 messages whose receiver is unknown (``to`` empty) are in none."""
+        ...
+
+    def fill(self, message: Message) -> Message | None:
+        """Give the stored message of ``message.message_id`` the content of ``message``
+        (``type``, ``body``, ``extra``, ``recalled``) if it is stored without one;
+        returns the stored message, now loaded, or None (not stored, or loaded
+        already: nothing changes)."""
+        ...
+
+    def recall(self, message_id: int) -> bool:
+        """Make the stored message a tombstone (loaded, ``recalled``, empty body and
+        extra); False if it is not stored."""
+        ...
+
+    def remove(self, message_id: int) -> bool:
+        """Forget a message (the server no longer has it for us: deleted); False if it
+        was not stored."""
         ...
 
     def acked_id(self) -> int:
@@ -79,9 +115,50 @@ class MemoryStore:
         """See :meth:`Store.contains`."""
         return message_id in self._messages
 
+    def get(self, message_id: int) -> Message | None:
+        """See :meth:`Store.get`."""
+        return self._messages.get(message_id)
+
     def messages(self) -> list[Message]:
         """See :meth:`Store.messages` (dicts keep insertion order)."""
         return list(self._messages.values())
+
+    def conversation(self, peer: str, *, group: bool, limit: int) -> list[Message]:
+        """See :meth:`Store.conversation` (a scan: the memory store is for small use)."""
+        if not peer or limit <= 0:
+            return []
+        found = [m for m in self._messages.values() if m.is_group == group and m.peer == peer]
+        return found[-limit:]
+
+    def fill(self, message: Message) -> Message | None:
+        """See :meth:`Store.fill` (replacing a dict value keeps its position)."""
+        stored = self._messages.get(message.message_id)
+        if stored is None or stored.content_loaded:
+            return None
+        loaded = dataclasses.replace(
+            stored,
+            type=message.type,
+            body=message.body,
+            extra=message.extra,
+            recalled=message.recalled,
+            content_loaded=True,
+        )
+        self._messages[message.message_id] = loaded
+        return loaded
+
+    def recall(self, message_id: int) -> bool:
+        """See :meth:`Store.recall`."""
+        stored = self._messages.get(message_id)
+        if stored is None:
+            return False
+        self._messages[message_id] = dataclasses.replace(
+            stored, body="", extra="", recalled=True, content_loaded=True
+        )
+        return True
+
+    def remove(self, message_id: int) -> bool:
+        """See :meth:`Store.remove`."""
+        return self._messages.pop(message_id, None) is not None
 
     def acked_id(self) -> int:
         """See :meth:`Store.acked_id`."""
@@ -101,119 +178,3 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release."""
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    pos INTEGER PRIMARY KEY AUTOINCREMENT,
-    message_id INTEGER NOT NULL UNIQUE,
-    sender TEXT NOT NULL,
-    receiver TEXT NOT NULL,
-    group_id TEXT NOT NULL,
-    type INTEGER NOT NULL,
-    body TEXT NOT NULL,
-    extra TEXT NOT NULL,
-    send_time INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    client_msg_id TEXT NOT NULL,
-    direction INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS positions (
-    name TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-"""
-_COLUMNS = (
-    "message_id, sender, receiver, group_id, type, body, extra, send_time, seq, "
-    "client_msg_id, direction"
-)
-
-
-class SqliteStore:
-    """A :class:`Store` in a SQLite file (stdlib ``sqlite3``), surviving restarts.
-
-    Every write commits at once (WAL, ``synchronous=NORMAL``): a client writes a few
-    small rows per message, far below what SQLite does per second.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self._db = sqlite3.connect(str(path), isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-
-    def add(self, message: Message) -> bool:
-        """See :meth:`Store.add`."""
-        cursor = self._db.execute(
-            f"INSERT OR IGNORE INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                message.message_id,
-                message.sender,
-                message.to,
-                message.group,
-                message.type,
-                message.body,
-                message.extra,
-                message.send_time,
-                message.seq,
-                message.client_msg_id,
-                int(message.direction),
-            ),
-        )
-        return cursor.rowcount == 1
-
-    def contains(self, message_id: int) -> bool:
-        """See :meth:`Store.contains`."""
-        row = self._db.execute("SELECT 1 FROM messages WHERE message_id = ?", (message_id,))
-        return row.fetchone() is not None
-
-    def messages(self) -> list[Message]:
-        """See :meth:`Store.messages`."""
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM messages ORDER BY pos")
-        return [
-            Message(
-                message_id=row[0],
-                sender=row[1],
-                to=row[2],
-                group=row[3],
-                type=row[4],
-                body=row[5],
-                extra=row[6],
-                send_time=row[7],
-                seq=row[8],
-                client_msg_id=row[9],
-                direction=Direction(row[10]),
-            )
-            for row in rows
-        ]
-
-    def _position(self, name: str) -> int:
-        row = self._db.execute("SELECT value FROM positions WHERE name = ?", (name,)).fetchone()
-        return int(row[0]) if row else 0
-
-    def _set_position(self, name: str, value: int) -> None:
-        self._db.execute(
-            "INSERT INTO positions (name, value) VALUES (?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-            (name, value),
-        )
-
-    def acked_id(self) -> int:
-        """See :meth:`Store.acked_id`."""
-        return self._position("acked_id")
-
-    def set_acked_id(self, message_id: int) -> None:
-        """See :meth:`Store.set_acked_id`."""
-        self._set_position("acked_id", message_id)
-
-    def sync_cursor(self) -> int:
-        """See :meth:`Store.sync_cursor`."""
-        return self._position("sync_cursor")
-
-    def set_sync_cursor(self, message_id: int) -> None:
-        """See :meth:`Store.set_sync_cursor`."""
-        self._set_position("sync_cursor", message_id)
-
-    def close(self) -> None:
-        """Close the database."""
-        self._db.close()

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from cirno.chat import default_url, format_message, mint_token, run, show_sdk_progress
+from cirno.chat import default_url, mint_token, run, show_sdk_progress
+from cirno.chat_conversations import format_message
 from cirno.harness import Cluster
 from cirno_sdk import Client, ClientOptions, Direction, Message
 from tests.sdk.conftest import SECRET, TENANT, tcp_url, token
@@ -225,3 +226,31 @@ async def test_list_history_receipts_recall_and_delete_commands(cluster: Cluster
         assert str(first.message_id) not in tail
         assert "needs a message id" in tail
         assert f"✓ {me} read up to {mine.message_id}" in peer_out.getvalue()
+
+
+async def test_login_catch_up_and_open_show_bodies_loaded_lazily(cluster: Cluster) -> None:
+    me, peer = f"owl-{uuid.uuid4().hex[:6]}", f"fox-{uuid.uuid4().hex[:6]}"
+    async with Client(tcp_url(cluster), token(peer)) as other:
+        for i in range(5):
+            await other.send(me, f"while away {i}")
+    async with Client(cluster.ws_url, token(me), options=ClientOptions(ack_interval=100)) as c:
+        out = io.StringIO()
+
+        async def lines() -> AsyncIterator[str]:
+            for _ in range(500):
+                if "while away 4" in out.getvalue():
+                    break
+                await asyncio.sleep(0.02)
+            yield f"/open {peer}\n"
+            yield "/open nobody-here\n"
+            yield "/quit\n"
+
+        async with asyncio.timeout(15):
+            assert await run(c, lines(), out) == 0
+        # The login sync delivered index entries only; the chat loaded what it printed.
+        assert all(m.content_loaded for m in c.store.messages())
+    text = out.getvalue()
+    for i in range(5):  # once as the catch-up, once in /open
+        assert text.count(f"{peer} → you: while away {i}") == 2
+    assert "(not loaded)" not in text
+    assert "nothing from nobody-here on this device yet" in text

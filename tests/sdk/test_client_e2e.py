@@ -29,6 +29,7 @@ from cirno_sdk import (
     SendRefused,
     SqliteStore,
 )
+from cirno_sdk.options import ContentMode
 from cirno_sdk.store import Store
 from data_plane.wire import Command, Status
 from tests.sdk.conftest import TENANT, tcp_url, token
@@ -137,17 +138,26 @@ async def test_other_devices_of_the_sender_see_its_messages(cluster: Cluster) ->
         assert (await receive(b, 1))[0].message_id == sent.message_id
 
 
-async def test_offline_sync_delivers_missed_messages_in_order(cluster: Cluster) -> None:
+@pytest.mark.parametrize("content", ["lazy", "eager"])
+async def test_offline_sync_delivers_missed_messages_in_order(
+    cluster: Cluster, content: ContentMode
+) -> None:
     alice, carol = name("alice"), name("carol")
     async with client(cluster.ws_url, alice) as a:
         sent = [await a.send(carol, f"while you were out {i}") for i in range(25)]
-    options = ClientOptions(content_batch=7, ack_interval=100)
+    bodies = [f"while you were out {i}" for i in range(25)]
+    options = ClientOptions(content=content, content_batch=7, ack_interval=100)
     async with client(tcp_url(cluster), carol, options=options) as c:
         got = await receive(c, 25)
         assert [m.message_id for m in got] == [s.message_id for s in sent]
-        assert [m.body for m in got] == [f"while you were out {i}" for i in range(25)]
         assert all(m.sender == alice and m.to == carol for m in got)
         assert all(m.client_msg_id == "" for m in got)  # synced, not pushed
+        if content == "lazy":  # the index only: bodies come when asked for
+            assert not any(m.content_loaded or m.body for m in got)
+            got = await c.load_contents(got)
+        assert all(m.content_loaded for m in got)
+        assert [m.body for m in got] == bodies
+        assert [m.body for m in c.store.messages()] == bodies
         await nothing_more(c)
 
 
@@ -211,7 +221,9 @@ async def test_cut_connections_lose_nothing_and_duplicate_nothing(cluster: Clust
                     break
         assert len(set(sent)) == total
         assert [m.message_id for m in got] == sent
-        assert [m.body for m in got] == [f"n{i}" for i in range(total)]
+        # Synced ones come without bodies (lazy): loading them gives every body once.
+        loaded = await r.load_contents(got)
+        assert [m.body for m in loaded] == [f"n{i}" for i in range(total)]
         await nothing_more(r)
         reconnects = [event for event in seen if isinstance(event, Reconnected)]
         assert len(reconnects) == 2
