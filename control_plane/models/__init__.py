@@ -72,6 +72,7 @@ from control_plane.models.tenants import (
     TENANT_ID_PATTERN,
     ApiKeyCreated,
     InternalBan,
+    InternalModeration,
     Isolation,
     SecretCreate,
     SecretCreated,
@@ -93,6 +94,7 @@ from control_plane.models.tenants import (
     TokenCreated,
     isolation_problem,
 )
+from control_plane.models.moderation import TenantModeration
 from control_plane.models.webhooks import PushProvider, WebhookEndpoint
 
 __all__ = [
@@ -114,6 +116,7 @@ __all__ = [
     "HeartbeatOut",
     "IdLease",
     "InternalBan",
+    "InternalModeration",
     "InternalRule",
     "InternalRules",
     "Isolation",
@@ -151,6 +154,7 @@ __all__ = [
     "TenantCreated",
     "TenantKey",
     "TenantKeys",
+    "TenantModeration",
     "TenantPublic",
     "TenantQuotas",
     "TenantSecrets",
