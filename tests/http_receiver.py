@@ -2,12 +2,14 @@
 
 It records every request (path, headers, body) and answers with the status and body the
 test sets (``answer``, ``answer_body``) after ``delay`` seconds, can be stopped (its port
-refuses connections) and started again on the same port. It runs in a thread of the test process: the logic nodes under test are
-separate processes that reach it over TCP, as they would reach a tenant's backend.
+refuses connections) and started again on the same port. It runs in a thread of the test
+process: the logic nodes under test are separate processes that reach it over TCP, as
+they would reach a tenant's backend.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -75,10 +77,8 @@ class HttpReceiver:
                 self.send_response(status)
                 self.send_header("content-length", str(len(content)))
                 self.end_headers()
-                try:
+                with contextlib.suppress(OSError):  # the caller gave up (a deadline test)
                     self.wfile.write(content)
-                except OSError:
-                    pass  # the caller gave up waiting (a deadline test)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep test output quiet

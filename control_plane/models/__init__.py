@@ -34,6 +34,7 @@ from control_plane.models.grayscale import (
     RulesPublic,
     RuleUpdate,
 )
+from control_plane.models.moderation import TenantModeration
 from control_plane.models.nodes import (
     HeartbeatIn,
     HeartbeatOut,
@@ -94,7 +95,6 @@ from control_plane.models.tenants import (
     TokenCreated,
     isolation_problem,
 )
-from control_plane.models.moderation import TenantModeration
 from control_plane.models.webhooks import PushProvider, WebhookEndpoint
 
 __all__ = [

@@ -64,7 +64,9 @@ def set_moderation(
     row = session.get(TenantModeration, tenant_id)
     secret = new_signing_secret() if row is None or body.rotate_secret else None
     if row is None:
-        row = TenantModeration(tenant_id=tenant_id, url="", secret="", deadline_ms=0, fail_open=True)
+        row = TenantModeration(
+            tenant_id=tenant_id, url="", secret="", deadline_ms=0, fail_open=True
+        )
     if secret is not None:
         row.secret = secret
     row.url = str(body.url)

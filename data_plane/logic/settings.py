@@ -106,8 +106,7 @@ class LogicSettings:
                 os.environ.get("CIRNO_MODERATION_CONCURRENCY") or d.moderation_concurrency
             ),
             moderation_max_answer_bytes=int(
-                os.environ.get("CIRNO_MODERATION_MAX_ANSWER_BYTES")
-                or d.moderation_max_answer_bytes
+                os.environ.get("CIRNO_MODERATION_MAX_ANSWER_BYTES") or d.moderation_max_answer_bytes
             ),
             max_in_flight_per_link=int(
                 os.environ.get("CIRNO_LOGIC_MAX_IN_FLIGHT") or d.max_in_flight_per_link

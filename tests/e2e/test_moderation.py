@@ -27,7 +27,7 @@ from standardwebhooks import Webhook
 from cirno.harness import Cluster, RawClient, free_port, make_token, run_cluster
 from data_plane.logic.moderation.hook import MAX_REASON_CHARS
 from data_plane.wire import Command, LogicPacket, Status, pb
-from tests.http_receiver import HttpReceiver, Received
+from tests.http_receiver import HttpReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -250,7 +250,7 @@ async def test_fail_open_delivers_and_fail_closed_refuses(
 
 def metric(cluster: Cluster, name: str, result: str) -> float:
     text = httpx.get(cluster.metrics_urls["logic"], timeout=5).text
-    line = f'{name}{{result="{result}"}} '
+    line = f'{name}{{result="{result}"}} ' if result else f"{name} "
     values = [float(row.split()[-1]) for row in text.splitlines() if row.startswith(line)]
     return values[0] if values else 0.0
 
@@ -268,7 +268,7 @@ async def test_moderation_is_counted(cluster: Cluster, hook: HttpReceiver) -> No
         await send(alice, Command.CHAT_USER_TALK, "bob", "m")
     for result in ("allowed", "rejected", "rewritten"):
         assert metric(cluster, "cirno_moderation_checks_total", result) == before[result] + 1
-    assert "cirno_moderation_seconds_count" in httpx.get(cluster.metrics_urls["logic"]).text
+    assert metric(cluster, "cirno_moderation_seconds_count", "") >= 3
 
 
 async def test_the_recall_window_is_per_tenant(cluster: Cluster) -> None:

@@ -97,8 +97,8 @@ class ChatHandlers:
                 req,
                 receiver=receiver,
                 group="",
-                push_of=lambda r: lambda result, seq: message_push(
-                    command, r, sender, receiver, result, "", seq
+                push_of=lambda r: (
+                    lambda result, seq: message_push(command, r, sender, receiver, result, "", seq)
                 ),
             )
         result = await store.send_user_message(

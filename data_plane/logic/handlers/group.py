@@ -244,8 +244,8 @@ class GroupHandlers:
                 req,
                 receiver="",
                 group=group_id,
-                push_of=lambda r: lambda result, _: message_push(
-                    command, r, sender, group_id, result, group_id
+                push_of=lambda r: (
+                    lambda result, _: message_push(command, r, sender, group_id, result, group_id)
                 ),
             )
         try:
