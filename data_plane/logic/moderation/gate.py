@@ -4,7 +4,10 @@ between parsing a message and storing it.
 Guarantees:
 
 - A tenant without a hook (the directory's ``moderation`` is None) costs one dict
-  lookup and no I/O; its messages pass unchanged.
+  lookup and no I/O; its messages pass unchanged. The hook is the one of the tenant
+  directory's last good answer: a change applies within one refresh, and while the
+  control plane is down the node keeps the hook it knew. A node that never loaded the
+  tenant (the control plane down since it started) knows of no hook.
 - A resend of a stored message (same sender and ``client_msg_id``; one indexed read) is
   not asked about again: the store answers it as a duplicate with the original id, and
   what was stored — the first verdict's body — stays the only body there is.
@@ -50,9 +53,10 @@ class ModerationGate:
         self._stores = stores
         self._client = client
 
-    def hook_of(self, tenant: str) -> ModerationHook | None:
-        """The tenant's hook as this node last heard of it."""
-        info = self._directory.cached(tenant) if self._directory is not None else None
+    async def hook_of(self, tenant: str) -> ModerationHook | None:
+        """The tenant's hook as this node last heard of it (a tenant not cached yet is
+        looked up: a node that just started does not let its messages pass unchecked)."""
+        info = await self._directory.lookup(tenant) if self._directory is not None else None
         return info.moderation if info is not None else None
 
     async def screen(
@@ -60,7 +64,7 @@ class ModerationGate:
     ) -> pb.MessageReq:
         """``req`` as it may be stored (itself, or a copy with the hook's body); raises
         :class:`Refused` when the hook rejects it, or fails and the tenant fails closed."""
-        hook = self.hook_of(request.tenant)
+        hook = await self.hook_of(request.tenant)
         if hook is None:
             return req
         if req.client_msg_id:
