@@ -38,6 +38,9 @@ from data_plane.wire import Status, pb
 
 log = logging.getLogger(__name__)
 
+LOG_INTERVAL_S = 10.0
+MAX_LOGGED_TENANTS = 10_000
+
 PushOfReq = Callable[[pb.MessageReq], PushOf]
 """The push builder of a message (``handlers.chat.message_push`` with everything but the
 request bound), used to check a replacement's size."""
@@ -52,6 +55,19 @@ class ModerationGate:
         self._directory = directory
         self._stores = stores
         self._client = client
+        self._logged: dict[str, float] = {}
+        """When each tenant's last hook failure was logged (monotonic seconds)."""
+
+    def _log_failure(self, tenant: str, exc: HookFailed) -> None:
+        """Log a tenant's failing hook at most once per :data:`LOG_INTERVAL_S` (a hook
+        that is down fails every message; the metric counts them all)."""
+        now = time.monotonic()
+        if now - self._logged.get(tenant, -LOG_INTERVAL_S) < LOG_INTERVAL_S:
+            return
+        if len(self._logged) >= MAX_LOGGED_TENANTS:
+            self._logged.clear()
+        self._logged[tenant] = now
+        log.warning("moderation hook of tenant %s failed: %s", tenant, exc)
 
     async def hook_of(self, tenant: str) -> ModerationHook | None:
         """The tenant's hook as this node last heard of it (a tenant not cached yet is
@@ -78,7 +94,7 @@ class ModerationGate:
             outcome = _apply(verdict, req, request.max_answer_size, push_of)
         except HookFailed as exc:
             MODERATION_CHECKS.labels("failed").inc()
-            log.warning("moderation hook of tenant %s failed: %s", request.tenant, exc)
+            self._log_failure(request.tenant, exc)
             if hook.fail_open:
                 return req
             raise Refused(
