@@ -32,6 +32,7 @@ from control_plane.routes import (
     grayscale,
     health,
     internal,
+    moderation,
     nodes,
     push,
     regions,
@@ -119,7 +120,7 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
     for module in (route, internal, health, tenants, secrets, bans, regions, grayscale, nodes):
         app.include_router(module.router)
     app.include_router(webhooks.internal_router)
-    for module in (webhooks, push):
+    for module in (webhooks, push, moderation):
         app.include_router(module.router)
     mount_console(app, ConsoleSettings.from_env())
     # The middleware added last runs first: metrics, then the fast path, then the request

@@ -1,13 +1,15 @@
 """A real HTTP receiver on a free loopback port, for webhook and push tests.
 
-It records every request (path, headers, body) and answers with the status the test
-sets (``answer``), can be stopped (its port refuses connections) and started again on
-the same port. It runs in a thread of the test process: the logic nodes under test are
-separate processes that reach it over TCP, as they would reach a tenant's backend.
+It records every request (path, headers, body) and answers with the status and body the
+test sets (``answer``, ``answer_body``) after ``delay`` seconds, can be stopped (its port
+refuses connections) and started again on the same port. It runs in a thread of the test
+process: the logic nodes under test are separate processes that reach it over TCP, as
+they would reach a tenant's backend.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -43,6 +45,10 @@ class HttpReceiver:
         self.port = port or free_port()
         self.received: list[Received] = []
         self.answer: Callable[[Received], int] = lambda request: 200
+        self.answer_body: Callable[[Received], bytes] = lambda request: b"{}"
+        """The body of each answer (a moderation hook's verdict)."""
+        self.delay = 0.0
+        """Seconds to wait before answering (a hook slower than its deadline)."""
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -63,12 +69,16 @@ class HttpReceiver:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 probe = Received("POST", self.path, headers, body, 0)
                 status = receiver.answer(probe)
+                content = receiver.answer_body(probe)
                 with receiver._lock:
                     receiver.received.append(Received("POST", self.path, headers, body, status))
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 self.send_response(status)
-                self.send_header("content-length", "2")
+                self.send_header("content-length", str(len(content)))
                 self.end_headers()
-                self.wfile.write(b"{}")
+                with contextlib.suppress(OSError):  # the caller gave up (a deadline test)
+                    self.wfile.write(content)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep test output quiet

@@ -34,6 +34,7 @@ from control_plane.models.grayscale import (
     RulesPublic,
     RuleUpdate,
 )
+from control_plane.models.moderation import TenantModeration
 from control_plane.models.nodes import (
     HeartbeatIn,
     HeartbeatOut,
@@ -72,6 +73,7 @@ from control_plane.models.tenants import (
     TENANT_ID_PATTERN,
     ApiKeyCreated,
     InternalBan,
+    InternalModeration,
     Isolation,
     SecretCreate,
     SecretCreated,
@@ -114,6 +116,7 @@ __all__ = [
     "HeartbeatOut",
     "IdLease",
     "InternalBan",
+    "InternalModeration",
     "InternalRule",
     "InternalRules",
     "Isolation",
@@ -151,6 +154,7 @@ __all__ = [
     "TenantCreated",
     "TenantKey",
     "TenantKeys",
+    "TenantModeration",
     "TenantPublic",
     "TenantQuotas",
     "TenantSecrets",

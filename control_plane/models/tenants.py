@@ -28,6 +28,7 @@ from control_plane.models.common import (
     utcnow,
 )
 from data_plane.cluster.identity import ACCOUNT_RULE
+from data_plane.cluster.tenants import RECALL_WINDOW_MAX_S
 from data_plane.storage.urls import UnsupportedDatabaseURL, backend_of
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -53,6 +54,10 @@ COMMANDS_PER_SECOND_TEXT = (
 ACCOUNT_COMMANDS_PER_SECOND_TEXT = (
     "Requests an account may send per second over all its connections to one gateway; "
     "null = the gateways' default (40), 0 = unlimited."
+)
+RECALL_WINDOW_TEXT = (
+    "Seconds after sending during which a message may be recalled (`chat.recall`); "
+    "null = the logic nodes' default (`CIRNO_RECALL_WINDOW_SECONDS`, 120), 0 = never."
 )
 LOGINS_PER_SECOND_TEXT = (
     "Logins of the tenant's users per second on each gateway (bursts of 5 seconds' "
@@ -184,6 +189,9 @@ class TenantCreate(TenantBase, TenantLimits):
         max_length=SECRET_MAX,
         description="An existing HS256 secret to keep (key id `k1`); generated when absent.",
     )
+    recall_window_s: int | None = Field(
+        default=None, ge=0, le=RECALL_WINDOW_MAX_S, description=RECALL_WINDOW_TEXT
+    )
 
     @model_validator(mode="after")
     def _isolation(self) -> TenantCreate:
@@ -220,16 +228,20 @@ class TenantUpdate(PartialUpdate):
     )
     isolation: Isolation | None = None
     database_url: DatabaseUrl | None = Field(default=None, max_length=DATABASE_URL_MAX)
+    recall_window_s: int | None = Field(
+        default=None, ge=0, le=RECALL_WINDOW_MAX_S, description=RECALL_WINDOW_TEXT
+    )
 
     @classmethod
     def nullable_fields(cls) -> tuple[str, ...]:
         """``database_url: null`` clears the URL; a rate override set to null goes back
-        to the gateways' default."""
+        to the gateways' default, a recall window to the logic nodes'."""
         return (
             "database_url",
             "commands_per_second",
             "account_commands_per_second",
             "logins_per_second",
+            "recall_window_s",
         )
 
 
@@ -257,6 +269,8 @@ class Tenant(TenantBase, table=True):
         sa_column_kwargs={"server_default": Isolation.SHARED.value},
     )
     database_url: str | None = Field(default=None, max_length=DATABASE_URL_MAX)
+    recall_window_s: int | None = None
+    """NULL: the logic nodes' default window."""
     created_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMP_TYPE)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=TIMESTAMP_TYPE)
 
@@ -273,6 +287,7 @@ class TenantPublic(TenantBase):
     logins_per_second: float | None = Field(description=LOGINS_PER_SECOND_TEXT)
     isolation: Isolation
     database_url: str | None = Field(description="The URL with its password masked.")
+    recall_window_s: int | None = Field(default=None, description=RECALL_WINDOW_TEXT)
     has_api_key: bool
     created_at: UtcDateTime
     updated_at: UtcDateTime
@@ -291,6 +306,7 @@ class TenantPublic(TenantBase):
             logins_per_second=tenant.logins_per_second,
             isolation=tenant.isolation,
             database_url=mask_database_url(tenant.database_url),
+            recall_window_s=tenant.recall_window_s,
             has_api_key=tenant.api_key_hash is not None,
             created_at=tenant.created_at,
             updated_at=tenant.updated_at,
@@ -434,6 +450,15 @@ class InternalBan(SQLModel):
     reason: str
 
 
+class InternalModeration(SQLModel):
+    """A tenant's moderation hook as logic nodes receive it (with its secret)."""
+
+    url: str
+    secret: str
+    deadline_ms: int
+    fail_open: bool
+
+
 class TenantKeys(SQLModel):
     """A tenant as a gateway or logic node needs it."""
 
@@ -446,6 +471,10 @@ class TenantKeys(SQLModel):
     bans: list[InternalBan] = Field(
         default_factory=list, description="Accounts banned now (expired bans are left out)."
     )
+    moderation: InternalModeration | None = Field(
+        default=None, description="The moderation hook; null: none."
+    )
+    recall_window_s: int | None = Field(default=None, description=RECALL_WINDOW_TEXT)
 
 
 class TenantSecrets(SQLModel):

@@ -22,6 +22,7 @@ from control_plane.models import (
     GrayscaleRuleRow,
     HeartbeatIn,
     HeartbeatOut,
+    InternalModeration,
     InternalRule,
     InternalRules,
     NodeInfo,
@@ -30,6 +31,7 @@ from control_plane.models import (
     SecretKey,
     Tenant,
     TenantKeys,
+    TenantModeration,
     TenantQuotas,
     TenantSecrets,
 )
@@ -87,18 +89,21 @@ def etag_response(document: SQLModel, if_none_match: str | None) -> Response:
 )
 def tenant_secrets(session: SessionDep, now: NowDep, if_none_match: IfNoneMatch = None) -> Response:
     """Every tenant with its status, live signing keys (newest first), quotas,
-    isolation and live account bans, ordered by tenant id.
+    isolation, live account bans, moderation hook and recall window, ordered by tenant
+    id.
 
     Gateways verify sign-in tokens with these keys (the token's `kid` header names one),
     refuse users of tenants whose status is `disabled` and banned accounts (closing
     their live connections, and those that logged in with a key no longer listed), and
-    enforce the quotas; logic nodes refuse those users' requests and store a
-    `dedicated` tenant's messages in its `database_url`. Poll with
+    enforce the quotas; logic nodes refuse those users' requests, store a
+    `dedicated` tenant's messages in its `database_url`, ask its moderation hook about
+    each message and apply its recall window. Poll with
     `If-None-Match`; keep using the last answer while the control plane is unreachable.
     """
     rows = session.exec(select(Tenant).order_by(col(Tenant.id))).all()
     keys = live_keys_by_tenant(session, now)
     bans = live_bans_by_tenant(session, now)
+    hooks = {row.tenant_id: row for row in session.exec(select(TenantModeration))}
     document = TenantSecrets(
         tenants=[
             TenantKeys(
@@ -115,11 +120,21 @@ def tenant_secrets(session: SessionDep, now: NowDep, if_none_match: IfNoneMatch 
                 isolation=row.isolation,
                 database_url=row.database_url,
                 bans=bans.get(row.id, []),
+                moderation=_moderation(hooks.get(row.id)),
+                recall_window_s=row.recall_window_s,
             )
             for row in rows
         ]
     )
     return etag_response(document, if_none_match)
+
+
+def _moderation(row: TenantModeration | None) -> InternalModeration | None:
+    if row is None:
+        return None
+    return InternalModeration(
+        url=row.url, secret=row.secret, deadline_ms=row.deadline_ms, fail_open=row.fail_open
+    )
 
 
 @router.post(

@@ -100,6 +100,7 @@ def create_tenant(
         logins_per_second=body.logins_per_second,
         isolation=body.isolation,
         database_url=body.database_url,
+        recall_window_s=body.recall_window_s,
         created_at=stamp,
         updated_at=stamp,
     )

@@ -1,4 +1,5 @@
-"""The data plane's view of tenants: status, signing keys, quotas and isolation, cached.
+"""The data plane's view of tenants: status, signing keys, quotas, isolation, bans, the
+moderation hook and the recall window, cached.
 
 Gateways and logic nodes hold no control-plane database. They poll the control plane's
 internal endpoint (``GET /internal/v1/tenants``, authenticated by the cluster secret) with
@@ -52,6 +53,27 @@ class Ban:
 NO_BANS: Mapping[str, Ban] = MappingProxyType({})
 
 
+MODERATION_DEADLINE_DEFAULT_MS = 500
+MODERATION_DEADLINE_MIN_MS = 10
+MODERATION_DEADLINE_MAX_MS = 5_000
+"""A hook's deadline is capped: a send waits for it while the sender waits for its answer."""
+RECALL_WINDOW_MAX_S = 7 * 86_400
+"""The longest recall window a tenant may set (a week)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationHook:
+    """A tenant's moderation hook: where each client message is POSTed before it is
+    stored, the ``whsec_`` secret its requests are signed with, how long a logic node
+    waits for the answer, and whether a hook that cannot answer lets messages through
+    (``fail_open``) or refuses them."""
+
+    url: str
+    secret: str
+    deadline_ms: int
+    fail_open: bool
+
+
 @dataclass(frozen=True, slots=True)
 class TenantInfo:
     """What the data plane knows of one tenant. A quota of 0 means unlimited.
@@ -73,6 +95,10 @@ class TenantInfo:
     """Logins of the tenant per gateway; None: the gateway's default."""
     bans: Mapping[str, Ban] = field(default_factory=lambda: NO_BANS, hash=False)
     """Banned accounts, by account."""
+    moderation: ModerationHook | None = None
+    """The tenant's moderation hook; None: messages are stored unchecked."""
+    recall_window_s: float | None = None
+    """How long its users may recall a message; None: the logic node's default."""
 
     def ban_of(self, account: str, now: float) -> Ban | None:
         """The ban holding ``account`` at ``now``, or None."""
@@ -112,6 +138,8 @@ def parse_tenants(payload: object) -> dict[str, TenantInfo]:
                 else None
             ),
             bans=_parse_bans(item.get("bans") or []),
+            moderation=_parse_moderation(item.get("moderation")),
+            recall_window_s=_optional_rate(item.get("recall_window_s")),
         )
         out[info.id] = info
     return out
@@ -130,6 +158,19 @@ def _parse_bans(items: list[dict[str, object]]) -> Mapping[str, Ban]:
         )
         bans[ban.account] = ban
     return MappingProxyType(bans)
+
+
+def _parse_moderation(item: object) -> ModerationHook | None:
+    if item is None:
+        return None
+    if not isinstance(item, dict):
+        raise ValueError(f"not a moderation hook: {item!r}")
+    return ModerationHook(
+        url=str(item["url"]),
+        secret=str(item["secret"]),
+        deadline_ms=int(item["deadline_ms"]),
+        fail_open=bool(item["fail_open"]),
+    )
 
 
 TenantsListener = Callable[[Mapping[str, TenantInfo]], None]

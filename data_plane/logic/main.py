@@ -30,6 +30,8 @@ from data_plane.logic.handlers.recall import RecallHandlers
 from data_plane.logic.handlers.sync import SyncHandlers
 from data_plane.logic.handlers.typing import TypingHandlers
 from data_plane.logic.lease import NodeMembership
+from data_plane.logic.moderation.gate import ModerationGate
+from data_plane.logic.moderation.hook import HookClient
 from data_plane.logic.notify.dispatcher import PushDispatcher
 from data_plane.logic.notify.offline import OfflineNotifier
 from data_plane.logic.outbound_hooks import LiveOutboundHooks
@@ -194,6 +196,10 @@ async def build_logic(
         refresh_interval=settings.tenant_refresh_interval,
     )
     hub = GatewayHub()
+    hook_client = HookClient(
+        concurrency=settings.moderation_concurrency,
+        max_answer_bytes=settings.moderation_max_answer_bytes,
+    )
     try:
         async with (
             open_message_store(settings.database_url, node_id=id_node) as shared,
@@ -209,16 +215,23 @@ async def build_logic(
             tg.start_soon(pusher.run)
             notifier = OfflineNotifier(stores, outbound, sessions)
             hooks = LiveOutboundHooks(EventRecorder(stores, outbound), notifier)
+            moderation = ModerationGate(directory, stores, hook_client)
             start_outbound(settings, stores, sessions, outbound, tg)
             by_service = handlers_by_service(
                 LoginHandlers(sessions, hub, stores, presence, hooks=hooks),
-                ChatHandlers(stores, pusher, hooks),
-                GroupHandlers(stores, pusher, hooks),
+                ChatHandlers(stores, pusher, hooks, moderation),
+                GroupHandlers(stores, pusher, hooks, moderation),
                 SyncHandlers(stores),
                 presence,
                 TypingHandlers(stores, sessions, hub),
                 ConversationHandlers(stores, sessions, hub),
-                RecallHandlers(stores, sessions, hub, recall_window_s=settings.recall_window_s),
+                RecallHandlers(
+                    stores,
+                    sessions,
+                    hub,
+                    recall_window_s=settings.recall_window_s,
+                    tenant_window_s=lambda tenant: recall_window_of(directory, tenant),
+                ),
                 PushHandlers(notifier),
             )
             handlers, not_served = split_by_services(by_service, settings)
@@ -226,9 +239,16 @@ async def build_logic(
             yield LogicServer(settings, Router(handlers, not_served), hub)
             tg.cancel_scope.cancel()
     finally:
+        await hook_client.aclose()
         await outbound.aclose()
         await directory.aclose()
         await sessions.aclose()
+
+
+def recall_window_of(directory: TenantDirectory, tenant: str) -> float | None:
+    """The tenant's own recall window as the directory last heard of it, or None."""
+    info = directory.cached(tenant)
+    return info.recall_window_s if info is not None else None
 
 
 async def serve(settings: LogicSettings) -> None:

@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass, field
 
 from data_plane.cluster.services import ALL_SERVICES, Service, format_services, parse_services
+from data_plane.logic.moderation.hook import DEFAULT_CONCURRENCY, DEFAULT_MAX_ANSWER_BYTES
 from data_plane.wire import DEFAULT_MAX_PACKET_SIZE
 
 DEFAULT_RECALL_WINDOW_S = 120.0
@@ -45,6 +46,11 @@ class LogicSettings:
     recall_window_s: float = DEFAULT_RECALL_WINDOW_S
     """How long after sending a message its sender may recall it (``chat.recall``);
     every logic node of a cluster should use the same value."""
+    moderation_concurrency: int = DEFAULT_CONCURRENCY
+    """Moderation hook calls this node makes at once, all tenants together; a send
+    waiting for a slot spends its hook's deadline waiting."""
+    moderation_max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
+    """The largest moderation hook answer read; a longer one counts as a failed call."""
     max_in_flight_per_link: int = 1024
     """Requests of one gateway link running at once (0 = unlimited); past it the node
     stops reading that link until some end."""
@@ -95,6 +101,12 @@ class LogicSettings:
             services=parse_services(os.environ.get("CIRNO_LOGIC_SERVICES", "")),
             recall_window_s=float(
                 os.environ.get("CIRNO_RECALL_WINDOW_SECONDS") or d.recall_window_s
+            ),
+            moderation_concurrency=int(
+                os.environ.get("CIRNO_MODERATION_CONCURRENCY") or d.moderation_concurrency
+            ),
+            moderation_max_answer_bytes=int(
+                os.environ.get("CIRNO_MODERATION_MAX_ANSWER_BYTES") or d.moderation_max_answer_bytes
             ),
             max_in_flight_per_link=int(
                 os.environ.get("CIRNO_LOGIC_MAX_IN_FLIGHT") or d.max_in_flight_per_link

@@ -57,6 +57,8 @@ def test_lists_tenants_with_keys_and_status(client: TestClient) -> None:
         "isolation": "shared",
         "database_url": None,
         "bans": [],
+        "moderation": None,
+        "recall_window_s": None,
     }
     assert response.json() == {
         "tenants": [

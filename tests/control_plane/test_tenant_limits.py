@@ -82,6 +82,8 @@ def test_round_trip_and_masking(client: TestClient) -> None:
         "isolation": "dedicated",
         "database_url": DEDICATED_URL,
         "bans": [],
+        "moderation": None,
+        "recall_window_s": None,
     }
 
 

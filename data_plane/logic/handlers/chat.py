@@ -5,7 +5,8 @@ one for the sender) and answers ``MessageResp`` only after the commit; then it p
 every online device of the receiver and to the sender's other devices. A ``dest`` that
 is not an account name is refused (NoDestination, ``logic.names``), and so is a message
 whose push would not fit a client packet (TooLarge, ``logic.push_size``), both before
-anything is stored. The answer and
+anything is stored; then the tenant's moderation hook, if it has one, may refuse the
+message or replace its body (``logic.moderation.gate``). The answer and
 each push carry the message's sequence in the inbox of the account they go to
 (``inbox_seq``), so a device that sees a number skipped knows a push was lost (e.g. this
 node died between a commit and its push) and syncs. A resend with
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from data_plane.logic import names
 from data_plane.logic.context import Request
+from data_plane.logic.moderation.gate import ModerationGate
 from data_plane.logic.outbound_hooks import OutboundHooks
 from data_plane.logic.push_size import refuse_oversize_push
 from data_plane.logic.pushes import Pusher, PushPart
@@ -62,11 +64,16 @@ class ChatHandlers:
     """``chat.user.talk`` and ``chat.talk.ack``."""
 
     def __init__(
-        self, stores: TenantStores, pusher: Pusher, hooks: OutboundHooks | None = None
+        self,
+        stores: TenantStores,
+        pusher: Pusher,
+        hooks: OutboundHooks | None = None,
+        moderation: ModerationGate | None = None,
     ) -> None:
         self._stores = stores
         self._pusher = pusher
         self._hooks = hooks or OutboundHooks()
+        self._moderation = moderation
 
     async def user_talk(self, request: Request) -> None:
         """Store, answer after the commit, then push."""
@@ -84,6 +91,16 @@ class ChatHandlers:
             raw_body=len(request.packet.body),
             strings=command + receiver + sender,
         )
+        if self._moderation is not None:  # the tenant's hook may refuse or rewrite it
+            req = await self._moderation.screen(
+                request,
+                req,
+                receiver=receiver,
+                group="",
+                push_of=lambda r: (
+                    lambda result, seq: message_push(command, r, sender, receiver, result, "", seq)
+                ),
+            )
         result = await store.send_user_message(
             request.tenant,
             request.account,

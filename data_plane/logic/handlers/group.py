@@ -16,7 +16,9 @@ member, in one transaction; the push carries that sequence and the group id and 
 every online member except the sending connection, each channel addressed with its
 member's inbox sequence (``seqs`` meta); the answer carries the sender's
 (``MessageResp.inbox_seq``). A message whose push would not fit a client packet is
-refused before it is stored (``logic.push_size``).
+refused before it is stored (``logic.push_size``). After the membership and mute checks
+the tenant's moderation hook, if it has one, may refuse the message or replace its body
+(``logic.moderation.gate``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from data_plane.logic.handlers.group_access import (
     require_talk,
 )
 from data_plane.logic.handlers.group_admin import GroupAdminHandlers
+from data_plane.logic.moderation.gate import ModerationGate
 from data_plane.logic.outbound_hooks import OutboundHooks
 from data_plane.logic.push_size import refuse_oversize_push
 from data_plane.logic.pushes import Pusher, PushPart
@@ -65,11 +68,16 @@ class GroupHandlers:
     """The ``chat.group.*`` commands kim knows (administration: ``group_admin``)."""
 
     def __init__(
-        self, stores: TenantStores, pusher: Pusher, hooks: OutboundHooks | None = None
+        self,
+        stores: TenantStores,
+        pusher: Pusher,
+        hooks: OutboundHooks | None = None,
+        moderation: ModerationGate | None = None,
     ) -> None:
         self._stores = stores
         self._pusher = pusher
         self._hooks = hooks or OutboundHooks()
+        self._moderation = moderation
         self.admin = GroupAdminHandlers(stores, pusher, self._hooks)
         """The administration commands, on the same stores and pusher."""
 
@@ -230,6 +238,16 @@ class GroupHandlers:
             strings=command + group_id + sender + group_id,
         )
         require_talk(await member_access(store, request, group_id), request)
+        if self._moderation is not None:  # the tenant's hook may refuse or rewrite it
+            req = await self._moderation.screen(
+                request,
+                req,
+                receiver="",
+                group=group_id,
+                push_of=lambda r: (
+                    lambda result, _: message_push(command, r, sender, group_id, result, group_id)
+                ),
+            )
         try:
             result, members = await store.send_group_message(
                 request.tenant,

@@ -2,8 +2,9 @@
 "Conversations").
 
 ``chat.recall``: the sender (or, for a group message, the group's owner or an admin)
-takes a message back within the recall window (a logic node
-setting, ``LogicSettings.recall_window_s``, default 2 minutes); the stored content
+takes a message back within the recall window (the tenant's ``recall_window_s``, set
+over REST and read from the tenant directory; for a tenant that sets none the logic
+node's ``LogicSettings.recall_window_s``, default 2 minutes); the stored content
 becomes a tombstone in the same transaction that checks the window (``recall`` in the
 store), the sender gets ``RecallResp``, then every device of everyone the message
 reached (both parties of a 1:1 message, the group's current members) but the requesting
@@ -41,13 +42,21 @@ class RecallHandlers:
         hub: GatewayHub,
         *,
         recall_window_s: float = DEFAULT_RECALL_WINDOW_S,
+        tenant_window_s: Callable[[str], float | None] = lambda tenant: None,
         now_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self._stores = stores
         self._sessions = sessions
         self._hub = hub
         self.recall_window_ms = int(recall_window_s * 1000)
+        """The default window, for tenants that set none."""
+        self._tenant_window_s = tenant_window_s
         self._now_ms = now_ms
+
+    def window_ms(self, tenant: str) -> int:
+        """The tenant's recall window (its own, else the node's default), milliseconds."""
+        own = self._tenant_window_s(tenant)
+        return self.recall_window_ms if own is None else int(own * 1000)
 
     async def recall(self, request: Request) -> None:
         """Tombstone the caller's message if still inside the window, answer, push."""
@@ -56,7 +65,7 @@ class RecallHandlers:
             request.fail(Status.INVALID_PACKET_BODY, "message_id must be positive")
             return
         store = await self._stores.get(request.tenant, write=True)
-        sent_after = self._now_ms() - self.recall_window_ms
+        sent_after = self._now_ms() - self.window_ms(request.tenant)
         result = await store.recall(request.tenant, request.account, req.message_id, sent_after)
         request.reply(body=pb.RecallResp(recalled_at=result.recalled_at))
         if result.already:

@@ -243,6 +243,10 @@ class MemoryMessageStore(MemoryGroups):
         await anyio.lowlevel.checkpoint()
         return IndexPage(entries[:limit], has_more=len(entries) > limit)
 
+    async def is_sent(self, tenant: str, sender: str, client_msg_id: str) -> bool:
+        """See ``MessageStore.is_sent``."""
+        return (tenant, sender, client_msg_id) in self._client_ids
+
     async def inbox_heads(self, tenant: str, accounts: Sequence[str]) -> dict[str, int]:
         """See ``MessageStore.inbox_heads``."""
         self._check_open()

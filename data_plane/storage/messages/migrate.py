@@ -47,7 +47,13 @@ VERSION_TABLE = "message_store_version"
 FIRST_REVISION = "m0001"
 """The revision that creates the tables (``0002`` of the embedded history runs it)."""
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-EMBEDDED_POSITIONS = {"0008": "m0002g", "0009": "m0003o", "0010": "m0003o", "0011": "m0004"}
+EMBEDDED_POSITIONS = {
+    "0008": "m0002g",
+    "0009": "m0003o",
+    "0010": "m0003o",
+    "0011": "m0004",
+    "0012": "m0004",
+}
 """Embedded revisions that ran a later message revision than ``m0001``, and that revision
 (an embedded position not listed here holds the ``m0001`` tables)."""
 

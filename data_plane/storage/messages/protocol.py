@@ -289,6 +289,11 @@ class MessageStore(ConversationStore, GroupAdministration, Protocol):
         """
         ...
 
+    async def is_sent(self, tenant: str, sender: str, client_msg_id: str) -> bool:
+        """Whether a message of ``sender`` with this ``client_msg_id`` is stored (a
+        committed send; one indexed read). A send that then stores it is a duplicate."""
+        ...
+
     async def inbox_heads(self, tenant: str, accounts: Sequence[str]) -> dict[str, int]:
         """The sequence of the newest committed row of each account's inbox (0 when
         empty), by account. A row committed after this read gets a greater sequence:

@@ -93,6 +93,23 @@ class Reads:
 
         return await self._pool.read(work)
 
+    async def is_sent(self, tenant: str, sender: str, client_msg_id: str) -> bool:
+        """See ``MessageStore.is_sent``: one lookup on the idempotency key's unique index."""
+
+        async def work(conn: AsyncConnection) -> bool:
+            rows = await conn.execute(
+                select(messages.c.message_id)
+                .where(
+                    messages.c.tenant == tenant,
+                    messages.c.sender == sender,
+                    messages.c.client_msg_id == client_msg_id,
+                )
+                .limit(1)
+            )
+            return rows.first() is not None
+
+        return await self._pool.read(work)
+
     async def inbox_heads(self, tenant: str, accounts: Sequence[str]) -> dict[str, int]:
         """See ``MessageStore.inbox_heads``: the inbox counters, committed with the rows
         they numbered, read in chunks."""

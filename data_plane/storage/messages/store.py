@@ -228,6 +228,10 @@ class SqlMessageStore:
         """See ``MessageStore.get_contents``."""
         return await self._reads.get_contents(tenant, account, message_ids)
 
+    async def is_sent(self, tenant: str, sender: str, client_msg_id: str) -> bool:
+        """See ``MessageStore.is_sent``."""
+        return await self._reads.is_sent(tenant, sender, client_msg_id)
+
     async def inbox_heads(self, tenant: str, accounts: Sequence[str]) -> dict[str, int]:
         """See ``MessageStore.inbox_heads``."""
         return await self._reads.inbox_heads(tenant, accounts)
