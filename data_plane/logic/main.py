@@ -38,6 +38,7 @@ from data_plane.logic.pushes import Pusher
 from data_plane.logic.revocation import guard_handlers
 from data_plane.logic.router import Handler, Router
 from data_plane.logic.server import LogicServer
+from data_plane.logic.server_api import ServerApiHandlers
 from data_plane.logic.settings import LogicSettings
 from data_plane.logic.tenant_stores import TenantStores
 from data_plane.logic.webhooks.dispatcher import WebhookDispatcher, holder_id
@@ -210,10 +211,12 @@ async def build_logic(
             notifier = OfflineNotifier(stores, outbound, sessions)
             hooks = LiveOutboundHooks(EventRecorder(stores, outbound), notifier)
             start_outbound(settings, stores, sessions, outbound, tg)
+            chat = ChatHandlers(stores, pusher, hooks)
+            group = GroupHandlers(stores, pusher, hooks)
             by_service = handlers_by_service(
                 LoginHandlers(sessions, hub, stores, presence, hooks=hooks),
-                ChatHandlers(stores, pusher, hooks),
-                GroupHandlers(stores, pusher, hooks),
+                chat,
+                group,
                 SyncHandlers(stores),
                 presence,
                 TypingHandlers(stores, sessions, hub),
@@ -222,6 +225,8 @@ async def build_logic(
                 PushHandlers(notifier),
             )
             handlers, not_served = split_by_services(by_service, settings)
+            # Every node serves the server API (its control-plane link picks any node).
+            handlers.update(ServerApiHandlers(stores, sessions, hub, chat, group).table())
             handlers = guard_handlers(handlers, directory)  # revoked users are refused
             yield LogicServer(settings, Router(handlers, not_served), hub)
             tg.cancel_scope.cancel()
