@@ -36,9 +36,12 @@ from control_plane.routes import (
     push,
     regions,
     secrets,
+    server_api,
+    server_groups,
     tenants,
     webhooks,
 )
+from control_plane.server_calls import make_logic_client
 from control_plane.settings import ControlPlaneSettings
 from control_plane.tokens import TokenVerifier
 
@@ -79,6 +82,7 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
         try:
             yield
         finally:
+            await app.state.logic_client.aclose()
             app.state.message_databases.dispose()
             engine.dispose()
             geo.close()
@@ -103,6 +107,7 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
     app.state.settings = settings
     app.state.engine = engine
     app.state.message_databases = MessageDatabases(settings, engine)
+    app.state.logic_client = make_logic_client(settings)
     app.state.geo = geo
     app.state.metrics = HttpMetrics(CollectorRegistry(auto_describe=True))
     app.state.snapshots = SnapshotCache(
@@ -119,7 +124,7 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
     for module in (route, internal, health, tenants, secrets, bans, regions, grayscale, nodes):
         app.include_router(module.router)
     app.include_router(webhooks.internal_router)
-    for module in (webhooks, push):
+    for module in (webhooks, push, server_api, server_groups):
         app.include_router(module.router)
     mount_console(app, ConsoleSettings.from_env())
     # The middleware added last runs first: metrics, then the fast path, then the request
