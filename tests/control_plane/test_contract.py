@@ -69,9 +69,7 @@ SERVER_API_OPERATIONS = {
     if SERVER_API_TAG in operation.get("tags", [])
 }
 OPERATIONS = sorted(
-    (method.upper(), path)
-    for path, item in SCHEMA["paths"].items()
-    for method in item
+    (method.upper(), path) for path, item in SCHEMA["paths"].items() for method in item
 )
 
 

@@ -88,8 +88,16 @@ async def online(
 
 
 async def send(
-    http: httpx.AsyncClient, keys: dict[str, str], expect: int = 200, **body: Any
+    http: httpx.AsyncClient,
+    keys: dict[str, str],
+    *,
+    sender: str | None = None,
+    expect: int = 200,
+    **body: Any,
 ) -> dict[str, Any]:
+    """POST a message (``sender``: its ``from``) and check the status."""
+    if sender is not None:
+        body["from"] = sender
     answer = await http.post("/v1/tenants/sapi/messages", json=body, headers=keys)
     assert answer.status_code == expect, answer.text
     result: dict[str, Any] = answer.json()
@@ -113,8 +121,8 @@ async def test_send_reaches_online_and_offline_clients_once(
     assert (push.messageId, push.body) == (later["message_id"], "second")
 
     # As an account, to an offline one: its next sync has the message, once.
-    sent = await send(http, keys, **{"from": alice}, to=carol, body="hi", client_msg_id="c-1")
-    await send(http, keys, **{"from": alice}, to=carol, body="hi", client_msg_id="c-1")
+    sent = await send(http, keys, sender=alice, to=carol, body="hi", client_msg_id="c-1")
+    await send(http, keys, sender=alice, to=carol, body="hi", client_msg_id="c-1")
     sender_push = (await client.push(Command.CHAT_USER_TALK)).parse_body(pb.MessagePush)
     assert sender_push.messageId == sent["message_id"]  # the sender's devices see it too
     receiver = await online(cluster, carol, kim=False)
@@ -157,9 +165,9 @@ async def test_group_lifecycle_with_notifies_and_sends(
             SYSTEM_SENDER,
         )
     assert system["seq"] == 1
-    by_bob = await send(http, keys, **{"from": bob}, group=group, body="me", client_msg_id="b")
+    by_bob = await send(http, keys, sender=bob, group=group, body="me", client_msg_id="b")
     assert by_bob["seq"] == 2
-    await send(http, keys, 404, **{"from": outsider}, group=group, body="x", client_msg_id="o")
+    await send(http, keys, expect=404, sender=outsider, group=group, body="x", client_msg_id="o")
 
     answer = await http.request(
         "DELETE", f"/v1/tenants/sapi/groups/{group}/members", json={"accounts": [bob]}, headers=keys
@@ -226,7 +234,7 @@ async def test_history_pages_by_inbox_sequence_with_tombstones(
     frank, gina = unique("frank"), unique("gina")
     sender = await online(cluster, frank, kim=False)
     ids = [
-        (await send(http, keys, **{"from": frank}, to=gina, body=f"n{i}", client_msg_id=f"h{i}"))[
+        (await send(http, keys, sender=frank, to=gina, body=f"n{i}", client_msg_id=f"h{i}"))[
             "message_id"
         ]
         for i in range(4)
@@ -268,17 +276,19 @@ async def test_bad_input_is_refused_and_nothing_breaks(
 ) -> None:
     keys = api_keys["sapi"]
     both = {"to": "a", "group": "g", "body": "x", "client_msg_id": "1"}
-    await send(http, keys, 422, **both)
-    await send(http, keys, 422, body="x", client_msg_id="1")  # neither
-    await send(http, keys, 422, to="a b", body="x", client_msg_id="1")
-    await send(http, keys, 413, to="a", body="é" * 60_000, client_msg_id="big")  # push too big
+    await send(http, keys, expect=422, **both)
+    await send(http, keys, expect=422, body="x", client_msg_id="1")  # neither
+    await send(http, keys, expect=422, to="a b", body="x", client_msg_id="1")
+    await send(
+        http, keys, expect=413, to="a", body="é" * 60_000, client_msg_id="big"
+    )  # push too big
     huge = await http.post(
         "/v1/tenants/sapi/messages",
         content=b'{"to":"a","body":"' + b"x" * (2 << 20) + b'"}',
         headers={**keys, "Content-Type": "application/json"},
     )
     assert huge.status_code == 413
-    await send(http, keys, 404, group="nosuchgroup", body="x", client_msg_id="ng")
+    await send(http, keys, expect=404, group="nosuchgroup", body="x", client_msg_id="ng")
     hist = await http.get("/v1/tenants/sapi/accounts/a/messages?limit=201", headers=keys)
     assert hist.status_code == 422
     # Everything still works.
