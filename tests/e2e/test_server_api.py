@@ -22,6 +22,7 @@ from data_plane.cluster.protocol import HANDSHAKE_COMMAND, META_GATEWAY, META_SE
 from data_plane.cluster.server_api import SEND, encode
 from data_plane.transport.connection import CloseCode
 from data_plane.wire import Command, LogicPacket, Meta, Status, pb
+from tests.http_receiver import HttpReceiver, Received
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -334,3 +335,42 @@ async def test_server_commands_are_refused_from_clients_and_gateway_links(
     answer = await link.response(7)
     assert answer.status == Status.FORBIDDEN  # only a control-role link may send them
     link.close()
+
+
+async def test_server_api_events_reach_the_tenants_webhooks(
+    cluster: Cluster, http: httpx.AsyncClient, api_keys: dict[str, dict[str, str]]
+) -> None:
+    """A server-API message writes the same ``message.created`` outbox row as a client's,
+    and server-API group changes record the same group events (tenant ``sapx``)."""
+    keys = api_keys["sapx"]
+    receiver = HttpReceiver().start()
+    try:
+        with cluster.admin() as admin:
+            answer = admin.post("/v1/tenants/sapx/webhooks", json={"url": receiver.url})
+            assert answer.status_code == 201, answer.text
+
+        def types(found: list[Received]) -> set[str]:
+            return {r.json()["type"] for r in found}
+
+        # Until the logic node has refreshed its endpoint list, events are not recorded.
+        sent: list[int] = []
+        with anyio.fail_after(30):
+            while "message.created" not in types(receiver.requests()):
+                body = {"to": "zed", "body": "ping", "client_msg_id": f"p{len(sent)}"}
+                answer = await http.post("/v1/tenants/sapx/messages", json=body, headers=keys)
+                sent.append(answer.json()["message_id"])
+                await anyio.sleep(0.1)  # poll interval
+        group = {"owner": "zed", "name": "hooks", "members": ["yan"]}
+        answer = await http.post("/v1/tenants/sapx/groups", json=group, headers=keys)
+        group_id = answer.json()["group_id"]
+        assert (await http.delete(f"/v1/tenants/sapx/groups/{group_id}", headers=keys)).is_success
+        found = await receiver.wait_for(
+            lambda rs: {"group.created", "group.dismissed"} <= types(rs), timeout=30
+        )
+    finally:
+        receiver.stop()
+    created = [r.json()["data"] for r in found if r.json()["type"] == "message.created"]
+    assert created[0]["sender"] == SYSTEM_SENDER and created[0]["receiver"] == "zed"
+    assert int(created[0]["message_id"]) in sent
+    groups = [r.json()["data"] for r in found if r.json()["type"].startswith("group.")]
+    assert all(d["group_id"] == group_id for d in groups)
