@@ -19,7 +19,7 @@ from cirno.harness import ADMIN_TOKEN, Cluster, RawClient, make_token, run_clust
 from control_plane.settings import DEFAULT_MAX_BODY_BYTES
 from data_plane.cluster.identity import SYSTEM_SENDER
 from data_plane.cluster.protocol import HANDSHAKE_COMMAND, META_GATEWAY, META_SECRET
-from data_plane.cluster.server_api import SEND, encode
+from data_plane.cluster.server_api import META_ROLE, ROLE_CONTROL, SEND, encode
 from data_plane.transport.connection import CloseCode
 from data_plane.wire import Command, LogicPacket, Meta, Status, pb
 from tests.http_receiver import HttpReceiver, Received
@@ -335,6 +335,21 @@ async def test_server_commands_are_refused_from_clients_and_gateway_links(
     answer = await link.response(7)
     assert answer.status == Status.FORBIDDEN  # only a control-role link may send them
     link.close()
+
+    control = await RawClient.tcp(cluster.logic_addr)
+    _KEPT.append(control)
+    hello = hello.replace(meta=(*hello.meta, Meta(META_ROLE, ROLE_CONTROL)))
+    control.send_raw(hello.encode())
+    assert (await control.next_packet()).status == Status.SUCCESS  # type: ignore[union-attr]
+    talk = LogicPacket.request(
+        Command.CHAT_USER_TALK,
+        pb.MessageReq(type=1, body="x"),
+        sequence=8,
+        dest="victim",
+        meta=(Meta("tenant", "sapi"), Meta("account", "mallory")),
+    )
+    control.send_raw(talk.encode())
+    assert (await control.response(8)).status == Status.FORBIDDEN  # server.* only there
 
 
 async def test_server_api_events_reach_the_tenants_webhooks(
