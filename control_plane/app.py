@@ -63,8 +63,9 @@ def package_version() -> str:
 def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> FastAPI:
     """A control-plane app on the database of ``settings`` (already migrated).
 
-    The app owns its engine, its GeoIP reader, its route snapshot cache and its metrics
-    registry; the engine and the reader are closed when the app shuts down. Migrating is
+    The app owns its engine, its GeoIP reader, its route snapshot cache, its metrics
+    registry and its logic-node client (the server API's link, dialled on first use);
+    the engine, the reader and the link are closed when the app shuts down. Migrating is
     the caller's job (``control_plane.server.run`` does). Raises ``ConfigurationError``
     when the GeoIP database cannot be opened.
 
@@ -93,7 +94,8 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
         description=(
             "REST API of the cirno-im control plane: tenants (keys, API keys, tokens, "
             "quotas), regions, grayscale rules, the node registry and smart routing "
-            "(`/v1/route`), and the internal endpoints gateways and logic nodes use "
+            "(`/v1/route`), the tenants' server API (messages, presence, kick, bans, groups, "
+            "history, webhooks, push), and the internal endpoints gateways and logic nodes use "
             "(cluster secret)."
         ),
         lifespan=lifespan,

@@ -182,6 +182,8 @@ class LogicClient:
 
     async def _dial(self, address: str) -> TcpConnection:
         host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise LogicUnavailable(f"{address!r} is not a host:port address")
         conn = await connect_tcp(
             host.strip("[]"),
             int(port),

@@ -226,7 +226,10 @@ async def build_logic(
             )
             handlers, not_served = split_by_services(by_service, settings)
             # Every node serves the server API (its control-plane link picks any node).
-            handlers.update(ServerApiHandlers(stores, sessions, hub, chat, group).table())
+            server_api = ServerApiHandlers(
+                stores, sessions, hub, chat, group, max_packet_size=settings.max_packet_size
+            )
+            handlers.update(server_api.table())
             handlers = guard_handlers(handlers, directory)  # revoked users are refused
             yield LogicServer(settings, Router(handlers, not_served), hub)
             tg.cancel_scope.cancel()

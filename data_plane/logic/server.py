@@ -260,7 +260,8 @@ class LogicServer:
                 get(META_GATEWAY, ""),
                 get(META_CLIENT_VERSION, ""),
                 conn,
-                self.settings.max_packet_size,
+                # A control link's answers (history pages) may use the link's size.
+                LINK_MAX_PACKET_SIZE if control else self.settings.max_packet_size,
             )
             if not request.tenant or not request.account:
                 request.fail(Status.UNAUTHORIZED, "request without an identity")

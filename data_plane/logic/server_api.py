@@ -104,7 +104,12 @@ class ServerApiHandlers:
         hub: GatewayHub,
         chat: ChatHandlers,
         group: GroupHandlers,
+        *,
+        max_packet_size: int,
     ) -> None:
+        """``max_packet_size`` is the clients' packet limit: a message whose push would
+        not fit it is refused (TooLarge), as a client's is."""
+        self._max_packet_size = max_packet_size
         self._stores = stores
         self._sessions = sessions
         self._hub = hub
@@ -131,8 +136,8 @@ class ServerApiHandlers:
         except api.BadBody as exc:
             raise _bad(str(exc)) from None
 
-    @staticmethod
     async def _run(
+        self,
         handler: Callable[[Request], Awaitable[None]],
         outer: Request,
         account: str,
@@ -152,7 +157,7 @@ class ServerApiHandlers:
             "",
             "",
             cast(PacketConnection, slot),
-            outer.max_answer_size,
+            self._max_packet_size,
         )
         await handler(inner)
         answer = decode_packet(slot.data, max_size=len(slot.data) + 1)

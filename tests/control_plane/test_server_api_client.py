@@ -120,7 +120,7 @@ async def test_no_node_or_a_refused_handshake_is_unavailable(silent: tuple[Stand
     with pytest.raises(LogicUnavailable, match="refused the handshake"):
         await logic.call([address], PRESENCE, "acme", "{system}", {})
     with pytest.raises(LogicUnavailable, match="no logic node is reachable"):
-        await logic.call(["127.0.0.1:1"], PRESENCE, "acme", "{system}", {})
+        await logic.call(["127.0.0.1:1", "x:validatorUrl"], PRESENCE, "acme", "{system}", {})
     await logic.aclose()
 
 

@@ -256,6 +256,14 @@ async def test_history_pages_by_inbox_sequence_with_tombstones(
     assert [m["body"] for m in rest.json()["messages"]] == ["n3"]
     assert not rest.json()["has_more"]
 
+    # A page larger than a client packet still comes whole (the control link's limit).
+    big = unique("big")
+    for i in range(3):
+        await send(http, keys, to=big, body=str(i) * 30_000, client_msg_id=f"big{i}")
+    page = await http.get(f"/v1/tenants/sapi/accounts/{big}/messages", headers=keys)
+    assert page.status_code == 200, page.text
+    assert [len(m["body"]) for m in page.json()["messages"]] == [30_000] * 3
+
 
 async def test_credentials_are_checked_per_tenant(
     http: httpx.AsyncClient, api_keys: dict[str, dict[str, str]]
