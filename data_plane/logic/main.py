@@ -227,7 +227,13 @@ async def build_logic(
             handlers, not_served = split_by_services(by_service, settings)
             # Every node serves the server API (its control-plane link picks any node).
             server_api = ServerApiHandlers(
-                stores, sessions, hub, chat, group, max_packet_size=settings.max_packet_size
+                stores,
+                sessions,
+                hub,
+                chat,
+                group,
+                max_packet_size=settings.max_packet_size,
+                hooks=hooks,
             )
             handlers.update(server_api.table())
             handlers = guard_handlers(handlers, directory)  # revoked users are refused

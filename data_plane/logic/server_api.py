@@ -40,6 +40,7 @@ from data_plane.logic import names
 from data_plane.logic.context import GatewayHub, Request
 from data_plane.logic.handlers.chat import ChatHandlers
 from data_plane.logic.handlers.group import MAX_GROUP_MEMBERS, GroupHandlers
+from data_plane.logic.outbound_hooks import OutboundHooks
 from data_plane.logic.refusal import Refused
 from data_plane.logic.router import Handler
 from data_plane.logic.tenant_stores import TenantStores
@@ -106,10 +107,12 @@ class ServerApiHandlers:
         group: GroupHandlers,
         *,
         max_packet_size: int,
+        hooks: OutboundHooks | None = None,
     ) -> None:
         """``max_packet_size`` is the clients' packet limit: a message whose push would
         not fit it is refused (TooLarge), as a client's is."""
         self._max_packet_size = max_packet_size
+        self._hooks = hooks or OutboundHooks()
         self._stores = stores
         self._sessions = sessions
         self._hub = hub
@@ -221,16 +224,18 @@ class ServerApiHandlers:
         device = _text(body, "device", 256)
         reason = _text(body, "reason", api.MAX_REASON_LENGTH)
         found = await self._sessions.get_locations_many(request.tenant, [account])
-        kicked = 0
-        for location in found.get(account, []):
-            if device and location.device != device:
-                continue
+        targets = [loc for loc in found.get(account, []) if not device or loc.device == device]
+        kicked = []
+        for location in targets:
             notify = pb.KickoutNotify(channelId=location.channel_id, reason=reason)
             packet = LogicPacket.make_push(
                 Command.LOGIN_SIGNIN, notify, channel_id=location.channel_id
             )
-            kicked += self._hub.push([location], packet)
-        request.reply(body=api.encode({"kicked": kicked}))
+            if self._hub.push([location], packet):
+                kicked.append(location)
+        request.reply(body=api.encode({"kicked": len(kicked)}))
+        for location in kicked:  # the ``kickout`` webhook, after the answer
+            await self._hooks.kicked(location, reason)
 
     async def group_create(self, request: Request) -> None:
         """Create a group owned by ``owner`` (a member), as the owner would."""

@@ -27,7 +27,10 @@ from tests.http_receiver import HttpReceiver, Received
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 CLUSTER_SECRET = "server-api-cluster-secret-0123456789"
-SECRETS = {"sapi": "sapi-secret-0123456789-abcdefghijklmn", "sapx": "sapx-secret-98765-zyxwvutsrq"}
+SECRETS = {
+    "sapi": "sapi-secret-0123456789-abcdefghijklmn",
+    "sapx": "sapx-secret-98765-zyxwvutsrqponmlkji",
+}
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
@@ -77,12 +80,12 @@ def unique(prefix: str) -> str:
 
 
 async def online(
-    cluster: Cluster, account: str, *, device: str = "", kim: bool = True
+    cluster: Cluster, account: str, *, device: str = "", kim: bool = True, tenant: str = "sapi"
 ) -> RawClient:
     """A signed-in client (a kim client by default: no client_version)."""
     client = await RawClient.websocket(cluster.ws_url)
     _KEPT.append(client)
-    token = make_token("sapi", account, SECRETS["sapi"])
+    token = make_token(tenant, account, SECRETS[tenant])
     kwargs: dict[str, Any] = {"client_version": ""} if kim else {}
     answer = await client.login(token, device=device, **kwargs)
     assert answer.status == Status.SUCCESS, answer
@@ -387,8 +390,12 @@ async def test_server_api_events_reach_the_tenants_webhooks(
         answer = await http.post("/v1/tenants/sapx/groups", json=group, headers=keys)
         group_id = answer.json()["group_id"]
         assert (await http.delete(f"/v1/tenants/sapx/groups/{group_id}", headers=keys)).is_success
+        await online(cluster, "zed", tenant="sapx")
+        kick = {"reason": "bye now"}
+        answer = await http.post("/v1/tenants/sapx/accounts/zed/kick", json=kick, headers=keys)
+        assert answer.json() == {"kicked": 1}
         found = await receiver.wait_for(
-            lambda rs: {"group.created", "group.dismissed"} <= types(rs), timeout=30
+            lambda rs: {"group.created", "group.dismissed", "kickout"} <= types(rs), timeout=30
         )
     finally:
         receiver.stop()
@@ -397,3 +404,5 @@ async def test_server_api_events_reach_the_tenants_webhooks(
     assert int(created[0]["message_id"]) in sent
     groups = [r.json()["data"] for r in found if r.json()["type"].startswith("group.")]
     assert all(d["group_id"] == group_id for d in groups)
+    kickout = next(r.json()["data"] for r in found if r.json()["type"] == "kickout")
+    assert (kickout["account"], kickout["reason"]) == ("zed", "bye now")
