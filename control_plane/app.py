@@ -37,9 +37,12 @@ from control_plane.routes import (
     push,
     regions,
     secrets,
+    server_api,
+    server_groups,
     tenants,
     webhooks,
 )
+from control_plane.server_calls import make_logic_client
 from control_plane.settings import ControlPlaneSettings
 from control_plane.tokens import TokenVerifier
 
@@ -61,8 +64,9 @@ def package_version() -> str:
 def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> FastAPI:
     """A control-plane app on the database of ``settings`` (already migrated).
 
-    The app owns its engine, its GeoIP reader, its route snapshot cache and its metrics
-    registry; the engine and the reader are closed when the app shuts down. Migrating is
+    The app owns its engine, its GeoIP reader, its route snapshot cache, its metrics
+    registry and its logic-node client (the server API's link, dialled on first use);
+    the engine, the reader and the link are closed when the app shuts down. Migrating is
     the caller's job (``control_plane.server.run`` does). Raises ``ConfigurationError``
     when the GeoIP database cannot be opened.
 
@@ -80,6 +84,7 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
         try:
             yield
         finally:
+            await app.state.logic_client.aclose()
             app.state.message_databases.dispose()
             engine.dispose()
             geo.close()
@@ -90,7 +95,8 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
         description=(
             "REST API of the cirno-im control plane: tenants (keys, API keys, tokens, "
             "quotas), regions, grayscale rules, the node registry and smart routing "
-            "(`/v1/route`), and the internal endpoints gateways and logic nodes use "
+            "(`/v1/route`), the tenants' server API (messages, presence, kick, bans, groups, "
+            "history, webhooks, push), and the internal endpoints gateways and logic nodes use "
             "(cluster secret)."
         ),
         lifespan=lifespan,
@@ -104,6 +110,7 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
     app.state.settings = settings
     app.state.engine = engine
     app.state.message_databases = MessageDatabases(settings, engine)
+    app.state.logic_client = make_logic_client(settings)
     app.state.geo = geo
     app.state.metrics = HttpMetrics(CollectorRegistry(auto_describe=True))
     app.state.snapshots = SnapshotCache(
@@ -120,7 +127,7 @@ def create_app(settings: ControlPlaneSettings, *, fast_route: bool = True) -> Fa
     for module in (route, internal, health, tenants, secrets, bans, regions, grayscale, nodes):
         app.include_router(module.router)
     app.include_router(webhooks.internal_router)
-    for module in (webhooks, push, moderation):
+    for module in (webhooks, push, moderation, server_api, server_groups):
         app.include_router(module.router)
     mount_console(app, ConsoleSettings.from_env())
     # The middleware added last runs first: metrics, then the fast path, then the request

@@ -33,6 +33,11 @@ Limits (always on; each must be positive, see ``control_plane.limits`` and
 - ``CIRNO_CONTROL_MAX_HEADER_BYTES``: largest request line plus headers; default 65536.
 - ``CIRNO_CONTROL_MAX_CONNECTIONS``: open connections served at once; a request on any
   connection beyond them is answered 503 and its connection closed; default 1000.
+- ``CIRNO_SERVER_API_TIMEOUT``: seconds a server-API call waits for the logic node's
+  answer (dial and handshake included) before answering 503; default 5.
+- ``CIRNO_SERVER_API_MAX_IN_FLIGHT``: server-API calls one control-plane process has
+  in flight to logic nodes at once; beyond them a call is answered 503 at once;
+  default 64.
 
 Time is read through ``settings.clock`` (seconds since the epoch, ``time.time`` by
 default) so that tests advance a fake clock instead of sleeping.
@@ -66,6 +71,8 @@ BODY_TIMEOUT_ENV = "CIRNO_CONTROL_BODY_TIMEOUT"
 MAX_HEADER_BYTES_ENV = "CIRNO_CONTROL_MAX_HEADER_BYTES"
 MAX_CONNECTIONS_ENV = "CIRNO_CONTROL_MAX_CONNECTIONS"
 MAX_BANS_ENV = "CIRNO_MAX_BANS_PER_TENANT"
+SERVER_API_TIMEOUT_ENV = "CIRNO_SERVER_API_TIMEOUT"
+SERVER_API_MAX_IN_FLIGHT_ENV = "CIRNO_SERVER_API_MAX_IN_FLIGHT"
 
 DEFAULT_DATA_DIR = "./data"
 DEFAULT_HOST = "127.0.0.1"
@@ -79,6 +86,8 @@ DEFAULT_BODY_TIMEOUT = 30.0
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_MAX_BANS = 10_000
+DEFAULT_SERVER_API_TIMEOUT = 5.0
+DEFAULT_SERVER_API_MAX_IN_FLIGHT = 64
 ID_NODE_COUNT = 1024
 """Node ids for message ids are 10 bits (``data_plane.storage.ids.NODE_BITS``)."""
 
@@ -114,6 +123,10 @@ class ControlPlaneSettings:
     deliveries and push tokens live; None: the control plane's own (embedded)."""
     max_bans_per_tenant: int = DEFAULT_MAX_BANS
     """Live account bans a tenant may have (each is sent to every gateway)."""
+    server_api_timeout: float = DEFAULT_SERVER_API_TIMEOUT
+    """Seconds a server-API call waits for a logic node (``control_plane.logic_client``)."""
+    server_api_max_in_flight: int = DEFAULT_SERVER_API_MAX_IN_FLIGHT
+    """Server-API calls in flight to logic nodes at once, per process."""
     clock: Clock = field(default=time.time, repr=False, compare=False)
 
     @property
@@ -157,6 +170,16 @@ class ControlPlaneSettings:
             ),
             message_database_url=env.get("CIRNO_MESSAGE_DATABASE_URL") or None,
             max_bans_per_tenant=_count(MAX_BANS_ENV, env.get(MAX_BANS_ENV), DEFAULT_MAX_BANS),
+            server_api_timeout=_positive(
+                SERVER_API_TIMEOUT_ENV,
+                env.get(SERVER_API_TIMEOUT_ENV),
+                DEFAULT_SERVER_API_TIMEOUT,
+            ),
+            server_api_max_in_flight=_count(
+                SERVER_API_MAX_IN_FLIGHT_ENV,
+                env.get(SERVER_API_MAX_IN_FLIGHT_ENV),
+                DEFAULT_SERVER_API_MAX_IN_FLIGHT,
+            ),
         )
 
 

@@ -56,6 +56,11 @@ ACCOUNT_PATTERN = r"^[^\s,{}\x00-\x1f\x7f]{1," + str(ACCOUNT_MAX_LENGTH) + "}$"
 ACCOUNT_RULE = "1-64 printable characters without spaces, commas or braces"
 REQUIRED_CLAIMS = ("acc", "app", "exp")
 _PREPARED_KEYS = 4096
+SYSTEM_SENDER = "{system}"
+"""The sender of a tenant's server-API messages sent without a ``from`` account. The
+braces break the account rule, so no token can name it and no client can sign in as it
+(nor be sent as it by a client); messages from it reach clients with this ``sender``.
+It is the one non-account a group message may come from without being a member."""
 
 _ACCOUNT = re.compile(ACCOUNT_PATTERN)
 

@@ -29,8 +29,9 @@ account to be pushed again to that channel alone, then answered (see
 HEADS_COMMAND: Final = "sync.heads"
 """A gateway asking for the inbox heads of the comma-separated ``accounts`` (meta) of
 the carrying channel's tenant; answered with ``heads`` (meta), aligned."""
-INTERNAL_PREFIXES: Final = ("cluster.", "session.", "sync.")
-"""Commands in these namespaces are the link's own: clients may not send them."""
+INTERNAL_PREFIXES: Final = ("cluster.", "session.", "sync.", "server.")
+"""Commands in these namespaces are the link's own: clients may not send them
+(``server.*`` come from the control plane only, :mod:`data_plane.cluster.server_api`)."""
 LOCATION_REFRESH_INTERVAL: Final = 60.0
 LOCATION_TTL_SECONDS: Final = 180
 """Redis locations expire unless refreshed: three refresh intervals."""

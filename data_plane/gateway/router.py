@@ -40,12 +40,22 @@ from data_plane.gateway.quota import ConnectionQuota
 from data_plane.gateway.sequencer import MAX_HELD
 from data_plane.gateway.settings import GatewaySettings
 from data_plane.transport.connection import CloseCode
-from data_plane.wire import Command, Flag, LogicPacket
+from data_plane.wire import Command, Flag, LogicPacket, MalformedPacket, pb
 
 TALK_COMMANDS = frozenset({Command.CHAT_USER_TALK, Command.CHAT_GROUP_TALK})
 """Their answers carry the sender's inbox row (``MessageResp.inbox_seq``)."""
 
 log = logging.getLogger(__name__)
+
+
+def kickout_reason(packet: LogicPacket) -> str:
+    """The close reason of a kickout push: its ``KickoutNotify.reason`` when it gives
+    one (the server API's kick), else a login on the same device replaced the channel."""
+    try:
+        given = packet.parse_body(pb.KickoutNotify).reason
+    except MalformedPacket:
+        given = ""
+    return f"kicked: {given}" if given else "kicked out by a login on the same device"
 
 
 class ChannelRouter:
@@ -183,6 +193,7 @@ class ChannelRouter:
         channels = self.channels
         if seqs is None:  # no inbox row: a kickout or a group notify
             kickout = packet.command == Command.LOGIN_SIGNIN
+            reason = kickout_reason(packet) if kickout else ""
             for channel_id in targets.split(","):
                 channel = channels.get(channel_id)
                 if channel is None:
@@ -194,7 +205,6 @@ class ChannelRouter:
                 else:
                     self.deliver(channel, data)
                 if kickout:
-                    reason = "kicked out by a login on the same device"
                     channel.conn.close(CloseCode.KICKED_OUT, reason)
                     events.kickout(channel)
             return

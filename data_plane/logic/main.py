@@ -40,6 +40,7 @@ from data_plane.logic.pushes import Pusher
 from data_plane.logic.revocation import guard_handlers
 from data_plane.logic.router import Handler, Router
 from data_plane.logic.server import LogicServer
+from data_plane.logic.server_api import ServerApiHandlers
 from data_plane.logic.settings import LogicSettings
 from data_plane.logic.tenant_stores import TenantStores
 from data_plane.logic.webhooks.dispatcher import WebhookDispatcher, holder_id
@@ -217,10 +218,12 @@ async def build_logic(
             hooks = LiveOutboundHooks(EventRecorder(stores, outbound), notifier)
             moderation = ModerationGate(directory, stores, hook_client)
             start_outbound(settings, stores, sessions, outbound, tg)
+            chat = ChatHandlers(stores, pusher, hooks, moderation)
+            group = GroupHandlers(stores, pusher, hooks, moderation)
             by_service = handlers_by_service(
                 LoginHandlers(sessions, hub, stores, presence, hooks=hooks),
-                ChatHandlers(stores, pusher, hooks, moderation),
-                GroupHandlers(stores, pusher, hooks, moderation),
+                chat,
+                group,
                 SyncHandlers(stores),
                 presence,
                 TypingHandlers(stores, sessions, hub),
@@ -235,6 +238,17 @@ async def build_logic(
                 PushHandlers(notifier),
             )
             handlers, not_served = split_by_services(by_service, settings)
+            # Every node serves the server API (its control-plane link picks any node).
+            server_api = ServerApiHandlers(
+                stores,
+                sessions,
+                hub,
+                chat,
+                group,
+                max_packet_size=settings.max_packet_size,
+                hooks=hooks,
+            )
+            handlers.update(server_api.table())
             handlers = guard_handlers(handlers, directory)  # revoked users are refused
             yield LogicServer(settings, Router(handlers, not_served), hub)
             tg.cancel_scope.cancel()

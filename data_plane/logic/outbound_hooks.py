@@ -50,6 +50,9 @@ class OutboundHooks:
     async def group_dismissed(self, tenant: str, group_id: str, by: str) -> None:
         """A group was dismissed (deleted)."""
 
+    async def kicked(self, location: Location, reason: str) -> None:
+        """The tenant's backend kicked a connection (server API)."""
+
 
 class LiveOutboundHooks(OutboundHooks):
     """Webhook events and push notifications (see the module docstring)."""
@@ -85,6 +88,19 @@ class LiveOutboundHooks(OutboundHooks):
                 },
             )
         await self._notifier.online(tenant, location.account)
+
+    async def kicked(self, location: Location, reason: str) -> None:
+        """Record ``kickout`` with the backend's reason."""
+        await self._events.record(
+            location.tenant,
+            outbound.KICKOUT,
+            {
+                "account": location.account,
+                "device": location.device,
+                "channel_id": location.channel_id,
+                "reason": reason or "kicked by the server API",
+            },
+        )
 
     async def signed_out(self, tenant: str, account: str, device: str, channel_id: str) -> None:
         """Record ``logout``."""

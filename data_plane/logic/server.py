@@ -19,6 +19,11 @@ are created in arrival order and asyncio starts them in creation order; and one
 request cannot take the node down, because :meth:`Router.dispatch` turns every
 failure into a status (anything that still escapes is logged when its task ends).
 
+A handshake whose ``role`` meta is ``control`` opens the control plane's link
+(:mod:`data_plane.cluster.server_api`): it is not registered as a gateway (nothing is
+pushed to it) and may send the ``server.*`` commands only; a gateway's link may send
+anything but those (a ``server.*`` request there is answered Forbidden).
+
 Bounds: until its handshake succeeds a link gets a tiny budget (a handshake-sized
 packet limit and send buffer; no cluster secret needed to reach it), and at most
 ``max_in_flight_per_link`` requests of one link run at once: past that the node stops
@@ -48,6 +53,7 @@ from data_plane.cluster.protocol import (
     META_SERVICES,
     META_TENANT,
 )
+from data_plane.cluster.server_api import META_ROLE, PREFIX, ROLE_CONTROL
 from data_plane.cluster.services import format_services
 from data_plane.logic.context import GatewayHub, Request
 from data_plane.logic.router import Router
@@ -148,17 +154,21 @@ class LogicServer:
 
     async def _serve_gateway(self, conn: PacketConnection) -> None:
         gateway_id = ""
+        control = False
         try:
             with anyio.move_on_after(HANDSHAKE_TIMEOUT) as scope:
-                gateway_id, pending = await self._handshake(conn)
+                gateway_id, control, pending = await self._handshake(conn)
             if scope.cancelled_caught:
                 conn.close(CloseCode.POLICY_VIOLATION, "no handshake within the timeout")
                 return
             if not gateway_id:
                 return
             conn.set_limits(max_packet_size=LINK_MAX_PACKET_SIZE, max_send_buffer=LINK_SEND_BUFFER)
-            self.hub.attach(gateway_id, conn)
-            log.info("gateway %s linked from %s", gateway_id, conn.remote_address)
+            if control:  # the control plane: never a push target
+                log.info("control plane %s linked from %s", gateway_id, conn.remote_address)
+            else:
+                self.hub.attach(gateway_id, conn)
+                log.info("gateway %s linked from %s", gateway_id, conn.remote_address)
             load, cap = LinkLoad(), self.settings.max_in_flight_per_link
             batch = pending
             while True:
@@ -166,26 +176,28 @@ class LogicServer:
                 while start < len(batch):
                     # Not reading meanwhile: the inbox fills, then reading pauses.
                     await load.wait_for_room(cap)
-                    start = self._dispatch_batch(conn, batch, start, load, cap)
+                    start = self._dispatch_batch(conn, batch, start, load, cap, control)
                 batch = await conn.receive()
         except ConnectionClosed as exc:
             who = gateway_id or conn.remote_address
             log.info("gateway %s link closed (%d: %s)", who, exc.code, exc.reason)
         finally:
-            if gateway_id:
+            if gateway_id and not control:
                 self.hub.detach(gateway_id, conn)
             conn.close(CloseCode.NORMAL, "")
 
-    async def _handshake(self, conn: PacketConnection) -> tuple[str, list[bytes]]:
+    async def _handshake(self, conn: PacketConnection) -> tuple[str, bool, list[bytes]]:
+        """The link's id, whether it is the control plane's, and the packets read after
+        the handshake; ("", False, []) once the link was refused and closed."""
         batch = await conn.receive()
         try:
             hello = decode_packet(batch[0], max_size=LINK_MAX_PACKET_SIZE)
         except ProtocolError as exc:
             conn.close(CloseCode.PROTOCOL_ERROR, str(exc))
-            return "", []
+            return "", False, []
         if not isinstance(hello, LogicPacket) or hello.command != HANDSHAKE_COMMAND:
             conn.close(CloseCode.POLICY_VIOLATION, "cluster.handshake must come first")
-            return "", []
+            return "", False, []
         secret = hello.meta_value(META_SECRET) or ""
         gateway_id = hello.meta_value(META_GATEWAY) or ""
         if not hmac.compare_digest(secret.encode(), self.settings.cluster_secret.encode()):
@@ -195,23 +207,31 @@ class LogicServer:
             conn.send(refusal.encode())
             conn.close(CloseCode.UNAUTHORIZED, "wrong cluster secret")
             log.warning("refused a gateway link from %s: wrong secret", conn.remote_address)
-            return "", []
+            return "", False, []
         if not gateway_id:
             conn.close(CloseCode.POLICY_VIOLATION, "handshake without a gateway id")
-            return "", []
+            return "", False, []
         announce = (
             Meta(META_NODE, self.settings.node_id),
             Meta(META_SERVICES, format_services(self.settings.services)),
         )
         welcome = hello.replace(meta=announce).response()
         conn.send(welcome.encode())
-        return gateway_id, batch[1:]
+        return gateway_id, hello.meta_value(META_ROLE) == ROLE_CONTROL, batch[1:]
 
     def _dispatch_batch(
-        self, conn: PacketConnection, batch: list[bytes], start: int, load: LinkLoad, cap: int
+        self,
+        conn: PacketConnection,
+        batch: list[bytes],
+        start: int,
+        load: LinkLoad,
+        cap: int,
+        control: bool = False,
     ) -> int:
         """Start the requests of ``batch`` from ``start`` on while fewer than ``cap``
-        run; returns where it stopped (``len(batch)`` once all are started)."""
+        run; returns where it stopped (``len(batch)`` once all are started). On the
+        control plane's link (``control``) only ``server.*`` commands are served, and
+        only there."""
         loop = self._loop
         assert loop is not None
         dispatch = self.router.dispatch
@@ -240,10 +260,15 @@ class LogicServer:
                 get(META_GATEWAY, ""),
                 get(META_CLIENT_VERSION, ""),
                 conn,
-                self.settings.max_packet_size,
+                # A control link's answers (history pages) may use the link's size.
+                LINK_MAX_PACKET_SIZE if control else self.settings.max_packet_size,
             )
             if not request.tenant or not request.account:
                 request.fail(Status.UNAUTHORIZED, "request without an identity")
+                continue
+            if packet.command.startswith(PREFIX) != control:
+                link = "the control plane's link" if control else "a gateway's link"
+                request.fail(Status.FORBIDDEN, f"{packet.command} is refused on {link}")
                 continue
             task = loop.create_task(dispatch(request))
             self._requests.add(task)

@@ -25,6 +25,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from cirno.harness import Cluster, RawClient, free_port, make_token, run_cluster
+from data_plane.cluster.identity import SYSTEM_SENDER
 from data_plane.logic.moderation.hook import MAX_REASON_CHARS
 from data_plane.wire import Command, LogicPacket, Status, pb
 from tests.http_receiver import HttpReceiver
@@ -290,3 +291,30 @@ async def test_the_recall_window_is_per_tenant(cluster: Cluster) -> None:
         default_sender.request(Command.CHAT_RECALL, pb.RecallReq(message_id=default_id))
     )
     assert recalled.status == Status.SUCCESS
+
+
+async def test_server_api_sends_are_moderated_like_a_clients(
+    cluster: Cluster, hook: HttpReceiver
+) -> None:
+    """``POST /v1/tenants/{id}/messages`` runs the client's send path, hook included: a
+    rejection is the REST answer 403 with the hook's reason, a replacement is stored."""
+    tenant = new_tenant(cluster)
+    await set_hook(cluster, tenant, hook.url)
+    bob = await login(cluster, tenant, "bob")
+    url = f"/v1/tenants/{tenant}/messages"
+
+    hook.answer_body = verdict(action="reject", reason="no ads")
+    with cluster.admin() as admin:
+        refused = admin.post(url, json={"to": "bob", "body": "buy now", "client_msg_id": "s1"})
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["detail"] == "rejected by moderation: no ads"
+    asked = hook.requests()[0].json()
+    assert (asked["sender"], asked["message"]["body"]) == (SYSTEM_SENDER, "buy now")
+
+    hook.answer_body = verdict(action="replace", body="[removed]")
+    with cluster.admin() as admin:
+        sent = admin.post(url, json={"to": "bob", "body": "buy now", "client_msg_id": "s2"})
+    assert sent.status_code == 200, sent.text
+    push = (await bob.push(Command.CHAT_USER_TALK)).parse_body(pb.MessagePush)
+    assert (push.messageId, push.body) == (sent.json()["message_id"], "[removed]")
+    assert await synced_bodies(bob) == ["[removed]"]

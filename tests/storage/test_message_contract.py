@@ -17,6 +17,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import IntegrityError
 
 from cirno.harness.ports import free_port
+from data_plane.cluster.identity import SYSTEM_SENDER
 from data_plane.storage.errors import MessageStoreUnavailable
 from data_plane.storage.ids import wall_clock_ms
 from data_plane.storage.messages.connections import WriterConnection
@@ -519,6 +520,26 @@ async def test_group_talk_refused_to_strangers(store: MessageStore, tenant: str)
     with pytest.raises(GroupNotFound):
         await store.send_group_message(tenant, "a", "nope", 1, b"x", "", None)
     assert (await store.list_index(tenant, "a", "d", 0, 10)).entries == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("size", [2, 40], ids=["row-by-row", "bulk"])
+async def test_the_system_sender_talks_in_any_group_without_a_row(
+    store: MessageStore, tenant: str, size: int
+) -> None:
+    members = [f"m{i}" for i in range(size)]
+    group = await store.create_group(tenant, "owner", "g", "", "", members)
+    gid = group.group_id
+    result, reached = await store.send_group_message(
+        tenant, SYSTEM_SENDER, gid, 1, b"notice", "", "n-1"
+    )
+    assert sorted(reached) == sorted(["owner", *members])
+    assert result.inbox_seq == 0 and len(result.member_seqs) == len(reached)
+    again, none = await store.send_group_message(tenant, SYSTEM_SENDER, gid, 1, b"x", "", "n-1")
+    assert (again.message_id, again.duplicate, none) == (result.message_id, True, [])
+    entries = await read_all(store, tenant, "m0")
+    assert [(e.message_id, e.account_b) for e in entries] == [(result.message_id, SYSTEM_SENDER)]
+    assert await read_all(store, tenant, SYSTEM_SENDER) == []
 
 
 @pytest.mark.anyio

@@ -11,6 +11,9 @@ the owner cannot quit (it transfers or dismisses). A muted member, or a plain me
 a muted group, does not talk. Every account named must be an account name
 (``logic.names``).
 
+The tenant's system sender (``identity.SYSTEM_SENDER``, which no client can be; the
+server API sends as it) talks in any group without being a member.
+
 A group message is stored once with the next per-group sequence and one inbox row per
 member, in one transaction; the push carries that sequence and the group id and reaches
 every online member except the sending connection, each channel addressed with its
@@ -23,6 +26,7 @@ the tenant's moderation hook, if it has one, may refuse the message or replace i
 
 from __future__ import annotations
 
+from data_plane.cluster.identity import SYSTEM_SENDER
 from data_plane.logic import names
 from data_plane.logic.context import Request
 from data_plane.logic.handlers.chat import message_push
@@ -237,7 +241,8 @@ class GroupHandlers:
             raw_body=len(request.packet.body),
             strings=command + group_id + sender + group_id,
         )
-        require_talk(await member_access(store, request, group_id), request)
+        if request.account != SYSTEM_SENDER:  # the server API's sender: any group
+            require_talk(await member_access(store, request, group_id), request)
         if self._moderation is not None:  # the tenant's hook may refuse or rewrite it
             req = await self._moderation.screen(
                 request,

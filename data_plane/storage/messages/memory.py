@@ -14,6 +14,7 @@ from itertools import islice
 
 import anyio.lowlevel
 
+from data_plane.cluster.identity import SYSTEM_SENDER
 from data_plane.storage.ids import SnowflakeIds
 from data_plane.storage.messages.conversation_protocol import (
     Conversation,
@@ -186,7 +187,7 @@ class MemoryMessageStore(MemoryGroups):
             await anyio.lowlevel.checkpoint()
             return original, []
         group = self._group(tenant, group_id)
-        if sender not in group.members:
+        if sender not in group.members and sender != SYSTEM_SENDER:
             raise NotAMember(f"{sender!r} is not a member of group {group_id!r}")
         group.seq += 1
         seq = group.seq
@@ -197,7 +198,7 @@ class MemoryMessageStore(MemoryGroups):
             direction = Direction.SENT if account == sender else Direction.RECEIVED
             seqs.append(self._deliver(tenant, account, m, direction, sender))
         await anyio.lowlevel.checkpoint()
-        own = seqs[receivers.index(sender)]
+        own = seqs[receivers.index(sender)] if sender in receivers else 0
         result = SendResult(m.message_id, m.send_time, False, seq, own, 0, tuple(seqs))
         return result, receivers
 

@@ -259,7 +259,8 @@ class MessageStore(ConversationStore, GroupAdministration, Protocol):
         sequence, and every current member gets an inbox row (``SENT`` for the sender,
         ``RECEIVED`` for the others, ``account_b`` = sender); the result's
         ``member_seqs`` are those rows' sequences, in member order. Raises ``GroupNotFound``,
-        ``NotAMember`` (sender not in the group), ``InvalidField``,
+        ``NotAMember`` (sender not in the group; the tenant's system sender,
+        ``identity.SYSTEM_SENDER``, may send to any group and gets no row), ``InvalidField``,
         ``MessageStoreUnavailable``. A duplicate ``client_msg_id`` returns the original
         result with ``duplicate=True`` and an empty member list (nothing to push).
         """

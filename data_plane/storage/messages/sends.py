@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from data_plane.cluster.identity import SYSTEM_SENDER
 from data_plane.storage.ids import SnowflakeIds
 from data_plane.storage.messages.connections import WriterConnection
 from data_plane.storage.messages.conversation_writes import ConversationWrites
@@ -129,7 +130,7 @@ class SendWrites:
                 if group not in group_seqs:
                     outcomes.append(GroupNotFound(f"group {item.group_id!r} does not exist"))
                     continue
-                if item.sender not in group_sets[group]:
+                if item.sender not in group_sets[group] and item.sender != SYSTEM_SENDER:
                     outcomes.append(
                         NotAMember(f"{item.sender!r} is not a member of group {item.group_id!r}")
                     )
@@ -165,7 +166,7 @@ class SendWrites:
                 seqs = bulk_seqs.get(message_id)
                 if seqs is None:
                     seqs = tuple([user_seqs[(item.tenant, a, message_id)] for a in accounts])
-                own = seqs[accounts.index(item.sender)]
+                own = seqs[accounts.index(item.sender)] if item.sender in accounts else 0
                 outcomes[index] = (
                     SendResult(message_id, result.send_time, False, result.seq, own, 0, seqs),
                     accounts,
