@@ -7,13 +7,13 @@ conversation and how many of the batch's rows there were received ones
 group message's rows (``delivery.BulkMessage``) are upserted by the database from
 ``group_members`` and the inbox counters, like its inbox rows.
 
-Cost on the send path: one multi-row upsert per batch (two rows per 1:1 message, fewer
-when a batch holds several messages of one conversation), and one INSERT … SELECT per
-bulk group. The rows are written in sorted key order, after the inbox counters, which
-every writer locks first: two send batches that touch the same conversation row hold
-that account's counter already, so they never wait on each other's conversation rows;
-``conversations.SqlConversations`` locks a single conversation row (reads) or rows in
-sorted order (recall), never a counter.
+Cost on the send path: one multi-row upsert per batch (a few on SQLite, ``multirow``;
+two rows per 1:1 message, fewer when a batch holds several messages of one
+conversation), and one INSERT … SELECT per bulk group. The rows are written in sorted
+key order, after the inbox counters, which every writer locks first: two send batches
+that touch the same conversation row hold that account's counter already, so they
+never wait on each other's conversation rows; ``conversations.SqlConversations`` locks
+a single conversation row (reads) or rows in sorted order (recall), never a counter.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from typing import Any
 from data_plane.storage.messages.connections import WriterConnection
 from data_plane.storage.messages.conversation_protocol import ConversationKind, preview_of
 from data_plane.storage.messages.delivery import BulkMessage
-from data_plane.storage.messages.items import RECEIVED, SENT, InboxRow, Send
+from data_plane.storage.messages.items import RECEIVED, InboxRow, Send
+from data_plane.storage.messages.multirow import MultiRowUpsert
 
 USER = int(ConversationKind.USER)
 GROUP = int(ConversationKind.GROUP)
@@ -37,18 +38,19 @@ _UPDATES = (
     "last_seq", "last_message_id", "last_sender", "last_time", "last_type", "preview"
 )  # fmt: skip
 
+WIDTH = 11
+"""Values per conversation row (``COLUMNS``)."""
+
 ConvKey = tuple[str, str, int, str]
 """(tenant, account, kind, peer)."""
 
 
 class ConversationWrites:
     """Conversation upserts of a send batch, per dialect (``mysql``: literals, as the
-    other send statements on MySQL; SQLite: ``executemany`` with parameters)."""
+    other send statements on MySQL; SQLite: multi-row statements with parameters)."""
 
     def __init__(self, mysql: bool) -> None:
         self.mysql = mysql
-        mark = "%s" if mysql else "?"
-        self._marks = ", ".join([mark] * 11)
         if mysql:
             sets = ", ".join(f"{c} = VALUES({c})" for c in _UPDATES)
             self._upsert_tail = (
@@ -60,6 +62,9 @@ class ConversationWrites:
                 " ON CONFLICT (tenant, account, kind, peer) DO UPDATE SET "
                 f"{sets}, received = conversations.received + excluded.received"
             )
+        self._multirow = MultiRowUpsert(
+            f"INSERT INTO conversations ({COLUMNS})", WIDTH, self._upsert_tail
+        )
 
     async def write(
         self,
@@ -69,55 +74,96 @@ class ConversationWrites:
         bulk: Sequence[BulkMessage],
     ) -> None:
         """Upsert the conversations of the batch's inbox rows (``rows`` numbered in
-        Python, ``bulk`` written by the database); ``stored`` gives types and bodies."""
-        details = {message_id: item for item, message_id, _ in stored}
+        Python, ``bulk`` written by the database); ``stored`` gives types and bodies.
+
+        One pass over the rows keeps, per conversation, its newest row (highest
+        sequence) and the count of received rows; the values of a message (sender,
+        time, type, preview) are built once, for the messages that are some
+        conversation's newest only.
+        """
         latest: dict[ConvKey, list[Any]] = {}
-        previews: dict[int, str] = {}
         for tenant, account, seq, tail in rows:
-            message_id, direction, account_b, group_id, send_time = tail
+            group_id = tail[3]
             if group_id:
                 key = (tenant, account, GROUP, group_id)
-                sender = account_b
             else:
-                key = (tenant, account, USER, account_b)
-                sender = account if direction == SENT else account_b
-            received = 1 if direction == RECEIVED else 0
+                key = (tenant, account, USER, tail[2])
             found = latest.get(key)
-            if found is not None and found[4] > seq:
-                found[10] += received
+            if found is None:
+                latest[key] = [seq, tail, 1 if tail[1] == RECEIVED else 0]
                 continue
-            preview = previews.get(message_id)
-            if preview is None:
-                preview = previews[message_id] = preview_of(details[message_id].body)
-            item = details[message_id]
-            total = received + (found[10] if found is not None else 0)
-            latest[key] = [
-                *key, seq, message_id, sender, send_time, item.type, preview, total
-            ]  # fmt: skip
+            if tail[1] == RECEIVED:
+                found[2] += 1
+            if seq > found[0]:
+                found[0] = seq
+                found[1] = tail
+        details = {message_id: item for item, message_id, _ in stored}
         if latest:
-            await self._upsert(conn, [latest[key] for key in sorted(latest)])
-        for message, count, sent_by in _bulk_groups(bulk):
+            keys = sorted(latest)
+            if self.mysql:
+                await self._upsert_literals(conn, keys, latest, details)
+            else:
+                await self._upsert_params(conn, keys, latest, details)
+        for message, count, sent_by in _bulk_groups(bulk) if bulk else ():
             await self._upsert_bulk(conn, message, details[message.message_id], count, sent_by)
 
-    async def _upsert(self, conn: WriterConnection, values: list[list[Any]]) -> None:
-        if not self.mysql:
-            statement = f"INSERT INTO conversations ({COLUMNS}) VALUES ({self._marks})"
-            await conn.executemany(statement + self._upsert_tail, values)
-            return
+    async def _upsert_params(
+        self,
+        conn: WriterConnection,
+        keys: list[ConvKey],
+        latest: dict[ConvKey, list[Any]],
+        details: dict[int, Send],
+    ) -> None:
+        """SQLite: multi-row upserts (``multirow``); a message's shared values built once."""
+        shared: dict[int, tuple[Any, ...]] = {}
+        values: list[Any] = []
+        for key in keys:
+            seq, tail, received = latest[key]
+            message_id = tail[0]
+            common = shared.get(message_id)
+            if common is None:
+                item = details[message_id]
+                common = shared[message_id] = (
+                    message_id, item.sender, tail[4], item.type, preview_of(item.body)
+                )  # fmt: skip
+            values += key
+            values.append(seq)
+            values += common
+            values.append(received)
+        await self._multirow.run(conn, values)
+
+    async def _upsert_literals(
+        self,
+        conn: WriterConnection,
+        keys: list[ConvKey],
+        latest: dict[ConvKey, list[Any]],
+        details: dict[int, Send],
+    ) -> None:
+        """MySQL: one multi-row statement of literals (strings escaped once per
+        transaction by ``conn.escape``); a message's shared values rendered once, and
+        an account's leading values once (the keys are sorted)."""
         escape = conn.escape
-        escaped: dict[str, str] = {}  # tenant, accounts and previews repeat in a batch
-
-        def literal(value: Any) -> str:
-            if type(value) is int:
-                return str(value)
-            found = escaped.get(value)
-            if found is None:
-                found = escaped[value] = escape(value)
-            return found
-
-        rendered = ",".join("(" + ",".join([literal(v) for v in row]) + ")" for row in values)
+        shared: dict[int, str] = {}
+        rendered: list[str] = []
+        owner: tuple[str, str] | None = None
+        head = ""
+        for key in keys:
+            tenant, account, kind, peer = key
+            seq, tail, received = latest[key]
+            if owner != (tenant, account):
+                owner = (tenant, account)
+                head = f"({escape(tenant)},{escape(account)},"
+            message_id = tail[0]
+            common = shared.get(message_id)
+            if common is None:
+                item = details[message_id]
+                common = shared[message_id] = (
+                    f"{int(message_id)},{escape(item.sender)},{int(tail[4])},"
+                    f"{int(item.type)},{escape(preview_of(item.body))},"
+                )
+            rendered.append(f"{head}{kind},{escape(peer)},{int(seq)},{common}{received})")
         await conn.execute(
-            f"INSERT INTO conversations ({COLUMNS}) VALUES {rendered}{self._upsert_tail}"
+            f"INSERT INTO conversations ({COLUMNS}) VALUES {','.join(rendered)}" + self._upsert_tail
         )
 
     async def _upsert_bulk(
