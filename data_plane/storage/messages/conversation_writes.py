@@ -76,61 +76,18 @@ class ConversationWrites:
         """Upsert the conversations of the batch's inbox rows (``rows`` numbered in
         Python, ``bulk`` written by the database); ``stored`` gives types and bodies.
 
-        One pass over the rows keeps, per conversation, its newest row (highest
-        sequence) and the count of received rows; the values of a message (sender,
-        time, type, preview) are built once, for the messages that are some
-        conversation's newest only.
+        Per conversation of the batch, one row: its newest inbox row's message (the
+        highest sequence) and the count of received rows. A message's values (sender,
+        time, type, preview) are built once for all its rows.
         """
-        latest: dict[ConvKey, list[Any]] = {}
-        for tenant, account, seq, tail in rows:
-            group_id = tail[3]
-            if group_id:
-                key = (tenant, account, GROUP, group_id)
-            else:
-                key = (tenant, account, USER, tail[2])
-            found = latest.get(key)
-            if found is None:
-                latest[key] = [seq, tail, 1 if tail[1] == RECEIVED else 0]
-                continue
-            if tail[1] == RECEIVED:
-                found[2] += 1
-            if seq > found[0]:
-                found[0] = seq
-                found[1] = tail
         details = {message_id: item for item, message_id, _ in stored}
-        if latest:
-            keys = sorted(latest)
-            if self.mysql:
-                await self._upsert_literals(conn, keys, latest, details)
-            else:
-                await self._upsert_params(conn, keys, latest, details)
+        if rows and self.mysql:
+            latest = _newest(rows)
+            await self._upsert_literals(conn, sorted(latest), latest, details)
+        elif rows:
+            await self._multirow.run(conn, _flat_values(rows, details))
         for message, count, sent_by in _bulk_groups(bulk) if bulk else ():
             await self._upsert_bulk(conn, message, details[message.message_id], count, sent_by)
-
-    async def _upsert_params(
-        self,
-        conn: WriterConnection,
-        keys: list[ConvKey],
-        latest: dict[ConvKey, list[Any]],
-        details: dict[int, Send],
-    ) -> None:
-        """SQLite: multi-row upserts (``multirow``); a message's shared values built once."""
-        shared: dict[int, tuple[Any, ...]] = {}
-        values: list[Any] = []
-        for key in keys:
-            seq, tail, received = latest[key]
-            message_id = tail[0]
-            common = shared.get(message_id)
-            if common is None:
-                item = details[message_id]
-                common = shared[message_id] = (
-                    message_id, item.sender, tail[4], item.type, preview_of(item.body)
-                )  # fmt: skip
-            values += key
-            values.append(seq)
-            values += common
-            values.append(received)
-        await self._multirow.run(conn, values)
 
     async def _upsert_literals(
         self,
@@ -139,9 +96,9 @@ class ConversationWrites:
         latest: dict[ConvKey, list[Any]],
         details: dict[int, Send],
     ) -> None:
-        """MySQL: one multi-row statement of literals (strings escaped once per
-        transaction by ``conn.escape``); a message's shared values rendered once, and
-        an account's leading values once (the keys are sorted)."""
+        """MySQL: one multi-row statement of literals, rows in ``keys`` (sorted) order
+        (strings escaped once per transaction by ``conn.escape``); a message's shared
+        values rendered once, an account's leading values once."""
         escape = conn.escape
         shared: dict[int, str] = {}
         rendered: list[str] = []
@@ -199,6 +156,59 @@ class ConversationWrites:
         params.extend(sent_by)
         params.extend((message.tenant, message.group_id))
         await conn.execute(statement, params)
+
+
+def _newest(rows: Sequence[InboxRow]) -> dict[ConvKey, list[Any]]:
+    """Per conversation of ``rows``: [its newest row's sequence, that row's tail, the
+    count of received rows]."""
+    latest: dict[ConvKey, list[Any]] = {}
+    for tenant, account, seq, tail in rows:
+        group_id = tail[3]
+        key = (tenant, account, GROUP, group_id) if group_id else (tenant, account, USER, tail[2])
+        found = latest.get(key)
+        if found is None:
+            latest[key] = [seq, tail, 1 if tail[1] == RECEIVED else 0]
+            continue
+        if tail[1] == RECEIVED:
+            found[2] += 1
+        if seq > found[0]:
+            found[0] = seq
+            found[1] = tail
+    return latest
+
+
+def _flat_values(rows: Sequence[InboxRow], details: dict[int, Send]) -> list[Any]:
+    """SQLite: the conversation rows' values one after another (``COLUMNS`` order), in
+    one pass in the inbox rows' order. A conversation met again takes the newer row's
+    message in place and adds its received count. The order of the rows does not
+    matter on SQLite, which locks the whole database for a write (on MySQL it does:
+    ``_newest`` and sorted keys)."""
+    values: list[Any] = []
+    at: dict[ConvKey, int] = {}
+    shared: dict[int, tuple[Any, ...]] = {}
+    for tenant, account, seq, tail in rows:
+        message_id, direction, account_b, group_id, send_time = tail
+        key = (tenant, account, GROUP, group_id) if group_id else (tenant, account, USER, account_b)
+        common = shared.get(message_id)
+        if common is None:
+            item = details[message_id]
+            common = shared[message_id] = (
+                message_id, item.sender, send_time, item.type, preview_of(item.body)
+            )  # fmt: skip
+        start = at.get(key)
+        if start is None:
+            at[key] = len(values)
+            values += key
+            values.append(seq)
+            values += common
+            values.append(1 if direction == RECEIVED else 0)
+            continue
+        if seq > values[start + 4]:
+            values[start + 4] = seq
+            values[start + 5 : start + 10] = common
+        if direction == RECEIVED:
+            values[start + 10] += 1
+    return values
 
 
 def _bulk_groups(
