@@ -12,8 +12,14 @@ Shapes (each on the store the 1:1 shape just filled, ``ops`` operations each, CP
 - ``recall`` and ``delete``: ``recall`` / ``hide_message`` of fresh 1:1 messages.
 
 The write cost the conversation list adds to every send is in the 1:1 and group shapes
-themselves (the upserts run in the send transaction); docs/operations.md has before /
-after figures of the same machine.
+themselves (the upserts run in the send transaction). ``bench_conversation_upserts``
+measures the conversation rows' part of it alone: the send writer's own upserts
+(``ConversationWrites.write``) for batches shaped as the 1:1 shape's, each batch in a
+transaction of its own on a writer connection: the time of a batch less that of a
+one-message batch right after it, over the batch's other messages (µs per 1:1
+message, its two rows, the commit's writing of their pages included; what a
+transaction costs anyway is left out). docs/benchmarks.md has before / after figures
+of the same machine.
 """
 
 from __future__ import annotations
@@ -22,8 +28,15 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+from data_plane.storage.ids import SnowflakeIds
+from data_plane.storage.messages.connections import WriterConnection
 from data_plane.storage.messages.conversation_protocol import ConversationKind
+from data_plane.storage.messages.conversation_writes import ConversationWrites
+from data_plane.storage.messages.delivery import plan_deliveries
+from data_plane.storage.messages.items import InboxRow, Send
+from data_plane.storage.messages.link import WriterLink
 from data_plane.storage.messages.store import SqlMessageStore
+from data_plane.storage.urls import backend_of
 
 USER, GROUP = ConversationKind.USER, ConversationKind.GROUP
 
@@ -89,3 +102,51 @@ async def bench_conversations(
         ops, lambda n: store.hide_message(tenant, reader, fresh[ops + n])
     )
     return results
+
+
+async def bench_conversation_upserts(
+    url: str, batch: int, batches: int, pairs: int
+) -> tuple[float, float]:
+    """(CPU µs, wall µs) per 1:1 message of its conversation upserts alone (see the
+    module docstring): ``batches`` batches of ``batch`` (> 1) messages among ``pairs``
+    pairs, after one warm-up batch, less the same of one message, over ``batch`` - 1."""
+    writes = ConversationWrites(mysql=backend_of(url) == "mysql")
+    link = WriterLink(url)
+    ids = SnowflakeIds(node_id=2)
+    tenant = f"upsert-{uuid.uuid4().hex[:8]}"
+    seqs: dict[str, int] = {}
+    body = b"x" * 100
+
+    def shaped(number: int, size: int) -> tuple[list[tuple[Send, int, int]], list[InboxRow]]:
+        stored = []
+        for i in range(size):
+            item = Send(tenant, f"s{i % pairs}", f"r{i % pairs}", "", 1, body, "", f"u{number}-{i}")
+            message_id = ids.next_id()
+            stored.append((item, message_id, SnowflakeIds.time_of(message_id)))
+        rows: list[InboxRow] = []
+        for row_tenant, account, tail in plan_deliveries(stored, {}, {}, batch + 1).individual:
+            seqs[account] = seqs.get(account, 0) + 1
+            rows.append((row_tenant, account, seqs[account], tail))
+        return stored, rows
+
+    async def work(
+        conn: WriterConnection, shape: tuple[list[tuple[Send, int, int]], list[InboxRow]]
+    ) -> None:
+        await writes.write(conn, shape[0], shape[1], [])
+
+    try:
+        await link.transaction(work, shaped(-1, batch))
+        cpu = wall = 0.0
+        for number in range(batches):
+            shape, one = shaped(number, batch), shaped(number, 1)
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            await link.transaction(work, shape)
+            cpu1, wall1 = time.process_time(), time.perf_counter()
+            await link.transaction(work, one)  # a transaction's own cost, taken off
+            cpu2, wall2 = time.process_time(), time.perf_counter()
+            cpu += (cpu1 - cpu0) - (cpu2 - cpu1)
+            wall += (wall1 - wall0) - (wall2 - wall1)
+    finally:
+        await link.aclose()
+    messages = (batch - 1) * batches
+    return cpu / messages * 1e6, wall / messages * 1e6

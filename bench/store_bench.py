@@ -23,7 +23,11 @@ The store is opened on a fresh SQLite file or a fresh ``cirno_bench_*`` MySQL da
 - **conversation operations** (``bench.conversation_bench``): the list, a history
   page, reads (near and 200 rows back), a group read count, recall and delete, each
   ``conversation_ops`` times (``--conversation-ops 0`` leaves them out). Their write cost
-  on the send path is inside the two shapes above.
+  on the send path is inside the two shapes above; the conversation rows' part of it is
+  also measured alone after each 1:1 shape of more than one message: the send writer's
+  conversation upserts for batches of the same shape, each in a transaction of its own,
+  less a one-message batch's (``bench_conversation_upserts``). The history index's cost
+  (``ix_messages_conversation``) is inside the 1:1 shape only.
 
 CPU is ``time.process_time`` of this process (all its threads), so it is not disturbed
 by other processes on the machine; MariaDB's own CPU is not in it. Wall time is printed
@@ -47,7 +51,7 @@ from pathlib import Path
 import anyio
 from sqlalchemy import create_engine
 
-from bench.conversation_bench import bench_conversations
+from bench.conversation_bench import bench_conversation_upserts, bench_conversations
 from bench.targets import DEFAULT_MYSQL_URL, fresh_mysql_database
 from data_plane.storage.messages.items import Send
 from data_plane.storage.messages.schema import metadata
@@ -83,6 +87,9 @@ class StoreBenchResult:
     group_messages: int
     conversation_us_per_op: dict[str, tuple[float, float]] | None = None
     """(CPU µs, wall µs) per conversation operation, by shape."""
+    upsert_cpu_us_per_msg: float | None = None
+    upsert_wall_us_per_msg: float | None = None
+    """The 1:1 shape's conversation upserts alone (``bench_conversation_upserts``)."""
 
 
 @contextmanager
@@ -190,6 +197,12 @@ async def run_store_bench(
             for batch in batches or (config.batch,):
                 shape = replace(config, batch=batch)
                 user_cpu, user_wall = await _bench_user(store, shape)
+                upsert: tuple[float | None, float | None] = (None, None)
+                if config.conversation_ops > 0 and batch > 1:
+                    cpu, wall = await bench_conversation_upserts(
+                        url, batch, config.batches, config.pairs
+                    )
+                    upsert = (round(cpu, 1), round(wall, 1))
                 results.append(
                     StoreBenchResult(
                         backend,
@@ -200,6 +213,8 @@ async def run_store_bench(
                         None,
                         None,
                         0,
+                        None,
+                        *upsert,
                     )
                 )
             if config.group_messages > 0:
@@ -223,15 +238,21 @@ def format_table(results: list[StoreBenchResult], config: StoreBenchConfig) -> s
     """The results as a Markdown table."""
     lines = [
         "| backend | batch | 1:1 CPU µs/msg | 1:1 wall µs/msg "
+        "| of which conversation upserts, CPU / wall µs/msg "
         f"| group CPU ms/msg ({config.group_members} members) | group wall ms/msg |",
-        "|---|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         group_cpu = "–" if r.group_cpu_ms_per_msg is None else f"{r.group_cpu_ms_per_msg:.1f}"
         group_wall = "–" if r.group_wall_ms_per_msg is None else f"{r.group_wall_ms_per_msg:.1f}"
+        upsert = (
+            "–"
+            if r.upsert_cpu_us_per_msg is None or r.upsert_wall_us_per_msg is None
+            else f"{r.upsert_cpu_us_per_msg:.0f} / {r.upsert_wall_us_per_msg:.0f}"
+        )
         lines.append(
             f"| {r.backend} | {r.batch} | {r.user_cpu_us_per_msg:.0f} "
-            f"| {r.user_wall_us_per_msg:.0f} | {group_cpu} | {group_wall} |"
+            f"| {r.user_wall_us_per_msg:.0f} | {upsert} | {group_cpu} | {group_wall} |"
         )
     conversations = [r for r in results if r.conversation_us_per_op]
     if conversations:

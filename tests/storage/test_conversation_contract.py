@@ -264,3 +264,26 @@ async def test_bulk_group_messages_keep_conversations_like_row_by_row(
         assert conv.preview == history.entries[0].content.body.decode()
         unread[account] = conv.unread
     assert unread == {"alice": 3, "bob": 3, "carol": 6}
+
+
+@pytest.mark.anyio
+async def test_a_batch_of_both_directions_keeps_each_side_exact(
+    store: MessageStore, tenant: str
+) -> None:
+    """Sends of one conversation in both directions, queued together (on SQL one group
+    commit merges each side's rows): each side's last message is the newest, its
+    unread count the other party's messages."""
+    senders = ["alice", "bob", "bob", "alice", "bob", "alice", "alice", "bob", "bob", "bob"]
+    async with anyio.create_task_group() as tg:
+        for i, who in enumerate(senders):
+            other = "bob" if who == "alice" else "alice"
+            tg.start_soon(send, store, tenant, who, other, f"m{i} from {who}")
+    for account, peer in (("alice", "bob"), ("bob", "alice")):
+        conv = await store.get_conversation(tenant, account, USER, peer)
+        assert conv is not None
+        history = await store.history(tenant, account, USER, peer, 0, 20)
+        newest = history.entries[0]
+        assert len(history.entries) == len(senders)
+        assert conv.last_message_id == newest.entry.message_id
+        assert conv.preview == newest.content.body.decode()
+        assert conv.unread == senders.count(peer)

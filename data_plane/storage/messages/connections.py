@@ -77,7 +77,8 @@ class WriterConnection(Protocol):
         """Run the deferred statements, then this one; its rows."""
 
     def escape(self, value: object) -> str:
-        """``value`` as an SQL literal of this connection (MySQL only)."""
+        """``value`` as an SQL literal of this connection (MySQL only); the same
+        literal as the driver's parameter escaping, strings cached within a transaction."""
 
 
 class Connection(WriterConnection, Protocol):
@@ -146,6 +147,7 @@ class MysqlConnection:
         self._cursor = cursor
         self._pending: list[str] = []
         self._pending_chars = 0
+        self._escaped: dict[str, str] = {}
 
     @classmethod
     async def connect(
@@ -180,13 +182,20 @@ class MysqlConnection:
         return cls(raw, cursor)
 
     def escape(self, value: object) -> str:
-        return cast(str, self._raw.escape(value))
+        """``value`` as a literal; a string escaped once per transaction (a batch's
+        statements repeat its tenant and accounts), the cache dropped at its end."""
+        if type(value) is not str:
+            return cast(str, self._raw.escape(value))
+        found = self._escaped.get(value)
+        if found is None:
+            found = self._escaped[value] = cast(str, self._raw.escape(value))
+        return found
 
     def _render(self, statement: str, params: Sequence[Any]) -> str:
         # What aiomysql's cursor does with parameters: each escaped, then ``%``.
         if not params:
             return statement
-        return statement % tuple(self._raw.escape(value) for value in params)
+        return statement % tuple([self.escape(value) for value in params])
 
     async def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
         sql = self._render(statement, params)
@@ -225,6 +234,7 @@ class MysqlConnection:
     async def begin(self) -> None:
         # Autocommit is off: the first statement starts the transaction.
         self._pending, self._pending_chars = [], 0
+        self._escaped = {}
         self.committing = False
 
     async def commit(self) -> None:

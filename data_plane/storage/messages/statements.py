@@ -18,6 +18,7 @@ from data_plane.storage.messages.items import (
     SENT,
     InboxRow,
 )
+from data_plane.storage.messages.multirow import MultiRowUpsert
 
 
 class SendStatements:
@@ -33,10 +34,12 @@ class SendStatements:
 
     mark = "?"
     for_update = ""
-    counter_upsert = (
-        "INSERT INTO inbox_seq (tenant, account, seq) VALUES (?, ?, ?) "
-        "ON CONFLICT (tenant, account) DO UPDATE SET seq = inbox_seq.seq + excluded.seq"
+    counter_upsert = MultiRowUpsert(
+        "INSERT INTO inbox_seq (tenant, account, seq)",
+        3,
+        " ON CONFLICT (tenant, account) DO UPDATE SET seq = inbox_seq.seq + excluded.seq",
     )
+    """The counters' upsert, several rows a statement (``multirow``)."""
 
     def marks(self, count: int, width: int = 1) -> str:
         """``count`` placeholders (``width`` > 1: that many row values of ``width``)."""
@@ -131,7 +134,10 @@ class SendStatements:
                 (n, tenant, group_id),
             )
         if counts:
-            await conn.executemany(self.counter_upsert, [(tenant, a, n) for a, n in counts])
+            values: list[Any] = []
+            for account, n in counts:
+                values += (tenant, account, n)
+            await self.counter_upsert.run(conn, values)
 
     def bulk_inbox_insert(self) -> str:
         """INSERT … SELECT of one bulk group message's rows (params: see ``insert_bulk_inbox``)."""
