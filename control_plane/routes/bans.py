@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy.exc import IntegrityError
 
 from control_plane.bans import BanInPast, TooManyBans, lift_ban, live_ban_count, live_bans, put_ban
@@ -19,38 +19,18 @@ from control_plane.db import SessionDep
 from control_plane.deps import CredentialDep, NowDep, SettingsDep, unprocessable
 from control_plane.models import AccountBan, BanCreate, BanPublic, BansPublic
 from control_plane.routes import error_responses
+from control_plane.routes.accounts import AccountPath, checked_account
 from control_plane.routes.secrets import authorize_tenant
 from control_plane.routes.tenants import MAX_PAGE, TenantIdPath
-from data_plane.cluster.identity import (
-    ACCOUNT_MAX_LENGTH,
-    ACCOUNT_PATTERN,
-    ACCOUNT_RULE,
-    is_account,
-)
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["bans"])
 BAN_RETRIES = 3
 
-AccountPath = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=ACCOUNT_MAX_LENGTH,
-        pattern=ACCOUNT_PATTERN,
-        description=f"The account: {ACCOUNT_RULE}.",
-    ),
-]
 CREDENTIAL_ERRORS = error_responses(
     e401="No bearer token and no `X-Api-Key`.",
     e403="Neither the admin token nor this tenant's API key.",
     e404="No tenant has this id (admin only; others get 403).",
 )
-
-
-def _account(account: str) -> str:
-    if not is_account(account):
-        unprocessable(f"account must be {ACCOUNT_RULE}", ("path", "account"))
-    return account
 
 
 def _public(ban: AccountBan) -> BanPublic:
@@ -96,7 +76,7 @@ def ban_account(
     accounts may pass the cap by at most their number.
     """
     authorize_tenant(session, tenant_id, credential, settings.admin_token)
-    _account(account)
+    checked_account(account)
     for _ in range(BAN_RETRIES):
         try:
             ban = put_ban(
@@ -135,7 +115,7 @@ def unban_account(
     """Lift the account's ban (nothing happens when it has none): it may sign in again
     once gateways refresh."""
     authorize_tenant(session, tenant_id, credential, settings.admin_token)
-    _account(account)
+    checked_account(account)
     if lift_ban(session, tenant_id, account):
         session.commit()
 

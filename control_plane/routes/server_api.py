@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 
 from control_plane.db import SessionDep
 from control_plane.deps import CredentialDep, NowDep, SettingsDep, unprocessable
@@ -26,40 +26,23 @@ from control_plane.models.server_api import (
     PresencePublic,
 )
 from control_plane.routes import error_responses
+from control_plane.routes.accounts import AccountPath, checked_account
 from control_plane.routes.secrets import authorize_tenant
 from control_plane.routes.tenants import TenantIdPath
 from control_plane.server_calls import LOGIC_ERRORS, ask_logic
 from data_plane.cluster import server_api as api
 from data_plane.cluster.identity import (
     ACCOUNT_MAX_LENGTH,
-    ACCOUNT_PATTERN,
-    ACCOUNT_RULE,
     SYSTEM_SENDER,
-    is_account,
 )
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["server API"])
 
-AccountPath = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=ACCOUNT_MAX_LENGTH,
-        pattern=ACCOUNT_PATTERN,
-        description=f"The account: {ACCOUNT_RULE}.",
-    ),
-]
 BAD_INPUT = error_responses(
     e400="The body cannot be decoded (not UTF-8 JSON).",
     e413="The body is larger than `CIRNO_CONTROL_MAX_BODY`, or the message would not fit "
     "a client packet.",
 )
-
-
-def _account(account: str, where: tuple[str, ...] = ("path", "account")) -> str:
-    if not is_account(account):
-        unprocessable(f"account must be {ACCOUNT_RULE}", where)
-    return account
 
 
 @router.post(
@@ -89,9 +72,9 @@ def send_message(
     """
     authorize_tenant(session, tenant_id, credential, settings.admin_token)
     if body.from_ is not None:
-        _account(body.from_, ("body", "from"))
+        checked_account(body.from_, ("body", "from"))
     if body.to is not None:
-        _account(body.to, ("body", "to"))
+        checked_account(body.to, ("body", "to"))
     payload = {
         "to": body.to or "",
         "group": body.group or "",
@@ -134,7 +117,7 @@ def get_presence(
     if len(names) > api.MAX_PRESENCE_ACCOUNTS:
         unprocessable(f"at most {api.MAX_PRESENCE_ACCOUNTS} accounts", ("query", "accounts"))
     for name in names:
-        _account(name, ("query", "accounts"))
+        checked_account(name, ("query", "accounts"))
     answer = ask_logic(
         request, session, now, tenant_id, api.PRESENCE, SYSTEM_SENDER, {"accounts": names}
     )
@@ -172,7 +155,7 @@ def kick_account(
     may sign in again at once (to keep it out, ban it). Answers how many connections
     were told to close."""
     authorize_tenant(session, tenant_id, credential, settings.admin_token)
-    _account(account)
+    checked_account(account)
     kick = body or KickCreate()
     payload = {"account": account, "device": kick.device or "", "reason": kick.reason}
     answer = ask_logic(request, session, now, tenant_id, api.KICK, SYSTEM_SENDER, payload)
@@ -203,7 +186,7 @@ def account_history(
     page. A recalled message is its tombstone (`recalled`, empty body); a message the
     account deleted is left out."""
     authorize_tenant(session, tenant_id, credential, settings.admin_token)
-    _account(account)
+    checked_account(account)
     payload = {"account": account, "after_seq": after_seq, "limit": limit}
     answer = ask_logic(request, session, now, tenant_id, api.HISTORY, SYSTEM_SENDER, payload)
     return HistoryPage.model_validate(answer)
