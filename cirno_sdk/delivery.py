@@ -263,6 +263,7 @@ class Delivery:
         async def request(command: str, body: ProtoMessage) -> LogicPacket:
             return await self._link.request(transport, command, body, timeout=timeout)
 
+        catch_up = True  # this connection's first sync: the login catch-up
         while True:
             await self._sync_wanted.wait()
             self._sync_wanted.clear()
@@ -276,7 +277,9 @@ class Delivery:
                     self._deliver,
                     me=self._link.account,
                     content_batch=self._content_batch,
-                    lazy=self._lazy,
+                    # Only the catch-up is lazy: a later sync (a gap fill, the idle
+                    # pull) finds live messages whose push went missing, and loads them.
+                    lazy=self._lazy and catch_up,
                 )
             except CirnoError as exc:
                 # Without a complete sync the order cannot be vouched for: start over on
@@ -285,6 +288,7 @@ class Delivery:
                 transport.abort()
                 return
             self._deliver(self._orderer.finish_sync())
+            catch_up = False
             self._gap_wake.set()
             self._syncs_finished = max(self._syncs_finished, generation)
             self._pull.activity()

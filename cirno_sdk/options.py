@@ -40,7 +40,9 @@ class ClientOptions:
       only index pages and delivers messages with ``content_loaded`` False; contents
       are fetched by id, ``content_batch`` at a time, when the application calls
       ``Client.load_contents`` or ``Client.open_conversation``, so a long-offline
-      device is not held up by bodies it may never show. ``"eager"``: sync fetches
+      device is not held up by bodies it may never show. Only the catch-up after a
+      login is lazy: a later sync of the connection (a gap fill, the idle pull) finds
+      live messages whose push went missing and loads them. ``"eager"``: sync fetches
       every new message's content right after its index page (``content_batch`` ids
       per request) and delivers messages loaded.
     - ``content_batch``: at most this many ids per ``chat.offline.content`` request

@@ -7,7 +7,9 @@ page once the page is delivered, so an interrupted sync resumes where it stopped
 
 What a page's messages carry depends on ``lazy``:
 
-- lazy (``ClientOptions(content="lazy")``, the default, the seed's design): the index
+- lazy (``ClientOptions(content="lazy")``, the default, the seed's design; for the
+  catch-up sync after each login only -- later syncs of the same connection, gap fills
+  and idle pulls, find live messages whose push went missing and are eager): the index
   entries alone (``Message.content_loaded`` False), except where a push of the same id
   is held or buffered (the push has the content). No ``chat.offline.content`` request:
   a long-offline device is not held up by bodies; the application loads them by id
