@@ -34,6 +34,16 @@ from control_plane.models.grayscale import (
     RulesPublic,
     RuleUpdate,
 )
+from control_plane.models.keys import (
+    ApiKeyCreated,
+    SecretCreate,
+    SecretCreated,
+    SecretPublic,
+    SecretsPublic,
+    TenantKey,
+    TokenCreate,
+    TokenCreated,
+)
 from control_plane.models.moderation import TenantModeration
 from control_plane.models.nodes import (
     HeartbeatIn,
@@ -71,19 +81,13 @@ from control_plane.models.tenants import (
     SECRET_KID_MAX,
     TENANT_ID_MAX,
     TENANT_ID_PATTERN,
-    ApiKeyCreated,
     InternalBan,
     InternalModeration,
     Isolation,
-    SecretCreate,
-    SecretCreated,
     SecretKey,
-    SecretPublic,
-    SecretsPublic,
     Tenant,
     TenantCreate,
     TenantCreated,
-    TenantKey,
     TenantKeys,
     TenantPublic,
     TenantQuotas,
@@ -91,8 +95,6 @@ from control_plane.models.tenants import (
     TenantsPublic,
     TenantStatus,
     TenantUpdate,
-    TokenCreate,
-    TokenCreated,
     isolation_problem,
 )
 from control_plane.models.webhooks import PushProvider, WebhookEndpoint
