@@ -33,8 +33,6 @@ from data_plane.storage.messages.conversation_protocol import (
     RecallResult,
 )
 from data_plane.storage.messages.engine import PooledConnections
-from data_plane.storage.messages.group_model import Role
-from data_plane.storage.messages.items import chunks
 from data_plane.storage.messages.protocol import (
     Content,
     Direction,
@@ -43,8 +41,8 @@ from data_plane.storage.messages.protocol import (
     UnknownMessage,
 )
 from data_plane.storage.messages.reads import hidden
+from data_plane.storage.messages.recall_writes import clear_previews, manages_group
 from data_plane.storage.messages.schema import (
-    chat_groups,
     conversations,
     group_members,
     hidden_messages,
@@ -357,7 +355,7 @@ class SqlConversations:
         async def work(conn: AsyncConnection) -> RecallResult:
             row = await self._message(conn, tenant, account, message_id)
             sender, receiver, group_id, group_seq, type_, client_msg_id, send_time, done = row
-            if sender != account and not await self._manages(conn, tenant, group_id, account):
+            if sender != account and not await manages_group(conn, tenant, group_id, account):
                 raise NotTheSender(
                     "only the sender or the group's owner or an admin may recall a message"
                 )
@@ -384,67 +382,10 @@ class SqlConversations:
                 .where(messages.c.message_id == message_id, messages.c.tenant == tenant)
                 .values(body=b"", extra="", recalled_at=recalled_at)
             )
-            await self._clear_previews(conn, tenant, row, recipients, message_id)
+            await clear_previews(conn, tenant, row, recipients, message_id)
             return RecallResult(tombstone, recalled_at, recipients, already=False)
 
         return await self._pool.write(work)
-
-    @staticmethod
-    async def _manages(conn: AsyncConnection, tenant: str, group_id: str, account: str) -> bool:
-        """Whether ``account`` is group ``group_id``'s owner or one of its admins (a
-        member either way: ``group_model.Access.manages``'s rule, read on this
-        transaction's connection); '' is a 1:1 message, managed by nobody."""
-        if not group_id:
-            return False
-        row = (
-            await conn.execute(
-                select(chat_groups.c.owner, group_members.c.role)
-                .select_from(
-                    chat_groups.join(
-                        group_members,
-                        and_(
-                            group_members.c.tenant == chat_groups.c.tenant,
-                            group_members.c.group_id == chat_groups.c.group_id,
-                        ),
-                    )
-                )
-                .where(
-                    chat_groups.c.tenant == tenant,
-                    chat_groups.c.group_id == group_id,
-                    group_members.c.account == account,
-                )
-            )
-        ).first()
-        return row is not None and (row[0] == account or row[1] == Role.ADMIN)
-
-    @staticmethod
-    async def _clear_previews(
-        conn: AsyncConnection,
-        tenant: str,
-        row: tuple[Any, ...],
-        recipients: list[str],
-        message_id: int,
-    ) -> None:
-        """Conversations whose last message was recalled lose its preview."""
-        sender, receiver, group_id = row[0], row[1], row[2]
-        if group_id:
-            targets = [(chunk, ConversationKind.GROUP, group_id) for chunk in chunks(recipients)]
-        else:
-            targets = [([sender], ConversationKind.USER, receiver)]
-            if receiver != sender:
-                targets.append(([receiver], ConversationKind.USER, sender))
-        for accounts, kind, peer in targets:
-            await conn.execute(
-                update(conversations)
-                .where(
-                    c.tenant == tenant,
-                    c.account.in_(accounts),
-                    c.kind == int(kind),
-                    c.peer == peer,
-                    c.last_message_id == message_id,
-                )
-                .values(preview="")
-            )
 
     async def hide_message(self, tenant: str, account: str, message_id: int) -> bool:
         """See ``ConversationStore.hide_message``: two primary-key lookups, one insert."""
