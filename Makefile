@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up cluster test lint typecheck layers pytest venv openapi proto bench bench-quick clean
+.PHONY: up cluster test lint typecheck layers pytest venv openapi proto bench bench-profile bench-quick clean
 
 $(STAMP): pyproject.toml
 	@echo "make: creating the virtual environment $(VENV)"
@@ -61,6 +61,12 @@ bench: venv
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.run --pinned $(BENCH_ARGS)
 	$(BIN)/python -m bench.report
+
+## Where each server process spends its CPU at saturation (py-spy, pinned): 1:1 chat and
+## logins on the all-in-one; summaries and raw stacks in bench/results/profile/.
+bench-profile: venv
+	$(BIN)/python -m bench.profile --workload chat
+	$(BIN)/python -m bench.profile --workload logins
 
 bench-quick: venv
 	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
