@@ -58,7 +58,7 @@ from bench.targets import (
 )
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-ALL_TARGETS = ("relay", "before", "sqlite", "workers2", "mysql")
+ALL_TARGETS = ("relay", "before", "sqlite", "workers2", "mysql", "workers2-mysql")
 DEFAULT_TARGETS = ("relay", "sqlite", "mysql")
 
 QUICK_CHAT = ChatConfig(pairs=10, window=8, duration=2.0, warmup=0.5, drain_timeout=5.0)
@@ -79,6 +79,7 @@ def _factories(args: argparse.Namespace) -> dict[str, TargetFactory]:
         "sqlite": cirno_sqlite,
         "workers2": lambda tmp: cirno_workers(tmp, args.redis_url, 2),
         "mysql": lambda tmp: cirno_mysql_redis(tmp, args.mysql_url, args.redis_url),
+        "workers2-mysql": lambda tmp: cirno_workers(tmp, args.redis_url, 2, args.mysql_url),
     }
 
 

@@ -21,7 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,36 +119,43 @@ def _named_children(pid: int) -> dict[str, int]:
 
 
 @contextmanager
-def cirno_workers(tmp: Path, redis_url: str, workers: int = 2) -> Iterator[Target]:
-    """``cirno up --workers N`` on SQLite with Redis sessions (own key prefix, deleted
-    afterwards): N logic nodes and N gateways sharing the client port."""
-    prefix = f"cirnobench:{uuid.uuid4().hex[:8]}"
-    overrides = {
-        "PYTHONPATH": str(REPO_ROOT),
-        "PYTHONSAFEPATH": "1",
-        "CIRNO_WORKERS": str(workers),
-        "CIRNO_SESSION_URL": redis_url,
-        "CIRNO_SESSION_PREFIX": prefix,
-    }
-    try:
-        with run_cluster(tmp, **CAPACITY_LIMITS, **overrides) as cluster:
-            cluster.create_tenant(TENANT, SECRET)
-            _wait_tenant(cluster.ws_url)
-            yield Target(
-                name=f"workers{workers}",
-                description=f"cirno up --workers {workers}: SQLite (WAL) + Redis sessions, "
-                f"{workers} logic nodes, {workers} gateways on one port",
-                ws_url=cluster.ws_url,
-                token_for=cirno_token,
-                durable=True,
-                processes={
-                    **_named_children(cluster.process.pid),
-                    **find_by_name(["redis-server"]),
-                },
-                details={"data_dir": str(cluster.data_dir), "redis_prefix": prefix},
+def cirno_workers(
+    tmp: Path, redis_url: str, workers: int = 2, mysql_url: str | None = None
+) -> Iterator[Target]:
+    """``cirno up --workers N`` with Redis sessions (own key prefix, deleted afterwards):
+    N logic nodes and N gateways sharing the client port. Messages go to SQLite (WAL),
+    or with ``mysql_url`` to a fresh MySQL database there (target ``workersN-mysql``)."""
+    with ExitStack() as stack:
+        prefix = f"cirnobench:{uuid.uuid4().hex[:8]}"
+        stack.callback(_delete_redis_prefix, redis_url, prefix)
+        overrides = {
+            "PYTHONPATH": str(REPO_ROOT),
+            "PYTHONSAFEPATH": "1",
+            "CIRNO_WORKERS": str(workers),
+            "CIRNO_SESSION_URL": redis_url,
+            "CIRNO_SESSION_PREFIX": prefix,
+        }
+        name, store = f"workers{workers}", "SQLite (WAL)"
+        watched = ["redis-server"]
+        if mysql_url is not None:
+            overrides["CIRNO_MESSAGE_DATABASE_URL"] = stack.enter_context(
+                fresh_mysql_database(mysql_url)
             )
-    finally:
-        _delete_redis_prefix(redis_url, prefix)
+            name, store = f"{name}-mysql", "MySQL (InnoDB)"
+            watched += ["mariadbd", "mysqld"]
+        cluster = stack.enter_context(run_cluster(tmp, **CAPACITY_LIMITS, **overrides))
+        cluster.create_tenant(TENANT, SECRET)
+        _wait_tenant(cluster.ws_url)
+        yield Target(
+            name=name,
+            description=f"cirno up --workers {workers}: {store} + Redis sessions, "
+            f"{workers} logic nodes, {workers} gateways on one port",
+            ws_url=cluster.ws_url,
+            token_for=cirno_token,
+            durable=True,
+            processes={**_named_children(cluster.process.pid), **find_by_name(watched)},
+            details={"data_dir": str(cluster.data_dir), "redis_prefix": prefix},
+        )
 
 
 def _mysql_connect(url: str) -> Any:
