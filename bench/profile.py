@@ -129,6 +129,17 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return seconds
 
 
+def busiest(used: dict[str, float], shown: int = 3) -> dict[str, float]:
+    """The event loop's thread and the ``shown`` busiest others by name; the rest
+    summed as ``N more threads`` (idle pool threads each wake a few times a second)."""
+    loop = {"event loop": used["event loop"]} if "event loop" in used else {}
+    others = sorted(((t, s) for t, s in used.items() if t != "event loop"), key=lambda x: -x[1])
+    rest = others[shown:]
+    if rest:
+        others = [*others[:shown], (f"{len(rest)} more threads", sum(s for _, s in rest))]
+    return {**loop, **dict(others[: shown + 1])}
+
+
 def _record(py_spy: str, pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     command = [py_spy, "record", "--gil", "-r", "200", "-d", str(int(seconds)), "-f", "raw"]
     return subprocess.Popen(
@@ -233,9 +244,7 @@ def profile(target_name: str, workload: Workload, out: Path, py_spy: str) -> dic
         summary["processes"][name] = {
             "cpu_us_per_unit": round(sum(used.values()) * per_unit, 1),
             "thread_cpu_us_per_unit": {
-                thread: round(seconds * per_unit, 1)
-                for thread, seconds in sorted(used.items(), key=lambda item: -item[1])
-                if seconds >= 0.01
+                thread: round(seconds * per_unit, 1) for thread, seconds in busiest(used).items()
             },
             **stacks,
         }

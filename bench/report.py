@@ -1,5 +1,8 @@
 """Markdown tables from ``bench/results/*.json``: ``python -m bench.report``.
 
+The profiles ``python -m bench.profile`` wrote (``bench/results/profile/``) follow the
+tables.
+
 ``docs/benchmarks.md`` quotes these tables; generating them from the JSON a run wrote
 keeps the document and the measurement from drifting apart.
 """
@@ -11,6 +14,8 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+
+from bench.profile import format_profile
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -167,6 +172,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"### {name}: {document['command']} ({document['finished']})\n")
             print(render(document))
             print()
+    for path in sorted((args.dir / "profile").glob("profile-*.json")):
+        summary = json.loads(path.read_text())
+        print(f"### profile: {summary['workload']} on {summary['target']} ({path.name})")
+        print(format_profile(summary))
+        print()
 
 
 if __name__ == "__main__":

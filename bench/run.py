@@ -163,8 +163,9 @@ def _chat_once(
 def run_chat_suite(args: argparse.Namespace, config: ChatConfig) -> list[ChatResult]:
     """Saturation, then half of the measured rate, then each ``--rates`` rate, per target.
 
-    The fixed rates (default: 2,500 msg/s, half of issue #3's 5,000 msg/s target) run on
-    the durable targets only, and only below the throughput just measured there.
+    The fixed rates (default: 2,500 msg/s, half of issue #3's 5,000 msg/s target) run
+    only below the throughput just measured on a target; on the relay too, so each
+    latency at a fixed rate has the generator's and the transport's own beside it.
     """
     results: list[ChatResult] = []
     for target in _targets(args):
@@ -173,7 +174,7 @@ def run_chat_suite(args: argparse.Namespace, config: ChatConfig) -> list[ChatRes
         if not args.no_half_load and saturated.throughput > 0:
             half = ChatConfig(**{**asdict(config), "rate": saturated.throughput / 2})
             results.append(_chat_once(args, target, half, "half load"))
-        for rate in args.rates if target.durable else ():
+        for rate in args.rates:
             if rate < saturated.throughput:
                 fixed = ChatConfig(**{**asdict(config), "rate": rate})
                 results.append(_chat_once(args, target, fixed))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.profile import area_of, chat_workload, profile, summarize_raw
+from bench.profile import area_of, busiest, chat_workload, profile, summarize_raw
 
 pytestmark = [pytest.mark.e2e]
 
