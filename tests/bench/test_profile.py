@@ -50,3 +50,14 @@ def test_profile_of_the_pinned_all_in_one_names_where_each_process_works(
     assert "wire codec" in gateway["areas_percent"]
     assert (tmp_path / "chat-sqlite-logic.raw").exists()
     assert (tmp_path / "profile-chat-sqlite.json").exists()
+
+
+def test_threads_show_the_loop_the_busiest_others_and_the_rest_summed() -> None:
+    used = {"python/3": 0.5, "event loop": 2.0, "a/4": 0.1, "b/5": 0.2, "c/6": 0.05, "d/7": 0.05}
+    assert busiest(used, shown=2) == {
+        "event loop": 2.0,
+        "python/3": 0.5,
+        "b/5": 0.2,
+        "3 more threads": pytest.approx(0.2),
+    }
+    assert busiest({"event loop": 1.0}) == {"event loop": 1.0}
