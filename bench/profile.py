@@ -16,6 +16,9 @@ What it cannot see: time in C code called without a Python frame on top of it (u
 callbacks, socket syscalls) is charged to ``event loop``, and CPU spent outside the GIL
 (SQLite executing a statement releases it) shows in the thread table, not in the areas.
 Raw py-spy stacks are kept beside the JSON (``<process>.raw``) for a flame graph.
+py-spy samples 100 times a second without stopping the process (``--nonblocking``):
+stopping it for each sample halved the all-in-one's throughput, so the profile would
+describe a different load than the one measured.
 """
 
 from __future__ import annotations
@@ -141,7 +144,7 @@ def busiest(used: dict[str, float], shown: int = 3) -> dict[str, float]:
 
 
 def _record(py_spy: str, pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
-    command = [py_spy, "record", "--gil", "-r", "200", "-d", str(int(seconds)), "-f", "raw"]
+    command = [py_spy, "record", "--gil", "--nonblocking", "-r", "100", "-d", str(int(seconds)), "-f", "raw"]
     return subprocess.Popen(
         [*command, "-p", str(pid), "-o", str(out)],
         stdout=subprocess.DEVNULL,
@@ -174,9 +177,10 @@ class Workload:
     run: Callable[[Target], tuple[dict[str, Any], float, str]]
 
 
-def chat_workload(duration: float, warmup: float) -> Workload:
-    """1:1 chat at saturation (``bench.chat_bench``'s defaults: 50 pairs, 32 in flight)."""
-    config = ChatConfig(duration=duration, warmup=warmup)
+def chat_workload(duration: float, warmup: float, rate: float | None = None) -> Workload:
+    """1:1 chat (``bench.chat_bench``'s defaults: 50 pairs, 32 in flight), at saturation
+    or at ``rate`` messages per second in all."""
+    config = ChatConfig(duration=duration, warmup=warmup, rate=rate)
 
     def run(target: Target) -> tuple[dict[str, Any], float, str]:
         result = anyio.run(
@@ -184,7 +188,8 @@ def chat_workload(duration: float, warmup: float) -> Workload:
         )
         return result.as_dict(), result.throughput, chat_table([result])
 
-    return Workload("chat", "message", warmup, duration, run)
+    name = "chat" if rate is None else f"chat{rate:.0f}"
+    return Workload(name, "message", warmup, duration, run)
 
 
 def login_workload(duration: float, warmup: float, in_flight: int = 400) -> Workload:
@@ -276,6 +281,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--target", choices=("sqlite", "mysql"), default="sqlite")
     parser.add_argument("--workload", choices=("chat", "logins"), default="chat")
+    parser.add_argument(
+        "--rate", type=float, default=None, help="chat: messages/s in all (default: saturation)"
+    )
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--out", type=Path, default=Path("bench/results/profile"))
@@ -283,8 +291,11 @@ def main(argv: list[str] | None = None) -> None:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         raise SystemExit("bench.profile needs py-spy (pip install py-spy)")
-    make = chat_workload if args.workload == "chat" else login_workload
-    profile(args.target, make(args.duration, args.warmup), args.out, py_spy)
+    if args.workload == "chat":
+        workload = chat_workload(args.duration, args.warmup, args.rate)
+    else:
+        workload = login_workload(args.duration, args.warmup)
+    profile(args.target, workload, args.out, py_spy)
 
 
 if __name__ == "__main__":

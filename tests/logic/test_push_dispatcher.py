@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -19,6 +20,7 @@ from data_plane.storage.messages.store import SqlMessageStore, open_sql_message_
 from data_plane.storage.sessions.memory import MemorySessionStore
 from data_plane.storage.sessions.protocol import Location
 from tests.http_receiver import HttpReceiver, Received
+from tests.sqlite_lock import write_lock_held
 
 pytestmark = pytest.mark.anyio
 
@@ -138,3 +140,23 @@ async def test_a_job_whose_account_came_online_is_dropped(
     await sender.look(db)
     assert provider.requests() == []
     assert await db.push_queue.due(int(clock() * 1000) + 10**9, 10) == []
+
+
+async def test_an_idle_look_takes_no_lease_and_no_write_lock(
+    db: SqlMessageStore, provider: HttpReceiver, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    # With no job due, a look only reads: it neither renews the lease (a write, every
+    # look) nor waits for the write lock another writer holds.
+    clock = FakeClock()
+    sender, _ = await setup(db, provider, client, clock)
+    with write_lock_held(tmp_path / "messages.db"):
+        with anyio.fail_after(2):  # a write would wait out the 5 s busy timeout
+            assert await sender.look(db) is False
+    now_ms = int(clock() * 1000)
+    assert await db.outbound.lease("push", "node-b", now_ms, 5000)  # nobody held it
+    await message(db, clock, 1)
+    clock.now += 1.0
+    assert await sender.look(db) is False  # due, but node-b holds the lease
+    clock.now += 5.0
+    assert await sender.look(db)
+    assert len(provider.requests()) == 1

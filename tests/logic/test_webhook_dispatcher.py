@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -18,6 +19,7 @@ from data_plane.metrics import LOGIC_REGISTRY as REGISTRY
 from data_plane.storage.messages import migrate
 from data_plane.storage.messages.store import SqlMessageStore, open_sql_message_store
 from tests.http_receiver import HttpReceiver, Received
+from tests.sqlite_lock import write_lock_held
 
 pytestmark = pytest.mark.anyio
 
@@ -154,3 +156,23 @@ async def test_only_the_lease_holder_sends(
     clock.now += 5.001  # node-b died: its lease runs out
     await dispatcher(receiver, client, clock, "node-a").serve_endpoint(db.outbound, TENANT, "wh_1")
     assert ids_received(receiver) == [a]
+
+
+async def test_an_idle_look_takes_no_write_lock(
+    db: SqlMessageStore, receiver: HttpReceiver, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    # Another writer (here: a plain connection; in a node: the message writer) holds
+    # SQLite's write lock. A look with nothing to do only reads, so it neither waits
+    # for that lock nor takes it between two batches of messages.
+    clock = FakeClock()
+    idle = dispatcher(receiver, client, clock)
+    async with anyio.create_task_group() as tg:  # opens the pool's connection
+        assert await idle.look(db.outbound, tg) is False
+    with write_lock_held(tmp_path / "messages.db"):
+        with anyio.fail_after(2):  # a write would wait out the 5 s busy timeout
+            async with anyio.create_task_group() as tg:
+                assert await idle.look(db.outbound, tg) is False
+    (event,) = await queue_events(db, clock, 1)  # with work to do, it writes as before
+    async with anyio.create_task_group() as tg:
+        await dispatcher(receiver, client, clock).look(db.outbound, tg)
+    assert ids_received(receiver) == [event]

@@ -1,8 +1,10 @@
 """The push dispatcher: due jobs → the tenant's provider.
 
 Theory of operation: each logic node looks at every message database it has open every
-``poll_interval``; the node holding that database's ``push`` lease (renewed at each
-look, ``lease_s``) takes up to ``push_batch`` due jobs (``due_at`` passed: the collapse
+``poll_interval``. A look first reads whether any job is due; only then does it take or
+renew the database's ``push`` lease (``lease_s``; a write, so an idle look takes no write
+lock that the message writer would wait for), and the node holding it re-reads and
+takes up to ``push_batch`` due jobs (``due_at`` passed: the collapse
 window of their first message is over) and sends them, at most ``concurrency`` at a
 time — unless the account has an online device by then (the session store says so),
 which drops the job. A sign-in cancels pending jobs (``offline.OfflineNotifier.online``);
@@ -88,10 +90,12 @@ class PushDispatcher:
         """Send what is due in one database if we hold its lease; whether we sent any."""
         if not self._directory.loaded:
             return False
+        queue = store.push_queue
+        if not await queue.due(self._now_ms(), 1):  # a read: idle looks write nothing
+            return False
         lease_ms = int(self._settings.lease_s * 1000)
         if not await store.outbound.lease(PUSH_LEASE, self._holder, self._now_ms(), lease_ms):
             return False
-        queue = store.push_queue
         jobs = await queue.due(self._now_ms(), self._settings.push_batch)
         async with anyio.create_task_group() as tg:
             for job in jobs:

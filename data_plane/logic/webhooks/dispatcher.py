@@ -5,6 +5,8 @@ Theory of operation (the tables are ``data_plane.storage.messages.outbox``'s):
 - Every logic node runs one dispatcher over each message database it has open (the
   shared one and dedicated tenants' ones). Each look (every ``poll_interval`` while
   idle, at once while there is work) fans the outbox out into per-endpoint deliveries —
+  the fan-out is a write transaction, so it runs only once a read has found an event:
+  an idle look takes no write lock that the message writer would wait for —
   only once the endpoint directory has been loaded, so no event is routed to nobody
   because this node has not heard of its endpoints yet — and starts a worker for every
   endpoint with a delivery due, unless one already runs here or ``concurrency`` workers
@@ -102,7 +104,7 @@ class WebhookDispatcher:
     async def look(self, db: Outbound, tg: TaskGroup) -> bool:
         """Fan out, start workers for due endpoints, clean; whether rows were moved."""
         moved = 0
-        if self._directory.loaded:
+        if self._directory.loaded and await db.has_events():  # a read; the fan-out writes
             moved = await db.fan_out(self.route, self._now_ms(), self._settings.fan_out_batch)
         free = self._settings.concurrency - len(self._active)
         if free > 0:

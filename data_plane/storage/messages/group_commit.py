@@ -22,8 +22,10 @@ message, and the Event (an anyio wrapper around an ``asyncio.Event`` and its wai
 future) cost several times as much. The message stores run on asyncio only (their
 drivers are asyncio libraries), so nothing is lost by it.
 
-The linger is timed by the event loop's own timer (a cancel scope deadline: no task per
-batch). A ``sleep`` given to the constructor times it instead — the linger ends when
+The writer's wake-ups are asyncio futures too, and the linger is a timer of the event
+loop's own (``call_later``) completing the batch's future: no task, no cancel scope and
+no exception per batch (at low rates nearly every message is a batch of its own). A
+``sleep`` given to the constructor times it instead — the linger ends when
 ``sleep(linger_s)`` returns or a full batch is waiting — so tests drive the timer rather
 than the wall clock.
 """
@@ -66,6 +68,12 @@ class _Pending(Generic[T, R]):
             self.future.set_result(outcome)
 
 
+def _wake(future: asyncio.Future[None]) -> None:
+    """Complete ``future`` unless it already is (woken before, or cancelled)."""
+    if not future.done():
+        future.set_result(None)
+
+
 def _unavailable(message: str, cause: BaseException | None) -> MessageStoreUnavailable:
     error = MessageStoreUnavailable(message)
     error.__cause__ = cause
@@ -97,8 +105,8 @@ class GroupCommitter(Generic[T, R]):
         self._max_batch = max_batch
         self._sleep = sleep
         self._queue: deque[_Pending[T, R]] = deque()
-        self._wakeup: anyio.Event | None = None
-        self._full: anyio.Event | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._full: asyncio.Future[None] | None = None
         self._closed = False
         self._running = False
         self._stopped = anyio.Event()
@@ -121,18 +129,18 @@ class GroupCommitter(Generic[T, R]):
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(item, future))
         if self._wakeup is not None:
-            self._wakeup.set()
+            _wake(self._wakeup)
         if self._full is not None and len(self._queue) >= self._max_batch:
-            self._full.set()
+            _wake(self._full)
         return await future
 
     def close(self) -> None:
         """Refuse new items; the writer flushes what is queued, then ``run`` returns."""
         self._closed = True
         if self._wakeup is not None:
-            self._wakeup.set()
+            _wake(self._wakeup)
         if self._full is not None:
-            self._full.set()
+            _wake(self._full)
 
     async def wait_stopped(self) -> None:
         """Wait until ``run`` returned (immediately if it never started)."""
@@ -150,9 +158,11 @@ class GroupCommitter(Generic[T, R]):
                 while not self._queue:
                     if self._closed:
                         return
-                    self._wakeup = anyio.Event()
-                    await self._wakeup.wait()
-                    self._wakeup = None
+                    self._wakeup = asyncio.get_running_loop().create_future()
+                    try:
+                        await self._wakeup
+                    finally:
+                        self._wakeup = None
                 if idle and self._linger_s > 0:
                     await self._linger()
                 # The flush below is shielded: stop here when the writer was cancelled.
@@ -171,23 +181,29 @@ class GroupCommitter(Generic[T, R]):
         """Give a burst up to ``linger_s`` to arrive, unless a full batch is waiting."""
         if len(self._queue) >= self._max_batch or self._closed:
             return
-        full = self._full = anyio.Event()
-        if self._sleep is None:
-            with anyio.move_on_after(self._linger_s):
-                await full.wait()
-        else:
-            async with anyio.create_task_group() as timer:
-                timer.start_soon(self._expire, self._sleep, timer.cancel_scope)
-                await full.wait()
-                timer.cancel_scope.cancel()
-        self._full = None
+        loop = asyncio.get_running_loop()
+        full = self._full = loop.create_future()
+        try:
+            if self._sleep is None:
+                timer = loop.call_later(self._linger_s, _wake, full)
+                try:
+                    await full
+                finally:
+                    timer.cancel()
+            else:
+                async with anyio.create_task_group() as expiry:
+                    expiry.start_soon(self._expire, self._sleep, full)
+                    await full
+                    expiry.cancel_scope.cancel()
+        finally:
+            self._full = None
 
     async def _expire(
-        self, sleep: Callable[[float], Awaitable[None]], scope: anyio.CancelScope
+        self, sleep: Callable[[float], Awaitable[None]], full: asyncio.Future[None]
     ) -> None:
         """End the linger once the injected ``sleep`` has slept ``linger_s``."""
         await sleep(self._linger_s)
-        scope.cancel()
+        _wake(full)
 
     async def _flush_batch(self, batch: list[_Pending[T, R]]) -> None:
         self.flushes += 1

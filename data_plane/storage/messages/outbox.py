@@ -159,6 +159,15 @@ class Outbound:
 
         return await self._pool.write(work)
 
+    async def has_events(self) -> bool:
+        """Whether an event waits in the outbox. A read: it takes no write lock, so an
+        idle dispatcher asking it never queues behind (or holds up) the message writer."""
+
+        async def work(conn: AsyncConnection) -> bool:
+            return (await conn.execute(select(event_outbox.c.id).limit(1))).first() is not None
+
+        return await self._pool.read(work)
+
     async def fan_out(self, route: Route, now_ms: int, limit: int = 500) -> int:
         """Move up to ``limit`` outbox rows into deliveries; how many rows were moved."""
 
@@ -296,25 +305,28 @@ class Outbound:
         await self._pool.write(work)
 
     async def clean(self, finished_before_ms: int, limit: int = 1000) -> int:
-        """Delete up to ``limit`` deliveries finished before ``finished_before_ms``."""
+        """Delete up to ``limit`` deliveries finished before ``finished_before_ms``.
+
+        They are found by a read; the write (which repeats the conditions, so a delivery
+        redelivered meanwhile stays) runs only when there is something to delete."""
+        done = (
+            webhook_deliveries.c.status != PENDING,
+            webhook_deliveries.c.finished_at < finished_before_ms,
+        )
+
+        async def find(conn: AsyncConnection) -> list[int]:
+            ids = await conn.execute(select(webhook_deliveries.c.id).where(*done).limit(limit))
+            return list(ids.scalars())
+
+        found = await self._pool.read(find)
+        if not found:
+            return 0
 
         async def work(conn: AsyncConnection) -> int:
-            ids = (
-                await conn.execute(
-                    select(webhook_deliveries.c.id)
-                    .where(
-                        webhook_deliveries.c.status != PENDING,
-                        webhook_deliveries.c.finished_at < finished_before_ms,
-                    )
-                    .limit(limit)
-                )
-            ).scalars()
-            found = list(ids)
-            if found:
-                await conn.execute(
-                    delete(webhook_deliveries).where(webhook_deliveries.c.id.in_(found))
-                )
-            return len(found)
+            result = await conn.execute(
+                delete(webhook_deliveries).where(webhook_deliveries.c.id.in_(found), *done)
+            )
+            return int(result.rowcount)
 
         return await self._pool.write(work)
 
