@@ -144,7 +144,18 @@ def busiest(used: dict[str, float], shown: int = 3) -> dict[str, float]:
 
 
 def _record(py_spy: str, pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
-    command = [py_spy, "record", "--gil", "--nonblocking", "-r", "100", "-d", str(int(seconds)), "-f", "raw"]
+    command = [
+        py_spy,
+        "record",
+        "--gil",
+        "--nonblocking",
+        "-r",
+        "100",
+        "-d",
+        str(int(seconds)),
+        "-f",
+        "raw",
+    ]
     return subprocess.Popen(
         [*command, "-p", str(pid), "-o", str(out)],
         stdout=subprocess.DEVNULL,
