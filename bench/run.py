@@ -423,7 +423,7 @@ def _run_new_benchmarks(args: argparse.Namespace) -> None:
         print("\nidle logged-in connections (memory of the gateway)\n" + conn_table(results))
         print(f"-> {_write('connections', args, config, results)}")
     if "logins" in args.only:
-        in_flight = LOGIN_IN_FLIGHT
+        in_flight: tuple[int, ...] = LOGIN_IN_FLIGHT
         if args.logins_in_flight:
             in_flight = tuple(int(n) for n in args.logins_in_flight.split(","))
         configs = [QUICK_LOGIN] if args.quick else [LoginConfig(in_flight=n) for n in in_flight]
