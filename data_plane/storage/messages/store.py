@@ -156,6 +156,11 @@ class SqlMessageStore:
         return self.acks.flushes
 
     @property
+    def head_reads(self) -> int:
+        """Round trips that read inbox heads so far (each serves every call queued)."""
+        return self._heads.round_trips
+
+    @property
     def retries(self) -> int:
         """Write transactions run again after a deadlock, lock timeout or key race."""
         return self._retrying.count
