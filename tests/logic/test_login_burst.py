@@ -6,9 +6,9 @@ Without a bound, 300 logins at once were 300 concurrent session-store calls on a
 of 8 connections: those that waited longer than ``socket_timeout`` (0.1 s here) for one failed
 ("No connection available") and their clients got SystemException. Through the
 :class:`~data_plane.logic.handlers.login_gate.LoginGate` (fewer slots than the pool
-has connections) every one of them succeeds, with its location stored, and the heads
-they read shared round trips. A sign-in that cannot get a slot within the gate's
-patience is answered Unavailable and the connection closes with 1013.
+has connections) every one of them succeeds, with its location stored. A sign-in
+that cannot get a slot within the gate's patience is answered Unavailable and the
+connection closes with 1013.
 """
 
 from __future__ import annotations
@@ -142,7 +142,6 @@ async def test_a_burst_of_logins_all_succeed_with_their_locations_stored(rig: Ri
         assert rig.gate.refused == 0
         stored = await rig.sessions.get_locations_many(TENANT, accounts)
         assert sorted(stored) == sorted(accounts)  # a Success has its location stored
-        assert rig.store.head_reads < BURST / 2  # the heads shared round trips
     finally:
         for client in clients:
             client.close()
