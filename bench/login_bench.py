@@ -52,6 +52,8 @@ class LoginResult:
     completed: int
     failed: int
     cpu_percent: dict[str, float] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
+    """Failed logins by reason (the refusal's status, the close code, a timeout)."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form, with CPU µs per login of each process."""
@@ -78,6 +80,7 @@ async def run_logins(target: Target, config: LoginConfig) -> LoginResult:
     window_end = window_start + config.duration
     latencies: list[float] = []
     completed = failed = 0
+    failures: dict[str, int] = {}
 
     async def loop(index: int) -> None:
         nonlocal completed, failed
@@ -92,8 +95,10 @@ async def run_logins(target: Target, config: LoginConfig) -> LoginResult:
                     timeout=config.timeout,
                     local_host=source,
                 )
-            except (BenchError, TimeoutError, OSError):
+            except (BenchError, TimeoutError, OSError) as exc:
                 failed += 1
+                reason = _reason(exc, time.perf_counter() - began)
+                failures[reason] = failures.get(reason, 0) + 1
                 continue
             done = time.perf_counter()
             conn.close()
@@ -118,7 +123,15 @@ async def run_logins(target: Target, config: LoginConfig) -> LoginResult:
         completed=completed,
         failed=failed,
         cpu_percent=cpu,
+        failures=failures,
     )
+
+
+def _reason(exc: BaseException, elapsed: float) -> str:
+    """A short label of why a login failed, for the failure counts."""
+    if isinstance(exc, TimeoutError):
+        return f"timeout after {elapsed:.0f} s"
+    return f"{type(exc).__name__}: {exc}"[:120]
 
 
 def format_table(results: list[LoginResult]) -> str:

@@ -230,6 +230,8 @@ def run_login_suite(args: argparse.Namespace, configs: list[LoginConfig]) -> lis
             result = _run_async(run_logins, target, config)
             print(login_table([result]), file=sys.stderr, flush=True)
             print(f"   cpu %: {result.cpu_percent}", file=sys.stderr, flush=True)
+            if result.failures:
+                print(f"   failures: {result.failures}", file=sys.stderr, flush=True)
             results.append(result)
     return results
 
@@ -292,6 +294,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="server processes on one core, the load generator on another (bench.pinning)",
     )
     parser.add_argument("--connections", type=int, default=None)
+    parser.add_argument(
+        "--logins-in-flight",
+        default=None,
+        help="comma-separated logins in flight of the login benchmark (default 50,400)",
+    )
     parser.add_argument("--catchup-messages", type=int, default=None)
     parser.add_argument(
         "--targets",
@@ -416,9 +423,10 @@ def _run_new_benchmarks(args: argparse.Namespace) -> None:
         print("\nidle logged-in connections (memory of the gateway)\n" + conn_table(results))
         print(f"-> {_write('connections', args, config, results)}")
     if "logins" in args.only:
-        configs = (
-            [QUICK_LOGIN] if args.quick else [LoginConfig(in_flight=n) for n in LOGIN_IN_FLIGHT]
-        )
+        in_flight: tuple[int, ...] = LOGIN_IN_FLIGHT
+        if args.logins_in_flight:
+            in_flight = tuple(int(n) for n in args.logins_in_flight.split(","))
+        configs = [QUICK_LOGIN] if args.quick else [LoginConfig(in_flight=n) for n in in_flight]
         results = run_login_suite(args, configs)
         print("\nlogins, a new connection each (latencies in ms)\n" + login_table(results))
         print(f"-> {_write('logins', args, configs[0], results)}")

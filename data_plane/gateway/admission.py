@@ -9,7 +9,9 @@ to the client, and only a Success makes the channel live. A tenant's
 ``max_connections`` holds across the cluster (see :mod:`data_plane.gateway.quota`): a
 login over it gets QuotaExceeded (430) and close 4006. Logins over the rate of their IP
 (checked before the token) or of their tenant (after it) get RateLimited (429) and close
-4008 (see :mod:`data_plane.gateway.throttle`).
+4008 (see :mod:`data_plane.gateway.throttle`). A login the logic node was too busy to
+start in time gets Unavailable (503), and one that failed there SystemException (300):
+both close with 1013, "try again later".
 
 Until its token is verified the connection has a tiny budget (``login_max_packet_size``
 and ``login_send_buffer``); the full limits apply from then on.
@@ -187,7 +189,7 @@ class LoginAdmission:
         if answer.status != Status.SUCCESS:
             LOGINS.labels("refused_upstream").inc()
             events.login_refused(conn, answer.status, _reason_of(answer), channel.tenant)
-            conn.close(CloseCode.POLICY_VIOLATION, f"login failed with status {answer.status}")
+            conn.close(close_code_of(answer.status), f"login failed with status {answer.status}")
             raise LoginRefused
 
 
@@ -213,11 +215,20 @@ def _refuse(
     if isinstance(packet, LogicPacket):
         answer = packet.replace(meta=(), dest="").response(status, error_body(reason))
         conn.send(answer.encode())
-    code = {
-        Status.UNAUTHORIZED: CloseCode.UNAUTHORIZED,
-        Status.SYSTEM_EXCEPTION: CloseCode.TRY_AGAIN_LATER,
-        Status.QUOTA_EXCEEDED: CloseCode.QUOTA_EXCEEDED,
-        Status.RATE_LIMITED: CloseCode.RATE_LIMITED,
-    }.get(Status(status), CloseCode.POLICY_VIOLATION)
-    conn.close(code, reason)
+    conn.close(close_code_of(status), reason)
     raise LoginRefused(reason)
+
+
+_CLOSE_CODES: dict[int, CloseCode] = {
+    Status.UNAUTHORIZED: CloseCode.UNAUTHORIZED,
+    Status.SYSTEM_EXCEPTION: CloseCode.TRY_AGAIN_LATER,
+    Status.UNAVAILABLE: CloseCode.TRY_AGAIN_LATER,
+    Status.QUOTA_EXCEEDED: CloseCode.QUOTA_EXCEEDED,
+    Status.RATE_LIMITED: CloseCode.RATE_LIMITED,
+}
+
+
+def close_code_of(status: int) -> CloseCode:
+    """The close code after a login refused with ``status`` (by the gateway or the
+    logic node): 1013 "try again later" when the server was busy or failing."""
+    return _CLOSE_CODES.get(status, CloseCode.POLICY_VIOLATION)

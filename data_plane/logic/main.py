@@ -24,6 +24,7 @@ from data_plane.logic.handlers.conversations import ConversationHandlers
 from data_plane.logic.handlers.group import GroupHandlers
 from data_plane.logic.handlers.group_admin import GroupAdminHandlers
 from data_plane.logic.handlers.login import LoginHandlers
+from data_plane.logic.handlers.login_gate import LoginGate
 from data_plane.logic.handlers.presence import Presence
 from data_plane.logic.handlers.push import PushHandlers
 from data_plane.logic.handlers.recall import RecallHandlers
@@ -221,7 +222,14 @@ async def build_logic(
             chat = ChatHandlers(stores, pusher, hooks, moderation)
             group = GroupHandlers(stores, pusher, hooks, moderation)
             by_service = handlers_by_service(
-                LoginHandlers(sessions, hub, stores, presence, hooks=hooks),
+                LoginHandlers(
+                    sessions,
+                    hub,
+                    stores,
+                    presence,
+                    hooks=hooks,
+                    gate=LoginGate(settings.max_logins_running, settings.login_patience),
+                ),
                 chat,
                 group,
                 SyncHandlers(stores),

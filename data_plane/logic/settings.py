@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass, field
 
 from data_plane.cluster.services import ALL_SERVICES, Service, format_services, parse_services
+from data_plane.logic.handlers.login_gate import DEFAULT_LIMIT, DEFAULT_PATIENCE
 from data_plane.logic.moderation.hook import DEFAULT_CONCURRENCY, DEFAULT_MAX_ANSWER_BYTES
 from data_plane.wire import DEFAULT_MAX_PACKET_SIZE
 
@@ -54,6 +55,13 @@ class LogicSettings:
     max_in_flight_per_link: int = 1024
     """Requests of one gateway link running at once (0 = unlimited); past it the node
     stops reading that link until some end."""
+    max_logins_running: int = DEFAULT_LIMIT
+    """Sign-ins and sign-outs running at once (0 = unlimited); the others wait in line
+    (:mod:`data_plane.logic.handlers.login_gate`). Keep it below the session store's
+    ``max_connections`` (100 by default)."""
+    login_patience: float = DEFAULT_PATIENCE
+    """Seconds a sign-in may wait in that line before it is answered Unavailable (503);
+    below the gateways' ``logic_request_timeout``."""
 
     def check(self) -> None:
         """Raise ValueError when the settings cannot work together.
@@ -111,4 +119,8 @@ class LogicSettings:
             max_in_flight_per_link=int(
                 os.environ.get("CIRNO_LOGIC_MAX_IN_FLIGHT") or d.max_in_flight_per_link
             ),
+            max_logins_running=int(
+                os.environ.get("CIRNO_LOGIC_MAX_LOGINS") or d.max_logins_running
+            ),
+            login_patience=float(os.environ.get("CIRNO_LOGIN_PATIENCE") or d.login_patience),
         )

@@ -50,6 +50,20 @@ async def test_presence_is_per_tenant(store: SessionStore) -> None:
     assert await store.settle_presence("t2", "alice") is True
 
 
+async def test_a_settle_with_watchers_reads_them_only_on_a_change(store: SessionStore) -> None:
+    await store.watch(T, A, ["alice"], limit=10, now_ms=0, ttl_ms=TTL)
+    await store.watch(T, B, ["alice"], limit=10, now_ms=0, ttl_ms=10)  # expires at 10
+    settle = store.settle_presence_with_watchers
+    assert await settle(T, "alice", now_ms=5) == (None, [])  # never online: no change
+    await store.add_location(loc("phone", "ch-1"))
+    assert await settle(T, "alice", now_ms=5) == (True, [A, B])
+    assert await settle(T, "alice", now_ms=5) == (None, [])  # reported once
+    await store.remove_location(T, "alice", "phone", "ch-1")
+    assert await settle(T, "alice", now_ms=20) == (False, [A])  # B's watch expired
+    assert await store.watchers(T, "alice", now_ms=0) == [A]  # and was deleted
+    assert await settle("t2", "alice", now_ms=20) == (None, [])
+
+
 async def test_watch_and_find_watchers(store: SessionStore) -> None:
     assert await store.watch(T, A, ["bob", "carol", "bob"], limit=10, now_ms=0, ttl_ms=TTL) == 2
     assert await store.watch(T, B, ["bob"], limit=10, now_ms=0, ttl_ms=TTL) == 1

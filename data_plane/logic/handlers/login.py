@@ -11,6 +11,10 @@ read fails (SystemException) and its location is removed: the client retries.
 Sign-out (explicit or on disconnect) removes the location only if it still belongs to
 that channel, so a late sign-out never removes a newer login.
 
+Sign-ins and sign-outs run at most ``LoginGate.limit`` at once, refreshes in a gate
+of their own (:mod:`.login_gate`): a burst waits in line, and a sign-in that cannot
+start within the gate's patience is answered Unavailable (503) with nothing stored.
+
 After a sign-in or sign-out (and with each refresh) :class:`~.presence.Presence`, when
 given, settles the account's presence and keeps the connection's watches: after the
 answer, and never failing the login or logout.
@@ -23,6 +27,7 @@ import time
 
 from data_plane.cluster.protocol import META_HEAD
 from data_plane.logic.context import GatewayHub, Request
+from data_plane.logic.handlers.login_gate import REFRESH_LIMIT, LoginGate
 from data_plane.logic.handlers.presence import Presence
 from data_plane.logic.outbound_hooks import OutboundHooks
 from data_plane.logic.tenant_stores import TenantStores
@@ -44,8 +49,12 @@ class LoginHandlers:
         presence: Presence | None = None,
         *,
         hooks: OutboundHooks | None = None,
+        gate: LoginGate | None = None,
+        refresh_gate: LoginGate | None = None,
     ) -> None:
         self._sessions = sessions
+        self._gate = gate or LoginGate()
+        self._refresh_gate = refresh_gate or LoginGate(REFRESH_LIMIT)
         self._hub = hub
         self._stores = stores
         self._presence = presence
@@ -65,7 +74,11 @@ class LoginHandlers:
 
     async def signin(self, request: Request) -> None:
         """Store the location, read the inbox head, answer, then kick the replaced
-        connection."""
+        connection; in turn (the gate)."""
+        async with self._gate.signin():
+            await self._signin(request)
+
+    async def _signin(self, request: Request) -> None:
         location = self._location(request)
         previous = await self._sessions.add_location(location)
         try:
@@ -101,6 +114,10 @@ class LoginHandlers:
     async def refresh(self, request: Request) -> None:
         """Re-assert a live channel's location (never displacing a newer login); the
         gateway expects no answer, so failures are only logged."""
+        async with self._refresh_gate.wait():
+            await self._refresh(request)
+
+    async def _refresh(self, request: Request) -> None:
         try:
             await self._sessions.refresh_location(self._location(request))
         except StorageError as exc:
@@ -110,6 +127,10 @@ class LoginHandlers:
 
     async def signout(self, request: Request) -> None:
         """Remove the location if it is still this channel's; answer Success."""
+        async with self._gate.wait():
+            await self._signout(request)
+
+    async def _signout(self, request: Request) -> None:
         await self._sessions.remove_location(
             request.tenant, request.account, request.device, request.channel_id
         )

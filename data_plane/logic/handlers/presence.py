@@ -160,11 +160,12 @@ class Presence:
         """Settle the account's presence and push a change to its watchers. Never
         raises on a failing store (logged): logins and logouts do not depend on it."""
         try:
-            changed = await self._sessions.settle_presence(tenant, account)
+            now_ms = self._now_ms()
+            changed, watchers = await self._sessions.settle_presence_with_watchers(
+                tenant, account, now_ms=now_ms
+            )
             if changed is None:
                 return
-            now_ms = self._now_ms()
-            watchers = await self._sessions.watchers(tenant, account, now_ms=now_ms)
         except StorageError as exc:
             log.warning("presence of %s/%s not settled: %s", tenant, account, exc)
             return

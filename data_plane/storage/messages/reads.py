@@ -27,7 +27,6 @@ from data_plane.storage.messages.protocol import (
 from data_plane.storage.messages.schema import (
     hidden_messages,
     inbox,
-    inbox_seq,
     messages,
     read_index,
 )
@@ -108,27 +107,6 @@ class Reads:
             )
             return rows.first() is not None
 
-        return await self._pool.read(work)
-
-    async def inbox_heads(self, tenant: str, accounts: Sequence[str]) -> dict[str, int]:
-        """See ``MessageStore.inbox_heads``: the inbox counters, committed with the rows
-        they numbered, read in chunks."""
-        wanted = list(dict.fromkeys(accounts))
-
-        async def work(conn: AsyncConnection) -> dict[str, int]:
-            heads = dict.fromkeys(wanted, 0)
-            for chunk in chunks(wanted):
-                rows = await conn.execute(
-                    select(inbox_seq.c.account, inbox_seq.c.seq).where(
-                        inbox_seq.c.tenant == tenant, inbox_seq.c.account.in_(chunk)
-                    )
-                )
-                for account, seq in rows:
-                    heads[account] = int(seq)
-            return heads
-
-        if not wanted:
-            return {}
         return await self._pool.read(work)
 
     async def read_inbox(

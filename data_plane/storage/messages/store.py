@@ -9,6 +9,8 @@ Theory of operation — where each part lives:
   ``sends.SendWrites`` / ``acks.AckWrites``; which inbox rows the database numbers
   itself is ``delivery``. Nothing is awaited between a caller and its queue slot, and
   items are decided in queue order, so one sender's pipelined messages keep their order.
+- Inbox heads (read by every login) are coalesced: one reader task, one round trip
+  for every call queued meanwhile (``heads``).
 - Reads (``reads``), group changes (``groups``) and the conversation methods other
   than the list's upkeep on send (``conversations``) use the engine's pool
   (``engine.PooledConnections``).
@@ -55,6 +57,7 @@ from data_plane.storage.messages.group_model import (
     Role,
 )
 from data_plane.storage.messages.groups import Groups
+from data_plane.storage.messages.heads import HeadReads
 from data_plane.storage.messages.items import Ack, Send, SendOutcome
 from data_plane.storage.messages.link import WriterLink
 from data_plane.storage.messages.outbox import Outbound
@@ -104,6 +107,7 @@ class SqlMessageStore:
         self._retrying = Retrying()
         self._pool = PooledConnections(engine, self._retrying)
         self._reads = Reads(self._pool)
+        self._heads = HeadReads(self._pool)
         self._groups = Groups(self._pool, self._ids)
         self._conversations = SqlConversations(self._pool, self._ids.now_ms)
         self._admin = GroupAdmin(self._pool, self._ids, self._groups)
@@ -152,15 +156,21 @@ class SqlMessageStore:
         return self.acks.flushes
 
     @property
+    def head_reads(self) -> int:
+        """Round trips that read inbox heads so far (each serves every call queued)."""
+        return self._heads.round_trips
+
+    @property
     def retries(self) -> int:
         """Write transactions run again after a deadlock, lock timeout or key race."""
         return self._retrying.count
 
     async def run(self) -> None:
-        """Run the send and ack writers until ``aclose``."""
+        """Run the send and ack writers and the head reader until ``aclose``."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.sends.run)
             tg.start_soon(self.acks.run)
+            tg.start_soon(self._heads.run)
 
     async def aclose(self) -> None:
         """Let the writers flush what is queued, then release every connection."""
@@ -170,8 +180,10 @@ class SqlMessageStore:
         self._pool.close()
         self.sends.close()
         self.acks.close()
+        self._heads.close()
         await self.sends.aclose()
         await self.acks.aclose()
+        await self._heads.wait_stopped()
         await self._pool.dispose()
 
     # -- writes through the writers --------------------------------------------------
@@ -233,8 +245,8 @@ class SqlMessageStore:
         return await self._reads.is_sent(tenant, sender, client_msg_id)
 
     async def inbox_heads(self, tenant: str, accounts: Sequence[str]) -> dict[str, int]:
-        """See ``MessageStore.inbox_heads``."""
-        return await self._reads.inbox_heads(tenant, accounts)
+        """See ``MessageStore.inbox_heads``: coalesced with concurrent calls (``heads``)."""
+        return await self._heads.read(tenant, accounts)
 
     async def read_inbox(
         self, tenant: str, account: str, after_seq: int, limit: int

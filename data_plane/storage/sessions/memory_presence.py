@@ -43,6 +43,15 @@ class MemoryPresence:
             self._announced.discard(key)
         return online
 
+    async def settle_presence_with_watchers(
+        self, tenant: str, account: str, *, now_ms: int
+    ) -> tuple[bool | None, list[Watcher]]:
+        """See :meth:`PresenceStore.settle_presence_with_watchers`."""
+        changed = await self.settle_presence(tenant, account)
+        if changed is None:
+            return None, []
+        return changed, await self.watchers(tenant, account, now_ms=now_ms)
+
     async def watch(
         self,
         tenant: str,

@@ -50,6 +50,19 @@ redis.call('DEL', KEYS[2])
 return 0
 """
 
+# KEYS = as _SETTLE_LUA, then the account's followers; ARGV = as _SETTLE_LUA.
+# Returns {change} as _SETTLE_LUA does, then, on a change, the followers' HGETALL.
+_SETTLE_WATCHERS_LUA = (
+    "local function settle()\n"
+    + _SETTLE_LUA
+    + """
+end
+local changed = settle()
+if changed < 0 then return {changed} end
+return {changed, redis.call('HGETALL', KEYS[3])}
+"""
+)
+
 # Drops the expired fields of KEYS[1] (a follower's watches) given ARGV[1] = now;
 # leaves `live` = how many remain. Shared prologue of the scripts below.
 _PRUNE = """
@@ -127,6 +140,7 @@ class RedisPresence:
 
     def _init_presence(self) -> None:
         self._settle = self._client.register_script(_SETTLE_LUA)
+        self._settle_watchers = self._client.register_script(_SETTLE_WATCHERS_LUA)
         self._watch = self._client.register_script(_WATCH_LUA)
         self._unwatch = self._client.register_script(_UNWATCH_LUA)
         self._unwatch_all = self._client.register_script(_UNWATCH_ALL_LUA)
@@ -198,6 +212,25 @@ class RedisPresence:
         """See :meth:`PresenceStore.watchers`."""
         key = self._tagged("wby", tenant, account)
         raw: dict[Any, Any] = await self._call(lambda: self._client.hgetall(key))
+        return await self._live_watchers(key, raw, now_ms)
+
+    async def settle_presence_with_watchers(
+        self, tenant: str, account: str, *, now_ms: int
+    ) -> tuple[bool | None, list[Watcher]]:
+        """See :meth:`PresenceStore.settle_presence_with_watchers`: one script over the
+        account's locations, mark and followers (one slot: they share the hash tag)."""
+        followers = self._tagged("wby", tenant, account)
+        keys = [self.key(tenant, account), self._tagged("on", tenant, account), followers]
+        reply = await self._call(lambda: self._settle_watchers(keys=keys, args=[ANNOUNCED_TTL_S]))
+        changed = int(reply[0])
+        if changed < 0:
+            return None, []
+        flat = reply[1]
+        raw = dict(zip(flat[::2], flat[1::2], strict=True))
+        return bool(changed), await self._live_watchers(followers, raw, now_ms)
+
+    async def _live_watchers(self, key: str, raw: dict[Any, Any], now_ms: int) -> list[Watcher]:
+        """The live watchers of a followers hash read as ``raw``; expired ones deleted."""
         live: list[Watcher] = []
         expired: list[str] = []
         for field, value in raw.items():
