@@ -25,6 +25,7 @@ from picows import (
 
 from data_plane.transport.backlog import listen_backlog
 from data_plane.transport.connection import (
+    CONNECTION_SLOTS,
     DEFAULT_MAX_INBOX,
     DEFAULT_MAX_SEND_BUFFER,
     CloseCode,
@@ -59,6 +60,14 @@ def encode_server_frames(payloads: list[bytes]) -> bytes:
 class WsConnection(PacketConnection, WSListener):
     """A :class:`PacketConnection` over a WebSocket (server or client side)."""
 
+    __slots__ = (
+        *CONNECTION_SLOTS,
+        "_fragments",
+        "_fragments_size",
+        "_max_packet_size",
+        "_on_connected",
+        "_ws",
+    )
     kind = "ws"
 
     def __init__(
