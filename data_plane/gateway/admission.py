@@ -21,6 +21,8 @@ import itertools
 import time
 from typing import NoReturn
 
+import anyio
+
 from data_plane.cluster.protocol import (
     DEFAULT_DEVICE,
     META_ACCOUNT,
@@ -174,12 +176,16 @@ class LoginAdmission:
         if not pool.ready.is_set():
             with self.clock.move_on_after(timeout):
                 await pool.ready.wait()
-        if not self.router.send_to_logic(channel, packet):
-            reason = "no logic node available"
-            _refuse(conn, packet, Status.SYSTEM_EXCEPTION, reason, channel.tenant)
-        with self.clock.move_on_after(timeout):
-            await channel.login_done.wait()
-        answer = channel.login_answer
+        done = channel.login_done = anyio.Event()
+        try:
+            if not self.router.send_to_logic(channel, packet):
+                reason = "no logic node available"
+                _refuse(conn, packet, Status.SYSTEM_EXCEPTION, reason, channel.tenant)
+            with self.clock.move_on_after(timeout):
+                await done.wait()
+        finally:
+            channel.login_done = None
+        answer, channel.login_answer = channel.login_answer, None
         if answer is None:
             reason = "login timed out upstream"
             _refuse(conn, packet, Status.SYSTEM_EXCEPTION, reason, channel.tenant)

@@ -1,9 +1,14 @@
-"""One client connection's gateway-side state, shared by admission, session and router."""
+"""One client connection's gateway-side state, shared by admission, session and router.
+
+A gateway holds tens of thousands of these, mostly idle: what only a login, a stalled
+backlog or a kim client's sync needs is created then and dropped after, not carried by
+every channel.
+"""
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -13,6 +18,9 @@ from data_plane.gateway.logic_pool import LogicRoutes
 from data_plane.gateway.sequencer import Sequencer
 from data_plane.transport.connection import PacketConnection
 from data_plane.wire import BasicCode, BasicPacket, LogicPacket, Meta, pb
+
+if TYPE_CHECKING:
+    from data_plane.gateway.idle import IdleBucket
 
 PONG = BasicPacket(BasicCode.PONG).encode()
 
@@ -46,13 +54,14 @@ class Channel:
     """The 429s it may earn before it is closed."""
     in_flight: int = 0
     """Requests forwarded to a logic node and not answered yet."""
-    backlog: deque[bytes] = field(default_factory=deque)
+    backlog: list[bytes] = field(default_factory=list)
     """Packets read while ``in_flight`` was at the cap (reading is held meanwhile)."""
     stall_timer: Timer | None = None
     answers: int = 0
     """Answers received so far (the stall timer's progress check)."""
     login_answer: LogicPacket | None = None
-    login_done: anyio.Event = field(default_factory=anyio.Event)
+    login_done: anyio.Event | None = None
+    """Set when the logic node answered the login (exists while the login waits)."""
     login_head: int | None = None
     """The inbox head the login answer carried (None from a node that sends none)."""
     sequencer: Sequencer | None = None
@@ -67,6 +76,8 @@ class Channel:
     """Rows the client got meanwhile (sync pages, its own sends)."""
     sync_timer: Timer | None = None
     """Ends the wait if the sync does not come (``KIM_SYNC_WAIT``)."""
+    idle: IdleBucket | None = None
+    """Where the idle timeout watches it (:mod:`data_plane.gateway.idle`)."""
 
 
 def error_body(message: str) -> bytes:

@@ -150,7 +150,8 @@ class ChannelRouter:
             head = packet.meta_value(META_HEAD)
             channel.login_head = int(head) if head is not None and head.isdigit() else None
             channel.login_answer = packet.replace(meta=()) if packet.meta else packet
-            channel.login_done.set()
+            if channel.login_done is not None:
+                channel.login_done.set()
             return
         shown = for_kim(packet) if is_kim_client(channel.client_version) else None
         if shown is not None:  # the answer as a kim client must see it
