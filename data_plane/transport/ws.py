@@ -9,6 +9,7 @@ Fragmented messages are reassembled up to that maximum.
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 from collections.abc import Callable
 
@@ -102,6 +103,8 @@ class WsConnection(PacketConnection, WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._ws = transport
+        if not transport.is_client_side:
+            _drop_upgrade_headers(transport)
         peer = transport.underlying_transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.remote_address = f"{peer[0]}:{peer[1]}"
@@ -216,6 +219,21 @@ class WsConnection(PacketConnection, WSListener):
         abort_unflushed(self._loop, ws.underlying_transport)
 
 
+def _drop_upgrade_headers(transport: WSTransport) -> None:
+    """Let go of the HTTP upgrade's headers, both ways: picows keeps its request and
+    response for the connection's whole life (~1 KiB of header dicts and strings per
+    connection) and nothing reads them once the connection is up. They read as empty
+    from then on."""
+    for message in (transport.request, transport.response):
+        if message is not None:
+            message.headers.clear()
+
+
+_SERVER_LOG = logging.LoggerAdapter(logging.getLogger("picows.server"))
+"""picows' logger for every server connection. Given a :class:`logging.Logger`, picows
+makes a child logger per connection (named after its file descriptor, ~600 bytes each,
+kept for the connection's life); given an adapter it uses that one for all."""
+
 SERVER_READ_BUFFER = 2048
 """Initial read buffer of a server-side connection (picows' minimum); see serve_ws."""
 
@@ -271,6 +289,7 @@ async def serve_ws(
         # uvloop's own transport instead of aiofastnet's: ~5 KiB less per connection
         # and the same CPU per message (measured on the relay, docs/benchmarks.md).
         use_aiofastnet=False,
+        logger_name=_SERVER_LOG,
     )
     return server
 
