@@ -141,15 +141,16 @@ class LoginAdmission:
             device=device,
             client_version=version,
             kid=claims.kid,
-            meta=(
-                Meta(META_TENANT, claims.tenant),
-                Meta(META_ACCOUNT, claims.account),
-                Meta(META_DEVICE, device),
-                Meta(META_GATEWAY, gateway_id),
-                Meta(META_CLIENT_VERSION, version),
+            meta_raw=encode_meta(
+                (
+                    Meta(META_TENANT, claims.tenant),
+                    Meta(META_ACCOUNT, claims.account),
+                    Meta(META_DEVICE, device),
+                    Meta(META_GATEWAY, gateway_id),
+                    Meta(META_CLIENT_VERSION, version),
+                )
             ),
         )
-        channel.meta_raw = encode_meta(channel.meta)
         self.throttle.set_up(channel, quotas)
         # The token is verified: the peer gets the full limits now, before the logic
         # node answers (pushes may follow its answer before this task runs again).

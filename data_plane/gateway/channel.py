@@ -17,7 +17,7 @@ from data_plane.gateway.limits import CommandLimits, TokenBucket
 from data_plane.gateway.logic_pool import LogicRoutes
 from data_plane.gateway.sequencer import Sequencer
 from data_plane.transport.connection import PacketConnection
-from data_plane.wire import BasicCode, BasicPacket, LogicPacket, Meta, pb
+from data_plane.wire import BasicCode, BasicPacket, LogicPacket, pb
 
 if TYPE_CHECKING:
     from data_plane.gateway.idle import IdleBucket
@@ -34,12 +34,12 @@ class Channel:
     tenant: str
     account: str
     device: str
-    meta: tuple[Meta, ...]
     client_version: str = ""
     kid: str = ""
     """The signing key its login token was verified with (revoking the key closes it)."""
     meta_raw: bytes = b""
-    """``meta`` encoded once at login, spliced onto every packet forwarded for it."""
+    """Its identity metas (tenant, account, device, gateway, client version) encoded
+    once at login, spliced onto every packet forwarded for it."""
     routes: LogicRoutes | None = None
     """The logic links its commands go to, by service (set on the first send)."""
     logged_in: bool = False

@@ -40,7 +40,7 @@ from data_plane.gateway.quota import ConnectionQuota
 from data_plane.gateway.sequencer import MAX_HELD
 from data_plane.gateway.settings import GatewaySettings
 from data_plane.transport.connection import CloseCode
-from data_plane.wire import Command, Flag, LogicPacket, MalformedPacket, pb
+from data_plane.wire import Command, Flag, LogicPacket, MalformedPacket, encode_meta, pb
 
 TALK_COMMANDS = frozenset({Command.CHAT_USER_TALK, Command.CHAT_GROUP_TALK})
 """Their answers carry the sender's inbox row (``MessageResp.inbox_seq``)."""
@@ -96,7 +96,7 @@ class ChannelRouter:
         link = self._pick_link(channel, packet.command)
         if link is None:
             return False
-        # = packet.replace(channel_id=channel.id, meta=channel.meta).encode(), byte for byte
+        # = packet.replace(channel_id=channel.id, meta=<its metas>).encode(), byte for byte
         return link.send(packet.encode_with(channel_id=channel.id, meta=channel.meta_raw))
 
     def send_internal(self, channel: Channel, packet: LogicPacket) -> bool:
@@ -106,8 +106,10 @@ class ChannelRouter:
         link = self._pick_link(channel, packet.command)
         if link is None:
             return False
-        addressed = packet.replace(channel_id=channel.id, meta=channel.meta + packet.meta)
-        return link.send(addressed.encode())
+        # The channel's metas, then the packet's: repeated fields concatenate, so this
+        # is packet.replace(channel_id=..., meta=<its metas> + packet.meta).encode().
+        meta = channel.meta_raw + encode_meta(packet.meta)
+        return link.send(packet.encode_with(channel_id=channel.id, meta=meta))
 
     def drop_channel(self, channel: Channel) -> None:
         """Forget ``channel``, free its quota slot, and tell the logic node it left (so

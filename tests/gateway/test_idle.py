@@ -24,7 +24,7 @@ pytestmark = pytest.mark.anyio
 
 
 def _channel(conn: PacketConnection, n: int = 0) -> Channel:
-    return Channel(id=f"gw_a_{n}", conn=conn, tenant="t", account="a", device="d", meta=())
+    return Channel(id=f"gw_a_{n}", conn=conn, tenant="t", account="a", device="d")
 
 
 async def _until(condition: Callable[[], bool]) -> None:

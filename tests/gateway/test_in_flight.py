@@ -77,7 +77,7 @@ async def _rig(settings: GatewaySettings, info: TenantInfo) -> tuple[Rig, list[o
     conn = accepted[0]
     # A client that names its version gets cirno's statuses (a kim client would get
     # 429 as kim's 300, see data_plane/gateway/kim_compat.py).
-    channel = Channel("gw_alice_1", conn, "acme", "alice", "phone", (), client_version="test")
+    channel = Channel("gw_alice_1", conn, "acme", "alice", "phone", client_version="test")
     channel.logged_in = True
     gateway.router.channels[channel.id] = channel
     gateway.throttle.set_up(channel, info)

@@ -102,7 +102,6 @@ def _channel(conn: PacketConnection, *, logged_in: bool = True) -> Channel:
         tenant="acme",
         account="alice",
         device="phone",
-        meta=(),
     )
     channel.logged_in = logged_in
     return channel
