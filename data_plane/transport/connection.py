@@ -174,9 +174,11 @@ class PacketConnection(ABC):
         # The owner's clock (the gateway's idle watchdog compares against it), so a test
         # that advances a fake clock also controls when the peer was last heard from.
         self._now = clock or self._loop.time
-        self._inbox: list[bytes] = []
+        self._inbox: list[bytes] | None = None
+        """Packets received and not taken yet (None when there are none)."""
         self._waiter: asyncio.Future[None] | None = None
-        self._outbox: list[bytes] = []
+        self._outbox: list[bytes] | None = None
+        """Packets to flush at the end of this loop iteration (None when there are none)."""
         self._outbox_bytes = 0
         self._flush_handle: asyncio.Handle | None = None
         self._max_send_buffer = max_send_buffer
@@ -212,7 +214,7 @@ class PacketConnection(ABC):
         Raises :class:`ConnectionClosed` when the connection has ended and nothing is
         left to read.
         """
-        while not self._inbox:
+        while not (batch := self._inbox):
             if self._closed is not None:
                 raise ConnectionClosed(self._closed.code, self._closed.reason)
             self._waiter = self._loop.create_future()
@@ -220,8 +222,7 @@ class PacketConnection(ABC):
                 await self._waiter
             finally:
                 self._waiter = None
-        batch = self._inbox
-        self._inbox = []
+        self._inbox = None
         self._release(_HOLD_INBOX)
         return batch
 
@@ -258,7 +259,7 @@ class PacketConnection(ABC):
         self._max_send_buffer = max_send_buffer
         self._max_inbox = max_inbox
         self._set_max_packet_size(max_packet_size)
-        if len(self._inbox) < max_inbox:
+        if len(self._inbox or ()) < max_inbox:
             self._release(_HOLD_INBOX)
 
     def hold_reading(self, hold: bool) -> None:
@@ -275,7 +276,11 @@ class PacketConnection(ABC):
             return False
         if self._outbox_bytes + self._write_buffer_size() + len(packet) > self._max_send_buffer:
             return False
-        self._outbox.append(packet)
+        outbox = self._outbox
+        if outbox is None:
+            self._outbox = [packet]
+        else:
+            outbox.append(packet)
         self._outbox_bytes += len(packet)
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
@@ -318,10 +323,14 @@ class PacketConnection(ABC):
     def _packet_received(self, packet: bytes) -> None:
         """Queue one packet; with a receiver set, the transport calls :meth:`_dispatch`
         once it has queued everything from the current read."""
-        self._inbox.append(packet)
+        inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = [packet]
+        else:
+            inbox.append(packet)
         if self._receiver is not None:
             return
-        if len(self._inbox) >= self._max_inbox:
+        if len(inbox) >= self._max_inbox:
             self._hold(_HOLD_INBOX)
         self._wake()
 
@@ -359,11 +368,10 @@ class PacketConnection(ABC):
 
     def _dispatch(self) -> None:
         """Hand the queued packets to the receiver (no-op without one)."""
-        receiver = self._receiver
-        if receiver is None or not self._inbox or self._closed is not None:
+        receiver, batch = self._receiver, self._inbox
+        if receiver is None or not batch or self._closed is not None:
             return
-        batch = self._inbox
-        self._inbox = []
+        self._inbox = None
         try:
             receiver(batch)
         except Exception:
@@ -379,7 +387,7 @@ class PacketConnection(ABC):
 
     def _set_closed(self, reason: CloseReason) -> None:
         self._closed = reason
-        self._outbox.clear()
+        self._outbox = None
         self._outbox_bytes = 0
         if self._closed_event is not None:
             self._closed_event.set()
@@ -403,10 +411,10 @@ class PacketConnection(ABC):
 
     def _flush(self) -> None:
         self._flush_handle = None
-        if not self._outbox:
-            return
         batch = self._outbox
-        self._outbox = []
+        if not batch:
+            return
+        self._outbox = None
         self._outbox_bytes = 0
         self._write_packets(batch)
 

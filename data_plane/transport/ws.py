@@ -90,7 +90,8 @@ class WsConnection(PacketConnection, WSListener):
         )
         self._ws: WSTransport | None = None
         self._max_packet_size = max_packet_size
-        self._fragments: list[bytes] = []
+        self._fragments: list[bytes] | None = None
+        """The frames of a fragmented message so far (None outside one)."""
         self._fragments_size = 0
         self._on_connected = on_connected
 
@@ -149,11 +150,14 @@ class WsConnection(PacketConnection, WSListener):
             self._packet_received(frame.get_payload_as_bytes())
             self._dispatch()
             return
-        self._fragments.append(frame.get_payload_as_bytes())
+        fragments = self._fragments
+        if fragments is None:
+            fragments = self._fragments = []
+        fragments.append(frame.get_payload_as_bytes())
         self._fragments_size = size
         if frame.fin:
-            packet = b"".join(self._fragments)
-            self._fragments.clear()
+            packet = b"".join(fragments)
+            self._fragments = None
             self._fragments_size = 0
             self._packet_received(packet)
             self._dispatch()

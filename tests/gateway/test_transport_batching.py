@@ -172,7 +172,7 @@ async def test_receiver_gets_queued_then_new_packets_in_order() -> None:
     server, conn, client = await _tcp_pair()
     for i in range(5):
         client.send(b"early%d" % i)
-    await _until(lambda: len(conn._inbox) == 5)
+    await _until(lambda: len(conn._inbox or ()) == 5)
     got: list[list[bytes]] = []
     conn.set_receiver(got.append)
     assert got == [[b"early%d" % i for i in range(5)]]  # handed over at once
