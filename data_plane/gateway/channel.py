@@ -7,7 +7,7 @@ every channel.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
@@ -54,7 +54,7 @@ class Channel:
     """The 429s it may earn before it is closed."""
     in_flight: int = 0
     """Requests forwarded to a logic node and not answered yet."""
-    backlog: list[bytes] = field(default_factory=list)
+    backlog: list[bytes] | None = None
     """Packets read while ``in_flight`` was at the cap (reading is held meanwhile)."""
     stall_timer: Timer | None = None
     answers: int = 0
@@ -66,13 +66,13 @@ class Channel:
     """The inbox head the login answer carried (None from a node that sends none)."""
     sequencer: Sequencer | None = None
     """Delivers its inbox rows once and in order; set once the login was answered."""
-    early: list[tuple[int, bytes]] = field(default_factory=list)
+    early: list[tuple[int, bytes]] | None = None
     """Sequenced pushes that came before the login answer reached the client (and, for
     a kim client, before its login sync ended)."""
     awaiting_sync: bool = False
     """A kim client between its login and the last page of its login sync: its pushes
     wait in ``early`` so that none overtakes a message the sync returns."""
-    early_synced: list[int] = field(default_factory=list)
+    early_synced: list[int] | None = None
     """Rows the client got meanwhile (sync pages, its own sends)."""
     sync_timer: Timer | None = None
     """Ends the wait if the sync does not come (``KIM_SYNC_WAIT``)."""

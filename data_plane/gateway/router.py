@@ -123,7 +123,7 @@ class ChannelRouter:
         if channel.stall_timer is not None:
             channel.stall_timer.cancel()
             channel.stall_timer = None
-        channel.backlog.clear()
+        channel.backlog = None
         if channel.counted:
             channel.counted = False
             self.quota.release(channel.tenant)
@@ -230,6 +230,8 @@ class ChannelRouter:
                     self.inbox.sequenced(channel, seq, payload)
             elif channel.logged_in and not channel.awaiting_sync:
                 self.deliver(channel, payload)  # logged in through a node without heads
+            elif channel.early is None:
+                channel.early = [(int(seq_text), payload)]
             elif len(channel.early) < MAX_HELD:
                 channel.early.append((int(seq_text), payload))
             else:

@@ -161,7 +161,10 @@ class ClientSessions:
 
     def _hold(self, channel: Channel, rest: list[bytes]) -> None:
         """Keep ``rest`` for later and stop reading ``channel`` until answers come."""
-        channel.backlog.extend(rest)
+        if channel.backlog is None:
+            channel.backlog = rest
+        else:
+            channel.backlog.extend(rest)
         channel.conn.hold_reading(True)
         if channel.stall_timer is None:
             self._arm_stall_timer(channel)
@@ -186,12 +189,13 @@ class ClientSessions:
     def resume(self, channel: Channel) -> None:
         """An answer came back for ``channel``: handle its backlog while there is room,
         and read it again once the backlog is empty (the router's ``on_answer``)."""
-        if not channel.backlog or 0 < self.settings.max_in_flight <= channel.in_flight:
+        batch = channel.backlog
+        if not batch or 0 < self.settings.max_in_flight <= channel.in_flight:
             return
         if channel.stall_timer is not None:
             channel.stall_timer.cancel()
             channel.stall_timer = None
-        batch, channel.backlog = channel.backlog, []
+        channel.backlog = None
         if self.forward_batch(channel, batch) and not channel.backlog:
             channel.conn.hold_reading(False)
 

@@ -42,7 +42,7 @@ async def _until(condition: Callable[[], bool]) -> None:
 def _state(rig: Rig) -> tuple[int, int, bool]:
     """Requests in flight, packets in the backlog, whether reading is paused."""
     channel = rig.channel
-    return channel.in_flight, len(channel.backlog), channel.conn.reading_paused
+    return channel.in_flight, len(channel.backlog or ()), channel.conn.reading_paused
 
 
 @dataclass

@@ -199,7 +199,7 @@ async def test_idle_timeout_closes_a_silent_channel(rig: Rig) -> None:
     await rig.clock.advance(0.001)
     assert await client.closed() == (CloseCode.IDLE_TIMEOUT, "idle timeout")
     assert conn.close_reason is not None and not conn.close_reason.by_peer
-    await _until(lambda: channel.backlog == [] and channel.idle is None)
+    await _until(lambda: not channel.backlog and channel.idle is None)
     assert rig.clock.pending() == 0
 
 
