@@ -389,6 +389,9 @@ class PacketConnection(ABC):
         self._closed = reason
         self._outbox = None
         self._outbox_bytes = 0
+        # Never called again; its owner's state usually refers back to this connection,
+        # and letting go here frees both by reference counting, not the cycle collector.
+        self._receiver = None
         if self._closed_event is not None:
             self._closed_event.set()
         if self._on_closed is not None:

@@ -1,11 +1,14 @@
 """A connection's close callback and ``wait_closed``, over real loopback sockets: the
 callback runs once, after the close (never inside it), also when registered late, and
-an error in it is logged; an idle connection keeps no list or event it does not use."""
+an error in it is logged; an idle connection keeps no list or event it does not use, and
+a closed one is freed by reference counting even when its owner refers back to it."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 from collections.abc import AsyncIterator, Callable
 
 import anyio
@@ -130,4 +133,37 @@ async def test_an_idle_ws_connection_holds_no_unused_buffers() -> None:
     assert conn._inbox is None and conn._outbox is None  # taken whole, not kept
     client.close()
     await _until(lambda: conn.is_closed)
+    server.close()
+
+
+class _Owner:
+    """Owner state that refers back to its connection, as the gateway's channel does."""
+
+    def __init__(self, conn: PacketConnection) -> None:
+        self.conn = conn
+
+    def __call__(self, batch: list[bytes]) -> None:
+        pass
+
+
+def _own(conn: PacketConnection) -> None:
+    conn.set_receiver(_Owner(conn))
+    conn.call_when_closed(lambda: None)
+
+
+async def test_a_closed_connection_is_freed_without_the_cycle_collector() -> None:
+    accepted: list[PacketConnection] = []
+    server = await serve_ws("127.0.0.1", 0, accepted.append)
+    client = await connect_ws(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/")
+    await _until(lambda: bool(accepted))
+    conn = accepted.pop()
+    _own(conn)
+    gone = weakref.ref(conn)
+    del conn
+    gc.disable()
+    try:
+        client.close()
+        await _until(lambda: gone() is None)  # the receiver let go of at the close
+    finally:
+        gc.enable()
     server.close()
