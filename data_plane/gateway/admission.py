@@ -23,6 +23,8 @@ import itertools
 import time
 from typing import NoReturn
 
+import anyio
+
 from data_plane.cluster.protocol import (
     DEFAULT_DEVICE,
     META_ACCOUNT,
@@ -141,15 +143,16 @@ class LoginAdmission:
             device=device,
             client_version=version,
             kid=claims.kid,
-            meta=(
-                Meta(META_TENANT, claims.tenant),
-                Meta(META_ACCOUNT, claims.account),
-                Meta(META_DEVICE, device),
-                Meta(META_GATEWAY, gateway_id),
-                Meta(META_CLIENT_VERSION, version),
+            meta_raw=encode_meta(
+                (
+                    Meta(META_TENANT, claims.tenant),
+                    Meta(META_ACCOUNT, claims.account),
+                    Meta(META_DEVICE, device),
+                    Meta(META_GATEWAY, gateway_id),
+                    Meta(META_CLIENT_VERSION, version),
+                )
             ),
         )
-        channel.meta_raw = encode_meta(channel.meta)
         self.throttle.set_up(channel, quotas)
         # The token is verified: the peer gets the full limits now, before the logic
         # node answers (pushes may follow its answer before this task runs again).
@@ -176,12 +179,16 @@ class LoginAdmission:
         if not pool.ready.is_set():
             with self.clock.move_on_after(timeout):
                 await pool.ready.wait()
-        if not self.router.send_to_logic(channel, packet):
-            reason = "no logic node available"
-            _refuse(conn, packet, Status.SYSTEM_EXCEPTION, reason, channel.tenant)
-        with self.clock.move_on_after(timeout):
-            await channel.login_done.wait()
-        answer = channel.login_answer
+        done = channel.login_done = anyio.Event()
+        try:
+            if not self.router.send_to_logic(channel, packet):
+                reason = "no logic node available"
+                _refuse(conn, packet, Status.SYSTEM_EXCEPTION, reason, channel.tenant)
+            with self.clock.move_on_after(timeout):
+                await done.wait()
+        finally:
+            channel.login_done = None
+        answer, channel.login_answer = channel.login_answer, None
         if answer is None:
             reason = "login timed out upstream"
             _refuse(conn, packet, Status.SYSTEM_EXCEPTION, reason, channel.tenant)

@@ -1,9 +1,14 @@
-"""One client connection's gateway-side state, shared by admission, session and router."""
+"""One client connection's gateway-side state, shared by admission, session and router.
+
+A gateway holds tens of thousands of these, mostly idle: what only a login, a stalled
+backlog or a kim client's sync needs is created then and dropped after, not carried by
+every channel.
+"""
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -12,7 +17,10 @@ from data_plane.gateway.limits import CommandLimits, TokenBucket
 from data_plane.gateway.logic_pool import LogicRoutes
 from data_plane.gateway.sequencer import Sequencer
 from data_plane.transport.connection import PacketConnection
-from data_plane.wire import BasicCode, BasicPacket, LogicPacket, Meta, pb
+from data_plane.wire import BasicCode, BasicPacket, LogicPacket, pb
+
+if TYPE_CHECKING:
+    from data_plane.gateway.idle import IdleBucket
 
 PONG = BasicPacket(BasicCode.PONG).encode()
 
@@ -26,12 +34,12 @@ class Channel:
     tenant: str
     account: str
     device: str
-    meta: tuple[Meta, ...]
     client_version: str = ""
     kid: str = ""
     """The signing key its login token was verified with (revoking the key closes it)."""
     meta_raw: bytes = b""
-    """``meta`` encoded once at login, spliced onto every packet forwarded for it."""
+    """Its identity metas (tenant, account, device, gateway, client version) encoded
+    once at login, spliced onto every packet forwarded for it."""
     routes: LogicRoutes | None = None
     """The logic links its commands go to, by service (set on the first send)."""
     logged_in: bool = False
@@ -46,27 +54,30 @@ class Channel:
     """The 429s it may earn before it is closed."""
     in_flight: int = 0
     """Requests forwarded to a logic node and not answered yet."""
-    backlog: deque[bytes] = field(default_factory=deque)
+    backlog: list[bytes] | None = None
     """Packets read while ``in_flight`` was at the cap (reading is held meanwhile)."""
     stall_timer: Timer | None = None
     answers: int = 0
     """Answers received so far (the stall timer's progress check)."""
     login_answer: LogicPacket | None = None
-    login_done: anyio.Event = field(default_factory=anyio.Event)
+    login_done: anyio.Event | None = None
+    """Set when the logic node answered the login (exists while the login waits)."""
     login_head: int | None = None
     """The inbox head the login answer carried (None from a node that sends none)."""
     sequencer: Sequencer | None = None
     """Delivers its inbox rows once and in order; set once the login was answered."""
-    early: list[tuple[int, bytes]] = field(default_factory=list)
+    early: list[tuple[int, bytes]] | None = None
     """Sequenced pushes that came before the login answer reached the client (and, for
     a kim client, before its login sync ended)."""
     awaiting_sync: bool = False
     """A kim client between its login and the last page of its login sync: its pushes
     wait in ``early`` so that none overtakes a message the sync returns."""
-    early_synced: list[int] = field(default_factory=list)
+    early_synced: list[int] | None = None
     """Rows the client got meanwhile (sync pages, its own sends)."""
     sync_timer: Timer | None = None
     """Ends the wait if the sync does not come (``KIM_SYNC_WAIT``)."""
+    idle: IdleBucket | None = None
+    """Where the idle timeout watches it (:mod:`data_plane.gateway.idle`)."""
 
 
 def error_body(message: str) -> bytes:

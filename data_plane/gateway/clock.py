@@ -1,8 +1,9 @@
 """The gateway's time, behind a small interface so tests advance it instead of sleeping.
 
 Every timer of a connection reads a :class:`Clock`: the login deadline
-(:meth:`Clock.move_on_after`), the idle watchdog (:meth:`Clock.call_at` against the
-connection's last activity, which the transport stamps with :meth:`Clock.now`), and the
+(:meth:`Clock.move_on_after`), the idle timeout (:meth:`Clock.call_at` per tick that has
+a deadline, against the connections' last activity, which the transport stamps with
+:meth:`Clock.now`), and the
 periodic loops (location re-assert, registry heartbeats; :meth:`Clock.sleep`).
 
 :class:`LoopClock` is the real one: the event loop's monotonic time and its timers, at

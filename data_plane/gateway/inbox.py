@@ -48,6 +48,8 @@ class InboxStreams:
         if seq <= 0:
             return
         if channel.sequencer is None:  # a kim client still in its login sync
+            if channel.early_synced is None:
+                channel.early_synced = []
             channel.early_synced.append(seq)
         else:
             self.sequenced(channel, seq, None)
@@ -57,6 +59,8 @@ class InboxStreams:
         page (or a failed one) ends the wait, and the pushes that waited follow it."""
         if answer.status == Status.SUCCESS:
             page = pb.MessageIndexResp.FromString(answer.body)
+            if channel.early_synced is None:
+                channel.early_synced = []
             channel.early_synced.extend(index.seq for index in page.indexes)
             if page.has_more:
                 return
@@ -72,10 +76,10 @@ class InboxStreams:
             channel.sync_timer.cancel()
             channel.sync_timer = None
         s = channel.sequencer = Sequencer(channel.login_head)
-        for packet in s.synced(channel.early_synced):
+        for packet in s.synced(channel.early_synced or ()):
             self.deliver(channel, packet)
-        channel.early_synced = []
-        early, channel.early = channel.early, []
+        channel.early_synced = None
+        early, channel.early = channel.early or (), None
         for seq, data in early:
             self.sequenced(channel, seq, data)
         self.holes.watch(channel)
@@ -116,7 +120,7 @@ class InboxStreams:
         """Start ``channel``'s sequencer at its login head, once the login answer was
         sent to the client, and deliver what came meanwhile."""
         if channel.login_head is None:
-            for _, data in channel.early:  # a node without heads: as it came
+            for _, data in channel.early or ():  # a node without heads: as it came
                 self.deliver(channel, data)
         elif is_kim_client(channel.client_version):
             # Its login sync comes next: pushes that overtook it would reach the client
@@ -127,9 +131,9 @@ class InboxStreams:
             return
         else:
             channel.sequencer = Sequencer(channel.login_head)
-            for seq, data in channel.early:
+            for seq, data in channel.early or ():
                 self.sequenced(channel, seq, data)
-        channel.early = []
+        channel.early = None
 
     def sequenced(self, channel: Channel, seq: int, data: bytes | None) -> None:
         """Row ``seq`` of ``channel``'s inbox: deliver it in order, once (``data`` None:

@@ -176,31 +176,48 @@ class LogicPool:
         return LogicRoutes(self, facts)
 
 
+_NO_SERVICE = object()
+"""Not a service: the last pick of :class:`LogicRoutes` before it made one."""
+
+
 class LogicRoutes:
     """One channel's picks by service, kept until the pool's ``version`` changes.
 
-    Looked up once per forwarded packet, so a hit costs two dict lookups and a compare;
-    a miss (the first command of a service, or a change in the pool) runs :meth:`pick`.
+    Looked up once per forwarded packet: a hit on the service picked last costs a
+    compare (most channels use one or two services, and an idle one has used only the
+    login's), a hit on another one a dict lookup; a miss (the first command of a
+    service, or a change in the pool) runs :meth:`LogicPool.pick`. The dict exists only
+    once a second service was picked (a gateway holds many idle channels).
     """
 
-    __slots__ = ("_facts", "_links", "_pool", "_version")
+    __slots__ = ("_facts", "_link", "_others", "_pool", "_service", "_version")
 
     def __init__(self, pool: LogicPool, facts: ClientFacts) -> None:
         self._pool = pool
         self._facts = facts
         self._version = pool.version
-        self._links: dict[Service | None, LogicLink] = {}
+        self._service: object = _NO_SERVICE
+        self._link: LogicLink | None = None
+        self._others: dict[object, LogicLink] | None = None
 
     def link_for(self, command: str) -> LogicLink | None:
         """The link ``command`` goes to now, or None when no node that is up serves it."""
         service = service_of(command)
         pool = self._pool
         if self._version != pool.version:
-            self._links.clear()
+            self._service, self._link, self._others = _NO_SERVICE, None, None
             self._version = pool.version
-        link = self._links.get(service)
+        if service == self._service:
+            return self._link
+        others = self._others
+        link = others.get(service) if others is not None else None
         if link is None:
             link = pool.pick(self._facts, service)
-            if link is not None:
-                self._links[service] = link
+            if link is None:
+                return None
+        if self._link is not None:  # the last pick stays at hand in the dict
+            if others is None:
+                others = self._others = {}
+            others[self._service] = self._link
+        self._service, self._link = service, link
         return link

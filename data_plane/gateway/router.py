@@ -40,7 +40,7 @@ from data_plane.gateway.quota import ConnectionQuota
 from data_plane.gateway.sequencer import MAX_HELD
 from data_plane.gateway.settings import GatewaySettings
 from data_plane.transport.connection import CloseCode
-from data_plane.wire import Command, Flag, LogicPacket, MalformedPacket, pb
+from data_plane.wire import Command, Flag, LogicPacket, MalformedPacket, encode_meta, pb
 
 TALK_COMMANDS = frozenset({Command.CHAT_USER_TALK, Command.CHAT_GROUP_TALK})
 """Their answers carry the sender's inbox row (``MessageResp.inbox_seq``)."""
@@ -96,7 +96,7 @@ class ChannelRouter:
         link = self._pick_link(channel, packet.command)
         if link is None:
             return False
-        # = packet.replace(channel_id=channel.id, meta=channel.meta).encode(), byte for byte
+        # = packet.replace(channel_id=channel.id, meta=<its metas>).encode(), byte for byte
         return link.send(packet.encode_with(channel_id=channel.id, meta=channel.meta_raw))
 
     def send_internal(self, channel: Channel, packet: LogicPacket) -> bool:
@@ -106,8 +106,10 @@ class ChannelRouter:
         link = self._pick_link(channel, packet.command)
         if link is None:
             return False
-        addressed = packet.replace(channel_id=channel.id, meta=channel.meta + packet.meta)
-        return link.send(addressed.encode())
+        # The channel's metas, then the packet's: repeated fields concatenate, so this
+        # is packet.replace(channel_id=..., meta=<its metas> + packet.meta).encode().
+        meta = channel.meta_raw + encode_meta(packet.meta)
+        return link.send(packet.encode_with(channel_id=channel.id, meta=meta))
 
     def drop_channel(self, channel: Channel) -> None:
         """Forget ``channel``, free its quota slot, and tell the logic node it left (so
@@ -121,7 +123,7 @@ class ChannelRouter:
         if channel.stall_timer is not None:
             channel.stall_timer.cancel()
             channel.stall_timer = None
-        channel.backlog.clear()
+        channel.backlog = None
         if channel.counted:
             channel.counted = False
             self.quota.release(channel.tenant)
@@ -150,7 +152,8 @@ class ChannelRouter:
             head = packet.meta_value(META_HEAD)
             channel.login_head = int(head) if head is not None and head.isdigit() else None
             channel.login_answer = packet.replace(meta=()) if packet.meta else packet
-            channel.login_done.set()
+            if channel.login_done is not None:
+                channel.login_done.set()
             return
         shown = for_kim(packet) if is_kim_client(channel.client_version) else None
         if shown is not None:  # the answer as a kim client must see it
@@ -227,6 +230,8 @@ class ChannelRouter:
                     self.inbox.sequenced(channel, seq, payload)
             elif channel.logged_in and not channel.awaiting_sync:
                 self.deliver(channel, payload)  # logged in through a node without heads
+            elif channel.early is None:
+                channel.early = [(int(seq_text), payload)]
             elif len(channel.early) < MAX_HELD:
                 channel.early.append((int(seq_text), payload))
             else:

@@ -55,9 +55,11 @@ class Sequencer:
         self.known = head
         self.max_held = max_held
         self.max_bytes = max_bytes
-        self.pending: dict[int, bytes | None] = {}
-        """Held pushes by row (None: a row the client has, e.g. its own send); empty on
-        the in-order path, which the router takes without calling :meth:`offer`."""
+        self.pending: dict[int, bytes | None] | None = None
+        """Held pushes by row (None: a row the client has, e.g. its own send); None or
+        empty on the in-order path, which the router takes without calling
+        :meth:`offer` (the dict is made by the first push held, dropped when the run
+        that continues the stream was taken out)."""
         self._held_bytes = 0
         self.timer: Timer | None = None
         self.filling = 0
@@ -66,7 +68,7 @@ class Sequencer:
     @property
     def held(self) -> int:
         """Pushes (and own-send marks) waiting behind a hole."""
-        return len(self.pending)
+        return len(self.pending or ())
 
     def offer(self, seq: int, data: bytes | None) -> list[bytes] | None:
         """Take the push of row ``seq`` (``data`` None: the channel's own send took it).
@@ -75,15 +77,18 @@ class Sequencer:
         None when it is a duplicate (dropped). Raises :class:`Overflow` when holding it
         would pass the bounds.
         """
-        if seq < self.next_seq or seq in self.pending:
+        held = self.pending
+        if seq < self.next_seq or (held and seq in held):
             return None
         if seq > self.known:
             self.known = seq
         if seq > self.next_seq:
             size = len(data) if data is not None else 0
-            if len(self.pending) >= self.max_held or self._held_bytes + size > self.max_bytes:
+            if len(held or ()) >= self.max_held or self._held_bytes + size > self.max_bytes:
                 raise Overflow(f"more than {self.max_held} pushes or {self.max_bytes} bytes held")
-            self.pending[seq] = data
+            if held is None:
+                held = self.pending = {}
+            held[seq] = data
             self._held_bytes += size
             return []
         out = [] if data is None else [data]
@@ -94,12 +99,16 @@ class Sequencer:
         """The held run that continues the stream, taken out in order."""
         out: list[bytes] = []
         held = self.pending
+        if held is None:
+            return out
         while self.next_seq in held:
             following = held.pop(self.next_seq)
             if following is not None:
                 out.append(following)
                 self._held_bytes -= len(following)
             self.next_seq += 1
+        if not held:
+            self.pending = None
         return out
 
     def synced(self, seqs: Iterable[int]) -> list[bytes]:
@@ -107,6 +116,8 @@ class Sequencer:
         pushes of them are dropped); returns what is now in order."""
         rows = set(seqs)
         held = self.pending
+        if held is None:
+            held = {}  # nothing held: the loops below only move next_seq over rows
         for seq in rows:
             data = held.get(seq)
             if data is not None:
@@ -125,6 +136,8 @@ class Sequencer:
             self.next_seq = seq + 1
             if seq > self.known:
                 self.known = seq
+        if not held:
+            self.pending = None
         return out
 
     def learn_head(self, head: int) -> None:

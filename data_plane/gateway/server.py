@@ -5,8 +5,9 @@ Theory of operation
 :class:`Gateway` owns the listeners (WebSocket and TCP), the registry heartbeats and
 the location re-assert loop, and wires the parts that do the work, one job each:
 
-- :mod:`data_plane.gateway.session`: one task per client connection (login deadline,
-  the packet pump, the idle watchdog, the end);
+- :mod:`data_plane.gateway.session`: each client connection from accept to close (a
+  task for its login deadline and login, then callbacks: the packet pump, the end);
+- :mod:`data_plane.gateway.idle`: the idle timeout of every logged-in channel;
 - :mod:`data_plane.gateway.admission`: the login (token, device, quota, the logic
   node's answer);
 - :mod:`data_plane.gateway.router`: the channel table and the packets between channels

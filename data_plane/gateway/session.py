@@ -1,7 +1,8 @@
 """One client connection from accept to close: login deadline, pump, end.
 
 Each client connection (WebSocket or TCP, one :class:`PacketConnection` either way)
-gets one task running :meth:`ClientSessions.serve`:
+gets one task running :meth:`ClientSessions.serve` for as long as its login takes;
+a logged-in connection runs on callbacks alone (no task while it is idle):
 
 1. **Login.** The first packet must arrive within ``login_timeout`` (else close 4004);
    :class:`~data_plane.gateway.admission.LoginAdmission` handles it.
@@ -9,15 +10,18 @@ gets one task running :meth:`ClientSessions.serve`:
    in the transport's callback as it arrives, pings are answered here, and logic
    packets are forwarded with the client's meta replaced by the gateway's (tenant,
    account, device, gateway). A connection silent for ``idle_timeout`` is closed
-   (4005) by an :class:`IdleWatchdog`. Each request must pass the rate limits
+   (4005) by the gateway's :class:`~data_plane.gateway.idle.IdleSweeper`. Each request
+   must pass the rate limits
    (:mod:`data_plane.gateway.throttle`: 429, and close 4008 for a client that keeps
    flooding), and at most ``max_in_flight`` of a connection's requests are at a logic
    node at once: past that the connection is not read (its packets already read wait
    in the channel's backlog) until answers come back. An answer lost with a logic link
    would hold the connection forever, so a backlog that sees no answer for
    ``logic_request_timeout`` forgets the requests in flight and goes on.
-3. **End.** The channel is dropped and the logic node is told (``login.signout``), so
-   it removes the location if that location still belongs to this channel.
+3. **End.** Once the connection ended (by either side, at any stage), the channel is
+   dropped and the logic node is told (``login.signout``), so it removes the location
+   if that location still belongs to this channel: by the login task when the login
+   did not succeed, else by the connection's close callback.
 
 Every timer reads the injected :class:`~data_plane.gateway.clock.Clock`, and the
 connection's ``last_activity`` must be stamped by the same clock (the gateway passes
@@ -32,7 +36,8 @@ from data_plane.cluster.protocol import INTERNAL_PREFIXES
 from data_plane.gateway import events
 from data_plane.gateway.admission import LoginAdmission, LoginRefused, decode_or_close
 from data_plane.gateway.channel import PONG, Channel
-from data_plane.gateway.clock import Clock, Timer
+from data_plane.gateway.clock import Clock
+from data_plane.gateway.idle import IdleSweeper
 from data_plane.gateway.router import ChannelRouter
 from data_plane.gateway.settings import GatewaySettings
 from data_plane.gateway.throttle import Throttle
@@ -60,13 +65,16 @@ class ClientSessions:
         self.router = router
         self.clock = clock
         self.throttle = throttle
+        self.idle = IdleSweeper(settings.idle_timeout, clock)
+        """The idle timeout of every attached channel."""
         router.on_answer = self.resume
 
     async def serve(self, conn: PacketConnection) -> None:
-        """Run ``conn`` from login to close; never raises (errors close it with 1011)."""
+        """Run ``conn``'s login; a logged-in connection is then :meth:`attach`-ed and
+        this returns while it lives on. Never raises (errors close it with 1011)."""
         channel: Channel | None = None
-        connections = CONNECTIONS.labels(conn.kind)
-        connections.inc()
+        CONNECTIONS.labels(conn.kind).inc()
+        attached = False
         try:
             batch: list[bytes] = []
             with self.clock.move_on_after(self.settings.login_timeout):
@@ -79,36 +87,39 @@ class ClientSessions:
                 return
             if pending:
                 self.forward_batch(channel, pending)
-            await self.pump(channel)
+            self.attach(channel)
+            attached = True
         except (ConnectionClosed, LoginRefused):
             pass
         except Exception:
             log.exception("client %s failed", conn.remote_address)
             conn.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
-            if channel is not None:
-                self.router.drop_channel(channel)
-            conn.close(CloseCode.NORMAL, "")
-            if channel is not None:
-                events.disconnect(channel)
-            connections.dec()
-            reason = conn.close_reason
-            CLOSES.labels(close_code_label(reason.code) if reason else "?").inc()
+            if not attached:
+                self._end(conn, channel)
 
-    async def pump(self, channel: Channel) -> None:
-        """Serve a logged-in ``channel`` until its connection closes (by either side, or
-        by the idle watchdog)."""
-        conn = channel.conn
-        # One timer per connection rather than a cancel scope per receive: a scope costs
-        # more than handling the packets it waits for.
-        watchdog = IdleWatchdog(conn, self.settings.idle_timeout, self.clock)
-        try:
-            # Packets are handled in the transport's callback, as they are decoded: no
-            # task wake-up per read. A handler error closes the connection with 1011.
-            conn.set_receiver(lambda batch: self.forward_batch(channel, batch))
-            await conn.wait_closed()
-        finally:
-            watchdog.cancel()
+    def attach(self, channel: Channel) -> None:
+        """Serve a logged-in ``channel`` from now until its connection closes (by
+        either side, or by the idle timeout), then end it: all on callbacks, no task.
+
+        Packets are handled in the transport's callback, as they are decoded (no task
+        wake-up per read); a handler error closes the connection with 1011."""
+        pump = _Pump(self, channel)
+        channel.conn.set_receiver(pump)
+        self.idle.watch(channel)
+        channel.conn.call_when_closed(pump.closed)
+
+    def _end(self, conn: PacketConnection, channel: Channel | None) -> None:
+        """The connection ended (or is ended here): forget its channel, count it."""
+        if channel is not None:
+            self.idle.forget(channel)
+            self.router.drop_channel(channel)
+        conn.close(CloseCode.NORMAL, "")
+        if channel is not None:
+            events.disconnect(channel)
+        CONNECTIONS.labels(conn.kind).dec()
+        reason = conn.close_reason
+        CLOSES.labels(close_code_label(reason.code) if reason else "?").inc()
 
     def forward_batch(self, channel: Channel, batch: list[bytes]) -> bool:
         """Handle client packets in order; False once the connection was closed."""
@@ -150,7 +161,10 @@ class ClientSessions:
 
     def _hold(self, channel: Channel, rest: list[bytes]) -> None:
         """Keep ``rest`` for later and stop reading ``channel`` until answers come."""
-        channel.backlog.extend(rest)
+        if channel.backlog is None:
+            channel.backlog = rest
+        else:
+            channel.backlog.extend(rest)
         channel.conn.hold_reading(True)
         if channel.stall_timer is None:
             self._arm_stall_timer(channel)
@@ -175,43 +189,30 @@ class ClientSessions:
     def resume(self, channel: Channel) -> None:
         """An answer came back for ``channel``: handle its backlog while there is room,
         and read it again once the backlog is empty (the router's ``on_answer``)."""
-        if not channel.backlog or 0 < self.settings.max_in_flight <= channel.in_flight:
+        batch = channel.backlog
+        if not batch or 0 < self.settings.max_in_flight <= channel.in_flight:
             return
         if channel.stall_timer is not None:
             channel.stall_timer.cancel()
             channel.stall_timer = None
-        batch = list(channel.backlog)
-        channel.backlog.clear()
+        channel.backlog = None
         if self.forward_batch(channel, batch) and not channel.backlog:
             channel.conn.hold_reading(False)
 
 
-class IdleWatchdog:
-    """Closes ``conn`` with IDLE_TIMEOUT once no frame arrived for ``idle`` seconds.
+class _Pump:
+    """The callbacks of one attached channel: its packets and its end (an object of
+    two slots rather than two closures, one per connection)."""
 
-    One timer on ``clock``, re-armed for the time left whenever it fires early: activity
-    only moves ``conn.last_activity`` forward (stamped by the same clock), it never
-    touches the timer.
-    """
+    __slots__ = ("_channel", "_sessions")
 
-    __slots__ = ("_clock", "_conn", "_idle", "_timer")
+    def __init__(self, sessions: ClientSessions, channel: Channel) -> None:
+        self._sessions = sessions
+        self._channel = channel
 
-    def __init__(self, conn: PacketConnection, idle: float, clock: Clock) -> None:
-        self._conn = conn
-        self._idle = idle
-        self._clock = clock
-        self._timer: Timer = clock.call_at(conn.last_activity + idle, self._check)
+    def __call__(self, batch: list[bytes]) -> None:
+        self._sessions.forward_batch(self._channel, batch)
 
-    def _check(self) -> None:
-        conn = self._conn
-        if conn.is_closed:
-            return
-        deadline = conn.last_activity + self._idle
-        if self._clock.now() >= deadline:
-            conn.close(CloseCode.IDLE_TIMEOUT, "idle timeout")
-        else:
-            self._timer = self._clock.call_at(deadline, self._check)
-
-    def cancel(self) -> None:
-        """Stop watching (the pump has ended)."""
-        self._timer.cancel()
+    def closed(self) -> None:
+        channel = self._channel
+        self._sessions._end(channel.conn, channel)

@@ -24,6 +24,7 @@ N times its rate in total (the gateways share no state on the hot path).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from data_plane.cluster.tenants import TenantInfo
@@ -31,6 +32,7 @@ from data_plane.gateway.channel import Channel
 from data_plane.gateway.limits import (
     STRIKE_BURST,
     STRIKE_RATE,
+    CommandLimits,
     KeyedBuckets,
     TokenBucket,
     resolve,
@@ -78,23 +80,17 @@ class Throttle:
     # -- commands ----------------------------------------------------------------------
 
     def set_up(self, channel: Channel, info: TenantInfo) -> None:
-        """Give a channel that just logged in its limits and buckets."""
+        """Give a channel that just logged in its limits. Its buckets are made when
+        first used: a bucket only loses tokens when used, so until then it would be
+        full, as a new one is (an idle channel carries none)."""
         s = self.settings
-        limits = resolve_limits(
-            default_connection_rate=s.commands_per_second,
-            default_account_rate=s.account_commands_per_second,
-            connection_rate=info.commands_per_second,
-            account_rate=info.account_commands_per_second,
-            talk_rate=info.messages_per_second,
+        channel.limits = _limits(
+            s.commands_per_second,
+            s.account_commands_per_second,
+            info.commands_per_second,
+            info.account_commands_per_second,
+            info.messages_per_second,
         )
-        channel.limits = limits
-        now = self._clock
-        if limits.connection_rate > 0:
-            burst = limits.connection_rate * COMMAND_BURST_SECONDS
-            channel.bucket = TokenBucket(limits.connection_rate, now, burst=burst)
-        if limits.talk_rate > 0:
-            channel.talk_bucket = TokenBucket(limits.talk_rate, now)
-        channel.strikes = TokenBucket(STRIKE_RATE, now, burst=STRIKE_BURST)
 
     def refusal(self, channel: Channel, command: str) -> str | None:
         """Why ``command`` may not go through now (a 429's reason), or None when it
@@ -102,20 +98,50 @@ class Throttle:
         limits = channel.limits
         if limits is None:
             return None
-        bucket = channel.bucket
-        if bucket is not None and not bucket.allow():
-            return f"over {limits.connection_rate:g} requests per second on this connection"
+        rate = limits.connection_rate
+        if rate > 0:
+            bucket = channel.bucket
+            if bucket is None:
+                bucket = channel.bucket = TokenBucket(
+                    rate, self._clock, burst=rate * COMMAND_BURST_SECONDS
+                )
+            if not bucket.allow():
+                return f"over {rate:g} requests per second on this connection"
         key = (channel.tenant, channel.account)
         burst = limits.account_rate * COMMAND_BURST_SECONDS
         if not self._accounts.allow(key, limits.account_rate, burst):
             return f"over {limits.account_rate:g} requests per second for this account"
-        talk = channel.talk_bucket
-        if talk is not None and command in TALK_COMMANDS and not talk.allow():
-            return f"over {limits.talk_rate:g} messages per second"
+        if limits.talk_rate > 0 and command in TALK_COMMANDS:
+            talk = channel.talk_bucket
+            if talk is None:
+                talk = channel.talk_bucket = TokenBucket(limits.talk_rate, self._clock)
+            if not talk.allow():
+                return f"over {limits.talk_rate:g} messages per second"
         return None
 
     def strike(self, channel: Channel) -> bool:
         """Count one 429 against ``channel``; True when it has earned too many and must
         be closed."""
         strikes = channel.strikes
-        return strikes is not None and not strikes.allow()
+        if strikes is None:
+            strikes = channel.strikes = TokenBucket(STRIKE_RATE, self._clock, burst=STRIKE_BURST)
+        return not strikes.allow()
+
+
+@functools.lru_cache(maxsize=1024)
+def _limits(
+    default_connection_rate: float,
+    default_account_rate: float,
+    connection_rate: float | None,
+    account_rate: float | None,
+    talk_rate: float,
+) -> CommandLimits:
+    """:func:`resolve_limits`, one shared (frozen) answer per combination: the channels
+    of a tenant share theirs."""
+    return resolve_limits(
+        default_connection_rate=default_connection_rate,
+        default_account_rate=default_account_rate,
+        connection_rate=connection_rate,
+        account_rate=account_rate,
+        talk_rate=talk_rate,
+    )

@@ -41,7 +41,14 @@ after :meth:`PacketConnection.set_receiver` the transport hands every packet to 
 callback as soon as it is decoded (TCP: all the packets of one read at once), in order,
 and :meth:`~PacketConnection.wait_closed` takes the place of the receive loop. The
 callback does the handling the receive loop did, so nothing queues up and reading never
-needs pausing.
+needs pausing. With :meth:`~PacketConnection.call_when_closed` as well, the owner needs
+no task at all while the connection lives (the gateway's idle clients).
+
+Memory: a server holds tens of thousands of mostly idle connections, so a connection
+keeps no more than it uses. Its attributes are slots (:data:`CONNECTION_SLOTS`, which
+each concrete transport lists in its own ``__slots__``), the inbox is a plain list
+taken whole, and the event :meth:`~PacketConnection.wait_closed` waits on exists only
+once somebody waits.
 """
 
 from __future__ import annotations
@@ -50,9 +57,9 @@ import asyncio
 import enum
 import logging
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from data_plane.transport.errors import ConnectionClosed
 
@@ -113,6 +120,30 @@ DEFAULT_MAX_INBOX = 1024
 CLOSE_LINGER = 2.0
 """Seconds a closed connection may take to flush what it still holds to the peer."""
 
+CONNECTION_SLOTS = (
+    "_closed",
+    "_closed_event",
+    "_flush_handle",
+    "_holds",
+    "_inbox",
+    "_loop",
+    "_max_inbox",
+    "_max_send_buffer",
+    "_now",
+    "_on_closed",
+    "_outbox",
+    "_outbox_bytes",
+    "_pause_while_blocked",
+    "_receiver",
+    "_waiter",
+    "_write_blocked",
+    "last_activity",
+    "remote_address",
+)
+"""The attributes :class:`PacketConnection` sets. It declares no slots itself (a
+transport also derives from a C base, e.g. picows' listener, and two bases with slots
+cannot be combined), so each concrete transport puts these in its ``__slots__``."""
+
 _HOLD_INBOX = 1
 _HOLD_BLOCKED = 2
 _HOLD_OWNER = 4
@@ -127,6 +158,8 @@ class PacketConnection(ABC):
     :meth:`send` returns False.
     """
 
+    if not TYPE_CHECKING:  # mypy would take the empty slots as the whole list
+        __slots__ = ()  # see CONNECTION_SLOTS
     kind: str = "?"
 
     def __init__(
@@ -141,9 +174,11 @@ class PacketConnection(ABC):
         # The owner's clock (the gateway's idle watchdog compares against it), so a test
         # that advances a fake clock also controls when the peer was last heard from.
         self._now = clock or self._loop.time
-        self._inbox: deque[bytes] = deque()
+        self._inbox: list[bytes] | None = None
+        """Packets received and not taken yet (None when there are none)."""
         self._waiter: asyncio.Future[None] | None = None
-        self._outbox: list[bytes] = []
+        self._outbox: list[bytes] | None = None
+        """Packets to flush at the end of this loop iteration (None when there are none)."""
         self._outbox_bytes = 0
         self._flush_handle: asyncio.Handle | None = None
         self._max_send_buffer = max_send_buffer
@@ -153,7 +188,9 @@ class PacketConnection(ABC):
         self._pause_while_blocked = pause_reading_while_blocked
         self._write_blocked = False
         self._closed: CloseReason | None = None
-        self._closed_event = asyncio.Event()
+        self._closed_event: asyncio.Event | None = None
+        """Created by the first :meth:`wait_closed` (most connections never need one)."""
+        self._on_closed: Callable[[], object] | None = None
         self._receiver: Receiver | None = None
         self.last_activity = self._now()
         """When the last frame arrived, on the ``clock`` given (default: the loop's)."""
@@ -177,7 +214,7 @@ class PacketConnection(ABC):
         Raises :class:`ConnectionClosed` when the connection has ended and nothing is
         left to read.
         """
-        while not self._inbox:
+        while not (batch := self._inbox):
             if self._closed is not None:
                 raise ConnectionClosed(self._closed.code, self._closed.reason)
             self._waiter = self._loop.create_future()
@@ -185,8 +222,7 @@ class PacketConnection(ABC):
                 await self._waiter
             finally:
                 self._waiter = None
-        batch = list(self._inbox)
-        self._inbox.clear()
+        self._inbox = None
         self._release(_HOLD_INBOX)
         return batch
 
@@ -223,7 +259,7 @@ class PacketConnection(ABC):
         self._max_send_buffer = max_send_buffer
         self._max_inbox = max_inbox
         self._set_max_packet_size(max_packet_size)
-        if len(self._inbox) < max_inbox:
+        if len(self._inbox or ()) < max_inbox:
             self._release(_HOLD_INBOX)
 
     def hold_reading(self, hold: bool) -> None:
@@ -240,7 +276,11 @@ class PacketConnection(ABC):
             return False
         if self._outbox_bytes + self._write_buffer_size() + len(packet) > self._max_send_buffer:
             return False
-        self._outbox.append(packet)
+        outbox = self._outbox
+        if outbox is None:
+            self._outbox = [packet]
+        else:
+            outbox.append(packet)
         self._outbox_bytes += len(packet)
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
@@ -259,17 +299,38 @@ class PacketConnection(ABC):
 
     async def wait_closed(self) -> None:
         """Wait until the connection has ended."""
+        if self._closed is not None:
+            return
+        if self._closed_event is None:
+            self._closed_event = asyncio.Event()
         await self._closed_event.wait()
+
+    def call_when_closed(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` once after the connection ended (at once if it has).
+
+        It runs as a loop callback of its own, never inside :meth:`close` or a
+        transport callback, so it may drop whatever state the owner keeps for the
+        connection while the code that closed it is still running. One callback per
+        connection (a second call replaces the first); an exception it raises is
+        logged.
+        """
+        self._on_closed = callback
+        if self._closed is not None:
+            self._loop.call_soon(self._run_on_closed)
 
     # -- used by the transports --------------------------------------------------------
 
     def _packet_received(self, packet: bytes) -> None:
         """Queue one packet; with a receiver set, the transport calls :meth:`_dispatch`
         once it has queued everything from the current read."""
-        self._inbox.append(packet)
+        inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = [packet]
+        else:
+            inbox.append(packet)
         if self._receiver is not None:
             return
-        if len(self._inbox) >= self._max_inbox:
+        if len(inbox) >= self._max_inbox:
             self._hold(_HOLD_INBOX)
         self._wake()
 
@@ -307,11 +368,10 @@ class PacketConnection(ABC):
 
     def _dispatch(self) -> None:
         """Hand the queued packets to the receiver (no-op without one)."""
-        receiver = self._receiver
-        if receiver is None or not self._inbox or self._closed is not None:
+        receiver, batch = self._receiver, self._inbox
+        if receiver is None or not batch or self._closed is not None:
             return
-        batch = list(self._inbox)
-        self._inbox.clear()
+        self._inbox = None
         try:
             receiver(batch)
         except Exception:
@@ -327,10 +387,25 @@ class PacketConnection(ABC):
 
     def _set_closed(self, reason: CloseReason) -> None:
         self._closed = reason
-        self._outbox.clear()
+        self._outbox = None
         self._outbox_bytes = 0
-        self._closed_event.set()
+        # Never called again; its owner's state usually refers back to this connection,
+        # and letting go here frees both by reference counting, not the cycle collector.
+        self._receiver = None
+        if self._closed_event is not None:
+            self._closed_event.set()
+        if self._on_closed is not None:
+            self._loop.call_soon(self._run_on_closed)
         self._wake()
+
+    def _run_on_closed(self) -> None:
+        callback, self._on_closed = self._on_closed, None
+        if callback is None:
+            return
+        try:
+            callback()
+        except Exception:
+            log.exception("close callback failed for %s", self.remote_address)
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -339,10 +414,10 @@ class PacketConnection(ABC):
 
     def _flush(self) -> None:
         self._flush_handle = None
-        if not self._outbox:
-            return
         batch = self._outbox
-        self._outbox = []
+        if not batch:
+            return
+        self._outbox = None
         self._outbox_bytes = 0
         self._write_packets(batch)
 

@@ -14,6 +14,7 @@ from typing import cast
 
 from data_plane.transport.backlog import listen_backlog
 from data_plane.transport.connection import (
+    CONNECTION_SLOTS,
     DEFAULT_MAX_INBOX,
     DEFAULT_MAX_SEND_BUFFER,
     CloseCode,
@@ -36,6 +37,7 @@ from data_plane.wire import (
 class TcpConnection(PacketConnection, asyncio.Protocol):
     """A :class:`PacketConnection` over a TCP stream of frames."""
 
+    __slots__ = (*CONNECTION_SLOTS, "_decoder", "_on_connected", "_transport")
     kind = "tcp"
 
     def __init__(

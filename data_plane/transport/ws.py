@@ -9,6 +9,7 @@ Fragmented messages are reassembled up to that maximum.
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 from collections.abc import Callable
 
@@ -25,6 +26,7 @@ from picows import (
 
 from data_plane.transport.backlog import listen_backlog
 from data_plane.transport.connection import (
+    CONNECTION_SLOTS,
     DEFAULT_MAX_INBOX,
     DEFAULT_MAX_SEND_BUFFER,
     CloseCode,
@@ -59,6 +61,14 @@ def encode_server_frames(payloads: list[bytes]) -> bytes:
 class WsConnection(PacketConnection, WSListener):
     """A :class:`PacketConnection` over a WebSocket (server or client side)."""
 
+    __slots__ = (
+        *CONNECTION_SLOTS,
+        "_fragments",
+        "_fragments_size",
+        "_max_packet_size",
+        "_on_connected",
+        "_ws",
+    )
     kind = "ws"
 
     def __init__(
@@ -80,7 +90,8 @@ class WsConnection(PacketConnection, WSListener):
         )
         self._ws: WSTransport | None = None
         self._max_packet_size = max_packet_size
-        self._fragments: list[bytes] = []
+        self._fragments: list[bytes] | None = None
+        """The frames of a fragmented message so far (None outside one)."""
         self._fragments_size = 0
         self._on_connected = on_connected
 
@@ -93,6 +104,8 @@ class WsConnection(PacketConnection, WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._ws = transport
+        if not transport.is_client_side:
+            _drop_upgrade_headers(transport)
         peer = transport.underlying_transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.remote_address = f"{peer[0]}:{peer[1]}"
@@ -137,11 +150,14 @@ class WsConnection(PacketConnection, WSListener):
             self._packet_received(frame.get_payload_as_bytes())
             self._dispatch()
             return
-        self._fragments.append(frame.get_payload_as_bytes())
+        fragments = self._fragments
+        if fragments is None:
+            fragments = self._fragments = []
+        fragments.append(frame.get_payload_as_bytes())
         self._fragments_size = size
         if frame.fin:
-            packet = b"".join(self._fragments)
-            self._fragments.clear()
+            packet = b"".join(fragments)
+            self._fragments = None
             self._fragments_size = 0
             self._packet_received(packet)
             self._dispatch()
@@ -207,6 +223,21 @@ class WsConnection(PacketConnection, WSListener):
         abort_unflushed(self._loop, ws.underlying_transport)
 
 
+def _drop_upgrade_headers(transport: WSTransport) -> None:
+    """Let go of the HTTP upgrade's headers, both ways: picows keeps its request and
+    response for the connection's whole life (~1 KiB of header dicts and strings per
+    connection) and nothing reads them once the connection is up. They read as empty
+    from then on."""
+    for message in (transport.request, transport.response):
+        if message is not None:
+            message.headers.clear()
+
+
+_SERVER_LOG = logging.LoggerAdapter(logging.getLogger("picows.server"))
+"""picows' logger for every server connection. Given a :class:`logging.Logger`, picows
+makes a child logger per connection (named after its file descriptor, ~600 bytes each,
+kept for the connection's life); given an adapter it uses that one for all."""
+
 SERVER_READ_BUFFER = 2048
 """Initial read buffer of a server-side connection (picows' minimum); see serve_ws."""
 
@@ -262,6 +293,7 @@ async def serve_ws(
         # uvloop's own transport instead of aiofastnet's: ~5 KiB less per connection
         # and the same CPU per message (measured on the relay, docs/benchmarks.md).
         use_aiofastnet=False,
+        logger_name=_SERVER_LOG,
     )
     return server
 

@@ -42,7 +42,7 @@ async def _until(condition: Callable[[], bool]) -> None:
 def _state(rig: Rig) -> tuple[int, int, bool]:
     """Requests in flight, packets in the backlog, whether reading is paused."""
     channel = rig.channel
-    return channel.in_flight, len(channel.backlog), channel.conn.reading_paused
+    return channel.in_flight, len(channel.backlog or ()), channel.conn.reading_paused
 
 
 @dataclass
@@ -77,7 +77,7 @@ async def _rig(settings: GatewaySettings, info: TenantInfo) -> tuple[Rig, list[o
     conn = accepted[0]
     # A client that names its version gets cirno's statuses (a kim client would get
     # 429 as kim's 300, see data_plane/gateway/kim_compat.py).
-    channel = Channel("gw_alice_1", conn, "acme", "alice", "phone", (), client_version="test")
+    channel = Channel("gw_alice_1", conn, "acme", "alice", "phone", client_version="test")
     channel.logged_in = True
     gateway.router.channels[channel.id] = channel
     gateway.throttle.set_up(channel, info)

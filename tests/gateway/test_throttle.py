@@ -36,7 +36,7 @@ def settings(**overrides: float) -> GatewaySettings:
 
 def channel(account: str = "alice", number: int = 1) -> Channel:
     # The connection is never touched by the throttle.
-    return Channel(f"gw_{account}_{number}", None, "acme", account, "phone", ())  # type: ignore[arg-type]
+    return Channel(f"gw_{account}_{number}", None, "acme", account, "phone")  # type: ignore[arg-type]
 
 
 def allowed(throttle: Throttle, ch: Channel, n: int, command: str = "chat.group.create") -> int:
@@ -54,6 +54,21 @@ def test_every_command_is_limited_per_connection_by_default() -> None:
     assert reason == "over 10 requests per second on this connection"
     clock.now += 0.5
     assert allowed(throttle, ch, 30) == 5
+
+
+def test_an_idle_channel_carries_no_bucket_until_it_needs_one() -> None:
+    clock = Clock()
+    throttle = Throttle(settings(), clock)
+    ch, other = channel(number=1), channel(number=2)
+    info = TenantInfo("acme", True, (), messages_per_second=2.0)
+    throttle.set_up(ch, info)
+    throttle.set_up(other, info)
+    assert ch.limits is other.limits  # one shared answer per tenant's settings
+    assert (ch.bucket, ch.talk_bucket, ch.strikes) == (None, None, None)
+    clock.now += 60.0  # made now, a bucket is full: as one made at login would be
+    assert allowed(throttle, ch, 30) == 20
+    assert allowed(throttle, ch, 5, Command.CHAT_USER_TALK) == 0  # the connection's ran out
+    assert ch.bucket is not None and ch.talk_bucket is None and ch.strikes is None
 
 
 def test_an_account_shares_its_rate_across_its_connections() -> None:

@@ -102,7 +102,6 @@ def _channel(conn: PacketConnection, *, logged_in: bool = True) -> Channel:
         tenant="acme",
         account="alice",
         device="phone",
-        meta=(),
     )
     channel.logged_in = logged_in
     return channel
@@ -185,38 +184,44 @@ async def test_login_waits_for_a_logic_node_until_its_deadline(rig: Rig) -> None
         await tenants.wait_closed()
 
 
+# The fake clock starts on a whole second and the idle timeout is whole seconds, so
+# each deadline below falls on a tick of the idle sweeper: the close is exact.
+# (A deadline between ticks is closed at the next tick: tests/gateway/test_idle.py.)
+
+
 async def test_idle_timeout_closes_a_silent_channel(rig: Rig) -> None:
     client, conn = await rig.client()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(rig.gateway.sessions.pump, _channel(conn))
-        await _until(lambda: rig.clock.pending() > 0)  # the watchdog is armed
-        await rig.clock.advance(IDLE_TIMEOUT - 0.001)
-        assert not conn.is_closed
-        await rig.clock.advance(0.001)
-        assert await client.closed() == (CloseCode.IDLE_TIMEOUT, "idle timeout")
+    channel = _channel(conn)
+    rig.gateway.sessions.attach(channel)  # no task: the channel lives on callbacks
+    assert rig.clock.pending() == 1  # the idle timeout is armed
+    await rig.clock.advance(IDLE_TIMEOUT - 0.001)
+    assert not conn.is_closed
+    await rig.clock.advance(0.001)
+    assert await client.closed() == (CloseCode.IDLE_TIMEOUT, "idle timeout")
     assert conn.close_reason is not None and not conn.close_reason.by_peer
+    await _until(lambda: not channel.backlog and channel.idle is None)
     assert rig.clock.pending() == 0
 
 
 async def test_pings_keep_a_channel_alive(rig: Rig) -> None:
     client, conn = await rig.client()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(rig.gateway.sessions.pump, _channel(conn))
-        await _until(lambda: rig.clock.pending() > 0)
-        for _ in range(5):  # 5 × 2/3 of the idle time: well past it in total
-            await rig.clock.advance(IDLE_TIMEOUT * 2 / 3)
-            assert not conn.is_closed
-            pong = await client.ping()
-            assert pong.code == BasicCode.PONG
-            assert conn.last_activity == rig.clock.now()
-        # Requests are activity too, and still handled (no logic node here: refused).
-        await rig.clock.advance(IDLE_TIMEOUT - 1)
-        seq = client.request(Command.CHAT_USER_TALK, pb.MessageReq(type=1, body="hi"))
-        assert (await client.response(seq)).status == Status.SYSTEM_EXCEPTION
-        await rig.clock.advance(IDLE_TIMEOUT - 0.001)
+    rig.gateway.sessions.attach(_channel(conn))
+    assert rig.clock.pending() == 1
+    for _ in range(5):  # 5 × 2/3 of the idle time: well past it in total
+        await rig.clock.advance(IDLE_TIMEOUT * 2 / 3)
         assert not conn.is_closed
-        await rig.clock.advance(0.001)
-        assert await client.closed() == (CloseCode.IDLE_TIMEOUT, "idle timeout")
+        pong = await client.ping()
+        assert pong.code == BasicCode.PONG
+        assert conn.last_activity == rig.clock.now()
+    # Requests are activity too, and still handled (no logic node here: refused).
+    await rig.clock.advance(IDLE_TIMEOUT - 1)
+    seq = client.request(Command.CHAT_USER_TALK, pb.MessageReq(type=1, body="hi"))
+    assert (await client.response(seq)).status == Status.SYSTEM_EXCEPTION
+    await rig.clock.advance(IDLE_TIMEOUT - 0.001)
+    assert not conn.is_closed
+    await rig.clock.advance(0.001)
+    assert await client.closed() == (CloseCode.IDLE_TIMEOUT, "idle timeout")
+    await _until(lambda: rig.clock.pending() == 0)  # the end forgot the channel
 
 
 async def test_reassert_runs_every_interval_for_logged_in_channels(rig: Rig) -> None:

@@ -67,6 +67,17 @@ def test_encode_with_is_replace_then_encode(
 
 
 @settings(max_examples=300)
+@given(logic_packets, short_text, metas)
+def test_spliced_metas_concatenate(
+    packet: LogicPacket, channel_id: str, meta: tuple[Meta, ...]
+) -> None:
+    """The gateway's own requests: its channel's metas, then the packet's (encoded apart)."""
+    expected = packet.replace(channel_id=channel_id, meta=meta + packet.meta).encode()
+    spliced = encode_meta(meta) + encode_meta(packet.meta)
+    assert packet.encode_with(channel_id=channel_id, meta=spliced) == expected
+
+
+@settings(max_examples=300)
 @given(logic_packets, short_text)
 def test_encode_without_meta_is_replace_then_encode(packet: LogicPacket, channel_id: str) -> None:
     assert packet.encode_without_meta() == packet.replace(meta=()).encode()
