@@ -55,6 +55,7 @@ from bench.targets import (
 )
 
 PROFILED = ("logic", "gateway")
+"""The processes profiled, by role (a topology numbers them: ``logic-1``)."""
 
 AREAS: tuple[tuple[str, str], ...] = (
     ("data_plane/logic/handlers/", "handlers"),
@@ -225,7 +226,9 @@ def profile(target_name: str, workload: Workload, out: Path, py_spy: str) -> dic
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{workload.name}-{target_name}"
     with tempfile.TemporaryDirectory() as tmp, _target(target_name, Path(tmp)) as target:
-        procs = {name: pid for name, pid in target.processes.items() if name in PROFILED}
+        procs = {
+            name: pid for name, pid in target.processes.items() if name.split("-")[0] in PROFILED
+        }
         with pinned(own_servers(target.processes.values()), cpus[0], cpus[1]):
             threads_before: dict[str, dict[str, float]] = {}
             spies: list[subprocess.Popen[bytes]] = []
