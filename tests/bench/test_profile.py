@@ -26,7 +26,7 @@ def test_a_sample_is_charged_to_its_innermost_frame_with_an_area() -> None:
     summary = summarize_raw(iter(raw))
     assert summary["samples"] == 5
     assert summary["areas_percent"] == {
-        "database driver": 60.0,
+        "drivers (SQL, Redis)": 60.0,
         "wire codec": 20.0,
         "event loop": 20.0,
     }
