@@ -8,7 +8,6 @@ socket, since only their clock stamps matter there."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import anyio
 import pytest
@@ -19,6 +18,7 @@ from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.transport.errors import ConnectionClosed
 from data_plane.transport.tcp import TcpConnection, connect_tcp, serve_tcp
 from tests.gateway.fake_clock import FakeClock
+from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
 
@@ -27,21 +27,12 @@ def _channel(conn: PacketConnection, n: int = 0) -> Channel:
     return Channel(id=f"gw_a_{n}", conn=conn, tenant="t", account="a", device="d")
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    """Poll ``condition`` (state of the transport, not an event) for up to 5 s."""
-    for _ in range(500):
-        if condition():
-            return
-        await anyio.sleep(0.01)
-    raise AssertionError("condition not reached within 5 s")
-
-
 async def _pair(clock: FakeClock) -> tuple[asyncio.Server, TcpConnection, TcpConnection]:
     """A loopback TCP connection whose server side is stamped by ``clock``."""
     accepted: list[PacketConnection] = []
     server = await serve_tcp("127.0.0.1", 0, accepted.append, clock=clock.now)
     client = await connect_tcp("127.0.0.1", server.sockets[0].getsockname()[1])
-    await _until(lambda: bool(accepted))
+    await until(lambda: bool(accepted))
     conn = accepted[0]
     assert isinstance(conn, TcpConnection)
     return server, conn, client
@@ -58,7 +49,7 @@ async def test_closes_only_after_silence_and_within_a_tick() -> None:
         await clock.advance(1.0)
         assert not conn.is_closed
         client.ping()
-        await _until(lambda: conn.last_activity == clock.now())  # the ping arrived
+        await until(lambda: conn.last_activity == clock.now())  # the ping arrived
     await clock.advance(2.999)  # 3 s after the last ping, not yet
     assert not conn.is_closed
     await clock.advance(0.001)  # the deadline, between two ticks: still open

@@ -8,7 +8,7 @@ through the router's real entry point for a logic node's packets.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import anyio
@@ -23,20 +23,13 @@ from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.transport.tcp import connect_tcp, serve_tcp
 from data_plane.wire import Command, LogicPacket, Status
 from tests.gateway.fake_clock import FakeClock
+from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
 
 UNREACHABLE = "http://127.0.0.1:9"
 TIMEOUT = 10.0
 CAP = 3
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    for _ in range(5 * 500):
-        if condition():
-            return
-        await anyio.sleep(0.002)
-    raise AssertionError("condition not reached")
 
 
 def _state(rig: Rig) -> tuple[int, int, bool]:
@@ -73,7 +66,7 @@ async def _rig(settings: GatewaySettings, info: TenantInfo) -> tuple[Rig, list[o
     accepted: list[PacketConnection] = []
     server = await serve_tcp("127.0.0.1", 0, accepted.append, clock=clock.now)
     client = RawClient(await connect_tcp("127.0.0.1", server.sockets[0].getsockname()[1]))
-    await _until(lambda: bool(accepted))
+    await until(lambda: bool(accepted))
     conn = accepted[0]
     # A client that names its version gets cirno's statuses (a kim client would get
     # 429 as kim's 300, see data_plane/gateway/kim_compat.py).
@@ -114,15 +107,15 @@ async def test_past_the_cap_the_connection_is_not_read_until_answers_come(capped
     rig = capped
     for _ in range(10):
         rig.client.request(Command.CHAT_GROUP_MEMBERS)
-    await _until(lambda: len(rig.forwarded) == CAP and rig.channel.conn.reading_paused)
+    await until(lambda: len(rig.forwarded) == CAP and rig.channel.conn.reading_paused)
     assert rig.channel.in_flight == CAP
     rig.answer(rig.forwarded[0])
-    await _until(lambda: len(rig.forwarded) == CAP + 1)
+    await until(lambda: len(rig.forwarded) == CAP + 1)
     assert _state(rig) == (CAP, 10 - CAP - 1, True)
     answered = 1
     while answered < 10:  # each answer lets one more through, never more than CAP out
         assert rig.channel.in_flight <= CAP
-        await _until(lambda n=answered: len(rig.forwarded) > n)  # type: ignore[misc]
+        await until(lambda n=answered: len(rig.forwarded) > n)  # type: ignore[misc]
         rig.answer(rig.forwarded[answered])
         answered += 1
     assert len(rig.forwarded) == 10
@@ -135,11 +128,11 @@ async def test_answers_lost_with_a_link_do_not_hold_the_connection_forever(cappe
     rig = capped
     for _ in range(2 * CAP):
         rig.client.request(Command.CHAT_GROUP_MEMBERS)
-    await _until(lambda: len(rig.forwarded) == CAP and rig.channel.conn.reading_paused)
+    await until(lambda: len(rig.forwarded) == CAP and rig.channel.conn.reading_paused)
     await rig.clock.advance(TIMEOUT - 0.001)
     assert len(rig.forwarded) == CAP  # still waiting for answers
     await rig.clock.advance(0.001)  # none came in a whole request timeout
-    await _until(lambda: len(rig.forwarded) == 2 * CAP)
+    await until(lambda: len(rig.forwarded) == 2 * CAP)
     for packet in rig.forwarded[CAP:]:
         rig.answer(packet)
     assert not rig.channel.conn.reading_paused

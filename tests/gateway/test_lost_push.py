@@ -9,7 +9,7 @@ the store: the receiver gets every message once, in order, without reconnecting.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import anyio
@@ -41,6 +41,7 @@ from data_plane.storage.messages.memory import MemoryMessageStore
 from data_plane.storage.sessions.memory import MemorySessionStore
 from data_plane.wire import Command, LogicPacket, Status, decode_packet, pb
 from tests.gateway.fake_clock import FakeClock
+from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
 
@@ -87,15 +88,6 @@ class Rig:
     def channel_of(self, account: str) -> Channel:
         [channel] = [c for c in self.gateway.channels.values() if c.account == account]
         return channel
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait (bounded, 5 s) for state a loopback socket changes, not for time to pass."""
-    for _ in range(5000):
-        if condition():
-            return
-        await anyio.sleep(0.001)
-    raise AssertionError("condition not reached within 5 s")
 
 
 @pytest.fixture

@@ -16,20 +16,12 @@ from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.transport.tcp import connect_tcp, serve_tcp
 from data_plane.transport.ws import serve_ws
 from data_plane.wire import Opcode, encode_frame
+from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
 
 PING = encode_frame(Opcode.PING, b"p" * 8192)
 PONG_SIZE = len(PING)
-
-
-async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait (bounded) for state the loopback socket changes, not for time to pass."""
-    for _ in range(int(timeout * 500)):
-        if condition():
-            return
-        await anyio.sleep(0.002)
-    raise AssertionError("condition not reached")
 
 
 def _paused(conn: PacketConnection) -> bool:
@@ -55,7 +47,7 @@ class Listener:
         return port
 
     async def one(self) -> PacketConnection:
-        await _until(lambda: bool(self.accepted))
+        await until(lambda: bool(self.accepted))
         return self.accepted[0]
 
 
@@ -103,7 +95,7 @@ async def test_pongs_to_a_peer_that_does_not_read_close_it_at_the_bound(
         conn = await listener.one()
         # Without the bound this would queue every pong: 32 MiB of them.
         await _send_pings(sock, lambda: conn.is_closed, 32 * 1024 * 1024)
-        await _until(lambda: conn.is_closed)
+        await until(lambda: conn.is_closed)
         assert conn.close_reason is not None
         assert conn.close_reason.code == CloseCode.SLOW_CONSUMER
         assert "does not read" in conn.close_reason.reason
@@ -119,7 +111,7 @@ async def test_a_server_stops_reading_a_peer_that_does_not_read_and_resumes(
     try:
         conn = await listener.one()
         await _send_pings(sock, lambda: conn.reading_paused, 16 * 1024 * 1024)
-        await _until(lambda: conn.reading_paused)
+        await until(lambda: conn.reading_paused)
         assert not conn.is_closed  # within its bound: paused, not closed
         # The peer catches up: the server reads it again.
         loop = asyncio.get_running_loop()
@@ -154,12 +146,12 @@ async def test_the_small_first_limit_is_raised_by_set_limits(listener: Listener)
     first = await connect_tcp("127.0.0.1", port)
     second = await connect_tcp("127.0.0.1", port)
     try:
-        await _until(lambda: len(listener.accepted) == 2)
+        await until(lambda: len(listener.accepted) == 2)
         small, raised = listener.accepted
         raised.set_limits(max_packet_size=64 * 1024, max_send_buffer=1 << 20)
         assert raised.max_send_buffer == 1 << 20
         first.send(b"x" * 2000)
-        await _until(lambda: small.is_closed)
+        await until(lambda: small.is_closed)
         assert small.close_reason is not None
         assert small.close_reason.code == CloseCode.TOO_BIG
         second.send(b"y" * 2000)
@@ -190,11 +182,11 @@ async def test_ws_pongs_to_a_peer_that_does_not_read_close_it_at_the_bound() -> 
             b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
             b"Sec-WebSocket-Version: 13\r\n\r\n",
         )
-        await _until(lambda: bool(accepted))
+        await until(lambda: bool(accepted))
         conn = accepted[0]
         burst = _masked_ping(b"p" * 125) * 2000
         await _send_pings_raw(sock, burst, lambda: conn.is_closed, 32 * 1024 * 1024)
-        await _until(lambda: conn.is_closed)
+        await until(lambda: conn.is_closed)
         assert conn.close_reason is not None
         assert conn.close_reason.code == CloseCode.SLOW_CONSUMER
     finally:

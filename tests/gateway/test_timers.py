@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import anyio
@@ -28,6 +28,7 @@ from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.transport.tcp import connect_tcp, serve_tcp
 from data_plane.wire import BasicCode, Command, LogicPacket, Status, pb
 from tests.gateway.fake_clock import FakeClock
+from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
 
@@ -53,19 +54,10 @@ class Rig:
     async def client(self) -> tuple[RawClient, PacketConnection]:
         """A raw client and the gateway side of its connection."""
         client = RawClient(await connect_tcp("127.0.0.1", self.port))
-        await _until(lambda: bool(self.accepted))
+        await until(lambda: bool(self.accepted))
         conn = self.accepted.pop()
         self.opened += (client.conn, conn)
         return client, conn
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    """Wait (bounded, 5 s) for state the loopback socket changes, not for time to pass."""
-    for _ in range(5000):
-        if condition():
-            return
-        await anyio.sleep(0.001)
-    raise AssertionError("condition not reached within 5 s")
 
 
 @pytest.fixture
@@ -110,7 +102,7 @@ def _channel(conn: PacketConnection, *, logged_in: bool = True) -> Channel:
 async def _serve(tg: TaskGroup, rig: Rig, conn: PacketConnection) -> None:
     """Run the gateway's whole connection handling for ``conn``, as its accept does."""
     tg.start_soon(rig.gateway.sessions.serve, conn)
-    await _until(lambda: rig.clock.pending() > 0)  # the login deadline is armed
+    await until(lambda: rig.clock.pending() > 0)  # the login deadline is armed
 
 
 async def test_login_deadline_closes_a_silent_connection(rig: Rig) -> None:
@@ -168,7 +160,7 @@ async def test_login_waits_for_a_logic_node_until_its_deadline(rig: Rig) -> None
             token = make_token(TENANT, "alice", SECRET)
             seq = client.request(Command.LOGIN_SIGNIN, pb.LoginReq(token=token))
             # Verified and admitted, the login now waits for the pool on the clock.
-            await _until(lambda: bool(rig.gateway.channels))
+            await until(lambda: bool(rig.gateway.channels))
             await rig.clock.advance(LOGIC_REQUEST_TIMEOUT - 0.001)
             assert not conn.is_closed
             await rig.clock.advance(0.001)
@@ -199,7 +191,7 @@ async def test_idle_timeout_closes_a_silent_channel(rig: Rig) -> None:
     await rig.clock.advance(0.001)
     assert await client.closed() == (CloseCode.IDLE_TIMEOUT, "idle timeout")
     assert conn.close_reason is not None and not conn.close_reason.by_peer
-    await _until(lambda: not channel.backlog and channel.idle is None)
+    await until(lambda: not channel.backlog and channel.idle is None)
     assert rig.clock.pending() == 0
 
 
@@ -221,7 +213,7 @@ async def test_pings_keep_a_channel_alive(rig: Rig) -> None:
     assert not conn.is_closed
     await rig.clock.advance(0.001)
     assert await client.closed() == (CloseCode.IDLE_TIMEOUT, "idle timeout")
-    await _until(lambda: rig.clock.pending() == 0)  # the end forgot the channel
+    await until(lambda: rig.clock.pending() == 0)  # the end forgot the channel
 
 
 async def test_reassert_runs_every_interval_for_logged_in_channels(rig: Rig) -> None:
@@ -238,7 +230,7 @@ async def test_reassert_runs_every_interval_for_logged_in_channels(rig: Rig) -> 
     interval = 30.0
     async with anyio.create_task_group() as tg:
         tg.start_soon(reassert_locations, rig.clock, interval, channels, send)
-        await _until(lambda: rig.clock.pending() > 0)
+        await until(lambda: rig.clock.pending() > 0)
         await rig.clock.advance(interval - 0.001)
         assert sent == []
         await rig.clock.advance(0.001)

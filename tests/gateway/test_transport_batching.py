@@ -13,6 +13,7 @@ from data_plane.transport import ws as ws_module
 from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.transport.tcp import TcpConnection, connect_tcp, serve_tcp
 from data_plane.transport.ws import WsConnection, connect_ws, encode_server_frames, serve_ws
+from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
 
@@ -159,26 +160,17 @@ async def _tcp_pair() -> tuple[asyncio.Server, TcpConnection, TcpConnection]:
     return server, conn, client
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    """Poll ``condition`` (state of the transport, not an event) for up to 5 s."""
-    for _ in range(500):
-        if condition():
-            return
-        await anyio.sleep(0.01)
-    raise AssertionError("condition not reached within 5 s")
-
-
 async def test_receiver_gets_queued_then_new_packets_in_order() -> None:
     server, conn, client = await _tcp_pair()
     for i in range(5):
         client.send(b"early%d" % i)
-    await _until(lambda: len(conn._inbox or ()) == 5)
+    await until(lambda: len(conn._inbox or ()) == 5)
     got: list[list[bytes]] = []
     conn.set_receiver(got.append)
     assert got == [[b"early%d" % i for i in range(5)]]  # handed over at once
     for i in range(300):
         client.send(b"late%d" % i)
-    await _until(lambda: sum(map(len, got)) == 305)
+    await until(lambda: sum(map(len, got)) == 305)
     flat = [packet for batch in got for packet in batch]
     assert flat == [b"early%d" % i for i in range(5)] + [b"late%d" % i for i in range(300)]
     assert len(got) < 300  # whole reads at once, not one call per packet
@@ -198,10 +190,10 @@ async def test_receiver_resumes_paused_reading() -> None:
     conn._max_inbox = 4  # the serve_tcp default is 1,024
     for i in range(50):
         client.send(b"%d" % i)
-    await _until(lambda: conn.reading_paused)
+    await until(lambda: conn.reading_paused)
     got: list[bytes] = []
     conn.set_receiver(got.extend)
-    await _until(lambda: len(got) == 50)
+    await until(lambda: len(got) == 50)
     assert got == [b"%d" % i for i in range(50)]
     client.close()
     conn.close()
@@ -227,7 +219,7 @@ async def test_receiver_error_closes_only_that_connection_with_1011() -> None:
     other_got: list[bytes] = []
     other.set_receiver(other_got.extend)
     other_client.send(b"fine")
-    await _until(lambda: other_got == [b"fine"])
+    await until(lambda: other_got == [b"fine"])
     other_client.close()
     other.close()
     other_server.close()
@@ -243,5 +235,5 @@ async def test_ws_receiver_gets_every_message_in_order(
     payloads = _payloads()
     for payload in payloads:
         client.send(payload)
-    await _until(lambda: len(got) == len(payloads))
+    await until(lambda: len(got) == len(payloads))
     assert got == payloads

@@ -14,7 +14,7 @@ connection closes with 1013.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from data_plane.storage.sessions.redis import RedisSessionStore
 from data_plane.storage.urls import sync_url
 from data_plane.transport.connection import CloseCode
 from data_plane.wire import Command, Status
+from tests.waiting import until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -67,15 +68,6 @@ class Rig:
         client = await RawClient.tcp(("127.0.0.1", self.gateway.tcp_port))
         answer = await client.login(make_token(TENANT, account, SECRET), timeout=20.0)
         return client, answer.status
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait (bounded, 5 s) for state a loopback socket changes, not for time to pass."""
-    for _ in range(5000):
-        if condition():
-            return
-        await anyio.sleep(0.001)
-    raise AssertionError("condition not reached within 5 s")
 
 
 @pytest.fixture

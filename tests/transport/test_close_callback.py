@@ -9,7 +9,7 @@ import asyncio
 import gc
 import logging
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import anyio
 import pytest
@@ -17,17 +17,9 @@ import pytest
 from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.transport.tcp import TcpConnection, connect_tcp, serve_tcp
 from data_plane.transport.ws import WsConnection, connect_ws, serve_ws
+from tests.waiting import until
 
 pytestmark = pytest.mark.anyio
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    """Poll ``condition`` (state of the transport, not an event) for up to 5 s."""
-    for _ in range(500):
-        if condition():
-            return
-        await anyio.sleep(0.01)
-    raise AssertionError("condition not reached within 5 s")
 
 
 @pytest.fixture
@@ -35,7 +27,7 @@ async def tcp_pair() -> AsyncIterator[tuple[TcpConnection, TcpConnection]]:
     accepted: list[PacketConnection] = []
     server = await serve_tcp("127.0.0.1", 0, accepted.append)
     client = await connect_tcp("127.0.0.1", server.sockets[0].getsockname()[1])
-    await _until(lambda: bool(accepted))
+    await until(lambda: bool(accepted))
     conn = accepted[0]
     assert isinstance(conn, TcpConnection)
     yield conn, client
@@ -52,7 +44,7 @@ async def test_runs_once_after_the_close_not_inside_it(
     conn.call_when_closed(lambda: calls.append(conn.is_closed))
     conn.close(CloseCode.GOING_AWAY, "bye")
     assert calls == []  # not from inside close()
-    await _until(lambda: bool(calls))
+    await until(lambda: bool(calls))
     conn.close()
     await asyncio.sleep(0.05)
     assert calls == [True]
@@ -67,10 +59,10 @@ async def test_runs_when_the_peer_closes_and_when_registered_late(
     calls: list[str] = []
     conn.call_when_closed(lambda: calls.append("early"))
     client.close(CloseCode.NORMAL, "done")
-    await _until(lambda: calls == ["early"])
+    await until(lambda: calls == ["early"])
     assert conn.close_reason is not None and conn.close_reason.by_peer
     conn.call_when_closed(lambda: calls.append("late"))  # already closed: runs soon
-    await _until(lambda: calls == ["early", "late"])
+    await until(lambda: calls == ["early", "late"])
     with anyio.fail_after(1):
         await conn.wait_closed()  # returns at once
 
@@ -86,7 +78,7 @@ async def test_an_error_in_it_is_logged(
     conn.call_when_closed(fail)
     with caplog.at_level(logging.ERROR, logger="data_plane.transport.connection"):
         conn.close()
-        await _until(lambda: "close callback failed" in caplog.text)
+        await until(lambda: "close callback failed" in caplog.text)
 
 
 async def test_wait_closed_wakes_every_waiter(
@@ -112,7 +104,7 @@ async def test_an_idle_ws_connection_holds_no_unused_buffers() -> None:
     accepted: list[PacketConnection] = []
     server = await serve_ws("127.0.0.1", 0, accepted.append)
     client = await connect_ws(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/")
-    await _until(lambda: bool(accepted))
+    await until(lambda: bool(accepted))
     conn = accepted[0]
     assert isinstance(conn, WsConnection)
     assert not hasattr(conn, "__dict__")  # slots only
@@ -127,12 +119,12 @@ async def test_an_idle_ws_connection_holds_no_unused_buffers() -> None:
     got: list[list[bytes]] = []
     conn.set_receiver(got.append)
     client.send(b"hello")
-    await _until(lambda: got == [[b"hello"]])
+    await until(lambda: got == [[b"hello"]])
     assert conn.send(b"back")
     assert await client.receive() == [b"back"]
     assert conn._inbox is None and conn._outbox is None  # taken whole, not kept
     client.close()
-    await _until(lambda: conn.is_closed)
+    await until(lambda: conn.is_closed)
     server.close()
 
 
@@ -155,7 +147,7 @@ async def test_a_closed_connection_is_freed_without_the_cycle_collector() -> Non
     accepted: list[PacketConnection] = []
     server = await serve_ws("127.0.0.1", 0, accepted.append)
     client = await connect_ws(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/")
-    await _until(lambda: bool(accepted))
+    await until(lambda: bool(accepted))
     conn = accepted.pop()
     _own(conn)
     gone = weakref.ref(conn)
@@ -163,7 +155,7 @@ async def test_a_closed_connection_is_freed_without_the_cycle_collector() -> Non
     gc.disable()
     try:
         client.close()
-        await _until(lambda: gone() is None)  # the receiver let go of at the close
+        await until(lambda: gone() is None)  # the receiver let go of at the close
     finally:
         gc.enable()
     server.close()
