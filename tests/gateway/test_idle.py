@@ -17,6 +17,7 @@ from data_plane.gateway.idle import IDLE_TICK, IdleSweeper
 from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.transport.errors import ConnectionClosed
 from data_plane.transport.tcp import TcpConnection, connect_tcp, serve_tcp
+from tests.capture import Capture
 from tests.gateway.fake_clock import FakeClock
 from tests.waiting import until
 
@@ -86,32 +87,13 @@ async def test_forget_stops_it_and_leaves_no_timer() -> None:
     server.close()
 
 
-class _Idle(PacketConnection):
-    """A connection without a socket: only its ``last_activity`` and close matter."""
-
-    def _write_packets(self, packets: list[bytes]) -> None:
-        pass
-
-    def _write_buffer_size(self) -> int:
-        return 0
-
-    def _pause_reading(self) -> None:
-        pass
-
-    def _resume_reading(self) -> None:
-        pass
-
-    def _send_close_and_disconnect(self, code: int, reason: str) -> None:
-        pass
-
-
 async def test_channels_due_in_one_tick_share_a_timer() -> None:
     clock = FakeClock()
     sweeper = IdleSweeper(10.0, clock)
     await clock.advance(0.005)  # no deadline on a tick
     channels = []
     for n in range(300):  # 300 channels over 3 s: three ticks of deadlines
-        channel = _channel(_Idle(clock=clock.now), n)
+        channel = _channel(Capture(clock=clock.now), n)
         sweeper.watch(channel)
         channels.append(channel)
         await clock.advance(0.01)

@@ -19,7 +19,7 @@ from data_plane.storage.messages.memory import MemoryMessageStore
 from data_plane.storage.sessions.memory import MemorySessionStore
 from data_plane.storage.sessions.presence import Watcher
 from data_plane.wire import Command, LogicPacket, decode_packet, pb
-from tests.logic.test_reply import Capture
+from tests.capture import Capture
 
 pytestmark = pytest.mark.anyio
 

@@ -5,37 +5,10 @@ from __future__ import annotations
 import pytest
 
 from data_plane.logic.context import Request
-from data_plane.transport.connection import PacketConnection
 from data_plane.wire import Command, LogicPacket, Status, decode_packet, pb
+from tests.capture import Capture
 
 pytestmark = pytest.mark.anyio
-
-
-class Capture(PacketConnection):
-    """A connection that keeps what is sent (no transport underneath; needs a loop)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[bytes] = []
-
-    def send(self, packet: bytes) -> bool:
-        self.sent.append(packet)
-        return True
-
-    def _write_packets(self, packets: list[bytes]) -> None:
-        self.sent.extend(packets)
-
-    def _write_buffer_size(self) -> int:
-        return 0
-
-    def _pause_reading(self) -> None:
-        pass
-
-    def _resume_reading(self) -> None:
-        pass
-
-    def _send_close_and_disconnect(self, code: int, reason: str) -> None:
-        pass
 
 
 def request(conn: Capture, limit: int) -> Request:
