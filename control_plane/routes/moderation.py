@@ -9,6 +9,7 @@ is called and what it answers: docs/server_api.md, "Moderation hook".
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
+from sqlmodel import Session
 
 from control_plane.db import SessionDep
 from control_plane.deps import CredentialDep, NowDep, SettingsDep
@@ -90,9 +91,7 @@ def get_moderation(
 ) -> ModerationPublic:
     """The tenant's moderation hook, without its secret."""
     authorize_tenant(session, tenant_id, credential, settings.admin_token)
-    row = session.get(TenantModeration, tenant_id)
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no moderation hook")
+    row = _hook_or_404(session, tenant_id)
     return _public(row)
 
 
@@ -108,8 +107,14 @@ def delete_moderation(
 ) -> None:
     """Store the tenant's messages unchecked again (once logic nodes refresh)."""
     authorize_tenant(session, tenant_id, credential, settings.admin_token)
+    row = _hook_or_404(session, tenant_id)
+    session.delete(row)
+    session.commit()
+
+
+def _hook_or_404(session: Session, tenant_id: str) -> TenantModeration:
+    """The tenant's moderation hook, or 404 "no moderation hook"."""
     row = session.get(TenantModeration, tenant_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no moderation hook")
-    session.delete(row)
-    session.commit()
+    return row

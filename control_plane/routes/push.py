@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
+from sqlmodel import Session
 
 from control_plane import outbound_store
 from control_plane.db import SessionDep
@@ -95,9 +96,7 @@ def get_provider(
 ) -> PushProviderPublic:
     """The tenant's push provider, without its token."""
     authorize_tenant(session, tenant_id, credential, settings.admin_token)
-    row = session.get(PushProvider, tenant_id)
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no push provider")
+    row = _provider_or_404(session, tenant_id)
     return _public(row)
 
 
@@ -113,9 +112,7 @@ def delete_provider(
 ) -> None:
     """Stop sending notifications (tokens stay registered)."""
     authorize_tenant(session, tenant_id, credential, settings.admin_token)
-    row = session.get(PushProvider, tenant_id)
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no push provider")
+    row = _provider_or_404(session, tenant_id)
     session.delete(row)
     session.commit()
 
@@ -168,3 +165,11 @@ def unregister_token(
     engine = databases.engine_for(tenant)
     if not outbound_store.unregister_push_token(engine, tenant_id, account, device):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no push token for this device")
+
+
+def _provider_or_404(session: Session, tenant_id: str) -> PushProvider:
+    """The tenant's push provider, or 404 "no push provider"."""
+    row = session.get(PushProvider, tenant_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no push provider")
+    return row
