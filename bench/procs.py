@@ -19,14 +19,22 @@ ALL = "all"
 OTHERS = "others"
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of ``pid`` (all threads), or None if it is gone."""
+def stat_cpu(stat_path: Path) -> tuple[str, float] | None:
+    """The name and user + system CPU seconds in a ``/proc`` ``stat`` file (of a
+    process: all its threads; of a ``task/<tid>``: that thread), None once it is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = stat_path.read_text()
     except OSError:
         return None
     fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
+    return name, (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` (all threads), or None if it is gone."""
+    found = stat_cpu(Path(f"/proc/{pid}/stat"))
+    return None if found is None else found[1]
 
 
 def children(pid: int) -> list[int]:

@@ -46,6 +46,7 @@ from bench.chat_bench import format_table as chat_table
 from bench.login_bench import LoginConfig, run_logins
 from bench.login_bench import format_table as login_table
 from bench.pinning import available_cpus, own_servers, pinned
+from bench.procs import stat_cpu
 from bench.targets import (
     DEFAULT_MYSQL_URL,
     DEFAULT_REDIS_URL,
@@ -120,16 +121,12 @@ def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds of each thread of ``pid``: the main thread (the event loop) as
     ``event loop``, the others by name and thread id."""
     seconds: dict[str, float] = {}
-    ticks = os.sysconf("SC_CLK_TCK")
     for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            stat = (task / "stat").read_text()
-        except OSError:
+        found = stat_cpu(task / "stat")
+        if found is None:
             continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat.rsplit(")", 1)[1].split()
-        label = "event loop" if task.name == str(pid) else f"{name}/{task.name}"
-        seconds[label] = (int(fields[11]) + int(fields[12])) / ticks
+        name, used = found
+        seconds["event loop" if task.name == str(pid) else f"{name}/{task.name}"] = used
     return seconds
 
 
