@@ -42,7 +42,8 @@ from data_plane.gateway.router import ChannelRouter
 from data_plane.gateway.settings import GatewaySettings
 from data_plane.gateway.throttle import Throttle
 from data_plane.metrics import CLOSES, CONNECTIONS
-from data_plane.transport.connection import CloseCode, PacketConnection, close_code_label
+from data_plane.transport.close import close_code_label
+from data_plane.transport.connection import CloseCode, PacketConnection
 from data_plane.transport.errors import ConnectionClosed
 from data_plane.wire import BasicCode, BasicPacket, Command, Flag, Status
 

@@ -54,13 +54,13 @@ once somebody waits.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from data_plane.transport.close import CloseCode as CloseCode
+from data_plane.transport.close import CloseReason as CloseReason
 from data_plane.transport.errors import ConnectionClosed
 
 log = logging.getLogger(__name__)
@@ -68,51 +68,6 @@ log = logging.getLogger(__name__)
 Receiver = Callable[[list[bytes]], object]
 """Takes the packets just received, in order; what it returns is ignored (see
 :meth:`PacketConnection.set_receiver`)."""
-
-
-class CloseCode(enum.IntEnum):
-    """Close codes, shared by WebSocket close frames and TCP close frames.
-
-    1000–1013 are RFC 6455 codes; 4000–4999 are cirno-im's (see docs/protocol.md).
-    """
-
-    NORMAL = 1000
-    GOING_AWAY = 1001
-    PROTOCOL_ERROR = 1002
-    UNSUPPORTED_DATA = 1003
-    ABNORMAL = 1006
-    POLICY_VIOLATION = 1008
-    TOO_BIG = 1009
-    INTERNAL_ERROR = 1011
-    TRY_AGAIN_LATER = 1013
-    UNAUTHORIZED = 4001
-    KICKED_OUT = 4002
-    SLOW_CONSUMER = 4003
-    LOGIN_TIMEOUT = 4004
-    IDLE_TIMEOUT = 4005
-    QUOTA_EXCEEDED = 4006
-    RESYNC = 4007
-    RATE_LIMITED = 4008
-
-
-KNOWN_CLOSE_CODES = frozenset(int(code) for code in CloseCode) | {1005}
-"""The codes a metric may name; any other code a peer sends is counted as "other"."""
-
-
-def close_code_label(code: int) -> str:
-    """A metric label for ``code``: its number when it is one of ours (or 1005, no
-    status), else ``other``. Peers choose close codes (65,536 of them): a label taken
-    from them as they are would let any client create series without bound."""
-    return str(code) if code in KNOWN_CLOSE_CODES else "other"
-
-
-@dataclass(frozen=True, slots=True)
-class CloseReason:
-    """Why a connection ended; ``by_peer`` tells who ended it."""
-
-    code: int
-    reason: str
-    by_peer: bool
 
 
 DEFAULT_MAX_SEND_BUFFER = 4 * 1024 * 1024
@@ -458,15 +413,3 @@ def abort_unflushed(loop: asyncio.AbstractEventLoop, transport: asyncio.Transpor
 def _abort_if_open(transport: asyncio.Transport) -> None:
     if transport.get_write_buffer_size():
         transport.abort()
-
-
-def encode_close_payload(code: int, reason: str) -> bytes:
-    """``u16 code | utf-8 reason`` (at most 123 bytes of reason, as in RFC 6455)."""
-    return code.to_bytes(2, "big") + reason.encode("utf-8", "replace")[:123]
-
-
-def decode_close_payload(payload: bytes) -> tuple[int, str]:
-    """Inverse of :func:`encode_close_payload`; an empty payload is 1005 (no status)."""
-    if len(payload) < 2:
-        return 1005, ""
-    return int.from_bytes(payload[:2], "big"), payload[2:].decode("utf-8", "replace")

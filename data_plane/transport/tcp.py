@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import cast
 
 from data_plane.transport.backlog import listen_backlog
+from data_plane.transport.close import decode_close_payload, encode_close_payload
 from data_plane.transport.connection import (
     CONNECTION_SLOTS,
     DEFAULT_MAX_INBOX,
@@ -20,8 +21,6 @@ from data_plane.transport.connection import (
     CloseCode,
     PacketConnection,
     abort_unflushed,
-    decode_close_payload,
-    encode_close_payload,
 )
 from data_plane.wire import (
     DEFAULT_MAX_PACKET_SIZE,

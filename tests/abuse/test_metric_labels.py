@@ -13,7 +13,7 @@ import asyncio
 import pytest
 
 from cirno.harness import Cluster
-from data_plane.transport.connection import KNOWN_CLOSE_CODES, encode_close_payload
+from data_plane.transport.close import KNOWN_CLOSE_CODES, encode_close_payload
 from data_plane.wire import Opcode, encode_frame
 from tests.abuse.conftest import MIB, role_pid, rss, scrape
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import pytest
 
 from cirno.harness import Cluster, make_token
-from data_plane.transport.connection import CloseCode, decode_close_payload
+from data_plane.transport.close import decode_close_payload
+from data_plane.transport.connection import CloseCode
 from data_plane.wire import (
     Command,
     FrameDecoder,

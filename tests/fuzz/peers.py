@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from data_plane.transport.connection import decode_close_payload
+from data_plane.transport.close import decode_close_payload
 from data_plane.wire import FRAME_HEADER_SIZE, Opcode, encode_frame
 
 _HEAD = struct.Struct(">BI")
