@@ -111,7 +111,15 @@ async def rig(redis_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
             gateway = Gateway(gateway_settings, directory)
             await tg.start(gateway.run)
             await until(lambda: gateway.pool.ready.is_set())
-            yield Rig(gateway, sessions, store, gate)
+            rig = Rig(gateway, sessions, store, gate)
+            # One login first, alone: the pool's first connection and the scripts' first
+            # load are start-up, not the burst, and on a busy machine they can outlast
+            # the 0.1 s socket timeout this rig uses to make pool waits fail fast. It
+            # stays logged in (its sign-out would take a slot of the gate meanwhile).
+            warm, status = await rig.login("warm-up")
+            assert status == Status.SUCCESS
+            yield rig
+            warm.close()
             tg.cancel_scope.cancel()
     finally:
         await sessions.aclose()
